@@ -1,0 +1,42 @@
+# kiln — two commands: `make demo` and `make test`. Each installs what it needs first.
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+DEBS := g++ cmake ninja-build pkg-config git make python3 libboost-dev libcurl4-openssl-dev \
+        libssl-dev nlohmann-json3-dev libsqlite3-dev libpq-dev libseccomp-dev libcli11-dev \
+        libspdlog-dev libfmt-dev libgtest-dev bubblewrap iproute2 procps e2fsprogs
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build test demo bench clean format
+
+all: build
+
+# Installs only the packages that are missing, after an `apt-get update`.
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	  grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BUILD_DIR)/build.ninja: CMakeLists.txt
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+demo: build
+	./scripts/demo.sh $(BUILD_DIR)/kiln
+
+bench: build
+	@for b in $(BUILD_DIR)/bench/*; do echo "== $$b"; $$b || exit 1; done
+
+format:
+	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'bench/*.cc')
+
+clean:
+	rm -rf $(BUILD_DIR)

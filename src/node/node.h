@@ -1,0 +1,46 @@
+// Node: one running kiln server process — the composition root that wires store, blocking pool,
+// I/O threads, event bus, scheduler, sandbox backend and API. `kiln serve` runs one; `kiln run`
+// without a server starts one embedded. Thread-safe.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/result.h"
+
+namespace kiln::node {
+
+struct NodeOptions {
+  std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free one
+  std::string dataDir;                    // default ~/.local/share/kiln
+  std::string storeUrl;                   // default sqlite:<dataDir>/kiln.db
+  int maxJobs = 64;                       // jobs running at once on this node
+  int ioThreads = 0;                      // 0 = one per core
+  int blockingThreads = 8;
+  std::string nodeId;      // default <hostname>-<random>
+  std::string kilnBinary;  // default /proc/self/exe
+  int64_t leaseMs = 10'000;
+};
+
+// Resolves defaults (data dir, store URL, binary path) in place.
+Status resolveDefaults(NodeOptions& opts);
+// Default data dir: $KILN_DATA_DIR, else $XDG_DATA_HOME/kiln, else ~/.local/share/kiln.
+std::string defaultDataDir();
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  // Starts everything and returns once the API listens. Writes <dataDir>/admin.token (0600) on
+  // first start and <dataDir>/server.json ({"url": "http://host:port", "pid": N}).
+  static Result<std::unique_ptr<Node>> start(NodeOptions opts);
+
+  virtual uint16_t port() const = 0;
+  virtual std::string url() const = 0;  // http://host:port
+  virtual std::string adminToken() const = 0;
+  // Graceful: stop claiming, stop jobs at a step boundary (bounded), release leases, stop I/O.
+  virtual void shutdown() = 0;
+  // Blocks until shutdown() completes.
+  virtual void wait() = 0;
+};
+
+}  // namespace kiln::node

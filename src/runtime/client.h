@@ -1,0 +1,54 @@
+// RuntimeClient: the host side of the runtime contract (docs/runtime.md): HTTP/1.1 over the
+// sandbox's unix socket, fully async (no thread is held while a command runs). One client per
+// sandbox; each call opens its own connection, so calls may overlap. Not thread-safe: use it from
+// the job's executor.
+#pragma once
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/asio.h"
+#include "common/result.h"
+
+namespace kiln::runtime {
+
+struct ExecRequest {
+  std::string cmd;  // run with /bin/sh -c
+  std::string cwd = "/workspace";
+  std::map<std::string, std::string> env;
+  int timeoutMs = 120'000;
+  std::string stdinData;
+};
+
+struct ExecResult {
+  int exitCode = -1;
+  bool timedOut = false;
+  int64_t durationMs = 0;
+  // stdout and stderr interleaved in arrival order, capped: head and tail kept, the middle
+  // replaced by a marker line.
+  std::string output;
+  bool truncated = false;
+};
+
+// Called for each chunk of output as it arrives; stream is "stdout" or "stderr".
+using ChunkFn = std::function<void(std::string_view stream, std::string_view data)>;
+
+class RuntimeClient {
+ public:
+  RuntimeClient(asio::any_io_executor ex, std::string socketPath);
+
+  Task<Result<ExecResult>> exec(const ExecRequest& req, ChunkFn onChunk);
+  // POSTs a JSON body to a contract path ("/files/read", "/git/diff", ...) and returns the JSON
+  // answer; an error answer ({"error":{code,message}}) becomes a Status.
+  Task<Result<nlohmann::json>> call(std::string path, nlohmann::json body);
+  Task<Status> health();
+
+ private:
+  asio::any_io_executor ex_;
+  std::string socketPath_;
+};
+
+}  // namespace kiln::runtime

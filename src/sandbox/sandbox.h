@@ -1,0 +1,62 @@
+// Sandbox: an isolated environment for one job, reached only through the runtime contract
+// (HTTP over a unix socket, see docs/runtime.md). Backends: namespace (sandbox/ns/), later
+// microVM (sandbox/microvm/). The orchestrator never touches a sandbox's insides directly.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/result.h"
+
+namespace kiln::sandbox {
+
+struct SandboxSpec {
+  // Short unique id (used in host paths; keep it short, unix socket paths are <= 107 bytes).
+  std::string id;
+  // Host directory bind-mounted read-write at /workspace inside.
+  std::string workspaceDir;
+  int cpus = 0;        // 0 = unlimited
+  int memoryMb = 0;    // 0 = unlimited
+  int pids = 0;        // 0 = backend default
+  int diskMb = 0;      // 0 = unlimited
+  std::string network = "none";  // "none" | "allowlist"
+};
+
+// Why a sandbox was killed by a limit, if it was.
+struct LimitBreach {
+  std::string resource;  // "memory" | "pids" | "disk" | "time"
+  std::string message;
+};
+
+// A running sandbox. Owned by the job that created it. destroy() is thread-safe and idempotent
+// (a stop request may call it while the job is mid-call); other methods are const.
+class Sandbox {
+ public:
+  virtual ~Sandbox() = default;
+  virtual const std::string& id() const = 0;
+  // Host path of the unix socket where the runtime (PID 1 inside) serves the contract.
+  virtual const std::string& runtimeSocket() const = 0;
+  // Kills every process inside and releases mounts, cgroups and state dirs. Blocking.
+  virtual Status destroy() = 0;
+  // Set once a limit killed (or is about to kill) the sandbox.
+  virtual std::optional<LimitBreach> limitBreach() const = 0;
+};
+
+// Creates sandboxes. create() blocks (clone, mounts): run it on the BlockingPool. Thread-safe.
+class SandboxBackend {
+ public:
+  virtual ~SandboxBackend() = default;
+  virtual Result<std::unique_ptr<Sandbox>> create(const SandboxSpec& spec) = 0;
+  virtual std::string name() const = 0;
+};
+
+struct NamespaceBackendOptions {
+  // Host directory for per-sandbox state (upper dirs, sockets). Created if missing.
+  std::string stateDir;
+  // Path of the kiln binary, exec'd inside as `kiln runtime` (PID 1).
+  std::string kilnBinary;
+};
+
+Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBackendOptions& opts);
+
+}  // namespace kiln::sandbox
