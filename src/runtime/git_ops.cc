@@ -1,0 +1,132 @@
+#include "runtime/git_ops.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+namespace kiln::runtime {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxGitOutput = 256 << 20;
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string field(const json& req, const char* key) {
+  auto it = req.find(key);
+  return it != req.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// A validated revision/branch argument: never an option.
+bool safeRef(const std::string& ref) { return !ref.empty() && ref[0] != '-'; }
+
+}  // namespace
+
+Result<GitOps::GitOutput> GitOps::git(std::vector<std::string> args,
+                                      std::vector<std::string> extraEnv, std::string stdinData,
+                                      int timeoutMs) {
+  SpawnRequest req;
+  // The workspace is owned by the agent user while git may run as root (and vice versa).
+  req.argv = {"/usr/bin/git", "-c", "safe.directory=*", "-c", "core.quotePath=false"};
+  req.argv.insert(req.argv.end(), args.begin(), args.end());
+  req.env = env_.env;
+  req.env.insert(req.env.end(), extraEnv.begin(), extraEnv.end());
+  req.cwd = env_.workspace;
+  req.stdinData = std::move(stdinData);
+  req.timeoutMs = timeoutMs;
+  GitOutput out{-1, {}, {}};
+  bool overflow = false;
+  auto sink = [&](std::string_view stream, std::string_view data) {
+    std::string& dst = stream == "stdout" ? out.out : out.err;
+    if (dst.size() + data.size() > kMaxGitOutput) {
+      overflow = true;
+      return false;
+    }
+    dst.append(data);
+    return true;
+  };
+  ASSIGN_OR_RETURN(SpawnOutcome outcome, table_.run(req, sink));
+  if (overflow) return Status(Code::kTooLarge, "git output exceeds 256 MiB");
+  if (outcome.timedOut) return Status(Code::kDeadlineExceeded, "git timed out");
+  out.exitCode = outcome.exitCode;
+  return out;
+}
+
+Result<std::string> GitOps::gitOk(std::vector<std::string> args, std::vector<std::string> extraEnv,
+                                  std::string stdinData, Code failCode) {
+  std::string what = "git " + args[0];
+  ASSIGN_OR_RETURN(GitOutput out, git(std::move(args), std::move(extraEnv), std::move(stdinData)));
+  if (out.exitCode != 0) return Status(failCode, what + ": " + trim(out.err));
+  return std::move(out.out);
+}
+
+Result<json> GitOps::head(const json&) {
+  ASSIGN_OR_RETURN(std::string sha, gitOk({"rev-parse", "--verify", "HEAD"}));
+  return json{{"commit", trim(sha)}};
+}
+
+Result<json> GitOps::diff(const json& req) {
+  std::string base = field(req, "base");
+  if (base.empty()) base = "HEAD";
+  if (!safeRef(base)) return invalidArgument("bad base revision");
+  char tmpl[] = "/tmp/kiln-index-XXXXXX";
+  int fd = mkstemp(tmpl);
+  if (fd < 0) return errnoStatus("mkstemp", errno);
+  close(fd);
+  unlink(tmpl);  // git wants to create the index itself
+  std::vector<std::string> idx = {std::string("GIT_INDEX_FILE=") + tmpl};
+  auto cleanup = [&] { unlink(tmpl); };
+  Result<std::string> step = gitOk({"read-tree", base}, idx);
+  if (step) step = gitOk({"add", "-A", "."}, idx);
+  if (step) step = gitOk({"diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base}, idx);
+  if (!step) {
+    cleanup();
+    return step.status();
+  }
+  std::string diffText = std::move(step).value();
+  Result<std::string> tree = gitOk({"write-tree"}, idx);
+  cleanup();
+  if (!tree) return tree.status();
+  return json{{"diff", diffText}, {"tree", trim(*tree)}};
+}
+
+Result<json> GitOps::commit(const json& req) {
+  std::string branch = field(req, "branch"), message = field(req, "message");
+  if (!safeRef(branch)) return invalidArgument("branch is required");
+  if (message.empty()) message = "kiln commit";
+  RETURN_IF_ERROR(gitOk({"checkout", "-q", "-B", branch}).status());
+  RETURN_IF_ERROR(gitOk({"add", "-A", "."}).status());
+  ASSIGN_OR_RETURN(GitOutput staged, git({"diff", "--cached", "--quiet"}));
+  bool hasHead = git({"rev-parse", "--verify", "-q", "HEAD"})->exitCode == 0;
+  bool committed = staged.exitCode != 0 || !hasHead;
+  if (committed) {
+    RETURN_IF_ERROR(gitOk({"-c", "user.name=kiln", "-c", "user.email=kiln@localhost", "commit",
+                           "-q", "--no-verify", "--allow-empty", "-m", message})
+                        .status());
+  }
+  ASSIGN_OR_RETURN(std::string sha, gitOk({"rev-parse", "HEAD"}));
+  return json{{"commit", trim(sha)}, {"committed", committed}};
+}
+
+Result<json> GitOps::clone(const json& req) {
+  std::string url = field(req, "url"), ref = field(req, "ref");
+  if (url.empty() || url[0] == '-') return invalidArgument("url is required");
+  RETURN_IF_ERROR(gitOk({"clone", "-q", "--", url, "."}).status());
+  if (!ref.empty()) {
+    if (!safeRef(ref)) return invalidArgument("bad ref");
+    RETURN_IF_ERROR(gitOk({"checkout", "-q", ref}).status());
+  }
+  return head(json::object());
+}
+
+Result<json> GitOps::apply(const json& req) {
+  std::string patch = field(req, "patch");
+  if (patch.empty()) return json{{"applied", false}};
+  RETURN_IF_ERROR(gitOk({"apply", "--binary", "--whitespace=nowarn", "-"}, {}, patch).status());
+  return json{{"applied", true}};
+}
+
+}  // namespace kiln::runtime

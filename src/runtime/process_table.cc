@@ -1,0 +1,294 @@
+#include "runtime/process_table.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+
+#include "sandbox/ns/caps.h"
+#include "sandbox/ns/seccomp.h"
+
+namespace kiln::runtime {
+
+struct ProcessTable::Waiter {
+  pid_t pid = -1;
+  int eventFd = -1;
+  std::atomic<int> status{0};
+  ~Waiter() {
+    if (eventFd >= 0) close(eventFd);
+  }
+};
+
+namespace {
+
+constexpr int kKillGraceMs = 2000;
+// After the command exits, background children may still hold the pipes; stop waiting for
+// their EOF after this long without data.
+constexpr int kDrainIdleMs = 100;
+
+int64_t nowMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  void reset() {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
+};
+
+std::vector<char*> cStrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// Runs in the forked child: only async-signal-safe calls.
+[[noreturn]] void childExec(const CommandJail& jail, const char* cwd, int inFd, int outFd,
+                            int errFd, char** argv, char** envp) {
+  setsid();
+  dup2(inFd, 0);
+  dup2(outFd, 1);
+  dup2(errFd, 2);
+  close_range(3, ~0U, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (chdir(cwd) != 0) {
+    static const char kMsg[] = "kiln: cannot chdir to cwd\n";
+    (void)!write(2, kMsg, sizeof(kMsg) - 1);
+    _exit(126);
+  }
+  if (jail.enabled) {
+    if (sandbox::dropPrivileges(jail.uid, jail.gid) != 0) _exit(125);
+    if (!jail.seccomp.empty() && sandbox::installSeccomp(jail.seccomp) != 0) _exit(125);
+  }
+  execve(argv[0], argv, envp);
+  _exit(127);
+}
+
+int exitCodeOf(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+}  // namespace
+
+ProcessTable::ProcessTable(CommandJail jail) : jail_(std::move(jail)) {
+  reaper_ = std::thread([this] { reapLoop(); });
+}
+
+ProcessTable::~ProcessTable() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  childAdded_.notify_all();
+  // The reaper may sit in waitpid() on a long-running child; the table lives as long as the
+  // runtime process, so it is left to the process exit.
+  reaper_.detach();
+}
+
+void ProcessTable::reapLoop() {
+  for (;;) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, __WALL);
+    std::unique_lock lock(mu_);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      if (stopping_) return;
+      // No children: sleep until spawn() registers one.
+      childAdded_.wait_for(lock, std::chrono::milliseconds(500));
+      continue;
+    }
+    auto it = waiters_.find(pid);
+    if (it == waiters_.end()) continue;  // an orphan re-parented to PID 1
+    it->second->status = status;
+    uint64_t one = 1;
+    (void)!write(it->second->eventFd, &one, sizeof one);
+    waiters_.erase(it);
+  }
+}
+
+Result<std::shared_ptr<ProcessTable::Waiter>> ProcessTable::spawn(const SpawnRequest& req,
+                                                                  int inFd, int outFd,
+                                                                  int errFd) {
+  auto waiter = std::make_shared<Waiter>();
+  waiter->eventFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (waiter->eventFd < 0) return errnoStatus("eventfd", errno);
+  std::vector<char*> argv = cStrings(req.argv);
+  std::vector<char*> envp = cStrings(req.env);
+  const char* cwd = req.cwd.c_str();
+  // Held across fork and registration so the reaper cannot reap the pid before we know it.
+  std::lock_guard lock(mu_);
+  pid_t pid = fork();
+  if (pid < 0) return errnoStatus("fork", errno);
+  if (pid == 0) childExec(jail_, cwd, inFd, outFd, errFd, argv.data(), envp.data());
+  waiter->pid = pid;
+  waiters_[pid] = waiter;
+  childAdded_.notify_all();
+  return waiter;
+}
+
+namespace {
+
+// The poll loop of one command: output pipes, stdin, exit event, peer hang-up and deadlines.
+class Pump {
+ public:
+  Pump(pid_t pid, int outFd, int errFd, int inFd, int exitFd, int peerFd, std::string_view in)
+      : pid_(pid), exitFd_(exitFd), peerFd_(peerFd), stdin_(in) {
+    fds_[0] = outFd;
+    fds_[1] = errFd;
+    inFd_ = inFd;
+  }
+
+  SpawnOutcome loop(int timeoutMs, const OutputFn& onOutput) {
+    int64_t start = nowMs();
+    int64_t deadline = timeoutMs > 0 ? start + timeoutMs : INT64_MAX;
+    int64_t killAt = INT64_MAX;
+    int64_t exitedAt = -1;
+    for (;;) {
+      int64_t now = nowMs();
+      if (now >= deadline && !out_.timedOut && exitedAt < 0) {
+        out_.timedOut = true;
+        kill(-pid_, SIGTERM);
+        killAt = now + kKillGraceMs;
+      }
+      if (now >= killAt) {
+        kill(-pid_, SIGKILL);
+        killAt = INT64_MAX;
+      }
+      bool pipesOpen = fds_[0] >= 0 || fds_[1] >= 0;
+      if (exitedAt >= 0 && (!pipesOpen || now - lastData_ >= kDrainIdleMs)) break;
+      int64_t wake = std::min({deadline, killAt, exitedAt >= 0 ? now + kDrainIdleMs : INT64_MAX});
+      int waitMs = wake == INT64_MAX ? -1 : static_cast<int>(std::max<int64_t>(0, wake - now));
+      if (!pollOnce(waitMs, onOutput)) stopEarly();
+      if (exitedAt < 0 && exited_) {
+        exitedAt = nowMs();
+        lastData_ = exitedAt;
+      }
+    }
+    if (out_.timedOut || out_.peerGone) kill(-pid_, SIGKILL);
+    out_.durationMs = nowMs() - start;
+    return out_;
+  }
+
+  void setStatus(int status) { out_.exitCode = exitCodeOf(status); }
+
+ private:
+  void stopEarly() {
+    out_.peerGone = true;
+    kill(-pid_, SIGKILL);
+  }
+
+  // Returns false when the reader or the peer no longer wants output.
+  bool pollOnce(int waitMs, const OutputFn& onOutput) {
+    pollfd p[5] = {{fds_[0], POLLIN, 0}, {fds_[1], POLLIN, 0}, {inFd_, POLLOUT, 0},
+                   {exited_ ? -1 : exitFd_, POLLIN, 0}, {out_.peerGone ? -1 : peerFd_, POLLRDHUP, 0}};
+    if (poll(p, 5, waitMs) < 0) return errno == EINTR;
+    bool keep = true;
+    for (int i = 0; i < 2; ++i) {
+      if (p[i].revents) keep = readFrom(i, onOutput) && keep;
+    }
+    if (p[2].revents) writeStdin();
+    if (p[3].revents) {
+      uint64_t v;
+      if (read(exitFd_, &v, sizeof v) == sizeof v) exited_ = true;
+    }
+    if (p[4].revents & (POLLRDHUP | POLLHUP | POLLERR)) return false;
+    return keep;
+  }
+
+  bool readFrom(int i, const OutputFn& onOutput) {
+    char buf[65536];
+    ssize_t n = read(fds_[i], buf, sizeof buf);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    if (n <= 0) {
+      close(fds_[i]);
+      fds_[i] = -1;
+      return true;
+    }
+    lastData_ = nowMs();
+    return onOutput(i == 0 ? "stdout" : "stderr", std::string_view(buf, n));
+  }
+
+  void writeStdin() {
+    ssize_t n = stdin_.empty() ? 0 : write(inFd_, stdin_.data(), stdin_.size());
+    if (n > 0) stdin_.remove_prefix(n);
+    if (stdin_.empty() || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      close(inFd_);
+      inFd_ = -1;
+    }
+  }
+
+  pid_t pid_;
+  int fds_[2];
+  int inFd_;
+  int exitFd_;
+  int peerFd_;
+  std::string_view stdin_;
+  bool exited_ = false;
+  int64_t lastData_ = 0;
+  SpawnOutcome out_;
+
+ public:
+  ~Pump() {
+    for (int fd : {fds_[0], fds_[1], inFd_}) {
+      if (fd >= 0) close(fd);
+    }
+  }
+};
+
+bool makePipe(int fds[2]) { return pipe2(fds, O_CLOEXEC) == 0; }
+
+}  // namespace
+
+Result<SpawnOutcome> ProcessTable::run(const SpawnRequest& req, const OutputFn& onOutput) {
+  int out[2], err[2], in[2] = {-1, -1};
+  if (!makePipe(out)) return errnoStatus("pipe", errno);
+  Fd outR(out[0]), outW(out[1]);
+  if (!makePipe(err)) return errnoStatus("pipe", errno);
+  Fd errR(err[0]), errW(err[1]);
+  if (req.stdinData.empty()) {
+    in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  } else if (!makePipe(in)) {
+    return errnoStatus("pipe", errno);
+  }
+  Fd inR(in[0]), inW(in[1]);
+  if (inR.fd < 0) return errnoStatus("stdin", errno);
+  ASSIGN_OR_RETURN(auto waiter, spawn(req, inR.fd, outW.fd, errW.fd));
+  outW.reset();
+  errW.reset();
+  inR.reset();
+  for (int fd : {outR.fd, errR.fd, inW.fd}) {
+    if (fd >= 0) fcntl(fd, F_SETFL, O_NONBLOCK);
+  }
+  Pump pump(waiter->pid, outR.fd, errR.fd, inW.fd, waiter->eventFd, req.peerFd, req.stdinData);
+  outR.fd = errR.fd = inW.fd = -1;  // owned by the pump now
+  SpawnOutcome outcome = pump.loop(req.timeoutMs, onOutput);
+  if (outcome.peerGone) {
+    // Still wait for the exit so the pid is not left registered.
+    pollfd p{waiter->eventFd, POLLIN, 0};
+    while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+    }
+  }
+  outcome.exitCode = exitCodeOf(waiter->status.load());
+  return outcome;
+}
+
+}  // namespace kiln::runtime

@@ -1,0 +1,73 @@
+// ProcessTable: spawns commands for the runtime and reaps every child. The runtime is PID 1 of
+// its pid namespace, so orphans are re-parented to it; one reaper thread calls waitpid(-1) and
+// hands each status to the waiter registered for that pid. Thread-safe.
+#pragma once
+#include <linux/filter.h>
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/result.h"
+
+namespace kiln::runtime {
+
+// How commands are confined. Disabled outside a sandbox (tests run the runtime as a plain
+// process).
+struct CommandJail {
+  bool enabled = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<sock_filter> seccomp;  // empty = no filter
+};
+
+struct SpawnRequest {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // "K=V"
+  std::string cwd;
+  std::string stdinData;
+  int timeoutMs = 0;  // 0 = none
+  // Optional: a socket whose hang-up means nobody wants the result any more.
+  int peerFd = -1;
+};
+
+struct SpawnOutcome {
+  int exitCode = -1;  // 128+signal when killed by a signal
+  bool timedOut = false;
+  bool peerGone = false;
+  int64_t durationMs = 0;
+};
+
+// Receives output as it arrives; returns false to stop reading (the group is then killed).
+using OutputFn = std::function<bool(std::string_view stream, std::string_view data)>;
+
+class ProcessTable {
+ public:
+  explicit ProcessTable(CommandJail jail);
+  ~ProcessTable();
+
+  // Runs the command in its own session/process group, pumps its output to onOutput, enforces
+  // the timeout (SIGTERM to the group, SIGKILL 2 s later) and returns when it has exited.
+  Result<SpawnOutcome> run(const SpawnRequest& req, const OutputFn& onOutput);
+
+ private:
+  struct Waiter;
+  Result<std::shared_ptr<Waiter>> spawn(const SpawnRequest& req, int inFd, int outFd, int errFd);
+  void reapLoop();
+
+  CommandJail jail_;
+  std::mutex mu_;
+  std::condition_variable childAdded_;
+  std::map<pid_t, std::shared_ptr<Waiter>> waiters_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;                            // GUARDED_BY(mu_)
+  std::thread reaper_;
+};
+
+}  // namespace kiln::runtime

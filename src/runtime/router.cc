@@ -1,0 +1,179 @@
+#include "runtime/router.h"
+
+#include <cstdio>
+
+#include "runtime/output_cap.h"
+
+namespace kiln::runtime {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kDefaultHeadBytes = 256 << 10;
+constexpr size_t kDefaultTailBytes = 64 << 10;
+constexpr int kDefaultTimeoutMs = 120'000;
+
+std::string dumpLine(const json& j) {
+  // Command output is arbitrary bytes: replace invalid UTF-8 instead of throwing.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+bool writeChunk(Router::Socket& sock, const std::string& data) {
+  char size[32];
+  int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  std::array<asio::const_buffer, 3> bufs = {asio::buffer(size, n), asio::buffer(data),
+                                            asio::buffer("\r\n", 2)};
+  boost::system::error_code ec;
+  asio::write(sock, bufs, ec);
+  return !ec;
+}
+
+void writeJson(Router::Socket& sock, int status, const json& body, bool keepAlive) {
+  http::response<http::string_body> res{static_cast<http::status>(status), 11};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(keepAlive);
+  res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  res.prepare_payload();
+  boost::system::error_code ec;
+  http::write(sock, res, ec);
+}
+
+json errorBody(const Status& s, int* status) {
+  // Path escapes are a client error with a dedicated code (docs/runtime.md).
+  if (s.code() == Code::kPermissionDenied) {
+    *status = 400;
+    return {{"error", {{"code", "path_outside_workspace"}, {"message", s.message()}}}};
+  }
+  *status = httpStatusFor(s.code());
+  return {{"error", {{"code", codeName(s.code())}, {"message", s.message()}}}};
+}
+
+}  // namespace
+
+void writeError(Router::Socket& sock, const Status& s, bool keepAlive) {
+  int status = 500;
+  json body = errorBody(s, &status);
+  writeJson(sock, status, body, keepAlive);
+}
+
+Result<std::unique_ptr<Router>> Router::create(RuntimeConfig config) {
+  ASSIGN_OR_RETURN(auto fs, WorkspaceFs::open(config.workspace));
+  return std::unique_ptr<Router>(new Router(std::move(config), std::move(fs)));
+}
+
+Router::Router(RuntimeConfig config, std::unique_ptr<WorkspaceFs> fs)
+    : config_(std::move(config)),
+      fs_(std::move(fs)),
+      table_(config_.jail),
+      git_(table_, CommandEnv{config_.workspace, commandEnv(json::object())}) {}
+
+std::vector<std::string> Router::commandEnv(const json& extra) const {
+  std::map<std::string, std::string> env = {
+      {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+      {"HOME", config_.home},
+      {"LANG", "C.UTF-8"},
+      {"TERM", "dumb"},
+  };
+  if (extra.is_object()) {
+    for (const auto& [k, v] : extra.items()) {
+      if (v.is_string() && !k.empty() && k.find('=') == std::string::npos) env[k] = v;
+    }
+  }
+  std::vector<std::string> out;
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+
+bool Router::handle(Socket& sock, const Request& req) {
+  bool keepAlive = req.keep_alive();
+  std::string target(req.target());
+  if (req.method() == http::verb::get && target == "/health") {
+    writeJson(sock, 200, {{"ok", true}}, keepAlive);
+    return keepAlive;
+  }
+  if (req.method() == http::verb::get && target == "/events") {
+    // Not implemented yet: an empty NDJSON stream that ends at once (docs/runtime.md).
+    writeJson(sock, 200, json::array(), keepAlive);
+    return keepAlive;
+  }
+  if (req.method() != http::verb::post) {
+    writeError(sock, Status(Code::kNotFound, "no such route: " + target), keepAlive);
+    return keepAlive;
+  }
+  json body = req.body().empty() ? json::object() : json::parse(req.body(), nullptr, false);
+  if (body.is_discarded() || !body.is_object()) {
+    writeError(sock, invalidArgument("body must be a JSON object"), keepAlive);
+    return keepAlive;
+  }
+  if (target == "/exec") {
+    streamExec(sock, body);
+    return false;
+  }
+  Result<json> answer = dispatch(target, body);
+  if (!answer) {
+    writeError(sock, answer.status(), keepAlive);
+  } else {
+    writeJson(sock, 200, *answer, keepAlive);
+  }
+  return keepAlive;
+}
+
+Result<json> Router::dispatch(const std::string& target, const json& body) {
+  if (target == "/files/read") return fs_->read(body);
+  if (target == "/files/write") return fs_->write(body);
+  if (target == "/files/list") return fs_->list(body);
+  if (target == "/files/search") return fs_->search(body);
+  if (target == "/git/head") return git_.head(body);
+  if (target == "/git/diff") return git_.diff(body);
+  if (target == "/git/commit") return git_.commit(body);
+  if (target == "/git/clone") return git_.clone(body);
+  if (target == "/git/apply") return git_.apply(body);
+  return notFound("no such route: " + target);
+}
+
+void Router::streamExec(Socket& sock, const json& body) {
+  auto cmd = body.find("cmd");
+  if (cmd == body.end() || !cmd->is_string()) {
+    writeError(sock, invalidArgument("cmd must be a string"), false);
+    return;
+  }
+  SpawnRequest req;
+  req.argv = {"/bin/sh", "-c", cmd->get<std::string>()};
+  req.env = commandEnv(body.value("env", json::object()));
+  std::string cwd = body.value("cwd", config_.workspace);
+  req.cwd = cwd.empty() ? config_.workspace : cwd[0] == '/' ? cwd : config_.workspace + "/" + cwd;
+  req.timeoutMs = body.value("timeoutMs", kDefaultTimeoutMs);
+  req.stdinData = body.value("stdin", std::string());
+  req.peerFd = sock.native_handle();
+  OutputCap cap(body.value("maxHeadBytes", kDefaultHeadBytes),
+                body.value("maxTailBytes", kDefaultTailBytes));
+
+  static const char kHead[] =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+  boost::system::error_code ec;
+  asio::write(sock, asio::buffer(kHead, sizeof(kHead) - 1), ec);
+  if (ec) return;
+  auto send = [&](std::string_view stream, std::string_view data) {
+    return writeChunk(sock, dumpLine({{"stream", stream}, {"data", data}}));
+  };
+  auto onOutput = [&](std::string_view stream, std::string_view data) {
+    size_t n = cap.admit(stream, data);
+    return n == 0 || send(stream, data.substr(0, n));
+  };
+  Result<SpawnOutcome> outcome = table_.run(req, onOutput);
+  if (!outcome) {
+    int status;
+    writeChunk(sock, dumpLine(errorBody(outcome.status(), &status)));
+  } else {
+    for (const OutputPiece& piece : cap.finish()) send(piece.stream, piece.data);
+    writeChunk(sock, dumpLine({{"exit",
+                                {{"exitCode", outcome->exitCode},
+                                 {"timedOut", outcome->timedOut},
+                                 {"durationMs", outcome->durationMs},
+                                 {"truncated", cap.truncated()}}}}));
+  }
+  asio::write(sock, asio::buffer("0\r\n\r\n", 5), ec);
+}
+
+}  // namespace kiln::runtime

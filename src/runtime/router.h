@@ -1,0 +1,47 @@
+// Router: maps one parsed HTTP request of the runtime contract to its handler and writes the
+// answer on the connection. /exec streams its answer (chunked NDJSON) and closes the
+// connection; every other route answers one JSON body. Thread-safe: one call per connection
+// thread.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "common/asio.h"
+#include "runtime/git_ops.h"
+#include "runtime/process_table.h"
+#include "runtime/workspace_fs.h"
+
+namespace kiln::runtime {
+
+struct RuntimeConfig {
+  std::string workspace = "/workspace";
+  std::string home;  // HOME of commands
+  CommandJail jail;
+};
+
+class Router {
+ public:
+  using Socket = asio::local::stream_protocol::socket;
+  using Request = http::request<http::string_body>;
+
+  static Result<std::unique_ptr<Router>> create(RuntimeConfig config);
+
+  // Returns false when the connection must be closed after this request.
+  bool handle(Socket& sock, const Request& req);
+
+ private:
+  Router(RuntimeConfig config, std::unique_ptr<WorkspaceFs> fs);
+  Result<nlohmann::json> dispatch(const std::string& target, const nlohmann::json& body);
+  void streamExec(Socket& sock, const nlohmann::json& body);
+  std::vector<std::string> commandEnv(const nlohmann::json& extra) const;
+
+  RuntimeConfig config_;
+  std::unique_ptr<WorkspaceFs> fs_;
+  ProcessTable table_;
+  GitOps git_;
+};
+
+// Writes {"error":{"code","message"}} with the HTTP status for s.
+void writeError(Router::Socket& sock, const Status& s, bool keepAlive);
+
+}  // namespace kiln::runtime

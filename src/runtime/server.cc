@@ -1,0 +1,145 @@
+#include "runtime/server.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "runtime/router.h"
+#include "sandbox/ns/seccomp.h"
+
+namespace kiln::runtime {
+namespace {
+
+struct Args {
+  int listenFd = -1;
+  std::string socketPath;
+  RuntimeConfig config;
+};
+
+Result<Args> parseArgs(int argc, char** argv) {
+  Args a;
+  a.config.home = getenv("HOME") ? getenv("HOME") : "/root";
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (flag == "--jail") {
+      a.config.jail.enabled = true;
+      continue;
+    }
+    if (i + 1 >= argc) return invalidArgument("missing value for " + flag);
+    std::string v = argv[++i];
+    if (flag == "--listen-fd") {
+      a.listenFd = std::atoi(v.c_str());
+    } else if (flag == "--socket") {
+      a.socketPath = v;
+    } else if (flag == "--workspace") {
+      a.config.workspace = v;
+    } else if (flag == "--home") {
+      a.config.home = v;
+    } else if (flag == "--uid") {
+      a.config.jail.uid = std::atoi(v.c_str());
+    } else if (flag == "--gid") {
+      a.config.jail.gid = std::atoi(v.c_str());
+    } else {
+      return invalidArgument("unknown flag " + flag);
+    }
+  }
+  if ((a.listenFd < 0) == a.socketPath.empty()) {
+    return invalidArgument("exactly one of --listen-fd N or --socket PATH is required");
+  }
+  return a;
+}
+
+Result<int> bindSocket(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) return invalidArgument("socket path too long");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errnoStatus("socket", errno);
+  unlink(path.c_str());
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 128) != 0) {
+    int err = errno;
+    close(fd);
+    return errnoStatus("bind " + path, err);
+  }
+  return fd;
+}
+
+void serveConnection(Router& router, int fd) {
+  asio::io_context ioc;
+  Router::Socket sock(ioc);
+  boost::system::error_code ec;
+  sock.assign(asio::local::stream_protocol(), fd, ec);
+  if (ec) {
+    close(fd);
+    return;
+  }
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(256 << 20);
+    http::read(sock, buffer, parser, ec);
+    if (ec) {
+      if (ec == http::error::body_limit) {
+        writeError(sock, Status(Code::kTooLarge, "request body too large"), false);
+      }
+      return;
+    }
+    if (!router.handle(sock, parser.get())) return;
+  }
+}
+
+}  // namespace
+
+int runtimeMain(int argc, char** argv) {
+  Result<Args> args = parseArgs(argc, argv);
+  if (!args) {
+    std::fprintf(stderr, "kiln runtime: %s\n", args.status().message().c_str());
+    return 2;
+  }
+  // A client that disconnects mid-stream must not kill PID 1.
+  signal(SIGPIPE, SIG_IGN);
+  int listenFd = args->listenFd;
+  if (listenFd >= 0) {
+    fcntl(listenFd, F_SETFD, FD_CLOEXEC);
+  } else {
+    Result<int> fd = bindSocket(args->socketPath);
+    if (!fd) {
+      std::fprintf(stderr, "kiln runtime: %s\n", fd.status().message().c_str());
+      return 1;
+    }
+    listenFd = *fd;
+  }
+  if (args->config.jail.enabled) {
+    Result<std::vector<sock_filter>> prog = sandbox::compileSeccompPolicy();
+    if (!prog) {
+      std::fprintf(stderr, "kiln runtime: %s\n", prog.status().message().c_str());
+      return 1;
+    }
+    args->config.jail.seccomp = std::move(prog).value();
+  }
+  Result<std::unique_ptr<Router>> router = Router::create(args->config);
+  if (!router) {
+    std::fprintf(stderr, "kiln runtime: %s\n", router.status().message().c_str());
+    return 1;
+  }
+  for (;;) {
+    int fd = accept4(listenFd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE) continue;
+      std::fprintf(stderr, "kiln runtime: accept: %s\n", std::strerror(errno));
+      return 1;
+    }
+    std::thread([r = router->get(), fd] { serveConnection(*r, fd); }).detach();
+  }
+}
+
+}  // namespace kiln::runtime

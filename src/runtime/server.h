@@ -1,0 +1,11 @@
+// The runtime supervisor (`kiln runtime`): PID 1 inside a sandbox. Serves the runtime contract
+// (docs/runtime.md) as HTTP/1.1 on a unix socket and reaps every zombie in the pid namespace.
+#pragma once
+
+namespace kiln::runtime {
+
+// Entry point of `kiln runtime [--listen-fd N | --socket PATH] [--workspace DIR]`.
+// argv[0] is the subcommand name ("runtime"). Returns the process exit code.
+int runtimeMain(int argc, char** argv);
+
+}  // namespace kiln::runtime

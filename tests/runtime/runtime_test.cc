@@ -1,0 +1,293 @@
+// Drives a real `kiln runtime` process over a real unix socket through RuntimeClient.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "runtime/client.h"
+#include "runtime/server.h"
+
+namespace kiln::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string makeTempDir(const char* tag) {
+  std::string tmpl = (fs::temp_directory_path() / (std::string("kiln-") + tag + "-XXXXXX"));
+  char* dir = mkdtemp(tmpl.data());
+  EXPECT_NE(dir, nullptr);
+  return tmpl;
+}
+
+int sh(const std::string& cmd) { return std::system(cmd.c_str()); }
+
+class RuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = makeTempDir("rt");
+    ws_ = dir_ + "/ws";
+    fs::create_directories(ws_);
+    socket_ = dir_ + "/rt.sock";
+    pid_ = fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      std::string a[] = {"runtime", "--socket", socket_, "--workspace", ws_};
+      char* argv[] = {a[0].data(), a[1].data(), a[2].data(), a[3].data(), a[4].data(), nullptr};
+      _exit(runtimeMain(5, argv));
+    }
+    for (int i = 0; i < 500 && !fs::exists(socket_); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(fs::exists(socket_)) << "runtime did not bind its socket";
+  }
+  void TearDown() override {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    fs::remove_all(dir_);
+  }
+
+  template <class T>
+  T run(Task<T> task) {
+    asio::io_context ioc;
+    std::optional<T> out;
+    asio::co_spawn(
+        ioc, [&]() -> Task<void> { out.emplace(co_await std::move(task)); }, asio::detached);
+    ioc.run();
+    return std::move(*out);
+  }
+  Result<ExecResult> exec(ExecRequest req, std::vector<std::string>* chunks = nullptr) {
+    asio::io_context ioc;
+    RuntimeClient client(ioc.get_executor(), socket_);
+    std::optional<Result<ExecResult>> out;
+    auto onChunk = [chunks](std::string_view, std::string_view d) {
+      if (chunks) chunks->emplace_back(d);
+    };
+    asio::co_spawn(
+        ioc, [&]() -> Task<void> { out.emplace(co_await client.exec(req, onChunk)); },
+        asio::detached);
+    ioc.run();
+    return std::move(*out);
+  }
+  Result<json> call(const std::string& path, json body) {
+    asio::io_context ioc;
+    RuntimeClient client(ioc.get_executor(), socket_);
+    std::optional<Result<json>> out;
+    asio::co_spawn(
+        ioc, [&]() -> Task<void> { out.emplace(co_await client.call(path, body)); },
+        asio::detached);
+    ioc.run();
+    return std::move(*out);
+  }
+
+  std::string dir_, ws_, socket_;
+  pid_t pid_ = -1;
+};
+
+TEST_F(RuntimeTest, HealthAnswersOk) {
+  asio::io_context ioc;
+  RuntimeClient client(ioc.get_executor(), socket_);
+  std::optional<Status> st;
+  asio::co_spawn(
+      ioc, [&]() -> Task<void> { st.emplace(co_await client.health()); }, asio::detached);
+  ioc.run();
+  EXPECT_TRUE(st->isOk()) << st->toString();
+}
+
+TEST_F(RuntimeTest, ExecReturnsOutputAndExitCode) {
+  ExecRequest req;
+  req.cmd = "echo out; echo err >&2; pwd; echo $LANG $TERM; exit 3";
+  req.cwd = ws_;
+  auto r = exec(req);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->exitCode, 3);
+  EXPECT_FALSE(r->timedOut);
+  EXPECT_NE(r->output.find("out\n"), std::string::npos);
+  EXPECT_NE(r->output.find("err\n"), std::string::npos);
+  EXPECT_NE(r->output.find(ws_ + "\n"), std::string::npos);
+  EXPECT_NE(r->output.find("C.UTF-8 dumb"), std::string::npos);
+}
+
+TEST_F(RuntimeTest, ExecStreamsChunksBeforeTheCommandEnds) {
+  // The second line is only printed once the first has reached the client: the command waits
+  // for a file that the chunk callback creates.
+  std::string flag = dir_ + "/flag";
+  ExecRequest req;
+  req.cmd = "echo first; while [ ! -e " + flag + " ]; do sleep 0.01; done; echo second";
+  req.cwd = ws_;
+  req.timeoutMs = 20'000;
+  asio::io_context ioc;
+  RuntimeClient client(ioc.get_executor(), socket_);
+  std::vector<std::string> chunks;
+  std::optional<Result<ExecResult>> out;
+  auto onChunk = [&](std::string_view, std::string_view d) {
+    chunks.emplace_back(d);
+    std::ofstream(flag) << "x";
+  };
+  asio::co_spawn(
+      ioc, [&]() -> Task<void> { out.emplace(co_await client.exec(req, onChunk)); },
+      asio::detached);
+  ioc.run();
+  ASSERT_TRUE(out->isOk()) << out->status().toString();
+  EXPECT_FALSE((*out)->timedOut);
+  EXPECT_EQ((*out)->output, "first\nsecond\n");
+  EXPECT_GE(chunks.size(), 2u);
+}
+
+TEST_F(RuntimeTest, ExecPassesStdinAndEnv) {
+  ExecRequest req;
+  req.cmd = "cat; echo \" $FOO\"";
+  req.cwd = ws_;
+  req.stdinData = "hello";
+  req.env["FOO"] = "bar";
+  auto r = exec(req);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->output, "hello bar\n");
+}
+
+TEST_F(RuntimeTest, ExecTimeoutKillsCommandIgnoringSigterm) {
+  ExecRequest req;
+  std::string pidFile = dir_ + "/child.pid";
+  req.cmd = "trap '' TERM; sh -c 'trap \"\" TERM; echo $$ > " + pidFile +
+            "; while :; do sleep 1; done' & wait";
+  req.cwd = ws_;
+  req.timeoutMs = 300;
+  auto r = exec(req);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_TRUE(r->timedOut);
+  EXPECT_NE(r->exitCode, 0);
+  std::string pid;
+  std::ifstream(pidFile) >> pid;
+  ASSERT_FALSE(pid.empty());
+  // The grandchild ignoring SIGTERM must be gone too (killed with the group).
+  bool gone = false;
+  for (int i = 0; i < 300 && !gone; ++i) {
+    std::ifstream stat("/proc/" + pid + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    gone = line.empty() || line.find(") Z") != std::string::npos;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(gone) << "pid " << pid << " survived the timeout";
+}
+
+TEST_F(RuntimeTest, ExecOutputIsCappedWithHeadAndTail) {
+  ExecRequest req;
+  // 400 KiB of 'a' then a final marker line: over the 256 KiB head + 64 KiB tail default.
+  req.cmd = "head -c 409600 /dev/zero | tr '\\0' a; echo; echo THE-END";
+  req.cwd = ws_;
+  auto r = exec(req);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->exitCode, 0);
+  EXPECT_TRUE(r->truncated);
+  EXPECT_NE(r->output.find("bytes elided ...]"), std::string::npos);
+  EXPECT_LT(r->output.size(), 256u * 1024 + 64 * 1024 + 100);
+  EXPECT_EQ(r->output.substr(r->output.size() - 8), "THE-END\n");
+  EXPECT_EQ(r->output.substr(0, 4), "aaaa");
+}
+
+TEST_F(RuntimeTest, ExecNonUtf8OutputStaysValidJson) {
+  ExecRequest req;
+  req.cmd = "printf 'ok\\377\\376 end'";
+  req.cwd = ws_;
+  auto r = exec(req);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->exitCode, 0);
+  EXPECT_NE(r->output.find("ok"), std::string::npos);
+  EXPECT_NE(r->output.find(" end"), std::string::npos);
+}
+
+TEST_F(RuntimeTest, FilesWriteReadListSearch) {
+  auto w = call("/files/write", {{"path", "sub/dir/a.txt"}, {"content", "one\ntwo\nthree\n"}});
+  ASSERT_TRUE(w.isOk()) << w.status().toString();
+  EXPECT_EQ((*w)["bytes"], 14);
+  auto r = call("/files/read", {{"path", ws_ + "/sub/dir/a.txt"}, {"startLine", 2}, {"endLine", 3}});
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ((*r)["content"], "two\nthree\n");
+  EXPECT_EQ((*r)["totalLines"], 3);
+  auto l = call("/files/list", {{"path", "sub"}});
+  ASSERT_TRUE(l.isOk());
+  ASSERT_EQ((*l)["entries"].size(), 1u);
+  EXPECT_EQ((*l)["entries"][0]["name"], "dir");
+  EXPECT_EQ((*l)["entries"][0]["type"], "dir");
+  fs::create_directories(ws_ + "/.git");
+  std::ofstream(ws_ + "/.git/x") << "two\n";
+  auto s = call("/files/search", {{"pattern", "t[wh]"}});
+  ASSERT_TRUE(s.isOk()) << s.status().toString();
+  ASSERT_EQ((*s)["matches"].size(), 2u);
+  EXPECT_EQ((*s)["matches"][0]["path"], "sub/dir/a.txt");
+  EXPECT_EQ((*s)["matches"][0]["line"], 2);
+  auto missing = call("/files/read", {{"path", "nope"}});
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+}
+
+TEST_F(RuntimeTest, FilesRefuseSymlinkAndDotDotEscapes) {
+  fs::create_symlink("/etc", ws_ + "/etc-link");
+  fs::create_symlink("/etc/passwd", ws_ + "/passwd-link");
+  for (const char* path : {"etc-link/passwd", "passwd-link", "../rt.sock", "/etc/passwd"}) {
+    auto r = call("/files/read", {{"path", path}});
+    ASSERT_FALSE(r.isOk()) << path;
+    EXPECT_NE(r.status().message().find("path_outside_workspace"), std::string::npos)
+        << path << ": " << r.status().toString();
+  }
+  auto w = call("/files/write", {{"path", "etc-link/evil"}, {"content", "x"}});
+  EXPECT_FALSE(w.isOk());
+  EXPECT_FALSE(fs::exists("/etc/evil"));
+  auto l = call("/files/list", {{"path", "etc-link"}});
+  EXPECT_FALSE(l.isOk());
+}
+
+TEST_F(RuntimeTest, GitDiffAndCommitOnRealRepo) {
+  ASSERT_EQ(sh("cd " + ws_ + " && git init -q && git -c user.name=t -c user.email=t@t commit -q "
+               "--allow-empty -m init"), 0);
+  auto head = call("/git/head", json::object());
+  ASSERT_TRUE(head.isOk()) << head.status().toString();
+  std::string base = (*head)["commit"];
+  EXPECT_EQ(base.size(), 40u);
+  std::ofstream(ws_ + "/new.txt") << "hello\n";
+  std::ofstream(ws_ + "/bin.dat", std::ios::binary) << std::string("\0\1\2\377", 4);
+  auto diff = call("/git/diff", {{"base", base}});
+  ASSERT_TRUE(diff.isOk()) << diff.status().toString();
+  std::string d = (*diff)["diff"];
+  EXPECT_NE(d.find("new.txt"), std::string::npos);
+  EXPECT_NE(d.find("GIT binary patch"), std::string::npos);
+  EXPECT_EQ(std::string((*diff)["tree"]).size(), 40u);
+  // The user's index is untouched: nothing staged.
+  EXPECT_EQ(sh("cd " + ws_ + " && git diff --cached --quiet"), 0);
+
+  auto c = call("/git/commit", {{"branch", "kiln/job1"}, {"message", "agent work"}});
+  ASSERT_TRUE(c.isOk()) << c.status().toString();
+  EXPECT_TRUE((*c)["committed"]);
+  EXPECT_NE((*c)["commit"], base);
+  auto again = call("/git/commit", {{"branch", "kiln/job1"}, {"message", "nothing"}});
+  ASSERT_TRUE(again.isOk());
+  EXPECT_FALSE((*again)["committed"]);
+
+  // The diff applies on a fresh clone of the base.
+  std::string other = dir_ + "/other";
+  ASSERT_EQ(sh("git clone -q " + ws_ + " " + other + " && cd " + other + " && git checkout -q " +
+               base), 0);
+  (void)sh("true");
+  auto diff2 = call("/git/diff", {{"base", base}});
+  ASSERT_TRUE(diff2.isOk());
+  std::ofstream(dir_ + "/p.patch", std::ios::binary) << std::string((*diff2)["diff"]);
+  EXPECT_EQ(sh("cd " + other + " && git apply --binary " + dir_ + "/p.patch"), 0);
+  EXPECT_TRUE(fs::exists(other + "/bin.dat"));
+}
+
+TEST_F(RuntimeTest, MalformedBodyIsA400) {
+  auto r = call("/files/read", json::array());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  auto unknown = call("/nope", json::object());
+  EXPECT_EQ(unknown.status().code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace kiln::runtime
