@@ -74,6 +74,12 @@ std::vector<char*> cStrings(const std::vector<std::string>& v) {
     _exit(126);
   }
   if (jail.enabled) {
+    // The runtime shields itself from the OOM killer; its commands must stay killable.
+    int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (adj >= 0) {
+      (void)!write(adj, "0", 1);
+      close(adj);
+    }
     if (sandbox::dropPrivileges(jail.uid, jail.gid) != 0) _exit(125);
     if (!jail.seccomp.empty() && sandbox::installSeccomp(jail.seccomp) != 0) _exit(125);
   }

@@ -125,6 +125,12 @@ int runtimeMain(int argc, char** argv) {
       return 1;
     }
     args->config.jail.seccomp = std::move(prog).value();
+    // A memory bomb in a command must not take PID 1 (and the whole sandbox) down with it.
+    int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (adj >= 0) {
+      (void)!write(adj, "-1000", 5);
+      close(adj);
+    }
   }
   Result<std::unique_ptr<Router>> router = Router::create(args->config);
   if (!router) {

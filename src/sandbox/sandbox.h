@@ -20,6 +20,8 @@ struct SandboxSpec {
   int pids = 0;        // 0 = backend default
   int diskMb = 0;      // 0 = unlimited
   std::string network = "none";  // "none" | "allowlist"
+  // Commands run as root inside (still without capabilities) instead of uid 1000 `agent`.
+  bool rootInside = false;
 };
 
 // Why a sandbox was killed by a limit, if it was.

@@ -1,0 +1,200 @@
+// The namespace backend: SandboxBackend/Sandbox implemented with Linux namespaces, overlayfs,
+// cgroups and seccomp. create() prepares host state, clones the contained child and waits for
+// it to exec the runtime; the runtime then serves on a socket bound before the clone.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+
+#include "sandbox/ns/cgroup.h"
+#include "sandbox/ns/contain.h"
+#include "sandbox/ns/disk.h"
+#include "sandbox/ns/layout.h"
+#include "sandbox/sandbox.h"
+
+namespace kiln::sandbox {
+namespace {
+
+class FdCloser {
+ public:
+  explicit FdCloser(int fd = -1) : fd_(fd) {}
+  ~FdCloser() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+Result<int> listenOn(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return invalidArgument("sandbox: socket path too long: " + path);
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errnoStatus("sandbox: socket", errno);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 64) != 0) {
+    int err = errno;
+    close(fd);
+    return errnoStatus("sandbox: bind " + path, err);
+  }
+  return fd;
+}
+
+bool validId(const std::string& id) {
+  if (id.empty() || id.size() > 40) return false;
+  for (char c : id) {
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+  }
+  return true;
+}
+
+std::vector<std::string> runtimeArgs(const SandboxSpec& spec) {
+  bool root = spec.rootInside;
+  return {"kiln",    "runtime", "--listen-fd", "3",      "--workspace", "/workspace",
+          "--home",  root ? "/root" : "/home/agent",    "--jail",      "--uid",
+          root ? "0" : std::to_string(kAgentUid),       "--gid",       root ? "0" : std::to_string(kAgentGid)};
+}
+
+class NsSandbox : public Sandbox {
+ public:
+  NsSandbox(std::string id, SandboxPaths paths, ContainedChild child, SandboxCgroup cgroup,
+            DiskImage disk)
+      : id_(std::move(id)),
+        paths_(std::move(paths)),
+        child_(std::move(child)),
+        cgroup_(std::move(cgroup)),
+        disk_(std::move(disk)) {}
+  ~NsSandbox() override { (void)destroy(); }
+
+  // Sandbox
+  const std::string& id() const override { return id_; }
+  const std::string& runtimeSocket() const override { return paths_.socket; }
+  Status destroy() override {
+    std::lock_guard lock(mu_);
+    if (destroyed_) return Status::ok();
+    destroyed_ = true;
+    if (!breach_) breach_ = disk_.breach(child_.pid());
+    // SIGKILL to PID 1 takes the whole pid namespace with it; its mounts go with the last
+    // process of the mount namespace.
+    child_.kill();
+    if (!breach_) breach_ = cgroup_.breach();
+    Status st = cgroup_.remove();
+    Status diskSt = disk_.release();
+    Status rmSt = removeTree(paths_.dir);
+    if (st.isOk()) st = diskSt;
+    return st.isOk() ? rmSt : st;
+  }
+  std::optional<LimitBreach> limitBreach() const override {
+    std::lock_guard lock(mu_);
+    if (destroyed_ || breach_) return breach_;
+    auto b = cgroup_.breach();
+    return b ? b : disk_.breach(child_.pid());
+  }
+
+ private:
+  const std::string id_;
+  const SandboxPaths paths_;
+  mutable std::mutex mu_;
+  ContainedChild child_;                 // GUARDED_BY(mu_)
+  SandboxCgroup cgroup_;                 // GUARDED_BY(mu_)
+  DiskImage disk_;                       // GUARDED_BY(mu_)
+  bool destroyed_ = false;               // GUARDED_BY(mu_)
+  std::optional<LimitBreach> breach_;    // GUARDED_BY(mu_)
+};
+
+class NsBackend : public SandboxBackend {
+ public:
+  explicit NsBackend(NamespaceBackendOptions opts) : opts_(std::move(opts)) {}
+
+  // SandboxBackend
+  Result<std::unique_ptr<Sandbox>> create(const SandboxSpec& spec) override;
+  std::string name() const override { return "namespace"; }
+
+ private:
+  Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths);
+
+  NamespaceBackendOptions opts_;
+};
+
+Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
+  if (!validId(spec.id)) return invalidArgument("sandbox: id must be 1-40 of [A-Za-z0-9_-]");
+  if (spec.network != "none") {
+    return invalidArgument("sandbox: network \"" + spec.network + "\" is not supported yet");
+  }
+  struct stat st;
+  if (stat(spec.workspaceDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return invalidArgument("sandbox: workspace is not a directory: " + spec.workspaceDir);
+  }
+  SandboxPaths paths = SandboxPaths::of(opts_.stateDir, spec.id);
+  if (mkdir(paths.dir.c_str(), 0700) != 0) {
+    if (errno == EEXIST) return conflict("sandbox: " + spec.id + " already exists");
+    return errnoStatus("sandbox: mkdir " + paths.dir, errno);
+  }
+  auto sandbox = start(spec, paths);
+  if (!sandbox) (void)removeTree(paths.dir);
+  return sandbox;
+}
+
+Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
+                                                  const SandboxPaths& paths) {
+  for (const auto& d : {paths.rw, paths.newRoot}) {
+    if (mkdir(d.c_str(), 0700) != 0) return errnoStatus("sandbox: mkdir " + d, errno);
+  }
+  if (!spec.rootInside) RETURN_IF_ERROR(chownTree(spec.workspaceDir, kAgentUid, kAgentGid));
+  ASSIGN_OR_RETURN(int listenFd, listenOn(paths.socket));
+  FdCloser listenGuard(listenFd);
+  FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  FdCloser binFd(open(opts_.kilnBinary.c_str(), O_PATH | O_CLOEXEC));
+  if (binFd.get() < 0) return errnoStatus("sandbox: open " + opts_.kilnBinary, errno);
+  ASSIGN_OR_RETURN(DiskImage disk, DiskImage::create(paths.dir, spec.diskMb));
+  ContainPlan plan;
+  plan.mounts = buildMountPlan(paths, spec, disk.device());
+  plan.newRoot = paths.newRoot;
+  plan.listenFd = listenFd;
+  plan.logFd = logFd.get();
+  plan.binFd = binFd.get();
+  plan.args = runtimeArgs(spec);
+  plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+              "LANG=C.UTF-8", "HOME=/root"};
+  Result<SandboxCgroup> cgroup = SandboxCgroup::create(spec.id, spec);
+  if (!cgroup) {
+    (void)disk.release();
+    return cgroup.status();
+  }
+  Result<ContainedChild> child = cloneContained(plan);
+  Status st = child ? cgroup->attach(child->pid()) : child.status();
+  if (st) st = child->go();
+  if (!st) {
+    if (child) child->kill();
+    (void)cgroup->remove();
+    (void)disk.release();
+    return st;
+  }
+  return std::unique_ptr<Sandbox>(new NsSandbox(spec.id, paths, std::move(child).value(),
+                                                std::move(cgroup).value(), std::move(disk)));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBackendOptions& opts) {
+  if (geteuid() != 0) {
+    return Status(Code::kPermissionDenied, "sandbox: the namespace backend needs root");
+  }
+  if (access(opts.kilnBinary.c_str(), X_OK) != 0) {
+    return errnoStatus("sandbox: kiln binary " + opts.kilnBinary, errno);
+  }
+  RETURN_IF_ERROR(prepareSharedLayers(opts.stateDir));
+  return std::unique_ptr<SandboxBackend>(new NsBackend(opts));
+}
+
+}  // namespace kiln::sandbox

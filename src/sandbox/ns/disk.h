@@ -1,0 +1,40 @@
+// DiskImage: the disk quota of a sandbox. With diskMb > 0, a sparse ext4 image of that size is
+// attached to a loop device (autoclear) and mounted in the child over the writable layers, so a
+// full disk is ENOSPC inside, never on the host. Owned by one sandbox; not thread-safe.
+#pragma once
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
+#include "common/result.h"
+#include "sandbox/sandbox.h"
+
+namespace kiln::sandbox {
+
+class DiskImage {
+ public:
+  DiskImage() = default;
+  DiskImage(DiskImage&& o) noexcept { *this = std::move(o); }
+  DiskImage& operator=(DiskImage&& o) noexcept;
+  ~DiskImage() { (void)release(); }
+
+  // No image when sizeMb <= 0.
+  static Result<DiskImage> create(const std::string& dir, int sizeMb);
+
+  // "/dev/loopN", or empty without an image.
+  const std::string& device() const { return device_; }
+  // Set once the image is (nearly) full: statfs of the sandbox root (overlayfs reports its
+  // upper layer, i.e. the image). rootPid is PID 1 of the sandbox as seen from the host.
+  std::optional<LimitBreach> breach(pid_t rootPid) const;
+  // Detaches the loop device (autoclear: it goes once the last mount is gone) and removes the
+  // image file.
+  Status release();
+
+ private:
+  std::string image_;
+  std::string device_;
+  int loopFd_ = -1;
+};
+
+}  // namespace kiln::sandbox

@@ -1,0 +1,133 @@
+#include "sandbox/ns/layout.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <mutex>
+
+namespace kiln::sandbox {
+namespace {
+
+// Files of the host /etc that must not be visible inside (whited out in the mask layer).
+constexpr const char* kEtcSecrets[] = {
+    "shadow",  "shadow-",  "gshadow", "gshadow-", "sudoers", "security/opasswd",
+    "ssh/ssh_host_rsa_key", "ssh/ssh_host_ecdsa_key", "ssh/ssh_host_ed25519_key",
+    "ssh/ssh_host_dsa_key", "ssl/private", "machine-id", "kiln",
+};
+
+constexpr const char* kSkelDirs[] = {"usr", "etc", "proc", "dev", "tmp", "workspace", "home",
+                                     "root", "var", "var/tmp", "run", "mnt", "opt", "srv",
+                                     "home/agent"};
+
+Status mkdirIfMissing(const std::string& path, mode_t mode) {
+  if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return errnoStatus("mkdir " + path, errno);
+  return Status::ok();
+}
+
+Status writeText(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  return out ? Status::ok() : errnoStatus("write " + path, errno);
+}
+
+Status prepareSkeleton(const std::string& skel) {
+  RETURN_IF_ERROR(mkdirIfMissing(skel, 0755));
+  for (const char* d : kSkelDirs) RETURN_IF_ERROR(mkdirIfMissing(skel + "/" + d, 0755));
+  chmod((skel + "/tmp").c_str(), 01777);
+  chmod((skel + "/var/tmp").c_str(), 01777);
+  chmod((skel + "/root").c_str(), 0700);
+  if (chown((skel + "/home/agent").c_str(), kAgentUid, kAgentGid) != 0) {
+    return errnoStatus("chown home/agent", errno);
+  }
+  // Debian is usr-merged: /bin, /lib... are symlinks into /usr.
+  for (const char* link : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
+    char target[64];
+    ssize_t n = readlink((std::string("/") + link).c_str(), target, sizeof target - 1);
+    if (n <= 0) continue;
+    target[n] = 0;
+    std::string path = skel + "/" + link;
+    if (symlink(target, path.c_str()) != 0 && errno != EEXIST) {
+      return errnoStatus("symlink " + path, errno);
+    }
+  }
+  return Status::ok();
+}
+
+Status prepareEtcMask(const std::string& mask) {
+  RETURN_IF_ERROR(mkdirIfMissing(mask, 0755));
+  for (const char* sub : {"ssh", "ssl", "security"}) {
+    RETURN_IF_ERROR(mkdirIfMissing(mask + "/" + sub, 0755));
+  }
+  for (const char* secret : kEtcSecrets) {
+    std::string path = mask + "/" + secret;
+    // An overlayfs whiteout: a 0/0 character device hides the lower file.
+    if (mknod(path.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0 && errno != EEXIST) {
+      return errnoStatus("mknod " + path, errno);
+    }
+  }
+  RETURN_IF_ERROR(writeText(mask + "/passwd",
+                            "root:x:0:0:root:/root:/bin/sh\n"
+                            "agent:x:1000:1000:agent:/home/agent:/bin/bash\n"
+                            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"));
+  RETURN_IF_ERROR(writeText(mask + "/group", "root:x:0:\nagent:x:1000:\nnogroup:x:65534:\n"));
+  RETURN_IF_ERROR(writeText(mask + "/hostname", "kiln\n"));
+  return writeText(mask + "/hosts", "127.0.0.1 localhost kiln\n::1 localhost\n");
+}
+
+}  // namespace
+
+Status prepareSharedLayers(const std::string& stateDir) {
+  static std::mutex mu;
+  std::lock_guard lock(mu);
+  RETURN_IF_ERROR(mkdirIfMissing(stateDir, 0711));
+  RETURN_IF_ERROR(prepareSkeleton(stateDir + "/.skel"));
+  return prepareEtcMask(stateDir + "/.etcmask");
+}
+
+SandboxPaths SandboxPaths::of(const std::string& stateDir, const std::string& id) {
+  SandboxPaths p;
+  p.dir = stateDir + "/" + id;
+  p.socket = p.dir + "/rt.sock";
+  p.log = p.dir + "/rt.log";
+  p.rw = p.dir + "/rw";
+  p.newRoot = p.dir + "/m";
+  p.skel = stateDir + "/.skel";
+  p.etcMask = stateDir + "/.etcmask";
+  return p;
+}
+
+namespace {
+unsigned gUid, gGid;
+int chownEntry(const char* path, const struct stat* st, int, FTW*) {
+  if (st->st_uid != gUid || st->st_gid != gGid) lchown(path, gUid, gGid);
+  return 0;
+}
+int removeEntry(const char* path, const struct stat*, int flag, FTW*) {
+  if (flag == FTW_DP) return rmdir(path) == 0 || errno == ENOENT ? 0 : errno;
+  return unlink(path) == 0 || errno == ENOENT ? 0 : errno;
+}
+}  // namespace
+
+Status chownTree(const std::string& dir, unsigned uid, unsigned gid) {
+  static std::mutex mu;  // nftw callbacks take no context argument
+  std::lock_guard lock(mu);
+  gUid = uid;
+  gGid = gid;
+  if (nftw(dir.c_str(), chownEntry, 32, FTW_PHYS | FTW_MOUNT) != 0) {
+    return errnoStatus("chown " + dir, errno);
+  }
+  return Status::ok();
+}
+
+Status removeTree(const std::string& dir) {
+  int rc = nftw(dir.c_str(), removeEntry, 32, FTW_PHYS | FTW_MOUNT | FTW_DEPTH);
+  if (rc != 0 && errno != ENOENT) return errnoStatus("remove " + dir, rc > 0 ? rc : errno);
+  return Status::ok();
+}
+
+}  // namespace kiln::sandbox

@@ -1,0 +1,139 @@
+#include "sandbox/ns/mnt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+namespace kiln::sandbox {
+namespace {
+
+constexpr unsigned long kNoSuidDev = MS_NOSUID | MS_NODEV;
+
+MountStep overlay(const std::string& name, const std::string& lower, const std::string& upper,
+                  const std::string& work, const std::string& target, unsigned long flags) {
+  return {name, "overlay", target, "overlay",
+          "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work, flags};
+}
+
+}  // namespace
+
+MountPlan buildMountPlan(const SandboxPaths& p, const SandboxSpec& spec,
+                         const std::string& diskDevice) {
+  MountPlan plan;
+  const std::string& r = p.newRoot;
+  const std::string& rw = p.rw;
+  if (!diskDevice.empty()) {
+    // The writable layers live on the sandbox's own ext4 image: that is the disk quota.
+    plan.mounts.push_back({"mount disk image", diskDevice, rw, "ext4", "", kNoSuidDev});
+  }
+  for (const char* d : {"/r", "/rw", "/u", "/uw", "/e", "/ew"}) plan.makeDirs.push_back(rw + d);
+  auto& m = plan.mounts;
+  m.push_back(overlay("mount rootfs", p.skel, rw + "/r", rw + "/rw", r, MS_NOSUID));
+  // Writes to /usr and /etc land in the sandbox's upper dirs and never reach the host.
+  m.push_back(overlay("mount /usr", "/usr", rw + "/u", rw + "/uw", r + "/usr", MS_NOSUID));
+  m.push_back(overlay("mount /etc", p.etcMask + ":/etc", rw + "/e", rw + "/ew", r + "/etc",
+                      kNoSuidDev));
+  m.push_back({"bind /workspace", spec.workspaceDir, r + "/workspace", "", "", MS_BIND});
+  m.push_back({"remount /workspace", "", r + "/workspace", "", "",
+               MS_BIND | MS_REMOUNT | kNoSuidDev});
+  m.push_back({"mount /proc", "proc", r + "/proc", "proc", "", kNoSuidDev | MS_NOEXEC});
+  int tmpMb = spec.diskMb > 0 ? spec.diskMb : 1024;
+  m.push_back({"mount /tmp", "tmpfs", r + "/tmp", "tmpfs",
+               "mode=1777,size=" + std::to_string(tmpMb) + "m", kNoSuidDev});
+  m.push_back({"mount /dev", "tmpfs", r + "/dev", "tmpfs", "mode=755,size=1m", MS_NOSUID});
+  m.push_back({"mount /dev/pts", "devpts", r + "/dev/pts", "devpts",
+               "newinstance,ptmxmode=0666,mode=620", MS_NOSUID | MS_NOEXEC, true});
+  m.push_back({"mount /dev/shm", "tmpfs", r + "/dev/shm", "tmpfs", "mode=1777,size=64m",
+               kNoSuidDev, true});
+  for (auto [name, maj, min] : {std::tuple{"null", 1u, 3u}, {"zero", 1u, 5u}, {"full", 1u, 7u},
+                                {"random", 1u, 8u}, {"urandom", 1u, 9u}, {"tty", 5u, 0u}}) {
+    plan.devices.push_back({r + "/dev/" + name, maj, min});
+  }
+  plan.symlinks = {{"pts/ptmx", r + "/dev/ptmx"},      {"/proc/self/fd", r + "/dev/fd"},
+                   {"/proc/self/fd/0", r + "/dev/stdin"}, {"/proc/self/fd/1", r + "/dev/stdout"},
+                   {"/proc/self/fd/2", r + "/dev/stderr"}};
+  // A root command without capabilities can still write root-owned sysctls and sysrq-trigger.
+  plan.late.push_back({"bind /proc/sys", r + "/proc/sys", r + "/proc/sys", "", "", MS_BIND});
+  plan.late.push_back({"remount /proc/sys", "", r + "/proc/sys", "", "",
+                       MS_BIND | MS_REMOUNT | MS_RDONLY | kNoSuidDev | MS_NOEXEC});
+  for (const char* masked : {"/proc/sysrq-trigger", "/proc/kcore", "/proc/keys"}) {
+    plan.late.push_back({std::string("mask ") + masked, r + "/dev/null", r + masked, "", "",
+                         MS_BIND, false, true});
+  }
+  return plan;
+}
+
+int applyMountPlan(const MountPlan& plan, const char** failed) {
+  for (const MountStep& s : plan.mounts) {
+    // The writable-layer dirs are made after the disk image (if any) is mounted over rw/.
+    if (s.name == "mount rootfs") {
+      for (const auto& d : plan.makeDirs) {
+        if (mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
+          *failed = "mkdir writable layer";
+          return errno;
+        }
+      }
+    }
+    if (s.mkdirTarget && mkdir(s.target.c_str(), 0755) != 0 && errno != EEXIST) {
+      *failed = s.name.c_str();
+      return errno;
+    }
+    const char* src = s.source.empty() ? nullptr : s.source.c_str();
+    const char* fstype = s.fstype.empty() ? nullptr : s.fstype.c_str();
+    const char* data = s.data.empty() ? nullptr : s.data.c_str();
+    if (mount(src, s.target.c_str(), fstype, s.flags, data) != 0) {
+      *failed = s.name.c_str();
+      return errno;
+    }
+  }
+  for (const DeviceNode& d : plan.devices) {
+    if (mknod(d.path.c_str(), S_IFCHR | 0666, makedev(d.major, d.minor)) != 0 ||
+        chmod(d.path.c_str(), 0666) != 0) {
+      *failed = "mknod /dev";
+      return errno;
+    }
+  }
+  for (const SymlinkStep& l : plan.symlinks) {
+    if (symlink(l.target.c_str(), l.path.c_str()) != 0) {
+      *failed = "symlink /dev";
+      return errno;
+    }
+  }
+  for (const MountStep& s : plan.late) {
+    if (mount(s.source.empty() ? nullptr : s.source.c_str(), s.target.c_str(), nullptr, s.flags,
+              nullptr) != 0) {
+      if (s.optional && errno == ENOENT) continue;
+      *failed = s.name.c_str();
+      return errno;
+    }
+  }
+  return 0;
+}
+
+int pivotInto(const char* newRoot, const char** failed) {
+  // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then drops
+  // it without needing a directory for it inside the new root.
+  if (chdir(newRoot) != 0) {
+    *failed = "chdir new root";
+    return errno;
+  }
+  if (syscall(SYS_pivot_root, ".", ".") != 0) {
+    *failed = "pivot_root";
+    return errno;
+  }
+  if (umount2(".", MNT_DETACH) != 0) {
+    *failed = "detach old root";
+    return errno;
+  }
+  if (chdir("/") != 0) {
+    *failed = "chdir /";
+    return errno;
+  }
+  return 0;
+}
+
+}  // namespace kiln::sandbox

@@ -1,0 +1,48 @@
+// Mount namespace of a sandbox: the list of mounts that builds its root (overlay rootfs,
+// overlays of /usr and /etc, the workspace bind, fresh /proc, /tmp, minimal /dev), computed on
+// the host before clone, then applied in the child with raw syscalls only.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "sandbox/ns/layout.h"
+#include "sandbox/sandbox.h"
+
+namespace kiln::sandbox {
+
+struct MountStep {
+  std::string name;  // for errors: "mount /proc"
+  std::string source, target, fstype, data;
+  unsigned long flags = 0;
+  // Directory to create before mounting (a mount point inside a fresh tmpfs), or empty.
+  bool mkdirTarget = false;
+  // Skipped when the target does not exist (kernel-dependent /proc files).
+  bool optional = false;
+};
+
+struct DeviceNode {
+  std::string path;
+  unsigned major, minor;
+};
+
+struct SymlinkStep {
+  std::string target, path;
+};
+
+struct MountPlan {
+  std::vector<std::string> makeDirs;  // created first (writable layers)
+  std::vector<MountStep> mounts;
+  std::vector<DeviceNode> devices;
+  std::vector<SymlinkStep> symlinks;
+  std::vector<MountStep> late;  // after the device nodes: read-only remounts, masks
+};
+
+MountPlan buildMountPlan(const SandboxPaths& paths, const SandboxSpec& spec,
+                         const std::string& diskDevice);
+
+// Child side. Each returns 0 or errno and sets *failed to the name of the failing step.
+int applyMountPlan(const MountPlan& plan, const char** failed);
+// pivot_root into newRoot and detach the old root.
+int pivotInto(const char* newRoot, const char** failed);
+
+}  // namespace kiln::sandbox

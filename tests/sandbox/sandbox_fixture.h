@@ -1,0 +1,122 @@
+// Shared fixture for namespace-sandbox tests: a backend over a temp state dir, helpers that run
+// commands through the real runtime, and host-side counters for leak checks.
+#pragma once
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "runtime/client.h"
+#include "sandbox/sandbox.h"
+
+namespace kiln::sandbox::testing {
+
+inline std::string tempDir(const char* tag) {
+  std::string tmpl = std::string("/tmp/k") + tag + "-XXXXXX";
+  if (!mkdtemp(tmpl.data())) return "";
+  return tmpl;
+}
+
+inline int countMounts() {
+  std::ifstream in("/proc/self/mountinfo");
+  int n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
+// Host processes running `kiln runtime` (PID 1 of some sandbox).
+inline int countRuntimes() {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(e.path() / "cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    n += cmd.rfind(std::string("kiln\0runtime", 12), 0) == 0;
+  }
+  return n;
+}
+
+inline std::string readText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class NsSandboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "namespace sandbox tests need root";
+    state_ = tempDir("st");
+    auto backend = newNamespaceBackend({state_, KILN_BINARY});
+    ASSERT_TRUE(backend.isOk()) << backend.status().toString();
+    backend_ = std::move(backend).value();
+  }
+  void TearDown() override {
+    for (auto& sb : sandboxes_) {
+      if (sb) (void)sb->destroy();
+    }
+    sandboxes_.clear();
+    for (const auto& d : dirs_) std::filesystem::remove_all(d);
+    if (!state_.empty()) std::filesystem::remove_all(state_);
+  }
+
+  std::string newWorkspace() {
+    std::string d = tempDir("ws");
+    dirs_.push_back(d);
+    return d;
+  }
+  Sandbox* create(SandboxSpec spec) {
+    if (spec.workspaceDir.empty()) spec.workspaceDir = newWorkspace();
+    if (spec.id.empty()) spec.id = "t" + std::to_string(++counter_);
+    auto sb = backend_->create(spec);
+    EXPECT_TRUE(sb.isOk()) << sb.status().toString();
+    if (!sb.isOk()) return nullptr;
+    sandboxes_.push_back(std::move(sb).value());
+    return sandboxes_.back().get();
+  }
+  Result<runtime::ExecResult> exec(Sandbox* sb, const std::string& cmd, int timeoutMs = 30'000) {
+    asio::io_context ioc;
+    runtime::RuntimeClient client(ioc.get_executor(), sb->runtimeSocket());
+    runtime::ExecRequest req;
+    req.cmd = cmd;
+    req.timeoutMs = timeoutMs;
+    std::optional<Result<runtime::ExecResult>> out;
+    asio::co_spawn(
+        ioc, [&]() -> Task<void> { out.emplace(co_await client.exec(req, nullptr)); },
+        asio::detached);
+    ioc.run();
+    return std::move(*out);
+  }
+  // Output of cmd, which must exit 0.
+  std::string run(Sandbox* sb, const std::string& cmd) {
+    auto r = exec(sb, cmd);
+    EXPECT_TRUE(r.isOk()) << cmd << ": " << r.status().toString();
+    if (!r.isOk()) return "";
+    EXPECT_EQ(r->exitCode, 0) << cmd << ": " << r->output;
+    return r->output;
+  }
+  Result<nlohmann::json> call(Sandbox* sb, const std::string& path, nlohmann::json body) {
+    asio::io_context ioc;
+    runtime::RuntimeClient client(ioc.get_executor(), sb->runtimeSocket());
+    std::optional<Result<nlohmann::json>> out;
+    asio::co_spawn(
+        ioc, [&]() -> Task<void> { out.emplace(co_await client.call(path, body)); },
+        asio::detached);
+    ioc.run();
+    return std::move(*out);
+  }
+
+  std::string state_;
+  std::unique_ptr<SandboxBackend> backend_;
+  std::vector<std::unique_ptr<Sandbox>> sandboxes_;
+  std::vector<std::string> dirs_;
+  int counter_ = 0;
+};
+
+}  // namespace kiln::sandbox::testing
