@@ -7,6 +7,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/subprocess.h"
@@ -14,8 +15,9 @@
 namespace kiln::sandbox {
 namespace {
 
-// Below this many free blocks the image counts as full (ext4 keeps a few for metadata).
-constexpr unsigned long kFullBlocks = 16;
+// With less free than this the image counts as full: ext4 ENOSPCs a writer before reaching 0
+// (metadata, block groups), so "exactly zero" is never observed.
+constexpr uint64_t kFullSlackBytes = 1 << 20;
 
 Result<int> attachLoop(int imageFd, std::string* device) {
   int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
@@ -84,7 +86,9 @@ std::optional<LimitBreach> DiskImage::breach(pid_t rootPid) const {
   struct statvfs st;
   std::string root = "/proc/" + std::to_string(rootPid) + "/root/";
   if (statvfs(root.c_str(), &st) != 0) return std::nullopt;
-  if (st.f_bavail > kFullBlocks) return std::nullopt;
+  uint64_t total = uint64_t{st.f_blocks} * st.f_frsize;
+  uint64_t avail = uint64_t{st.f_bavail} * st.f_frsize;
+  if (avail > std::max<uint64_t>(kFullSlackBytes, total / 50)) return std::nullopt;
   return LimitBreach{"disk", "disk quota exhausted (" +
                                  std::to_string((st.f_blocks * st.f_frsize) >> 20) + " MiB)"};
 }

@@ -1,0 +1,226 @@
+// The adversarial suite: each test is an escape attempt that must fail inside the sandbox and
+// leave the host unaffected. Runs as root (skipped otherwise).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "sandbox_fixture.h"
+
+namespace kiln::sandbox::testing {
+namespace {
+
+using EscapeTest = NsSandboxTest;
+
+// Python probe: runs raw syscalls and prints "name errno" (0 = succeeded).
+std::string syscallProbe(const std::string& calls) {
+  return "/usr/bin/python3 -c '\n"
+         "import ctypes\n"
+         "l = ctypes.CDLL(None, use_errno=True)\n"
+         "for name, nr, args in [" +
+         calls +
+         "]:\n"
+         "    r = l.syscall(nr, *args)\n"
+         "    print(name, 0 if r >= 0 else ctypes.get_errno())\n'";
+}
+
+TEST_F(EscapeTest, ReadRootHomeAndShadow) {
+  std::string marker = "/root/.kiln-escape-" + std::to_string(getpid());
+  std::ofstream(marker) << "secret";
+  Sandbox* agent = create({});
+  Sandbox* root = create({.rootInside = true});
+  ASSERT_NE(agent, nullptr);
+  ASSERT_NE(root, nullptr);
+  const std::string cmd = "ls -A /root 2>&1; cat /etc/shadow /etc/gshadow 2>&1; cat " + marker +
+                          " 2>&1; ls /etc/ssh";
+  auto a = exec(agent, cmd), r = exec(root, cmd);
+  std::filesystem::remove(marker);
+  ASSERT_TRUE(a.isOk() && r.isOk());
+  for (const auto& out : {a->output, r->output}) {
+    EXPECT_EQ(out.find("secret"), std::string::npos) << out;
+    EXPECT_EQ(out.find("root:"), std::string::npos) << out;  // a shadow line
+    EXPECT_EQ(out.find("ssh_host_"), std::string::npos) << out;
+    EXPECT_NE(out.find("No such file"), std::string::npos) << out;
+  }
+}
+
+TEST_F(EscapeTest, WritesOutsideWorkspaceDoNotPersist) {
+  std::string probe = "kiln-escape-" + std::to_string(getpid());
+  Sandbox* sb = create({.rootInside = true});
+  ASSERT_NE(sb, nullptr);
+  run(sb, "for d in / /usr /etc /var /home/agent /root /usr/lib; do echo x > $d/" + probe +
+              "; done; ls /usr/" + probe);
+  ASSERT_TRUE(sb->destroy().isOk());
+  for (const char* d : {"/", "/usr/", "/etc/", "/var/", "/root/", "/usr/lib/"}) {
+    EXPECT_FALSE(std::filesystem::exists(std::string(d) + probe)) << d;
+  }
+  Sandbox* next = create({.rootInside = true});
+  ASSERT_NE(next, nullptr);
+  auto r = exec(next, "ls /usr/" + probe + " /" + probe);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(r->exitCode, 0);
+}
+
+TEST_F(EscapeTest, HostPidsAreInvisibleAndUnsignalable) {
+  Sandbox* sb = create({.rootInside = true});
+  ASSERT_NE(sb, nullptr);
+  std::string self = std::to_string(getpid());
+  auto r = exec(sb, "kill -0 " + self + " 2>&1 && echo SIGNALLED; kill -9 -1; echo done");
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->output.find("SIGNALLED"), std::string::npos) << r->output;
+  // kill -1 only reached the sandbox's own processes; PID 1 survives and still serves.
+  EXPECT_EQ(run(sb, "echo alive"), "alive\n");
+}
+
+TEST_F(EscapeTest, CannotReachHostLoopbackPort) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 4), 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string port = std::to_string(ntohs(addr.sin_port));
+  Sandbox* sb = create({});
+  ASSERT_NE(sb, nullptr);
+  auto r = exec(sb, "bash -c 'echo hi > /dev/tcp/127.0.0.1/" + port +
+                        "' 2>&1 && echo CONNECTED; bash -c 'echo > /dev/tcp/1.1.1.1/80' 2>&1 "
+                        "&& echo CONNECTED");
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->output.find("CONNECTED"), std::string::npos) << r->output;
+  // Nothing arrived on the host side.
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+  EXPECT_LT(accept(fd, nullptr, nullptr), 0);
+  close(fd);
+}
+
+#if defined(__x86_64__)
+TEST_F(EscapeTest, MountModulesNamespacesAndPtraceAreDenied) {
+  const std::string calls =
+      "(\"mount\",165,(b\"none\",b\"/mnt\",b\"tmpfs\",0,0)),(\"init_module\",175,(0,0,b\"\")),"
+      "(\"finit_module\",313,(0,b\"\",0)),(\"unshare_user\",272,(0x10000000,)),"
+      "(\"unshare_mnt\",272,(0x20000,)),(\"pivot_root\",155,(b\"/tmp\",b\"/tmp\")),"
+      "(\"ptrace_attach\",101,(16,1,0,0)),(\"bpf\",321,(0,0,0)),(\"keyctl\",250,(0,0,0)),"
+      "(\"reboot\",169,(0xfee1dead,0x28121969,0x1234567,0)),(\"io_uring_setup\",425,(1,0))";
+  for (bool root : {false, true}) {
+    Sandbox* sb = create({.rootInside = root});
+    ASSERT_NE(sb, nullptr);
+    std::string out = run(sb, syscallProbe(calls));
+    for (const char* name : {"mount", "init_module", "finit_module", "unshare_user", "unshare_mnt",
+                             "pivot_root", "ptrace_attach", "bpf", "keyctl", "reboot",
+                             "io_uring_setup"}) {
+      EXPECT_NE(out.find(std::string(name) + " 1\n"), std::string::npos)
+          << name << " (root=" << root << "):\n" << out;
+    }
+    auto m = exec(sb, "mount -t tmpfs none /mnt 2>&1 || echo REFUSED; unshare -r true 2>&1 || "
+                      "echo REFUSED2");
+    ASSERT_TRUE(m.isOk());
+    EXPECT_NE(m->output.find("REFUSED\n"), std::string::npos) << m->output;
+    EXPECT_NE(m->output.find("REFUSED2\n"), std::string::npos) << m->output;
+  }
+}
+#endif
+
+TEST_F(EscapeTest, ForkBombIsBoundedByPids) {
+  Sandbox* sb = create({.pids = 48});
+  ASSERT_NE(sb, nullptr);
+  auto r = exec(sb, "i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; echo spawned",
+                5'000);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_NE(r->output.find("fork"), std::string::npos) << r->output;
+  auto breach = sb->limitBreach();
+  ASSERT_TRUE(breach.has_value());
+  EXPECT_EQ(breach->resource, "pids");
+  std::string current = readText("/sys/fs/cgroup/pids/kiln/" + sb->id() + "/pids.current");
+  if (!current.empty()) EXPECT_LE(std::stoi(current), 48);
+}
+
+TEST_F(EscapeTest, MemoryBombIsOomKilledAndReported) {
+  Sandbox* sb = create({.memoryMb = 64});
+  ASSERT_NE(sb, nullptr);
+  EXPECT_FALSE(sb->limitBreach().has_value());
+  // tail must buffer a line that never ends: it grows until the OOM killer takes it.
+  auto r = exec(sb, "head -c 1024m /dev/zero | tail > /dev/null; echo rc=$?");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  auto breach = sb->limitBreach();
+  ASSERT_TRUE(breach.has_value()) << r->output;
+  EXPECT_EQ(breach->resource, "memory");
+  // PID 1 survived the OOM and still serves.
+  EXPECT_EQ(run(sb, "echo alive"), "alive\n");
+}
+
+TEST_F(EscapeTest, DiskQuotaFailsInsideAndIsReported) {
+  Sandbox* sb = create({.diskMb = 64});
+  ASSERT_NE(sb, nullptr);
+  EXPECT_FALSE(sb->limitBreach().has_value());
+  auto r = exec(sb, "dd if=/dev/zero of=/var/tmp/big bs=1M count=200 2>&1; echo rc=$?; df / /var/tmp");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_NE(r->output.find("No space left"), std::string::npos) << r->output;
+  auto breach = sb->limitBreach();
+  ASSERT_TRUE(breach.has_value()) << r->output;
+  EXPECT_EQ(breach->resource, "disk");
+}
+
+TEST_F(EscapeTest, SymlinkToEtcThroughFilesReadIsRefused) {
+  Sandbox* sb = create({});
+  ASSERT_NE(sb, nullptr);
+  run(sb, "ln -s /etc /workspace/etc-link && ln -s ../../../etc/passwd /workspace/pw");
+  for (const char* path : {"etc-link/passwd", "pw", "/etc/passwd", "../etc/passwd"}) {
+    auto r = call(sb, "/files/read", {{"path", path}});
+    ASSERT_FALSE(r.isOk()) << path;
+    EXPECT_NE(r.status().message().find("path_outside_workspace"), std::string::npos)
+        << path << ": " << r.status().toString();
+  }
+}
+
+TEST_F(EscapeTest, SigtermIgnoringCommandIsKilledAtTimeout) {
+  Sandbox* sb = create({});
+  ASSERT_NE(sb, nullptr);
+  auto r = exec(sb, "trap '' TERM; sh -c \"trap '' TERM; while :; do sleep 1; done\" & wait",
+                300);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_TRUE(r->timedOut);
+  // Only PID 1 and this probe's own processes are left.
+  std::string left = run(sb, "ps -e -o pid=,comm= | grep -v -e ' ps$' -e ' sh$' -e ' grep$'");
+  EXPECT_EQ(left.find("sleep"), std::string::npos) << left;
+}
+
+TEST_F(EscapeTest, NoLeaksAfter100CreateDestroyCycles) {
+  auto loops = [] {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/sys/block")) {
+      n += std::filesystem::exists(e.path() / "loop" / "backing_file");
+    }
+    return n;
+  };
+  auto cgroups = [] {
+    int n = 0;
+    for (const char* c : {"memory", "pids", "cpu"}) {
+      std::string dir = std::string("/sys/fs/cgroup/") + c + "/kiln";
+      if (!std::filesystem::exists(dir)) continue;
+      for (const auto& e : std::filesystem::directory_iterator(dir)) n += e.is_directory();
+    }
+    return n;
+  };
+  int mounts = countMounts(), runtimes = countRuntimes(), cg = cgroups(), lo = loops();
+  for (int i = 0; i < 100; ++i) {
+    SandboxSpec spec{.id = "leak" + std::to_string(i), .memoryMb = 128};
+    if (i % 25 == 0) spec.diskMb = 32;
+    Sandbox* sb = create(spec);
+    ASSERT_NE(sb, nullptr) << "cycle " << i;
+    if (i % 10 == 0) run(sb, "true");
+    ASSERT_TRUE(sb->destroy().isOk()) << "cycle " << i;
+  }
+  EXPECT_EQ(countMounts(), mounts);
+  EXPECT_EQ(countRuntimes(), runtimes);
+  EXPECT_EQ(cgroups(), cg);
+  // Autoclear loop devices detach asynchronously after the last mount goes.
+  for (int i = 0; i < 100 && loops() > lo; ++i) usleep(20'000);
+  EXPECT_EQ(loops(), lo);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(state_),
+                          std::filesystem::directory_iterator()),
+            2);  // only .skel and .etcmask
+}
+
+}  // namespace
+}  // namespace kiln::sandbox::testing
