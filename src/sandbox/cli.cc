@@ -1,12 +1,118 @@
+// `kiln sandbox exec`: runs one command in a fresh namespace sandbox, streams its output and
+// exits with its exit code. For operators and tests.
 #include "sandbox/cli.h"
 
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
+
+#include "runtime/client.h"
+#include "sandbox/sandbox.h"
 
 namespace kiln::sandbox {
+namespace {
+
+struct ExecOptions {
+  SandboxSpec spec;
+  std::string stateDir = "/tmp/kiln-sbx";
+  int timeoutMs = 0;
+  std::vector<std::string> command;
+};
+
+std::string shellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string selfBinary() {
+  std::error_code ec;
+  auto path = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "" : path.string();
+}
+
+Result<runtime::ExecResult> execIn(Sandbox& sb, const ExecOptions& o) {
+  std::string cmd;
+  for (const auto& arg : o.command) cmd += (cmd.empty() ? "" : " ") + shellQuote(arg);
+  runtime::ExecRequest req;
+  req.cmd = cmd;
+  req.timeoutMs = o.timeoutMs > 0 ? o.timeoutMs : 24 * 3600 * 1000;
+  asio::io_context ioc;
+  runtime::RuntimeClient client(ioc.get_executor(), sb.runtimeSocket());
+  auto onChunk = [](std::string_view stream, std::string_view data) {
+    FILE* f = stream == "stderr" ? stderr : stdout;
+    fwrite(data.data(), 1, data.size(), f);
+    fflush(f);
+  };
+  std::optional<Result<runtime::ExecResult>> out;
+  asio::co_spawn(
+      ioc, [&]() -> Task<void> { out.emplace(co_await client.exec(req, onChunk)); },
+      asio::detached);
+  ioc.run();
+  return std::move(*out);
+}
+
+int runExec(ExecOptions& o) {
+  bool tempWorkspace = o.spec.workspaceDir.empty();
+  if (tempWorkspace) {
+    std::string tmpl = "/tmp/kiln-ws-XXXXXX";
+    if (!mkdtemp(tmpl.data())) {
+      std::perror("kiln sandbox: mkdtemp");
+      return 1;
+    }
+    o.spec.workspaceDir = tmpl;
+  }
+  o.spec.id = "x" + std::to_string(getpid());
+  int code = 1;
+  auto backend = newNamespaceBackend({o.stateDir, selfBinary()});
+  auto sb = backend ? (*backend)->create(o.spec) : Result<std::unique_ptr<Sandbox>>(backend.status());
+  if (!sb) {
+    std::fprintf(stderr, "kiln sandbox: %s\n", sb.status().message().c_str());
+  } else {
+    Result<runtime::ExecResult> r = execIn(**sb, o);
+    auto breach = (*sb)->limitBreach();
+    if (!r) {
+      std::fprintf(stderr, "kiln sandbox: %s\n", r.status().message().c_str());
+    } else {
+      code = r->exitCode;
+      if (r->timedOut) std::fprintf(stderr, "kiln sandbox: timed out\n");
+    }
+    if (breach) {
+      std::fprintf(stderr, "kiln sandbox: limit %s: %s\n", breach->resource.c_str(),
+                   breach->message.c_str());
+    }
+    (void)(*sb)->destroy();
+  }
+  if (tempWorkspace) std::filesystem::remove_all(o.spec.workspaceDir);
+  return code;
+}
+
+}  // namespace
 
 int sandboxCommandMain(int argc, char** argv) {
-  std::fprintf(stderr, "kiln sandbox: not implemented yet\n");
-  return 2;
+  CLI::App app{"kiln sandbox: run commands in a fresh namespace sandbox", "kiln sandbox"};
+  app.require_subcommand(1);
+  ExecOptions o;
+  CLI::App* exec = app.add_subcommand("exec", "run one command in a fresh sandbox");
+  exec->add_option("--memory-mb", o.spec.memoryMb, "memory limit (MiB, 0 = none)");
+  exec->add_option("--pids", o.spec.pids, "process limit (0 = default 1024)");
+  exec->add_option("--cpus", o.spec.cpus, "cpu quota in cores (0 = none)");
+  exec->add_option("--disk-mb", o.spec.diskMb, "disk quota for writable layers (0 = none)");
+  exec->add_option("--network", o.spec.network, "none (allowlist: not yet)")
+      ->check(CLI::IsMember({"none", "allowlist"}));
+  exec->add_option("--workspace", o.spec.workspaceDir, "host dir at /workspace (default: temp)");
+  exec->add_option("--state-dir", o.stateDir, "host dir for sandbox state");
+  exec->add_option("--timeout-ms", o.timeoutMs, "kill the command after this long");
+  exec->add_flag("--root", o.spec.rootInside, "run as root inside (still no capabilities)");
+  exec->add_option("command", o.command, "command and arguments (after --)")->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return runExec(o);
 }
 
 }  // namespace kiln::sandbox

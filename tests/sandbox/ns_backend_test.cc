@@ -1,6 +1,7 @@
 // The namespace backend end to end: real namespaces, mounts and cgroups, the real runtime.
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "sandbox_fixture.h"
 
@@ -103,6 +104,25 @@ TEST_F(SandboxNsTest, DuplicateIdIsAConflict) {
   ASSERT_NE(sb, nullptr);
   auto again = backend_->create({.id = "dup", .workspaceDir = newWorkspace()});
   EXPECT_EQ(again.status().code(), Code::kConflict);
+}
+
+}  // namespace
+}  // namespace kiln::sandbox::testing
+
+namespace kiln::sandbox::testing {
+namespace {
+
+TEST(SandboxCliTest, ExecRunsOneCommandAndExitsWithItsCode) {
+  if (geteuid() != 0) GTEST_SKIP() << "namespace sandbox tests need root";
+  std::string state = tempDir("cli");
+  std::string out = state + "/out";
+  std::string cmd = std::string(KILN_BINARY) + " sandbox exec --state-dir " + state +
+                    " --memory-mb 128 -- sh -c 'echo hello-$(id -u); exit 7' > " + out;
+  int rc = std::system(cmd.c_str());
+  EXPECT_TRUE(WIFEXITED(rc));
+  EXPECT_EQ(WEXITSTATUS(rc), 7);
+  EXPECT_EQ(readText(out), "hello-1000\n");
+  std::filesystem::remove_all(state);
 }
 
 }  // namespace
