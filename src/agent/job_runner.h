@@ -1,0 +1,55 @@
+// JobRunner: runs one job from claim to a boundary: provisions the workspace and sandbox, then
+// drives the agent loop (model turn → tool calls through the runtime → step persisted → events)
+// until the job finishes, pauses, fails, or is cancelled. Every step is committed to the store
+// before the next model call. Runs as a coroutine on the job's strand; holds no thread while it
+// waits. Blocking work (store, clone, sandbox create/destroy) goes to the BlockingPool.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/asio.h"
+#include "common/blocking_pool.h"
+#include "common/clock.h"
+#include "events/event_bus.h"
+#include "sandbox/sandbox.h"
+#include "store/store.h"
+
+namespace kiln::agent {
+
+struct RunnerDeps {
+  store::Store* store = nullptr;
+  events::EventBus* bus = nullptr;
+  BlockingPool* pool = nullptr;
+  sandbox::SandboxBackend* backend = nullptr;
+  Clock* clock = nullptr;
+  std::string nodeId;
+  std::string workspacesDir;  // <dataDir>/workspaces
+};
+
+// The scheduler's handle on a running job: lets a stop request, a lost lease or a shutdown
+// cancel it from any thread. Thread-safe.
+class JobHandle {
+ public:
+  explicit JobHandle(std::string jobId) : jobId_(std::move(jobId)) {}
+  const std::string& jobId() const { return jobId_; }
+  bool cancelled() const { return cancelled_.load(); }
+  std::string cancelReason() const;
+  // Marks the job cancelled and kills its sandbox (blocking: call off the I/O threads).
+  void cancel(const std::string& reason);
+  void setSandbox(std::shared_ptr<sandbox::Sandbox> sb);
+  std::shared_ptr<sandbox::Sandbox> sandbox() const;
+
+ private:
+  const std::string jobId_;
+  std::atomic<bool> cancelled_{false};
+  mutable std::mutex mu_;
+  std::string reason_;                         // GUARDED_BY(mu_)
+  std::shared_ptr<sandbox::Sandbox> sandbox_;  // GUARDED_BY(mu_)
+};
+
+// Runs the job to its next boundary. Never throws; failures are recorded on the job.
+Task<void> runJob(RunnerDeps deps, store::Job job, std::shared_ptr<JobHandle> handle);
+
+}  // namespace kiln::agent

@@ -1,0 +1,60 @@
+// Provider: the model side of the agent loop. Given the context so far, it returns the next
+// assistant turn: a thought and the tool calls to make. Implementations: mock (deterministic,
+// no key), openai, anthropic (llm/), cli (an external agent CLI). Not thread-safe: one job uses
+// one provider from its own strand.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/asio.h"
+#include "common/result.h"
+
+namespace kiln::agent {
+
+using nlohmann::json;
+
+struct ToolCall {
+  std::string id;  // provider's call id, echoed back with the result
+  std::string name;
+  json arguments = json::object();
+};
+
+struct Message {
+  std::string role;  // system | user | assistant | tool
+  std::string content;
+  std::vector<ToolCall> toolCalls;  // assistant messages
+  std::string toolCallId;           // tool messages
+  std::string toolName;             // tool messages
+};
+
+struct ModelTurn {
+  std::string thought;
+  std::vector<ToolCall> calls;
+  int64_t tokensIn = 0;
+  int64_t tokensOut = 0;
+  double usd = 0;
+};
+
+// What the provider knows about the job it is working on.
+struct TaskInfo {
+  std::string jobId;
+  std::string taskDesc;
+  std::string repoUrl;
+  std::string model;
+};
+
+class Provider {
+ public:
+  virtual ~Provider() = default;
+  virtual Task<Result<ModelTurn>> next(const TaskInfo& task,
+                                       const std::vector<Message>& context) = 0;
+  virtual std::string name() const = 0;
+};
+
+// Creates the provider for a job's `agent` field ("mock", …). InvalidArgument if unknown.
+Result<std::unique_ptr<Provider>> makeProvider(const std::string& agent);
+
+}  // namespace kiln::agent

@@ -1,0 +1,40 @@
+// TerminalStream: turns a command's live output chunks into durable `terminal` events, in order,
+// without blocking the job's strand: chunks are buffered and one flusher at a time appends them
+// to the store on the BlockingPool. Use from the job's strand only.
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/asio.h"
+#include "common/blocking_pool.h"
+#include "events/event_bus.h"
+#include "store/store.h"
+
+namespace kiln::agent {
+
+class TerminalStream {
+ public:
+  // `ex` is the job's strand; push() and drain() must be called on it.
+  TerminalStream(asio::any_io_executor ex, store::Store& store, events::EventBus& bus,
+                 BlockingPool& pool, std::string jobId)
+      : ex_(ex), store_(store), bus_(bus), pool_(pool), jobId_(std::move(jobId)), idle_(ex) {}
+
+  void push(std::string_view stream, std::string_view data);
+  // Returns once every pushed chunk is in the store.
+  Task<void> drain();
+
+ private:
+  Task<void> flush();
+
+  asio::any_io_executor ex_;
+  store::Store& store_;
+  events::EventBus& bus_;
+  BlockingPool& pool_;
+  const std::string jobId_;
+  std::vector<store::NewEvent> pending_;
+  bool flushing_ = false;
+  asio::steady_timer idle_;  // cancelled when a flush ends, to wake drain()
+};
+
+}  // namespace kiln::agent

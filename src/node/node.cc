@@ -1,0 +1,198 @@
+#include "node/node.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "api/server.h"
+#include "common/blocking_pool.h"
+#include "common/ids.h"
+#include "events/event_bus.h"
+#include "sandbox/sandbox.h"
+#include "scheduler/scheduler.h"
+#include "store/store.h"
+
+namespace kiln::node {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Reads the admin token, creating it (mode 0600) and registering its hash on first start.
+Result<std::string> ensureAdminToken(const std::string& dataDir, store::Store& store) {
+  std::string path = dataDir + "/admin.token";
+  std::string token;
+  if (std::ifstream in(path); in) {
+    std::getline(in, token);
+  }
+  if (token.empty()) {
+    token = "kiln_" + randomToken(24);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return errnoStatus("write " + path, errno);
+    std::string line = token + "\n";
+    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    ::fchmod(fd, 0600);
+    ::close(fd);
+    if (!ok) return errnoStatus("write " + path, errno);
+  }
+  RETURN_IF_ERROR(store.ensureTenant("default", "default"));
+  RETURN_IF_ERROR(store.addToken(sha256Hex(token), "default"));
+  return token;
+}
+
+Status writeServerJson(const std::string& dataDir, const std::string& url) {
+  std::string tmp = dataDir + "/server.json.tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << nlohmann::json{{"url", url}, {"pid", getpid()}}.dump() << "\n";
+    if (!out) return errnoStatus("write " + tmp, errno);
+  }
+  std::error_code ec;
+  fs::rename(tmp, dataDir + "/server.json", ec);
+  if (ec) return internalError("rename server.json: " + ec.message());
+  return Status::ok();
+}
+
+class NodeImpl : public Node {
+ public:
+  explicit NodeImpl(NodeOptions opts)
+      : opts_(std::move(opts)),
+        ioc_(opts_.ioThreads),
+        pool_(static_cast<size_t>(opts_.blockingThreads)) {}
+  ~NodeImpl() override { shutdown(); }
+
+  Status init();
+
+  // Node
+  uint16_t port() const override { return api_->port(); }
+  std::string url() const override { return url_; }
+  std::string adminToken() const override { return token_; }
+  void shutdown() override;
+  void wait() override;
+
+ private:
+  NodeOptions opts_;
+  asio::io_context ioc_;
+  BlockingPool pool_;
+  events::EventBus bus_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<sandbox::SandboxBackend> backend_;
+  std::unique_ptr<scheduler::Scheduler> scheduler_;
+  std::unique_ptr<api::ApiServer> api_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<std::thread> threads_;
+  std::string token_;
+  std::string url_;
+  std::mutex mu_;
+  std::condition_variable done_;
+  bool stopped_ = false;  // GUARDED_BY(mu_)
+};
+
+Status NodeImpl::init() {
+  std::error_code ec;
+  fs::create_directories(opts_.dataDir, ec);
+  if (ec) return internalError("create data dir " + opts_.dataDir + ": " + ec.message());
+  ::chmod(opts_.dataDir.c_str(), 0700);
+  ASSIGN_OR_RETURN(store_, store::Store::open({opts_.storeUrl}));
+  ASSIGN_OR_RETURN(token_, ensureAdminToken(opts_.dataDir, *store_));
+  ASSIGN_OR_RETURN(backend_, sandbox::newNamespaceBackend(
+                                 {opts_.dataDir + "/sandboxes", opts_.kilnBinary}));
+
+  agent::RunnerDeps deps;
+  deps.store = store_.get();
+  deps.bus = &bus_;
+  deps.pool = &pool_;
+  deps.backend = backend_.get();
+  deps.clock = &RealClock::instance();
+  deps.nodeId = opts_.nodeId;
+  deps.workspacesDir = opts_.dataDir + "/workspaces";
+  scheduler_ = std::make_unique<scheduler::Scheduler>(
+      ioc_, deps, scheduler::SchedulerOptions{opts_.nodeId, opts_.maxJobs, opts_.leaseMs, 1000});
+
+  api::ApiOptions apiOpts;
+  apiOpts.listen = opts_.listen;
+  ASSIGN_OR_RETURN(api_, api::ApiServer::start(ioc_, apiOpts,
+                                               {store_.get(), &bus_, scheduler_.get(), &pool_,
+                                                &RealClock::instance()}));
+  std::string host = opts_.listen.substr(0, opts_.listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  url_ = "http://" + host + ":" + std::to_string(api_->port());
+  RETURN_IF_ERROR(writeServerJson(opts_.dataDir, url_));
+
+  work_.emplace(ioc_.get_executor());
+  for (int i = 0; i < opts_.ioThreads; ++i) threads_.emplace_back([this] { ioc_.run(); });
+  scheduler_->start();
+  spdlog::info("kiln node {} listening on {} (data dir {}, max {} jobs)", opts_.nodeId, url_,
+               opts_.dataDir, opts_.maxJobs);
+  return Status::ok();
+}
+
+void NodeImpl::shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  if (api_) api_->stop();
+  if (scheduler_) scheduler_->shutdown();
+  bus_.publishAll();
+  work_.reset();
+  ioc_.stop();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  std::error_code ec;
+  fs::remove(opts_.dataDir + "/server.json", ec);
+  done_.notify_all();
+}
+
+void NodeImpl::wait() {
+  std::unique_lock lock(mu_);
+  done_.wait(lock, [this] { return stopped_; });
+}
+
+std::string hostname() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof buf - 1);
+  return buf[0] ? buf : "node";
+}
+
+}  // namespace
+
+std::string defaultDataDir() {
+  if (const char* d = getenv("KILN_DATA_DIR"); d && *d) return d;
+  if (const char* x = getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/kiln";
+  const char* home = getenv("HOME");
+  return std::string(home && *home ? home : "/root") + "/.local/share/kiln";
+}
+
+Status resolveDefaults(NodeOptions& o) {
+  if (o.dataDir.empty()) o.dataDir = defaultDataDir();
+  std::error_code ec;
+  fs::create_directories(o.dataDir, ec);
+  o.dataDir = fs::absolute(o.dataDir, ec).lexically_normal().string();
+  if (!o.dataDir.empty() && o.dataDir.back() == '/') o.dataDir.pop_back();
+  if (o.storeUrl.empty()) o.storeUrl = "sqlite:" + o.dataDir + "/kiln.db";
+  if (o.kilnBinary.empty()) {
+    o.kilnBinary = fs::read_symlink("/proc/self/exe", ec).string();
+    if (ec) return internalError("cannot find the kiln binary: " + ec.message());
+  }
+  if (o.ioThreads <= 0) o.ioThreads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (o.nodeId.empty()) o.nodeId = hostname() + "-" + randomToken(3);
+  if (o.maxJobs <= 0) return invalidArgument("--max-jobs must be positive");
+  if (o.listen.rfind(':') == std::string::npos) return invalidArgument("--listen needs HOST:PORT");
+  return Status::ok();
+}
+
+Result<std::unique_ptr<Node>> Node::start(NodeOptions opts) {
+  RETURN_IF_ERROR(resolveDefaults(opts));
+  auto node = std::make_unique<NodeImpl>(std::move(opts));
+  RETURN_IF_ERROR(node->init());
+  return std::unique_ptr<Node>(std::move(node));
+}
+
+}  // namespace kiln::node

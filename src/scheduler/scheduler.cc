@@ -1,0 +1,140 @@
+#include "scheduler/scheduler.h"
+
+#include <spdlog/spdlog.h>
+
+namespace kiln::scheduler {
+
+Scheduler::Scheduler(asio::io_context& ioc, agent::RunnerDeps deps, SchedulerOptions opts)
+    : ioc_(ioc),
+      deps_(std::move(deps)),
+      opts_(std::move(opts)),
+      strand_(asio::make_strand(ioc)),
+      claimTimer_(strand_),
+      renewTimer_(strand_) {}
+
+Scheduler::~Scheduler() = default;
+
+void Scheduler::start() {
+  asio::co_spawn(strand_, claimLoop(), asio::detached);
+  asio::co_spawn(strand_, renewLoop(), asio::detached);
+}
+
+size_t Scheduler::running() const {
+  std::lock_guard lock(mu_);
+  return running_.size();
+}
+
+void Scheduler::wake() {
+  asio::post(strand_, [this] { claimTimer_.cancel(); });
+}
+
+std::shared_ptr<agent::JobHandle> Scheduler::find(const std::string& jobId) const {
+  std::lock_guard lock(mu_);
+  auto it = running_.find(jobId);
+  return it == running_.end() ? nullptr : it->second;
+}
+
+void Scheduler::stopped(const std::string& jobId) {
+  auto h = find(jobId);
+  if (!h) return;
+  // Killing the sandbox blocks (waitpid, unmount): keep it off the I/O threads.
+  asio::post(deps_.pool->executor(), [h] { h->cancel("stopped by request"); });
+}
+
+void Scheduler::replied(const std::string& /*jobId*/) {
+  // A paused job holds no lease and no coroutine: the reply made it claimable again.
+  wake();
+}
+
+Task<void> Scheduler::claimLoop() {
+  while (!stopping_) {
+    while (!stopping_ && running() < static_cast<size_t>(opts_.maxJobs)) {
+      int64_t now = deps_.clock->nowMs();
+      auto claimed = co_await deps_.pool->run(
+          [&] { return deps_.store->claimJob(opts_.nodeId, now, opts_.leaseMs); });
+      if (!claimed.isOk()) {
+        spdlog::warn("scheduler: claim: {}", claimed.status().toString());
+        break;
+      }
+      if (!claimed->has_value()) break;
+      launch(std::move(**claimed));
+    }
+    claimTimer_.expires_after(std::chrono::milliseconds(opts_.pollMs));
+    boost::system::error_code ec;
+    co_await claimTimer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+void Scheduler::launch(store::Job job) {
+  auto handle = std::make_shared<agent::JobHandle>(job.id);
+  {
+    std::lock_guard lock(mu_);
+    running_[job.id] = handle;
+  }
+  spdlog::info("scheduler: running job {} ({})", job.id, store::jobStatusName(job.status));
+  std::string id = job.id;
+  asio::co_spawn(asio::make_strand(ioc_), agent::runJob(deps_, std::move(job), handle),
+                 [this, id](std::exception_ptr e) {
+                   if (e) {
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& ex) {
+                       spdlog::error("job {}: runner crashed: {}", id, ex.what());
+                     }
+                   }
+                   {
+                     std::lock_guard lock(mu_);
+                     running_.erase(id);
+                   }
+                   idle_.notify_all();
+                   wake();  // a slot is free
+                 });
+}
+
+Task<void> Scheduler::renewLoop() {
+  while (!stopping_) {
+    renewTimer_.expires_after(std::chrono::milliseconds(opts_.leaseMs / 3));
+    boost::system::error_code ec;
+    co_await renewTimer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_) break;
+    std::vector<std::shared_ptr<agent::JobHandle>> jobs;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [id, h] : running_) jobs.push_back(h);
+    }
+    for (auto& h : jobs) {
+      int64_t now = deps_.clock->nowMs();
+      auto ok = co_await deps_.pool->run(
+          [&] { return deps_.store->renewLease(h->jobId(), opts_.nodeId, now, opts_.leaseMs); });
+      // A failed renewal means another node may own the job now: stop at once, write nothing.
+      if (ok.isOk() && !*ok && !h->cancelled()) {
+        spdlog::warn("job {}: lease lost, stopping", h->jobId());
+        asio::post(deps_.pool->executor(), [h] { h->cancel("lease lost"); });
+      }
+    }
+  }
+}
+
+void Scheduler::shutdown(int64_t graceMs) {
+  stopping_ = true;
+  asio::post(strand_, [this] {
+    claimTimer_.cancel();
+    renewTimer_.cancel();
+  });
+  std::vector<std::shared_ptr<agent::JobHandle>> jobs;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, h] : running_) jobs.push_back(h);
+  }
+  for (auto& h : jobs) {
+    h->cancel("node shutting down");
+    store::JobUpdate u;
+    u.releaseLease = true;
+    u.ifOwner = opts_.nodeId;
+    (void)deps_.store->updateJob(h->jobId(), u);
+  }
+  std::unique_lock lock(mu_);
+  idle_.wait_for(lock, std::chrono::milliseconds(graceMs), [this] { return running_.empty(); });
+}
+
+}  // namespace kiln::scheduler

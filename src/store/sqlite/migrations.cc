@@ -1,0 +1,70 @@
+#include "store/sqlite/migrations.h"
+
+namespace kiln::store::sqlite {
+
+const std::vector<Migration>& migrations() {
+  static const std::vector<Migration> kMigrations = {
+      {1, R"sql(
+CREATE TABLE tenants(
+  tenant_id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  created_at INTEGER NOT NULL);
+CREATE TABLE api_tokens(
+  token_hash TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL REFERENCES tenants(tenant_id),
+  created_at INTEGER NOT NULL,
+  revoked_at INTEGER);
+CREATE TABLE agent_jobs(
+  job_id TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL,
+  repository_url TEXT NOT NULL,
+  ref TEXT NOT NULL DEFAULT '',
+  task_description TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  model TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL,
+  limits TEXT NOT NULL DEFAULT '{}',
+  spec TEXT NOT NULL DEFAULT '{}',
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  started_at INTEGER NOT NULL DEFAULT 0,
+  token_spend_usd REAL NOT NULL DEFAULT 0,
+  tokens_in INTEGER NOT NULL DEFAULT 0,
+  tokens_out INTEGER NOT NULL DEFAULT 0,
+  step_count INTEGER NOT NULL DEFAULT 0,
+  error TEXT,
+  owner_node TEXT,
+  lease_expires_at INTEGER NOT NULL DEFAULT 0,
+  base_commit TEXT NOT NULL DEFAULT '',
+  pending_reply TEXT);
+CREATE INDEX agent_jobs_status ON agent_jobs(status, created_at);
+CREATE INDEX agent_jobs_tenant ON agent_jobs(tenant_id, created_at, job_id);
+CREATE TABLE execution_steps(
+  step_id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL REFERENCES agent_jobs(job_id),
+  step_number INTEGER NOT NULL,
+  phase TEXT NOT NULL DEFAULT 'acting',
+  planner_thought TEXT NOT NULL DEFAULT '',
+  tool_called TEXT NOT NULL DEFAULT '',
+  tool_arguments TEXT NOT NULL DEFAULT '{}',
+  tool_output TEXT NOT NULL DEFAULT '',
+  workspace_hash TEXT NOT NULL DEFAULT '',
+  workspace_patch BLOB,
+  tokens_in INTEGER NOT NULL DEFAULT 0,
+  tokens_out INTEGER NOT NULL DEFAULT 0,
+  usd REAL NOT NULL DEFAULT 0,
+  executed_at INTEGER NOT NULL,
+  UNIQUE(job_id, step_number));
+CREATE TABLE job_events(
+  job_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(job_id, seq)) WITHOUT ROWID;
+)sql"},
+  };
+  return kMigrations;
+}
+
+}  // namespace kiln::store::sqlite

@@ -1,0 +1,413 @@
+#include "store/sqlite/sqlite_store.h"
+
+#include <algorithm>
+#include <mutex>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "store/sqlite/migrations.h"
+#include "store/sqlite/sqlite_db.h"
+
+namespace kiln::store {
+namespace {
+
+using sqlite::Database;
+using sqlite::Statement;
+using sqlite::Transaction;
+
+constexpr std::string_view kJobColumns =
+    "job_id, tenant_id, repository_url, ref, task_description, agent, model, status, limits, "
+    "spec, created_at, updated_at, started_at, token_spend_usd, tokens_in, tokens_out, "
+    "step_count, error, owner_node, lease_expires_at, base_commit, pending_reply";
+
+json parseJsonColumn(const std::string& s, json fallback) {
+  if (s.empty()) return fallback;
+  json j = json::parse(s, nullptr, false);
+  return j.is_discarded() ? fallback : j;
+}
+
+std::string dumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+Job readJob(const Statement& st) {
+  Job j;
+  j.id = st.text(0);
+  j.tenantId = st.text(1);
+  j.repoUrl = st.text(2);
+  j.ref = st.text(3);
+  j.taskDesc = st.text(4);
+  j.agent = st.text(5);
+  j.model = st.text(6);
+  j.status = parseJobStatus(st.text(7)).value_or(JobStatus::kFailed);
+  j.limits = parseJsonColumn(st.text(8), json::object());
+  j.spec = parseJsonColumn(st.text(9), json::object());
+  j.createdAt = st.i64(10);
+  j.updatedAt = st.i64(11);
+  j.startedAt = st.i64(12);
+  j.tokenSpendUsd = st.f64(13);
+  j.tokensIn = st.i64(14);
+  j.tokensOut = st.i64(15);
+  j.stepCount = static_cast<int>(st.i64(16));
+  j.error = parseJsonColumn(st.text(17), json());
+  j.ownerNode = st.text(18);
+  j.leaseExpiresAt = st.i64(19);
+  j.baseCommit = st.text(20);
+  j.pendingReply = st.optText(21);
+  return j;
+}
+
+class SqliteStore : public Store {
+ public:
+  explicit SqliteStore(std::unique_ptr<Database> db) : db_(std::move(db)) {}
+
+  Status migrate();
+
+  // Store
+  Status createJob(const Job& job, const std::vector<NewEvent>& events) override;
+  Result<Job> getJob(const std::string& jobId, const std::string& tenantId) override;
+  Result<JobPage> listJobs(const std::string& tenantId, std::optional<JobStatus> status,
+                           int limit, const std::string& cursor) override;
+  Result<UpdateResult> updateJob(const std::string& jobId, const JobUpdate& update) override;
+  Result<std::optional<Job>> claimJob(const std::string& nodeId, int64_t nowMs,
+                                      int64_t leaseMs) override;
+  Result<bool> renewLease(const std::string& jobId, const std::string& nodeId, int64_t nowMs,
+                          int64_t leaseMs) override;
+  Result<std::vector<Event>> recordStep(const Step& step, const std::string& nodeId,
+                                        const std::vector<NewEvent>& events) override;
+  Result<std::vector<Step>> listSteps(const std::string& jobId) override;
+  Result<std::string> latestPatch(const std::string& jobId) override;
+  Result<std::vector<Event>> appendEvents(const std::string& jobId,
+                                          const std::vector<NewEvent>& events) override;
+  Result<std::vector<Event>> listEvents(const std::string& jobId, int64_t afterSeq,
+                                        int limit) override;
+  Status ensureTenant(const std::string& tenantId, const std::string& name) override;
+  Status addToken(const std::string& tokenHash, const std::string& tenantId) override;
+  Result<std::string> tenantForToken(const std::string& tokenHash) override;
+
+ private:
+  int64_t now() const { return RealClock::instance().nowMs(); }
+  // Both need mu_ held and, for writes, an open transaction.
+  Result<Job> getJobLocked(const std::string& jobId);
+  Result<std::vector<Event>> insertEventsLocked(const std::string& jobId,
+                                                const std::vector<NewEvent>& events);
+
+  std::mutex mu_;
+  std::unique_ptr<Database> db_;  // GUARDED_BY(mu_)
+};
+
+Status SqliteStore::migrate() {
+  std::lock_guard lock(mu_);
+  RETURN_IF_ERROR(db_->exec(
+      "CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY, "
+      "applied_at INTEGER NOT NULL)"));
+  for (const auto& m : sqlite::migrations()) {
+    Transaction tx(*db_);
+    RETURN_IF_ERROR(tx.begin());
+    ASSIGN_OR_RETURN(auto q, db_->prepare("SELECT 1 FROM schema_migrations WHERE version=?"));
+    q.bind(1, m.version);
+    ASSIGN_OR_RETURN(bool applied, q.step());
+    if (applied) continue;
+    RETURN_IF_ERROR(db_->exec(std::string(m.sql)).withContext(
+        "migration " + std::to_string(m.version)));
+    ASSIGN_OR_RETURN(auto ins, db_->prepare("INSERT INTO schema_migrations VALUES(?, ?)"));
+    RETURN_IF_ERROR(ins.bind(1, m.version).bind(2, now()).run());
+    RETURN_IF_ERROR(tx.commit());
+  }
+  return Status::ok();
+}
+
+Status SqliteStore::createJob(const Job& job, const std::vector<NewEvent>& events) {
+  std::lock_guard lock(mu_);
+  Transaction tx(*db_);
+  RETURN_IF_ERROR(tx.begin());
+  ASSIGN_OR_RETURN(auto st, db_->prepare(
+      "INSERT INTO agent_jobs(job_id, tenant_id, repository_url, ref, task_description, agent, "
+      "model, status, limits, spec, created_at, updated_at, pending_reply) "
+      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  int64_t t = job.createdAt ? job.createdAt : now();
+  st.bind(1, job.id).bind(2, job.tenantId).bind(3, job.repoUrl).bind(4, job.ref);
+  st.bind(5, job.taskDesc).bind(6, job.agent).bind(7, job.model);
+  st.bind(8, jobStatusName(job.status)).bind(9, dumpJson(job.limits)).bind(10, dumpJson(job.spec));
+  st.bind(11, t).bind(12, t).bind(13, job.pendingReply);
+  RETURN_IF_ERROR(st.run());
+  RETURN_IF_ERROR(insertEventsLocked(job.id, events).status());
+  return tx.commit();
+}
+
+Result<Job> SqliteStore::getJobLocked(const std::string& jobId) {
+  ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT " + std::string(kJobColumns) +
+                                         " FROM agent_jobs WHERE job_id=?"));
+  st.bind(1, jobId);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  if (!row) return notFound("job " + jobId + " not found");
+  return readJob(st);
+}
+
+Result<Job> SqliteStore::getJob(const std::string& jobId, const std::string& tenantId) {
+  std::lock_guard lock(mu_);
+  auto job = getJobLocked(jobId);
+  if (job.isOk() && !tenantId.empty() && job->tenantId != tenantId) {
+    return notFound("job " + jobId + " not found");
+  }
+  return job;
+}
+
+Result<JobPage> SqliteStore::listJobs(const std::string& tenantId,
+                                      std::optional<JobStatus> status, int limit,
+                                      const std::string& cursor) {
+  // Newest first. The cursor is "<created_at>:<job_id>" of the last job returned.
+  int64_t curTime = INT64_MAX;
+  std::string curId;
+  if (!cursor.empty()) {
+    auto colon = cursor.find(':');
+    if (colon == std::string::npos) return invalidArgument("bad cursor");
+    char* end = nullptr;
+    curTime = std::strtoll(cursor.substr(0, colon).c_str(), &end, 10);
+    if (!end || *end) return invalidArgument("bad cursor");
+    curId = cursor.substr(colon + 1);
+  }
+  std::lock_guard lock(mu_);
+  std::string sql = "SELECT " + std::string(kJobColumns) +
+                    " FROM agent_jobs WHERE (?1 = '' OR tenant_id = ?1) AND (?2 = '' OR "
+                    "status = ?2) AND (created_at < ?3 OR (created_at = ?3 AND job_id < ?4)) "
+                    "ORDER BY created_at DESC, job_id DESC LIMIT ?5";
+  ASSIGN_OR_RETURN(auto st, db_->prepare(sql));
+  st.bind(1, tenantId).bind(2, status ? jobStatusName(*status) : "");
+  st.bind(3, curTime).bind(4, cursor.empty() ? std::string("\xff") : curId).bind(5, limit + 1);
+  JobPage page;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    page.jobs.push_back(readJob(st));
+  }
+  if (static_cast<int>(page.jobs.size()) > limit) {
+    page.jobs.pop_back();
+    const Job& last = page.jobs.back();
+    page.nextCursor = std::to_string(last.createdAt) + ":" + last.id;
+  }
+  return page;
+}
+
+Result<UpdateResult> SqliteStore::updateJob(const std::string& jobId, const JobUpdate& u) {
+  std::lock_guard lock(mu_);
+  Transaction tx(*db_);
+  RETURN_IF_ERROR(tx.begin());
+  ASSIGN_OR_RETURN(Job job, getJobLocked(jobId));
+  UpdateResult out;
+  if (!u.ifStatusIn.empty() &&
+      std::find(u.ifStatusIn.begin(), u.ifStatusIn.end(), job.status) == u.ifStatusIn.end()) {
+    return out;
+  }
+  if (u.ifOwner && job.ownerNode != *u.ifOwner) return out;
+  ASSIGN_OR_RETURN(auto st, db_->prepare(
+      "UPDATE agent_jobs SET status=?, error=?, base_commit=?, pending_reply=?, started_at=?, "
+      "owner_node=?, lease_expires_at=?, updated_at=? WHERE job_id=?"));
+  JobStatus status = u.status.value_or(job.status);
+  json error = u.error.value_or(job.error);
+  std::optional<std::string> reply = job.pendingReply;
+  if (u.clearPendingReply) reply.reset();
+  if (u.pendingReply) reply = u.pendingReply;
+  int64_t t = now();
+  int64_t started = job.startedAt == 0 && u.markStarted ? t : job.startedAt;
+  st.bind(1, jobStatusName(status));
+  if (error.is_null()) st.bindNull(2); else st.bind(2, dumpJson(error));
+  st.bind(3, u.baseCommit.value_or(job.baseCommit)).bind(4, reply).bind(5, started);
+  if (u.releaseLease) st.bindNull(6).bind(7, int64_t{0});
+  else st.bind(6, job.ownerNode).bind(7, job.leaseExpiresAt);
+  st.bind(8, t).bind(9, jobId);
+  RETURN_IF_ERROR(st.run());
+  ASSIGN_OR_RETURN(out.events, insertEventsLocked(jobId, u.events));
+  RETURN_IF_ERROR(tx.commit());
+  out.applied = true;
+  return out;
+}
+
+Result<std::optional<Job>> SqliteStore::claimJob(const std::string& nodeId, int64_t nowMs,
+                                                 int64_t leaseMs) {
+  std::lock_guard lock(mu_);
+  Transaction tx(*db_);
+  RETURN_IF_ERROR(tx.begin());
+  // Claimable: queued work, a running job whose owner's lease lapsed (its node died or was
+  // shut down), or a paused job that got its reply. PAUSED jobs without a reply hold no lease.
+  ASSIGN_OR_RETURN(auto q, db_->prepare(
+      "SELECT job_id FROM agent_jobs WHERE (status IN ('QUEUED','PROVISIONING','RUNNING') OR "
+      "(status = 'PAUSED' AND pending_reply IS NOT NULL)) AND "
+      "(owner_node IS NULL OR owner_node = '' OR lease_expires_at < ?) "
+      "ORDER BY created_at LIMIT 1"));
+  q.bind(1, nowMs);
+  ASSIGN_OR_RETURN(bool row, q.step());
+  if (!row) return std::optional<Job>();
+  std::string id = q.text(0);
+  ASSIGN_OR_RETURN(auto up, db_->prepare(
+      "UPDATE agent_jobs SET owner_node=?, lease_expires_at=?, updated_at=? WHERE job_id=?"));
+  RETURN_IF_ERROR(up.bind(1, nodeId).bind(2, nowMs + leaseMs).bind(3, nowMs).bind(4, id).run());
+  ASSIGN_OR_RETURN(Job job, getJobLocked(id));
+  RETURN_IF_ERROR(tx.commit());
+  return std::optional<Job>(std::move(job));
+}
+
+Result<bool> SqliteStore::renewLease(const std::string& jobId, const std::string& nodeId,
+                                     int64_t nowMs, int64_t leaseMs) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st, db_->prepare(
+      "UPDATE agent_jobs SET lease_expires_at=? WHERE job_id=? AND owner_node=?"));
+  RETURN_IF_ERROR(st.bind(1, nowMs + leaseMs).bind(2, jobId).bind(3, nodeId).run());
+  return db_->changes() == 1;
+}
+
+Result<std::vector<Event>> SqliteStore::recordStep(const Step& step, const std::string& nodeId,
+                                                   const std::vector<NewEvent>& events) {
+  std::lock_guard lock(mu_);
+  Transaction tx(*db_);
+  RETURN_IF_ERROR(tx.begin());
+  if (!nodeId.empty()) {
+    ASSIGN_OR_RETURN(Job job, getJobLocked(step.jobId));
+    if (job.ownerNode != nodeId) return conflict("lease on job " + step.jobId + " is lost");
+  }
+  ASSIGN_OR_RETURN(auto st, db_->prepare(
+      "INSERT INTO execution_steps(step_id, job_id, step_number, phase, planner_thought, "
+      "tool_called, tool_arguments, tool_output, workspace_hash, workspace_patch, tokens_in, "
+      "tokens_out, usd, executed_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  st.bind(1, step.id.empty() ? newUuid() : step.id).bind(2, step.jobId).bind(3, step.stepNumber);
+  st.bind(4, step.phase).bind(5, step.plannerThought).bind(6, step.toolCalled);
+  st.bind(7, dumpJson(step.toolArguments)).bind(8, step.toolOutput).bind(9, step.workspaceHash);
+  if (step.workspacePatch) st.bindBlob(10, *step.workspacePatch); else st.bindNull(10);
+  st.bind(11, step.tokensIn).bind(12, step.tokensOut).bind(13, step.usd);
+  st.bind(14, step.executedAt ? step.executedAt : now());
+  RETURN_IF_ERROR(st.run().withContext("step " + std::to_string(step.stepNumber)));
+  ASSIGN_OR_RETURN(auto up, db_->prepare(
+      "UPDATE agent_jobs SET tokens_in=tokens_in+?, tokens_out=tokens_out+?, "
+      "token_spend_usd=token_spend_usd+?, step_count=MAX(step_count, ?), updated_at=? "
+      "WHERE job_id=?"));
+  up.bind(1, step.tokensIn).bind(2, step.tokensOut).bind(3, step.usd).bind(4, step.stepNumber);
+  RETURN_IF_ERROR(up.bind(5, now()).bind(6, step.jobId).run());
+  ASSIGN_OR_RETURN(auto out, insertEventsLocked(step.jobId, events));
+  RETURN_IF_ERROR(tx.commit());
+  return out;
+}
+
+Result<std::vector<Step>> SqliteStore::listSteps(const std::string& jobId) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st, db_->prepare(
+      "SELECT step_id, step_number, phase, planner_thought, tool_called, tool_arguments, "
+      "tool_output, workspace_hash, workspace_patch, tokens_in, tokens_out, usd, executed_at "
+      "FROM execution_steps WHERE job_id=? ORDER BY step_number"));
+  st.bind(1, jobId);
+  std::vector<Step> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    Step s;
+    s.id = st.text(0);
+    s.jobId = jobId;
+    s.stepNumber = static_cast<int>(st.i64(1));
+    s.phase = st.text(2);
+    s.plannerThought = st.text(3);
+    s.toolCalled = st.text(4);
+    s.toolArguments = parseJsonColumn(st.text(5), json::object());
+    s.toolOutput = st.text(6);
+    s.workspaceHash = st.text(7);
+    s.workspacePatch = st.optText(8);
+    s.tokensIn = st.i64(9);
+    s.tokensOut = st.i64(10);
+    s.usd = st.f64(11);
+    s.executedAt = st.i64(12);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Result<std::string> SqliteStore::latestPatch(const std::string& jobId) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st, db_->prepare(
+      "SELECT workspace_patch FROM execution_steps WHERE job_id=? AND workspace_patch IS NOT "
+      "NULL ORDER BY step_number DESC LIMIT 1"));
+  st.bind(1, jobId);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  return row ? st.text(0) : std::string();
+}
+
+Result<std::vector<Event>> SqliteStore::insertEventsLocked(const std::string& jobId,
+                                                           const std::vector<NewEvent>& events) {
+  std::vector<Event> out;
+  if (events.empty()) return out;
+  ASSIGN_OR_RETURN(auto q, db_->prepare(
+      "SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE job_id=?"));
+  q.bind(1, jobId);
+  ASSIGN_OR_RETURN(bool row, q.step());
+  int64_t seq = row ? q.i64(0) : 0;
+  ASSIGN_OR_RETURN(auto ins, db_->prepare(
+      "INSERT INTO job_events(job_id, seq, type, payload, created_at) VALUES(?,?,?,?,?)"));
+  int64_t t = now();
+  for (const auto& e : events) {
+    Event ev{jobId, ++seq, e.type, e.payload, t};
+    ins.reset();
+    RETURN_IF_ERROR(ins.bind(1, jobId).bind(2, ev.seq).bind(3, e.type)
+                        .bind(4, dumpJson(e.payload)).bind(5, t).run());
+    out.push_back(std::move(ev));
+  }
+  return out;
+}
+
+Result<std::vector<Event>> SqliteStore::appendEvents(const std::string& jobId,
+                                                     const std::vector<NewEvent>& events) {
+  std::lock_guard lock(mu_);
+  Transaction tx(*db_);
+  RETURN_IF_ERROR(tx.begin());
+  ASSIGN_OR_RETURN(auto out, insertEventsLocked(jobId, events));
+  RETURN_IF_ERROR(tx.commit());
+  return out;
+}
+
+Result<std::vector<Event>> SqliteStore::listEvents(const std::string& jobId, int64_t afterSeq,
+                                                   int limit) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st, db_->prepare(
+      "SELECT seq, type, payload, created_at FROM job_events WHERE job_id=? AND seq>? "
+      "ORDER BY seq LIMIT ?"));
+  st.bind(1, jobId).bind(2, afterSeq).bind(3, limit);
+  std::vector<Event> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    out.push_back(Event{jobId, st.i64(0), st.text(1), parseJsonColumn(st.text(2), json()),
+                        st.i64(3)});
+  }
+  return out;
+}
+
+Status SqliteStore::ensureTenant(const std::string& tenantId, const std::string& name) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st, db_->prepare(
+      "INSERT INTO tenants(tenant_id, name, created_at) VALUES(?,?,?) "
+      "ON CONFLICT(tenant_id) DO NOTHING"));
+  return st.bind(1, tenantId).bind(2, name).bind(3, now()).run();
+}
+
+Status SqliteStore::addToken(const std::string& tokenHash, const std::string& tenantId) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st, db_->prepare(
+      "INSERT INTO api_tokens(token_hash, tenant_id, created_at) VALUES(?,?,?) "
+      "ON CONFLICT(token_hash) DO NOTHING"));
+  return st.bind(1, tokenHash).bind(2, tenantId).bind(3, now()).run();
+}
+
+Result<std::string> SqliteStore::tenantForToken(const std::string& tokenHash) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st, db_->prepare(
+      "SELECT tenant_id FROM api_tokens WHERE token_hash=? AND revoked_at IS NULL"));
+  st.bind(1, tokenHash);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  if (!row) return Status(Code::kUnauthenticated, "unknown or revoked token");
+  return st.text(0);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path) {
+  ASSIGN_OR_RETURN(auto db, Database::open(path));
+  auto store = std::make_unique<SqliteStore>(std::move(db));
+  RETURN_IF_ERROR(store->migrate());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace kiln::store

@@ -1,0 +1,131 @@
+#include "workspace/repo.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <regex>
+
+#include "common/subprocess.h"
+
+namespace kiln::workspace {
+namespace {
+
+// git must never prompt, and must never use a transport that runs commands (ext::, fd::).
+ProcessOptions gitOptions(int timeoutMs) {
+  ProcessOptions o;
+  o.timeoutMs = timeoutMs;
+  o.env = {{"GIT_TERMINAL_PROMPT", "0"},
+           {"GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh"},
+           {"GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"},
+           {"GIT_CONFIG_NOSYSTEM", "1"}};
+  return o;
+}
+
+std::string firstLine(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  // git prints "fatal: ..." last; keep the most telling line.
+  auto pos = s.rfind("fatal: ");
+  if (pos != std::string::npos) s = s.substr(pos + 7);
+  auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+bool isCommitSha(const std::string& ref) {
+  static const std::regex kSha("^[0-9a-f]{7,40}$");
+  return std::regex_match(ref, kSha);
+}
+
+}  // namespace
+
+Result<std::string> normalizeRepoUrl(const std::string& url) {
+  if (url.empty()) return invalidArgument("repoUrl is empty");
+  if (url.size() > 2048) return invalidArgument("repoUrl is longer than 2048 characters");
+  for (unsigned char c : url) {
+    if (c < 0x20 || c == 0x7f || c == ' ')
+      return invalidArgument("repoUrl contains whitespace or control characters");
+  }
+  if (url[0] == '-') return invalidArgument("repoUrl must not start with '-'");
+  static const std::regex kRemote(R"(^(https?|ssh|git)://[A-Za-z0-9._~%:@\[\]-]+(/.*)?$)");
+  static const std::regex kScp(R"(^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:].*$)");
+  if (std::regex_match(url, kRemote) || std::regex_match(url, kScp)) return url;
+  std::string path;
+  if (url.rfind("file://", 0) == 0) {
+    path = url.substr(7);
+    if (path.empty() || path[0] != '/') {
+      return invalidArgument("file:// URLs need an absolute path: file:///abs/path");
+    }
+  } else if (url.find("://") != std::string::npos || url.find("::") != std::string::npos) {
+    return invalidArgument("unsupported repoUrl scheme in '" + url +
+                           "': use https://, ssh://, git@host:path, file:///path or a path");
+  } else {
+    path = url;
+  }
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(path, ec);
+  if (ec) return invalidArgument("repoUrl path '" + path + "': " + ec.message());
+  abs = abs.lexically_normal();
+  std::string s = abs.string();
+  if (s.size() > 1 && s.back() == '/') s.pop_back();
+  if (url.rfind("file://", 0) == 0) return "file://" + s;
+  struct stat st;
+  if (stat(s.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return invalidArgument("repoUrl '" + url + "' is neither a URL nor an existing directory");
+  }
+  return s;
+}
+
+Status checkReachable(const std::string& url, const std::string& ref, int timeoutMs) {
+  std::vector<std::string> argv = {"git", "ls-remote", "--quiet", "--", url};
+  bool checkRef = !ref.empty() && !isCommitSha(ref);
+  if (checkRef) argv.push_back(ref);
+  auto out = runProcess(argv, gitOptions(timeoutMs));
+  if (!out.isOk()) return out.status();
+  if (out->timedOut) {
+    return Status(Code::kUnprocessable, "repository " + url + " did not answer within " +
+                                            std::to_string(timeoutMs / 1000) + " s");
+  }
+  if (out->exitCode != 0) {
+    return Status(Code::kUnprocessable,
+                  "repository " + url + " is not reachable: " + firstLine(out->err));
+  }
+  if (checkRef && out->out.empty()) {
+    return Status(Code::kUnprocessable, "ref '" + ref + "' not found in " + url);
+  }
+  return Status::ok();
+}
+
+Result<PreparedWorkspace> cloneWorkspace(const std::string& url, const std::string& ref,
+                                         const std::string& dir) {
+  // --no-hardlinks: a local clone would otherwise share object files with the source repo,
+  // and the agent could then alter the user's repository through them.
+  std::vector<std::string> argv = {"git", "clone", "-q", "--no-hardlinks"};
+  if (!ref.empty() && !isCommitSha(ref)) {
+    argv.push_back("--branch");
+    argv.push_back(ref);
+  }
+  argv.insert(argv.end(), {"--", url, dir});
+  auto out = runProcess(argv, gitOptions(15 * 60'000));
+  if (!out.isOk()) return out.status();
+  if (out->exitCode != 0 || out->timedOut) {
+    return Status(Code::kUnprocessable, "git clone " + url + ": " +
+                                            (out->timedOut ? "timed out" : firstLine(out->err)));
+  }
+  auto run = [&](std::vector<std::string> a) { return runProcess(a, gitOptions(60'000)); };
+  if (!ref.empty() && isCommitSha(ref)) {
+    auto co = run({"git", "-C", dir, "checkout", "-q", "--detach", ref});
+    if (!co.isOk()) return co.status();
+    if (co->exitCode != 0) {
+      return Status(Code::kUnprocessable, "checkout " + ref + ": " + firstLine(co->err));
+    }
+  }
+  auto head = run({"git", "-C", dir, "rev-parse", "HEAD"});
+  if (!head.isOk()) return head.status();
+  if (head->exitCode != 0) {
+    return Status(Code::kUnprocessable, "repository has no commits: " + firstLine(head->err));
+  }
+  PreparedWorkspace ws{dir, head->out.substr(0, head->out.find('\n'))};
+  return ws;
+}
+
+}  // namespace kiln::workspace
