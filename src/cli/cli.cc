@@ -1,0 +1,146 @@
+#include "cli/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <exception>
+#include <iostream>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+
+namespace kiln::cli {
+
+namespace {
+
+// Every parsed flag, filled by CLI11; the chosen subcommand's callback reads it.
+struct Flags {
+  ClientFlags client;
+  ServeFlags serve;
+  int serveMaxJobs = 0;
+  RunFlags run;
+  JobsFlags jobs;
+  std::string jobId;
+  bool follow = false;
+  bool json = false;
+  std::vector<std::string> message;
+};
+
+void addGlobalOptions(CLI::App& app, Flags& f) {
+  app.add_option("--server", f.client.server, "kiln server URL (env KILN_SERVER)");
+  app.add_option("--token", f.client.token, "API token (env KILN_TOKEN; default: the data dir's admin.token)");
+  app.add_option("--data-dir", f.client.dataDir,
+                 "data dir (env KILN_DATA_DIR; default ~/.local/share/kiln)");
+}
+
+void addServe(CLI::App& app, Flags& f, int& code) {
+  auto* cmd = app.add_subcommand("serve", "Run a kiln server (API, scheduler, sandboxes)");
+  cmd->add_option("--listen", f.serve.listen, "HOST:PORT to listen on; port 0 picks one "
+                                              "(env KILN_LISTEN; default 127.0.0.1:8080)");
+  cmd->add_option("--store", f.serve.storeUrl,
+                  "store URL, sqlite:PATH or postgres://... (env KILN_STORE)");
+  cmd->add_option("--max-jobs", f.serveMaxJobs, "jobs running at once (env KILN_MAX_JOBS)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--node-id", f.serve.nodeId, "this node's id (default: hostname-random)");
+  cmd->callback([&] {
+    if (f.serveMaxJobs > 0) f.serve.maxJobs = f.serveMaxJobs;
+    code = serveCommand(f.serve, f.client);
+  });
+}
+
+void addRun(CLI::App& app, Flags& f, int& code) {
+  auto* cmd = app.add_subcommand(
+      "run", "Submit a task, follow it live and print the diff. Exit status: 0 COMPLETED, "
+             "2 FAILED, 3 STOPPED, 1 other errors. Starts an embedded server if none runs.");
+  cmd->add_option("--repo", f.run.repo, "git repository: URL or local path")->required();
+  cmd->add_option("--ref", f.run.ref, "branch, tag or commit (default: HEAD)");
+  cmd->add_option("--agent", f.run.agent, "agent provider: mock, openai, anthropic, cli");
+  cmd->add_option("--model", f.run.model, "model name for the provider");
+  cmd->add_option("--max-steps", f.run.maxSteps, "stop after this many steps")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-usd", f.run.maxUsd, "stop once the model spend exceeds this")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("task", f.run.task, "what the agent should do")->required();
+  cmd->callback([&] { code = runCommand(f.run, f.client); });
+}
+
+void addJobs(CLI::App& app, Flags& f, int& code) {
+  auto* cmd = app.add_subcommand("jobs", "List recent jobs");
+  cmd->add_option("--status", f.jobs.status, "only jobs in this status (e.g. RUNNING)");
+  cmd->add_option("--limit", f.jobs.limit, "at most this many jobs")
+      ->check(CLI::Range(1, 1000));
+  cmd->add_flag("--json", f.jobs.json, "print the raw JSON");
+  cmd->callback([&] { code = jobsCommand(f.jobs, f.client); });
+}
+
+CLI::App* addJobCommand(CLI::App& app, Flags& f, const std::string& name,
+                        const std::string& help) {
+  auto* cmd = app.add_subcommand(name, help);
+  cmd->add_option("id", f.jobId, "job id")->required();
+  return cmd;
+}
+
+void addJobCommands(CLI::App& app, Flags& f, int& code) {
+  auto* logs = addJobCommand(app, f, "logs", "Print a job's events (-f: follow until it ends)");
+  logs->add_flag("-f,--follow", f.follow, "keep following until the job is done");
+  logs->callback([&] { code = logsCommand(f.jobId, f.follow, f.client); });
+
+  addJobCommand(app, f, "stop", "Stop a job and kill its sandbox")->callback([&] {
+    code = stopCommand(f.jobId, f.client);
+  });
+  auto* reply = addJobCommand(app, f, "reply", "Answer a paused job's question");
+  reply->add_option("message", f.message, "the answer")->required();
+  reply->callback([&] { code = replyCommand(f.jobId, f.message, f.client); });
+  addJobCommand(app, f, "diff", "Print a job's workspace diff")->callback([&] {
+    code = diffCommand(f.jobId, f.client);
+  });
+  auto* status = addJobCommand(app, f, "status", "Print a job as JSON");
+  status->add_flag("--json", f.json, "compact JSON on one line");
+  status->callback([&] { code = statusCommand(f.jobId, f.json, f.client); });
+}
+
+void setUpLogging() {
+  // Logs go to stderr so stdout stays the command's output (diffs, tables, JSON).
+  auto logger = spdlog::stderr_color_mt("kiln");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::info);
+  if (const char* lvl = std::getenv("KILN_LOG_LEVEL")) {
+    spdlog::set_level(spdlog::level::from_str(lvl));
+  }
+}
+
+int parseAndRun(int argc, char** argv) {
+  CLI::App app("kiln: run autonomous coding agents in sandboxes", "kiln");
+  app.require_subcommand(1);
+  app.fallthrough();  // global options also work after the subcommand name
+  Flags flags;
+  int code = kExitOk;
+  addGlobalOptions(app, flags);
+  addServe(app, flags, code);
+  addRun(app, flags, code);
+  addJobs(app, flags, code);
+  addJobCommands(app, flags, code);
+  setUpLogging();
+  // The embedded node of `kiln run` logs only warnings: the live view is the output.
+  if (argc > 1 && std::string(argv[1]) == "run" && !std::getenv("KILN_LOG_LEVEL")) {
+    spdlog::set_level(spdlog::level::warn);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return parseAndRun(argc, argv);
+  } catch (const std::exception& e) {
+    return fail(std::string("internal error: ") + e.what());
+  }
+}
+
+}  // namespace kiln::cli

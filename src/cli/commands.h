@@ -1,0 +1,44 @@
+// The subcommands behind cli.cc's parser. Each returns the process exit code and prints one-line
+// errors ("kiln: ...") to stderr itself. Private to cli/.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/config.h"
+#include "cli/job_request.h"
+#include "cli/render.h"
+
+namespace kiln::cli {
+
+// Exit codes shared by the job commands (see exitCodeForStatus for run's).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitClientError = 1;
+
+struct JobsFlags {
+  std::string status;
+  int limit = 20;
+  bool json = false;
+};
+
+int serveCommand(const ServeFlags& flags, const ClientFlags& client);
+int runCommand(const RunFlags& flags, const ClientFlags& client);
+int jobsCommand(const JobsFlags& flags, const ClientFlags& client);
+int logsCommand(const std::string& jobId, bool follow, const ClientFlags& client);
+int stopCommand(const std::string& jobId, const ClientFlags& client);
+int replyCommand(const std::string& jobId, const std::vector<std::string>& message,
+                 const ClientFlags& client);
+int diffCommand(const std::string& jobId, const ClientFlags& client);
+int statusCommand(const std::string& jobId, bool json, const ClientFlags& client);
+
+// Flags + process env + default data dir.
+ClientSettings clientSettings(const ClientFlags& flags);
+// Colour only when stdout is a terminal and NO_COLOR is unset.
+RenderStyle terminalStyle(const std::string& jobId);
+
+// Prints "kiln: <message>" to stderr and returns kExitClientError.
+int fail(const std::string& message);
+
+}  // namespace kiln::cli

@@ -1,0 +1,95 @@
+#include "cli/config.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace kiln::cli {
+
+EnvLookup processEnv() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    return std::string(v);
+  };
+}
+
+namespace {
+
+std::string firstOf(const std::string& flag, const std::optional<std::string>& env,
+                    const std::string& fallback) {
+  if (!flag.empty()) return flag;
+  if (env) return *env;
+  return fallback;
+}
+
+Result<int> parsePositiveInt(const std::string& what, const std::string& s) {
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(s.c_str(), &end, 10);
+  if (errno != 0 || end == s.c_str() || *end != '\0' || v < 1 || v > 1'000'000) {
+    return invalidArgument(what + ": expected a positive integer, got '" + s + "'");
+  }
+  return static_cast<int>(v);
+}
+
+}  // namespace
+
+Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const EnvLookup& env) {
+  node::NodeOptions opts;
+  opts.listen = firstOf(flags.listen, env("KILN_LISTEN"), opts.listen);
+  opts.dataDir = firstOf(flags.dataDir, env("KILN_DATA_DIR"), "");
+  opts.storeUrl = firstOf(flags.storeUrl, env("KILN_STORE"), "");
+  opts.nodeId = flags.nodeId;
+  if (flags.maxJobs) {
+    if (*flags.maxJobs < 1) return invalidArgument("--max-jobs must be at least 1");
+    opts.maxJobs = *flags.maxJobs;
+  } else if (auto e = env("KILN_MAX_JOBS")) {
+    ASSIGN_OR_RETURN(opts.maxJobs, parsePositiveInt("KILN_MAX_JOBS", *e));
+  }
+  if (opts.listen.rfind(':') == std::string::npos) {
+    return invalidArgument("listen address must be HOST:PORT, got '" + opts.listen + "'");
+  }
+  return opts;
+}
+
+ClientSettings resolveClientSettings(const ClientFlags& flags, const EnvLookup& env,
+                                     const std::function<std::string()>& defaultDataDir) {
+  ClientSettings s;
+  s.server = firstOf(flags.server, env("KILN_SERVER"), "");
+  s.token = firstOf(flags.token, env("KILN_TOKEN"), "");
+  s.dataDir = flags.dataDir;
+  if (s.dataDir.empty()) s.dataDir = env("KILN_DATA_DIR").value_or("");
+  if (s.dataDir.empty()) s.dataDir = defaultDataDir();
+  while (s.server.size() > 1 && s.server.back() == '/') s.server.pop_back();
+  return s;
+}
+
+Result<std::string> parseServerFile(const std::string& contents) {
+  auto j = nlohmann::json::parse(contents, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("url") || !j["url"].is_string()) {
+    return invalidArgument("server.json: expected {\"url\": \"http://host:port\"}");
+  }
+  return j["url"].get<std::string>();
+}
+
+Result<std::string> readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return notFound(path + ": cannot open");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string trimRight(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' ||
+                        s.back() == '\t')) {
+    s.pop_back();
+  }
+  return s;
+}
+
+}  // namespace kiln::cli

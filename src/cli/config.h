@@ -1,0 +1,60 @@
+// Resolution of CLI settings from flags, environment and the data dir. Pure functions over an
+// injected environment lookup, so precedence is unit-testable without touching the process env.
+#pragma once
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "common/result.h"
+#include "node/node.h"
+
+namespace kiln::cli {
+
+// Looks up an environment variable; nullopt when unset or empty.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+EnvLookup processEnv();
+
+// `kiln serve` flags as given on the command line; empty/unset means "not given".
+struct ServeFlags {
+  std::string listen;
+  std::string dataDir;
+  std::string storeUrl;
+  std::optional<int> maxJobs;
+  std::string nodeId;
+};
+
+// Flags > KILN_LISTEN / KILN_DATA_DIR / KILN_STORE / KILN_MAX_JOBS > NodeOptions defaults.
+// The data dir default is left empty for node::resolveDefaults to fill.
+Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const EnvLookup& env);
+
+// Client-side flags shared by every job command.
+struct ClientFlags {
+  std::string server;
+  std::string token;
+  std::string dataDir;
+};
+
+// Where the client looks: an explicit server (flag > KILN_SERVER) or none, meaning "discover via
+// <dataDir>/server.json"; the token (flag > KILN_TOKEN), else read from <dataDir>/admin.token.
+struct ClientSettings {
+  std::string server;  // empty = discover
+  std::string token;   // empty = read tokenFile
+  std::string dataDir;
+  std::string serverFile() const { return dataDir + "/server.json"; }
+  std::string tokenFile() const { return dataDir + "/admin.token"; }
+};
+
+// `defaultDataDir` supplies the data dir when neither flag nor KILN_DATA_DIR is set.
+ClientSettings resolveClientSettings(const ClientFlags& flags, const EnvLookup& env,
+                                     const std::function<std::string()>& defaultDataDir);
+
+// Parses server.json's {"url": ...}; error when missing or malformed.
+Result<std::string> parseServerFile(const std::string& contents);
+
+// Reads a whole file; kNotFound when it does not exist.
+Result<std::string> readFile(const std::string& path);
+
+// Strips trailing whitespace/newlines (token files end with one).
+std::string trimRight(std::string s);
+
+}  // namespace kiln::cli

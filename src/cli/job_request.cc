@@ -1,0 +1,43 @@
+#include "cli/job_request.h"
+
+#include <filesystem>
+
+namespace kiln::cli {
+
+namespace {
+
+bool isRemoteUrl(const std::string& repo) {
+  for (const char* scheme : {"https://", "http://", "ssh://", "git://", "file://", "git@"}) {
+    if (repo.rfind(scheme, 0) == 0) return true;
+  }
+  // scp-like "host:path" (user@ already handled above); a local path never has ':' before '/'.
+  size_t colon = repo.find(':');
+  return colon != std::string::npos && colon > 1 && repo.find('/') > colon;
+}
+
+}  // namespace
+
+std::string normalizeRepoArg(const std::string& repo, const std::string& cwd) {
+  if (repo.empty() || isRemoteUrl(repo)) return repo;
+  std::filesystem::path p(repo);
+  if (p.is_relative()) p = std::filesystem::path(cwd) / p;
+  return p.lexically_normal().string();
+}
+
+Result<nlohmann::json> buildJobRequest(const RunFlags& flags, const std::string& cwd) {
+  if (flags.repo.empty()) return invalidArgument("--repo is required");
+  std::string task;
+  for (const auto& w : flags.task) task += (task.empty() ? "" : " ") + w;
+  if (task.empty()) return invalidArgument("the task description is empty");
+  nlohmann::json req = {{"repoUrl", normalizeRepoArg(flags.repo, cwd)}, {"taskDesc", task}};
+  if (!flags.ref.empty()) req["ref"] = flags.ref;
+  if (!flags.agent.empty()) req["agent"] = flags.agent;
+  if (!flags.model.empty()) req["model"] = flags.model;
+  nlohmann::json limits = nlohmann::json::object();
+  if (flags.maxSteps) limits["maxSteps"] = *flags.maxSteps;
+  if (flags.maxUsd) limits["maxUsd"] = *flags.maxUsd;
+  if (!limits.empty()) req["limits"] = limits;
+  return req;
+}
+
+}  // namespace kiln::cli

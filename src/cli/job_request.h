@@ -1,0 +1,30 @@
+// The POST /api/v1/jobs request that `kiln run` sends, built from its flags. Pure functions.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+
+namespace kiln::cli {
+
+struct RunFlags {
+  std::string repo;
+  std::string ref;
+  std::string agent;
+  std::string model;
+  std::optional<int> maxSteps;
+  std::optional<double> maxUsd;
+  std::vector<std::string> task;
+};
+
+// The POST /api/v1/jobs body for `kiln run`. `cwd` makes a plain local repo path absolute,
+// since the server may run elsewhere on this machine.
+Result<nlohmann::json> buildJobRequest(const RunFlags& flags, const std::string& cwd);
+
+// A local path or file:// stays local; https://, http://, ssh://, git@host: pass through.
+std::string normalizeRepoArg(const std::string& repo, const std::string& cwd);
+
+}  // namespace kiln::cli

@@ -1,0 +1,147 @@
+#include "cli/config.h"
+
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "cli/job_request.h"
+
+namespace kiln::cli {
+namespace {
+
+EnvLookup fakeEnv(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+std::string defaultDir() { return "/default/data"; }
+
+TEST(CliServeOptionsTest, DefaultsWhenNothingIsGiven) {
+  auto opts = resolveServeOptions({}, fakeEnv({}));
+  ASSERT_TRUE(opts.isOk()) << opts.status().toString();
+  EXPECT_EQ(opts->listen, "127.0.0.1:8080");
+  EXPECT_EQ(opts->dataDir, "");  // left for node::resolveDefaults
+  EXPECT_EQ(opts->maxJobs, node::NodeOptions{}.maxJobs);
+}
+
+TEST(CliServeOptionsTest, EnvOverridesDefaults) {
+  auto opts = resolveServeOptions({}, fakeEnv({{"KILN_LISTEN", "0.0.0.0:9000"},
+                                               {"KILN_DATA_DIR", "/env/data"},
+                                               {"KILN_STORE", "sqlite:/env/k.db"},
+                                               {"KILN_MAX_JOBS", "7"}}));
+  ASSERT_TRUE(opts.isOk()) << opts.status().toString();
+  EXPECT_EQ(opts->listen, "0.0.0.0:9000");
+  EXPECT_EQ(opts->dataDir, "/env/data");
+  EXPECT_EQ(opts->storeUrl, "sqlite:/env/k.db");
+  EXPECT_EQ(opts->maxJobs, 7);
+}
+
+TEST(CliServeOptionsTest, FlagsOverrideEnv) {
+  ServeFlags flags;
+  flags.listen = "127.0.0.1:0";
+  flags.dataDir = "/flag/data";
+  flags.storeUrl = "sqlite:/flag/k.db";
+  flags.maxJobs = 3;
+  flags.nodeId = "n1";
+  auto opts = resolveServeOptions(flags, fakeEnv({{"KILN_LISTEN", "0.0.0.0:9000"},
+                                                  {"KILN_DATA_DIR", "/env/data"},
+                                                  {"KILN_STORE", "sqlite:/env/k.db"},
+                                                  {"KILN_MAX_JOBS", "7"}}));
+  ASSERT_TRUE(opts.isOk()) << opts.status().toString();
+  EXPECT_EQ(opts->listen, "127.0.0.1:0");
+  EXPECT_EQ(opts->dataDir, "/flag/data");
+  EXPECT_EQ(opts->storeUrl, "sqlite:/flag/k.db");
+  EXPECT_EQ(opts->maxJobs, 3);
+  EXPECT_EQ(opts->nodeId, "n1");
+}
+
+TEST(CliServeOptionsTest, RejectsBadMaxJobsAndListen) {
+  EXPECT_EQ(resolveServeOptions({}, fakeEnv({{"KILN_MAX_JOBS", "lots"}})).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(resolveServeOptions({}, fakeEnv({{"KILN_MAX_JOBS", "0"}})).status().code(),
+            Code::kInvalidArgument);
+  ServeFlags flags;
+  flags.listen = "8080";
+  EXPECT_EQ(resolveServeOptions(flags, fakeEnv({})).status().code(), Code::kInvalidArgument);
+}
+
+TEST(CliClientSettingsTest, FlagsBeatEnvBeatDefaults) {
+  auto env = fakeEnv({{"KILN_SERVER", "http://env:1"},
+                      {"KILN_TOKEN", "envtok"},
+                      {"KILN_DATA_DIR", "/env/data"}});
+  ClientSettings fromEnv = resolveClientSettings({}, env, defaultDir);
+  EXPECT_EQ(fromEnv.server, "http://env:1");
+  EXPECT_EQ(fromEnv.token, "envtok");
+  EXPECT_EQ(fromEnv.dataDir, "/env/data");
+
+  ClientSettings fromFlags =
+      resolveClientSettings({"http://flag:2/", "flagtok", "/flag/data"}, env, defaultDir);
+  EXPECT_EQ(fromFlags.server, "http://flag:2");  // trailing slash dropped
+  EXPECT_EQ(fromFlags.token, "flagtok");
+  EXPECT_EQ(fromFlags.dataDir, "/flag/data");
+  EXPECT_EQ(fromFlags.serverFile(), "/flag/data/server.json");
+  EXPECT_EQ(fromFlags.tokenFile(), "/flag/data/admin.token");
+}
+
+TEST(CliClientSettingsTest, NothingSetMeansDiscoverInDefaultDataDir) {
+  ClientSettings s = resolveClientSettings({}, fakeEnv({}), defaultDir);
+  EXPECT_EQ(s.server, "");
+  EXPECT_EQ(s.token, "");
+  EXPECT_EQ(s.dataDir, "/default/data");
+}
+
+TEST(CliServerFileTest, ParsesUrlAndRejectsGarbage) {
+  auto url = parseServerFile(R"({"url":"http://127.0.0.1:4321","pid":12})");
+  ASSERT_TRUE(url.isOk());
+  EXPECT_EQ(*url, "http://127.0.0.1:4321");
+  EXPECT_FALSE(parseServerFile("not json").isOk());
+  EXPECT_FALSE(parseServerFile(R"({"pid":12})").isOk());
+}
+
+TEST(CliConfigTest, TrimRightDropsTokenFileNewline) {
+  EXPECT_EQ(trimRight("abc\n"), "abc");
+  EXPECT_EQ(trimRight("abc \r\n"), "abc");
+  EXPECT_EQ(trimRight(""), "");
+}
+
+TEST(CliJobRequestTest, BuildsBodyWithAbsoluteLocalRepo) {
+  RunFlags flags;
+  flags.repo = "myrepo";
+  flags.task = {"add", "a", "README"};
+  flags.maxSteps = 5;
+  flags.maxUsd = 0.5;
+  flags.agent = "mock";
+  auto req = buildJobRequest(flags, "/home/u/src");
+  ASSERT_TRUE(req.isOk()) << req.status().toString();
+  EXPECT_EQ((*req)["repoUrl"], "/home/u/src/myrepo");
+  EXPECT_EQ((*req)["taskDesc"], "add a README");
+  EXPECT_EQ((*req)["agent"], "mock");
+  EXPECT_EQ((*req)["limits"]["maxSteps"], 5);
+  EXPECT_DOUBLE_EQ((*req)["limits"]["maxUsd"].get<double>(), 0.5);
+  EXPECT_FALSE(req->contains("ref"));
+  EXPECT_FALSE(req->contains("model"));
+}
+
+TEST(CliJobRequestTest, RejectsEmptyTaskOrRepo) {
+  RunFlags flags;
+  flags.repo = "/r";
+  EXPECT_EQ(buildJobRequest(flags, "/").status().code(), Code::kInvalidArgument);
+  flags.repo = "";
+  flags.task = {"x"};
+  EXPECT_EQ(buildJobRequest(flags, "/").status().code(), Code::kInvalidArgument);
+}
+
+TEST(CliJobRequestTest, RemoteUrlsPassThrough) {
+  for (std::string url : {"https://github.com/a/b.git", "git@github.com:a/b.git",
+                          "file:///srv/repo", "ssh://host/repo", "host:repo.git"}) {
+    EXPECT_EQ(normalizeRepoArg(url, "/cwd"), url);
+  }
+  EXPECT_EQ(normalizeRepoArg("/abs/./repo", "/cwd"), "/abs/repo");
+  EXPECT_EQ(normalizeRepoArg("../repo", "/cwd/sub"), "/cwd/repo");
+}
+
+}  // namespace
+}  // namespace kiln::cli
