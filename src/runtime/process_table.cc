@@ -118,8 +118,10 @@ void ProcessTable::reapLoop() {
     if (pid < 0) {
       if (errno == EINTR) continue;
       if (stopping_) return;
-      // No children: sleep until spawn() registers one.
-      childAdded_.wait_for(lock, std::chrono::milliseconds(500));
+      // No children: sleep until spawn() registers one. The predicate matters: spawn() may
+      // have registered (and notified) between our waitpid() and taking the lock.
+      childAdded_.wait_for(lock, std::chrono::milliseconds(500),
+                           [this] { return !waiters_.empty() || stopping_; });
       continue;
     }
     auto it = waiters_.find(pid);

@@ -147,9 +147,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
 
 Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
                                                   const SandboxPaths& paths) {
-  for (const auto& d : {paths.rw, paths.newRoot}) {
-    if (mkdir(d.c_str(), 0700) != 0) return errnoStatus("sandbox: mkdir " + d, errno);
-  }
+  if (mkdir(paths.rw.c_str(), 0700) != 0) return errnoStatus("sandbox: mkdir " + paths.rw, errno);
   if (!spec.rootInside) RETURN_IF_ERROR(chownTree(spec.workspaceDir, kAgentUid, kAgentGid));
   ASSIGN_OR_RETURN(int listenFd, listenOn(paths.socket));
   FdCloser listenGuard(listenFd);

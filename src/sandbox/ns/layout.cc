@@ -95,7 +95,7 @@ SandboxPaths SandboxPaths::of(const std::string& stateDir, const std::string& id
   p.socket = p.dir + "/rt.sock";
   p.log = p.dir + "/rt.log";
   p.rw = p.dir + "/rw";
-  p.newRoot = p.dir + "/m";
+  p.newRoot = p.rw + "/m";
   p.skel = stateDir + "/.skel";
   p.etcMask = stateDir + "/.etcmask";
   return p;

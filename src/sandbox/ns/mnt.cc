@@ -12,11 +12,14 @@ namespace kiln::sandbox {
 namespace {
 
 constexpr unsigned long kNoSuidDev = MS_NOSUID | MS_NODEV;
+constexpr int kLayersTmpfsMb = 2048;
 
 MountStep overlay(const std::string& name, const std::string& lower, const std::string& upper,
                   const std::string& work, const std::string& target, unsigned long flags) {
+  // volatile: no syncs of the upper fs. The layers die with the sandbox, and without it every
+  // unmount at destroy syncs the whole host filesystem under the upper dir (tens of ms).
   return {name, "overlay", target, "overlay",
-          "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work, flags};
+          "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",volatile", flags};
 }
 
 }  // namespace
@@ -29,8 +32,14 @@ MountPlan buildMountPlan(const SandboxPaths& p, const SandboxSpec& spec,
   if (!diskDevice.empty()) {
     // The writable layers live on the sandbox's own ext4 image: that is the disk quota.
     plan.mounts.push_back({"mount disk image", diskDevice, rw, "ext4", "", kNoSuidDev});
+  } else {
+    // tmpfs pages are charged to the sandbox's memory cgroup.
+    plan.mounts.push_back({"mount layers tmpfs", "tmpfs", rw, "tmpfs",
+                           "mode=700,size=" + std::to_string(kLayersTmpfsMb) + "m", kNoSuidDev});
   }
-  for (const char* d : {"/r", "/rw", "/u", "/uw", "/e", "/ew"}) plan.makeDirs.push_back(rw + d);
+  for (const char* d : {"/r", "/rw", "/u", "/uw", "/e", "/ew", "/m"}) {
+    plan.makeDirs.push_back(rw + d);
+  }
   auto& m = plan.mounts;
   m.push_back(overlay("mount rootfs", p.skel, rw + "/r", rw + "/rw", r, MS_NOSUID));
   // Writes to /usr and /etc land in the sandbox's upper dirs and never reach the host.

@@ -1,0 +1,182 @@
+// sandbox_bench: the namespace backend's lifecycle cost next to bubblewrap and plain
+// fork+exec, sandboxed exec throughput, and create latency under 100 concurrent creates.
+// Needs root. Usage: sandbox_bench [runs=200] [kiln binary]
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "runtime/client.h"
+#include "sandbox/sandbox.h"
+
+using namespace kiln;
+using Clock = std::chrono::steady_clock;
+extern char** environ;
+
+namespace {
+
+double msSince(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+double pct(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * v.size()))];
+}
+
+int spawnWait(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  int st;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+bool execTrue(sandbox::Sandbox& sb) {
+  asio::io_context ioc;
+  runtime::RuntimeClient client(ioc.get_executor(), sb.runtimeSocket());
+  runtime::ExecRequest req;
+  req.cmd = "true";
+  bool ok = false;
+  asio::co_spawn(
+      ioc,
+      [&]() -> Task<void> {
+        auto r = co_await client.exec(req, nullptr);
+        ok = r.isOk() && r->exitCode == 0;
+      },
+      asio::detached);
+  ioc.run();
+  return ok;
+}
+
+struct Series {
+  std::vector<double> total, create, exec, destroy;
+};
+
+Series benchKiln(sandbox::SandboxBackend& backend, const std::string& ws, int runs) {
+  Series s;
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = Clock::now();
+    auto sb = backend.create({.id = "b" + std::to_string(i), .workspaceDir = ws,
+                              .memoryMb = 512, .pids = 256});
+    if (!sb) {
+      std::fprintf(stderr, "create: %s\n", sb.status().toString().c_str());
+      std::exit(1);
+    }
+    double c = msSince(t0);
+    auto t1 = Clock::now();
+    if (!execTrue(**sb)) std::fprintf(stderr, "exec true failed\n");
+    double e = msSince(t1);
+    auto t2 = Clock::now();
+    (void)(*sb)->destroy();
+    s.destroy.push_back(msSince(t2));
+    s.create.push_back(c);
+    s.exec.push_back(e);
+    s.total.push_back(msSince(t0));
+  }
+  return s;
+}
+
+std::vector<double> benchCommand(const std::vector<std::string>& argv, int runs) {
+  std::vector<double> v;
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = Clock::now();
+    if (spawnWait(argv) != 0) std::fprintf(stderr, "%s failed\n", argv[0].c_str());
+    v.push_back(msSince(t0));
+  }
+  return v;
+}
+
+double execThroughput(sandbox::SandboxBackend& backend, const std::string& ws, int n) {
+  auto sb = backend.create({.id = "tput", .workspaceDir = ws});
+  if (!sb) return 0;
+  auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) execTrue(**sb);
+  double secs = msSince(t0) / 1000;
+  (void)(*sb)->destroy();
+  return n / secs;
+}
+
+std::vector<double> concurrentCreates(sandbox::SandboxBackend& backend, const std::string& ws,
+                                      int n) {
+  std::vector<double> lat(n);
+  std::vector<std::unique_ptr<sandbox::Sandbox>> boxes(n);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      auto t0 = Clock::now();
+      auto sb = backend.create({.id = "c" + std::to_string(i), .workspaceDir = ws});
+      lat[i] = msSince(t0);
+      if (sb) boxes[i] = std::move(sb).value();
+    });
+  }
+  for (auto& t : threads) t.join();
+  int failed = std::count(boxes.begin(), boxes.end(), nullptr);
+  if (failed) std::fprintf(stderr, "%d concurrent creates failed\n", failed);
+  for (auto& b : boxes) {
+    if (b) (void)b->destroy();
+  }
+  return lat;
+}
+
+void row(const char* name, const std::vector<double>& v, double baseP50) {
+  std::printf("%-34s %9.2f %9.2f %9.2f", name, pct(v, 50), pct(v, 99), pct(v, 100));
+  if (baseP50 > 0) std::printf("   %6.2fx", pct(v, 50) / baseP50);
+  std::printf("\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int runs = argc > 1 ? std::atoi(argv[1]) : 200;
+  std::string kiln = argc > 2 ? argv[2] : KILN_BINARY;
+  std::string state = "/tmp/kbench", ws = "/tmp/kbench-ws";
+  std::filesystem::create_directories(ws);
+  auto backend = sandbox::newNamespaceBackend({state, kiln});
+  if (!backend) {
+    std::fprintf(stderr, "%s\n", backend.status().toString().c_str());
+    return 1;
+  }
+  benchKiln(**backend, ws, 10);  // warm-up: page cache, shared layers
+  Series k = benchKiln(**backend, ws, runs);
+  std::vector<std::string> bwrap = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent",
+                                    "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+                                    "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64",
+                                    "/lib64", "--symlink", "usr/sbin", "/sbin", "--proc", "/proc",
+                                    "--dev", "/dev", "--tmpfs", "/tmp", "--bind", ws,
+                                    "/workspace", "--chdir", "/workspace", "true"};
+  benchCommand(bwrap, 10);
+  auto b = benchCommand(bwrap, runs);
+  auto f = benchCommand({"/bin/true"}, runs);
+  double tput = execThroughput(**backend, ws, 1000);
+  auto conc = concurrentCreates(**backend, ws, 100);
+
+  std::printf("\nsandbox_bench: %d runs each, %u cores\n\n", runs,
+              std::thread::hardware_concurrency());
+  std::printf("%-34s %9s %9s %9s   %s\n", "ms", "p50", "p99", "max", "p50 vs bwrap");
+  row("kiln create+exec true+destroy", k.total, pct(b, 50));
+  row("  kiln create", k.create, 0);
+  row("  kiln exec true (runtime)", k.exec, 0);
+  row("  kiln destroy", k.destroy, 0);
+  row("bwrap --unshare-all ... true", b, pct(b, 50));
+  row("fork+exec true", f, pct(b, 50));
+  row("kiln create, 100 concurrent", conc, 0);
+  std::printf("\nkiln lifecycle p50 / bwrap p50        : %.2fx\n", pct(k.total, 50) / pct(b, 50));
+  std::printf("kiln lifecycle p50 / fork+exec p50    : %.1fx\n", pct(k.total, 50) / pct(f, 50));
+  std::printf("100-concurrent create p99 / single p50: %.2fx\n", pct(conc, 99) / pct(k.create, 50));
+  std::printf("sandboxed exec throughput (sequential): %.0f exec/s\n", tput);
+  std::filesystem::remove_all(state);
+  std::filesystem::remove_all(ws);
+  return 0;
+}
