@@ -99,6 +99,22 @@ TEST_F(SandboxNsTest, DestroyLeavesNoProcessMountOrCgroup) {
   EXPECT_FALSE(std::filesystem::exists(dir));
 }
 
+TEST_F(SandboxNsTest, SetupFailureNamesTheStepAndLeavesNothing) {
+  std::string bogus = state_ + "/not-a-binary";
+  std::ofstream(bogus) << "plain text, not ELF\n";
+  std::filesystem::permissions(bogus, std::filesystem::perms::owner_all);
+  auto backend = newNamespaceBackend({state_, bogus});
+  ASSERT_TRUE(backend.isOk());
+  int mounts = countMounts();
+  auto sb = (*backend)->create({.id = "bad", .workspaceDir = newWorkspace(), .memoryMb = 64});
+  ASSERT_FALSE(sb.isOk());
+  EXPECT_NE(sb.status().message().find("sandbox: exec runtime: "), std::string::npos)
+      << sb.status().toString();
+  EXPECT_FALSE(std::filesystem::exists(state_ + "/bad"));
+  EXPECT_FALSE(std::filesystem::exists("/sys/fs/cgroup/memory/kiln/bad"));
+  EXPECT_EQ(countMounts(), mounts);
+}
+
 TEST_F(SandboxNsTest, DuplicateIdIsAConflict) {
   Sandbox* sb = create({.id = "dup"});
   ASSERT_NE(sb, nullptr);

@@ -171,7 +171,11 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
   }
   Result<ContainedChild> child = cloneContained(plan);
   Status st = child ? cgroup->attach(child->pid()) : child.status();
-  if (st) st = child->go();
+  if (child) {
+    // A failed child step explains a failed attach (the child is gone), so it comes first.
+    Status childSt = child->go(st.isOk());
+    if (!childSt) st = childSt;
+  }
   if (!st) {
     if (child) child->kill();
     (void)cgroup->remove();

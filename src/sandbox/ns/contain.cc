@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -93,10 +94,7 @@ int containMain(void* arg) {
   const ContainPlan& plan = *a.plan;
   int err;
   if ((err = remapFds(a)) != 0) _exit(1);  // cannot even report
-  if ((err = waitForParent()) != 0) fail("wait for parent", err);
   if ((err = resetSignals()) != 0) fail("reset signal mask", err);
-  // After the parent moved us into our cgroup, so that it becomes the namespace's root.
-  if ((err = check(unshare(CLONE_NEWCGROUP))) != 0) fail("unshare cgroup", err);
   if ((err = check(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr))) != 0) {
     fail("make / private", err);
   }
@@ -107,6 +105,11 @@ int containMain(void* arg) {
   }
   if ((err = bringUpLoopback()) != 0) fail("bring up lo", err);
   if ((err = pivotInto(plan.newRoot.c_str(), &failed)) != 0) fail(failed, err);
+  // The parent moves us into our cgroup while the steps above run (the move waits for an RCU
+  // grace period, several ms on cgroup v1); nothing may fork or exec before it is done.
+  if ((err = waitForParent()) != 0) fail("wait for parent", err);
+  // After the move, so that our cgroup becomes the namespace's root.
+  if ((err = check(unshare(CLONE_NEWCGROUP))) != 0) fail("unshare cgroup", err);
   if ((err = stdioToLog()) != 0) fail("stdio", err);
   fail("exec runtime", execRuntime(a));
 }
@@ -147,9 +150,10 @@ void ContainedChild::kill() {
   }
 }
 
-Status ContainedChild::go() {
+Status ContainedChild::go(bool proceed) {
   char one = 1;
-  if (write(syncFd_, &one, 1) != 1) return errnoStatus("sandbox: signal child", errno);
+  // A socket, not a pipe: a child that already failed must not SIGPIPE the whole server.
+  if (proceed) (void)send(syncFd_, &one, 1, MSG_NOSIGNAL);
   closeFd(syncFd_);
   ErrorRecord rec{};
   ssize_t n;
@@ -157,7 +161,11 @@ Status ContainedChild::go() {
     n = read(errorFd_, &rec, sizeof rec);
   } while (n < 0 && errno == EINTR);
   closeFd(errorFd_);
-  if (n == 0) return Status::ok();  // CLOEXEC pipe closed by a successful exec
+  if (n == 0 && proceed) return Status::ok();  // CLOEXEC pipe closed by a successful exec
+  if (n == 0) {
+    kill();
+    return Status::ok();
+  }
   rec.step[sizeof rec.step - 1] = 0;
   Status st = n == sizeof rec ? errnoStatus(std::string("sandbox: ") + rec.step, rec.err)
                               : internalError("sandbox: child died during setup");
@@ -167,7 +175,9 @@ Status ContainedChild::go() {
 
 Result<ContainedChild> cloneContained(ContainPlan& plan) {
   int sync[2], error[2];
-  if (pipe2(sync, O_CLOEXEC) != 0) return errnoStatus("sandbox: pipe", errno);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync) != 0) {
+    return errnoStatus("sandbox: socketpair", errno);
+  }
   if (pipe2(error, O_CLOEXEC) != 0) {
     close(sync[0]);
     close(sync[1]);

@@ -1,7 +1,7 @@
 // Contain: the child side of sandbox creation, nsjail-style. cloneContained() clones a child in
-// new mount/pid/net/uts/ipc namespaces; the child waits until the parent has put it in its
-// cgroup, then runs a flat list of named steps (each fails with its name and errno, reported
-// to the parent through a CLOEXEC pipe) and finally execs `kiln runtime` as PID 1.
+// new mount/pid/net/uts/ipc namespaces; the child runs a flat list of named steps (each fails
+// with its name and errno, reported to the parent through a CLOEXEC pipe), waits until the
+// parent has put it in its cgroup, and finally execs `kiln runtime` as PID 1.
 // The child is a copy of a multi-threaded process: everything it needs is computed here
 // beforehand, and it only makes raw syscalls.
 #pragma once
@@ -36,9 +36,10 @@ class ContainedChild {
   ~ContainedChild();
 
   pid_t pid() const { return pid_; }
-  // Lets the child run its steps; returns once it exec'd the runtime, or the failed step as
-  // "sandbox: <step>: <strerror>" (the child is then reaped).
-  Status go();
+  // With proceed, lets the child finish (it runs its mount steps meanwhile and waits before
+  // exec) and returns once it exec'd the runtime; without, makes it exit. Returns the step the
+  // child failed at, as "sandbox: <step>: <strerror>" (the child is then reaped), else ok.
+  Status go(bool proceed = true);
   // Kills and reaps the child (if still there).
   void kill();
 
