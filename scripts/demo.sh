@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# make demo: create a small git repo, run a mock-agent task on it end to end with an embedded
+# kiln server (sandboxed, streamed, recorded), and print the diff.
+set -euo pipefail
+KILN=${1:-build/kiln}
+KILN=$(readlink -f "$KILN")
+if [ "$(id -u)" != 0 ]; then
+  echo "kiln's namespace sandbox needs root here; re-running with sudo" >&2
+  exec sudo "$0" "$KILN"
+fi
+
+work=$(mktemp -d /tmp/kiln-demo.XXXXXX)
+repo="$work/hello"
+mkdir -p "$repo"
+cd "$repo"
+git init -q -b main .
+cat > hello.py <<'PY'
+def greet(name):
+    return "hello, " + name
+PY
+cat > test_hello.py <<'PY'
+from hello import greet
+assert greet("kiln") == "hello, kiln"
+print("1 test passed")
+PY
+printf 'test:\n\tpython3 test_hello.py\n' > Makefile
+git add -A
+git -c user.name=demo -c user.email=demo@example.com commit -qm "hello: first version"
+
+echo "== kiln demo: repo $repo, data dir $work/data"
+export KILN_DATA_DIR="$work/data"
+status=0
+"$KILN" run --repo "$repo" "Add a farewell function next to greet" || status=$?
+echo "== done (exit $status). Data dir kept at $work/data; remove $work when done."
+exit $status

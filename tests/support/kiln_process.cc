@@ -1,0 +1,105 @@
+#include "support/kiln_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "support/http_client.h"
+
+namespace kiln::testing {
+namespace {
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+KilnProcess::KilnProcess(std::string dataDir, std::vector<std::string> extraArgs)
+    : dataDir_(std::move(dataDir)), extraArgs_(std::move(extraArgs)) {
+  std::filesystem::create_directories(dataDir_);
+  logPath_ = dataDir_ + "/../kiln-serve-" + std::to_string(getpid()) + "-" +
+             std::to_string(reinterpret_cast<uintptr_t>(this) & 0xffff) + ".log";
+  start();
+}
+
+KilnProcess::~KilnProcess() {
+  if (pid_ > 0) kill(SIGTERM);
+}
+
+std::string KilnProcess::log() const { return readFile(logPath_); }
+
+void KilnProcess::start() {
+  std::filesystem::remove(dataDir_ + "/server.json");
+  std::vector<std::string> args = {KILN_BINARY, "serve", "--listen", "127.0.0.1:0",
+                                   "--data-dir", dataDir_};
+  args.insert(args.end(), extraArgs_.begin(), extraArgs_.end());
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int st;
+    if (waitpid(pid_, &st, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("kiln serve exited early:\n" + log());
+    }
+    auto j = nlohmann::json::parse(readFile(dataDir_ + "/server.json"), nullptr, false);
+    if (j.is_object() && j.value("pid", 0) == pid_) {
+      std::string url = j.value("url", "");
+      port_ = static_cast<uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+      std::string tok = readFile(dataDir_ + "/admin.token");
+      token_ = tok.substr(0, tok.find('\n'));
+      HttpClient c("127.0.0.1", port_);
+      auto r = c.get("/healthz");
+      if (r.isOk() && r->status == 200) return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(SIGKILL);
+  throw std::runtime_error("kiln serve did not come up:\n" + log());
+}
+
+void KilnProcess::kill(int sig) {
+  if (pid_ <= 0) return;
+  ::kill(pid_, sig);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int st;
+  while (waitpid(pid_, &st, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid_, SIGKILL);
+      waitpid(pid_, &st, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  pid_ = -1;
+}
+
+void KilnProcess::restart() {
+  if (pid_ > 0) kill(SIGTERM);
+  start();
+}
+
+}  // namespace kiln::testing

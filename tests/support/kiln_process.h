@@ -1,0 +1,41 @@
+// KilnProcess: the real `kiln serve` binary as a child process on a free port with its own data
+// dir, for end-to-end tests. Stops it (SIGTERM, then SIGKILL) at scope exit.
+#pragma once
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kiln::testing {
+
+class KilnProcess {
+ public:
+  // Starts `kiln serve --listen 127.0.0.1:0 --data-dir dataDir extraArgs…` and waits until it
+  // wrote server.json and answers /healthz. Throws std::runtime_error with the log on failure.
+  explicit KilnProcess(std::string dataDir, std::vector<std::string> extraArgs = {});
+  ~KilnProcess();
+
+  uint16_t port() const { return port_; }
+  const std::string& token() const { return token_; }
+  const std::string& dataDir() const { return dataDir_; }
+  pid_t pid() const { return pid_; }
+  std::string log() const;
+
+  // Sends `sig` and waits for the process to exit.
+  void kill(int sig);
+  // Starts it again on the same data dir (a new port).
+  void restart();
+
+ private:
+  void start();
+
+  std::string dataDir_;
+  std::vector<std::string> extraArgs_;
+  std::string logPath_;
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::string token_;
+};
+
+}  // namespace kiln::testing
