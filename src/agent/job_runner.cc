@@ -197,7 +197,11 @@ Task<void> JobRun::destroySandbox() {
 }
 
 Task<std::optional<JobFailure>> JobRun::provision() {
-  auto prov = makeProvider(job_.agent);
+  ProviderSettings ps;
+  ps.agent = job_.agent;
+  ps.model = job_.model;
+  ps.spec = job_.spec;
+  auto prov = makeProvider(ps, co_await asio::this_coro::executor);
   if (!prov.isOk()) co_return JobFailure{"invalid_argument", prov.status().message()};
   provider_ = std::move(prov).value();
 

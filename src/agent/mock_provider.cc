@@ -109,9 +109,5 @@ Task<Result<ModelTurn>> MockProvider::next(const TaskInfo& task,
   co_return plan(task, context);
 }
 
-Result<std::unique_ptr<Provider>> makeProvider(const std::string& agent) {
-  if (agent.empty() || agent == "mock") return std::unique_ptr<Provider>(new MockProvider());
-  return invalidArgument("unknown agent '" + agent + "' (available: mock)");
-}
 
 }  // namespace kiln::agent

@@ -54,7 +54,16 @@ class Provider {
   virtual std::string name() const = 0;
 };
 
-// Creates the provider for a job's `agent` field ("mock", …). InvalidArgument if unknown.
-Result<std::unique_ptr<Provider>> makeProvider(const std::string& agent);
+// What a job asks of its provider.
+struct ProviderSettings {
+  std::string agent = "mock";  // mock | openai | anthropic | cli | claude | codex | cursor
+  std::string model;
+  json spec = json::object();  // the job's options (command for cli, …)
+};
+
+// Creates the provider for a job (provider_factory.cc). `ex` is the job's strand: network I/O
+// of the provider completes there. InvalidArgument if the agent is unknown or misconfigured.
+Result<std::unique_ptr<Provider>> makeProvider(const ProviderSettings& settings,
+                                               asio::any_io_executor ex);
 
 }  // namespace kiln::agent
