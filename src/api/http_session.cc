@@ -1,0 +1,188 @@
+#include "api/http_session.h"
+
+#include <spdlog/spdlog.h>
+
+#include "api/routes/auth.h"
+#include "api/sse.h"
+
+namespace kiln::api {
+namespace {
+
+constexpr auto kReadTimeout = std::chrono::seconds(30);
+constexpr auto kWriteTimeout = std::chrono::seconds(30);
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr size_t kLingerBytes = 8 << 20;
+constexpr uint32_t kHeaderLimit = 16 * 1024;
+
+auto ecToken(boost::system::error_code& ec) {
+  return asio::redirect_error(asio::use_awaitable, ec);
+}
+
+}  // namespace
+
+uint64_t SessionRegistry::add(std::weak_ptr<HttpSession> s) {
+  std::lock_guard lock(mu_);
+  sessions_.emplace(++next_, std::move(s));
+  return next_;
+}
+
+void SessionRegistry::remove(uint64_t id) {
+  std::lock_guard lock(mu_);
+  sessions_.erase(id);
+}
+
+void SessionRegistry::closeAll() {
+  std::lock_guard lock(mu_);
+  for (auto& [id, weak] : sessions_) {
+    if (auto s = weak.lock()) s->close();
+  }
+}
+
+HttpSession::HttpSession(asio::ip::tcp::socket socket, std::shared_ptr<ServerEnv> env,
+                         std::shared_ptr<const Router> router,
+                         std::shared_ptr<SessionRegistry> registry)
+    : stream_(std::move(socket)),
+      env_(std::move(env)),
+      router_(std::move(router)),
+      registry_(std::move(registry)) {}
+
+void HttpSession::close() {
+  asio::post(stream_.get_executor(), [self = shared_from_this()] {
+    boost::system::error_code ec;
+    self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    self->stream_.close();
+  });
+}
+
+Task<void> HttpSession::run() {
+  uint64_t regId = registry_->add(weak_from_this());
+  while (!env_->stopping) {
+    Request req;
+    if (!co_await readRequest(req)) break;
+    Reply reply = co_await dispatch(req);
+    env_->metrics.countRequest(reply.status);
+    if (reply.sse) {
+      co_await runSseStream(stream_, *env_, *reply.sse, req.version());
+      break;
+    }
+    if (!co_await writeReply(req, reply) || !req.keep_alive()) break;
+  }
+  boost::system::error_code ec;
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  stream_.close();
+  registry_->remove(regId);
+}
+
+Task<bool> HttpSession::readRequest(Request& req) {
+  http::request_parser<http::string_body> parser;
+  parser.header_limit(kHeaderLimit);
+  parser.body_limit(env_->opts.maxBodyBytes);
+  boost::system::error_code ec;
+  stream_.expires_after(kReadTimeout);
+  co_await http::async_read_header(stream_, buffer_, parser, ecToken(ec));
+  if (!ec && !parser.is_done()) {
+    // curl waits for this before sending bodies over 1 KiB.
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
+      co_await http::async_write(stream_, cont, ecToken(ec));
+    }
+    if (!ec) co_await http::async_read(stream_, buffer_, parser, ecToken(ec));
+  }
+  if (ec == http::error::body_limit) {
+    env_->metrics.countRequest(413);
+    const ApiError tooLarge{
+        413, "payload_too_large",
+        "request body exceeds " + std::to_string(env_->opts.maxBodyBytes) + " bytes"};
+    co_await writeErrorAndLinger(11, tooLarge);
+    co_return false;
+  }
+  if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+      ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+      ec == asio::error::connection_reset || ec == asio::error::bad_descriptor) {
+    co_return false;
+  }
+  if (ec) {
+    env_->metrics.countRequest(400);
+    const ApiError bad{400, "bad_request", "malformed HTTP request: " + ec.message()};
+    co_await writeErrorAndLinger(11, bad);
+    co_return false;
+  }
+  req = parser.release();
+  co_return true;
+}
+
+// Answers, then reads and drops what the client is still sending so that closing does not
+// reset the connection before the client has read the answer.
+Task<void> HttpSession::writeErrorAndLinger(unsigned version, const ApiError& e) {
+  Reply reply = errorReply(e);
+  http::response<http::string_body> res{static_cast<http::status>(reply.status), version};
+  res.set(http::field::content_type, reply.contentType);
+  res.keep_alive(false);
+  res.body() = reply.body;
+  res.prepare_payload();
+  boost::system::error_code ec;
+  stream_.expires_after(kWriteTimeout);
+  co_await http::async_write(stream_, res, ecToken(ec));
+  if (ec) co_return;
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  stream_.expires_after(kLingerTime);
+  std::vector<char> sink(64 * 1024);
+  size_t total = 0;
+  while (!ec && total < kLingerBytes) {
+    total += co_await stream_.async_read_some(asio::buffer(sink), ecToken(ec));
+  }
+}
+
+Task<Reply> HttpSession::dispatch(const Request& req) {
+  try {
+    co_return co_await route(req);
+  } catch (const std::exception& e) {
+    spdlog::error("api: {} {}: unhandled exception: {}", std::string(req.method_string()),
+                  std::string(req.target()), e.what());
+  } catch (...) {
+    spdlog::error("api: {} {}: unhandled exception", std::string(req.method_string()),
+                  std::string(req.target()));
+  }
+  co_return errorReply(ApiError::internal("internal error"));
+}
+
+Task<Reply> HttpSession::route(const Request& req) {
+  std::string path;
+  std::map<std::string, std::string> query;
+  if (!splitTarget(std::string_view(req.target().data(), req.target().size()), path, query)) {
+    co_return errorReply(ApiError::invalidArgument("malformed request target"));
+  }
+  auto match = router_->match(req.method(), path);
+  if (match.kind == Router::MatchKind::kNotFound) {
+    co_return errorReply(ApiError::notFound("no route for " + path));
+  }
+  if (match.kind == Router::MatchKind::kMethodNotAllowed) {
+    Reply r = errorReply(ApiError{405, "method_not_allowed",
+                                  std::string(req.method_string()) + " is not allowed on " + path});
+    r.headers.emplace_back("Allow", match.allow);
+    co_return r;
+  }
+  api::Request ctx{*env_, req, "", std::move(match.params), std::move(query)};
+  if (path.starts_with("/api/")) {
+    auto tenant = co_await authenticate(ctx);
+    if (!tenant) co_return errorReply(tenant.status());
+    ctx.tenantId = std::move(*tenant);
+  }
+  co_return co_await (*match.handler)(ctx);
+}
+
+Task<bool> HttpSession::writeReply(const Request& req, const Reply& reply) {
+  http::response<http::string_body> res{static_cast<http::status>(reply.status), req.version()};
+  res.set(http::field::server, "kiln");
+  res.set(http::field::content_type, reply.contentType);
+  for (const auto& [k, v] : reply.headers) res.set(k, v);
+  res.keep_alive(req.keep_alive());
+  res.body() = reply.body;
+  res.prepare_payload();
+  boost::system::error_code ec;
+  stream_.expires_after(kWriteTimeout);
+  co_await http::async_write(stream_, res, ecToken(ec));
+  co_return !ec;
+}
+
+}  // namespace kiln::api

@@ -1,0 +1,17 @@
+// The wire shapes of store records (docs/api.md): jobs, steps and SSE event frames. Pure
+// functions.
+#pragma once
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "store/store.h"
+
+namespace kiln::api {
+
+nlohmann::json jobJson(const store::Job& job);
+nlohmann::json stepJson(const store::Step& step);
+// "id: <seq>\nevent: <type>\ndata: <payload>\n\n".
+std::string sseFrame(const store::Event& event);
+
+}  // namespace kiln::api

@@ -1,0 +1,38 @@
+// Typed reads of JSON request fields with validation messages that name the field, shared by
+// the per-resource parsers in this directory. Stateless functions.
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+
+namespace kiln::api::request {
+
+using nlohmann::json;
+
+// The parsed body, or nullopt if it is not valid JSON. An empty body parses as `{}`.
+std::optional<json> parseBody(std::string_view body);
+
+// InvalidArgument unless `v` is an object holding only `allowed` keys.
+Status checkObject(const json& v, std::string_view where,
+                   std::initializer_list<std::string_view> allowed);
+
+// Each reads obj[key] (where = "limits" gives "limits.maxSteps" in messages). A missing key or
+// null leaves `out` untouched (optional) or fails (required).
+Status requiredString(const json& obj, std::string_view where, const char* key, size_t maxLen,
+                      std::string& out);
+Status optionalString(const json& obj, std::string_view where, const char* key, size_t maxLen,
+                      std::optional<std::string>& out);
+Status optionalInt(const json& obj, std::string_view where, const char* key, int64_t min,
+                   int64_t max, std::optional<int64_t>& out);
+Status optionalNumber(const json& obj, std::string_view where, const char* key, double min,
+                      double max, std::optional<double>& out);
+Status optionalBool(const json& obj, std::string_view where, const char* key,
+                    std::optional<bool>& out);
+
+}  // namespace kiln::api::request

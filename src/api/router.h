@@ -1,0 +1,70 @@
+// Router: maps (method, path) to a handler, with `{name}` path parameters. Built once at start,
+// then read-only, so safe to use from every connection's strand at once.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/metrics.h"
+#include "api/reply.h"
+#include "api/server.h"
+
+namespace kiln::api {
+
+// What every handler may use: the server's dependencies, options and counters. Outlives every
+// connection (held by shared_ptr from the server and each session).
+struct ServerEnv {
+  ApiOptions opts;
+  ApiDeps deps;
+  ApiMetrics metrics;
+  std::atomic<bool> stopping{false};
+};
+
+// One parsed request as a handler sees it.
+struct Request {
+  ServerEnv& env;
+  const http::request<http::string_body>& http;
+  std::string tenantId;  // set by auth for /api/ routes
+  std::map<std::string, std::string> params;  // path parameters
+  std::map<std::string, std::string> query;   // decoded query string
+
+  const std::string& param(const std::string& name) const;
+  // The query value or "" if absent.
+  std::string queryValue(const std::string& name) const;
+  const std::string& body() const { return http.body(); }
+};
+
+using Handler = std::function<Task<Reply>(Request&)>;
+
+class Router {
+ public:
+  // `pattern` like "/api/v1/jobs/{id}/stream".
+  void add(http::verb method, std::string_view pattern, Handler h);
+
+  enum class MatchKind { kFound, kNotFound, kMethodNotAllowed };
+  struct Match {
+    MatchKind kind = MatchKind::kNotFound;
+    const Handler* handler = nullptr;
+    std::map<std::string, std::string> params;
+    std::string allow;  // for 405: the methods the path does accept
+  };
+  Match match(http::verb method, std::string_view path) const;
+
+ private:
+  struct Route {
+    http::verb method;
+    std::vector<std::string> segments;  // "{id}" marks a parameter
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+// Splits "a/b?x=1&y=%20" into path and decoded query parameters. False on bad escapes.
+bool splitTarget(std::string_view target, std::string& path,
+                 std::map<std::string, std::string>& query);
+std::string percentDecode(std::string_view s, bool plusIsSpace, bool* ok);
+
+}  // namespace kiln::api

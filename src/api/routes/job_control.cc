@@ -1,0 +1,171 @@
+#include "api/request/fields.h"
+#include "api/routes/routes.h"
+#include "common/ids.h"
+#include "workspace/repo.h"
+
+namespace kiln::api {
+namespace {
+
+using store::JobStatus;
+
+const std::vector<JobStatus> kLiveStatuses = {JobStatus::kQueued, JobStatus::kProvisioning,
+                                              JobStatus::kRunning, JobStatus::kPaused};
+const std::vector<JobStatus> kTerminalStatuses = {JobStatus::kCompleted, JobStatus::kFailed,
+                                                  JobStatus::kStopped};
+
+json statusPayload(JobStatus s) { return {{"status", store::jobStatusName(s)}}; }
+
+store::Job newJob(const Request& req, request::CreateJobRequest& c, std::string repoUrl) {
+  store::Job job;
+  job.id = newUuid();
+  job.tenantId = req.tenantId;
+  job.repoUrl = std::move(repoUrl);
+  job.ref = std::move(c.ref);
+  job.taskDesc = std::move(c.taskDesc);
+  if (c.agent) job.agent = std::move(*c.agent);
+  job.model = std::move(c.model);
+  job.limits = std::move(c.limits);
+  job.spec = std::move(c.spec);
+  job.createdAt = job.updatedAt = req.env.deps.clock->nowMs();
+  return job;
+}
+
+// Applies `update` to the loaded job. Not applied means its status changed under us: 409.
+// Coroutine parameters are references to the caller's named locals: g++ 12 destroys some
+// temporaries of a co_await expression twice.
+Task<Reply> applyUpdate(Request& req, const store::Job& job, const store::JobUpdate& update,
+                        const std::string& wrongState) {
+  auto* store = req.env.deps.store;
+  auto res = co_await req.env.deps.pool->run(
+      [&] { return store->updateJob(job.id, update); });
+  if (!res) co_return errorReply(res.status());
+  if (!res->applied) co_return errorReply(ApiError::conflict(wrongState));
+  req.env.deps.bus->publish(job.id);
+  co_return Reply{};
+}
+
+std::string notIn(const store::Job& job, const char* wanted) {
+  return std::string("job is ") + store::jobStatusName(job.status) + "; " + wanted;
+}
+
+Task<Reply> postJob(Request& req) {
+  auto body = request::parseBody(req.body());
+  if (!body) co_return errorReply(ApiError::invalidJson("request body is not valid JSON"));
+  auto create = request::parseCreateJob(*body);
+  if (!create) co_return errorReply(create.status());
+  co_return co_await createJob(req, *create, "jobId");
+}
+
+Task<Reply> stopJob(Request& req) {
+  auto body = request::parseBody(req.body());
+  if (!body) co_return errorReply(ApiError::invalidJson("request body is not valid JSON"));
+  if (auto st = request::parseEmpty(*body); !st) co_return errorReply(st);
+  auto job = co_await loadJob(req);
+  if (!job) co_return errorReply(job.status());
+  std::string wrong = notIn(*job, "only a job that has not finished can be stopped");
+  if (store::isTerminal(job->status)) co_return errorReply(ApiError::conflict(wrong));
+  store::JobUpdate u;
+  u.status = JobStatus::kStopped;
+  u.ifStatusIn = kLiveStatuses;
+  u.releaseLease = true;
+  u.events = {{"status", statusPayload(JobStatus::kStopped)},
+              {"done", statusPayload(JobStatus::kStopped)}};
+  wrong = "job finished before it could be stopped";
+  Reply r = co_await applyUpdate(req, *job, u, wrong);
+  if (r.status != 200) co_return r;
+  req.env.deps.jobs->stopped(job->id);
+  co_return jsonReply(200, {{"status", "stopped"}});
+}
+
+// reply and approve: store the answer for a PAUSED job and tell the scheduler.
+Task<Reply> answerPaused(Request& req, const std::string& message, const char* doneWord) {
+  auto job = co_await loadJob(req);
+  if (!job) co_return errorReply(job.status());
+  std::string wrong = notIn(*job, "only a PAUSED job takes a reply or approval");
+  if (job->status != JobStatus::kPaused) co_return errorReply(ApiError::conflict(wrong));
+  store::JobUpdate u;
+  u.pendingReply = message;
+  u.ifStatusIn = {JobStatus::kPaused};
+  u.events = {{"reply", {{"message", message}}}};
+  Reply r = co_await applyUpdate(req, *job, u, wrong);
+  if (r.status != 200) co_return r;
+  req.env.deps.jobs->replied(job->id);
+  co_return jsonReply(200, {{"status", doneWord}});
+}
+
+Task<Reply> replyJob(Request& req) {
+  auto body = request::parseBody(req.body());
+  if (!body) co_return errorReply(ApiError::invalidJson("request body is not valid JSON"));
+  auto message = request::parseReply(*body);
+  if (!message) co_return errorReply(message.status());
+  co_return co_await answerPaused(req, *message, "replied");
+}
+
+Task<Reply> approveJob(Request& req) {
+  auto body = request::parseBody(req.body());
+  if (!body) co_return errorReply(ApiError::invalidJson("request body is not valid JSON"));
+  if (auto st = request::parseEmpty(*body); !st) co_return errorReply(st);
+  const std::string message = "approved";
+  co_return co_await answerPaused(req, message, "approved");
+}
+
+Task<Reply> continueJob(Request& req) {
+  auto body = request::parseBody(req.body());
+  if (!body) co_return errorReply(ApiError::invalidJson("request body is not valid JSON"));
+  auto task = request::parseContinue(*body);
+  if (!task) co_return errorReply(task.status());
+  auto job = co_await loadJob(req);
+  if (!job) co_return errorReply(job.status());
+  std::string wrong = notIn(*job, "only a finished job can continue");
+  if (!store::isTerminal(job->status)) co_return errorReply(ApiError::conflict(wrong));
+  store::JobUpdate u;
+  u.status = JobStatus::kQueued;
+  u.pendingReply = *task;
+  u.error = json(nullptr);
+  u.ifStatusIn = kTerminalStatuses;
+  u.events = {{"status", {{"status", "QUEUED"}, {"taskDesc", *task}}}};
+  Reply r = co_await applyUpdate(req, *job, u, wrong);
+  if (r.status != 200) co_return r;
+  req.env.deps.jobs->wake();
+  co_return jsonReply(200, {{"jobId", job->id}, {"status", "QUEUED"}});
+}
+
+}  // namespace
+
+Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const char* idField) {
+  auto& deps = req.env.deps;
+  std::string url;
+  if (!create.repoUrl.empty()) {
+    auto normalized = co_await deps.pool->run(
+        [&] { return workspace::normalizeRepoUrl(create.repoUrl); });
+    if (!normalized) {
+      co_return errorReply(ApiError::invalidArgument("repoUrl: " + normalized.status().message()));
+    }
+    url = std::move(*normalized);
+    if (req.env.opts.checkRepoReachable) {
+      Status st = co_await deps.pool->run(
+          [&] { return workspace::checkReachable(url, create.ref); });
+      if (!st) co_return errorReply(ApiError{422, "repo_unreachable", st.message()});
+    }
+  }
+  store::Job job = newJob(req, create, std::move(url));
+  auto* store = deps.store;
+  Status st = co_await deps.pool->run([&] {
+    return store->createJob(job, {{"status", statusPayload(JobStatus::kQueued)}});
+  });
+  if (!st) co_return errorReply(st);
+  deps.jobs->wake();
+  Reply r = jsonReply(201, {{idField, job.id}, {"status", "QUEUED"}});
+  r.headers.emplace_back("Location", "/api/v1/jobs/" + job.id);
+  co_return r;
+}
+
+void addJobControlRoutes(Router& r) {
+  r.add(http::verb::post, "/api/v1/jobs", postJob);
+  r.add(http::verb::post, "/api/v1/jobs/{id}/stop", stopJob);
+  r.add(http::verb::post, "/api/v1/jobs/{id}/reply", replyJob);
+  r.add(http::verb::post, "/api/v1/jobs/{id}/approve", approveJob);
+  r.add(http::verb::post, "/api/v1/jobs/{id}/continue", continueJob);
+}
+
+}  // namespace kiln::api

@@ -1,0 +1,29 @@
+// The route table of the v1 API (docs/api.md), and the helpers the handlers share.
+#pragma once
+#include <memory>
+
+#include "api/request/jobs.h"
+#include "api/router.h"
+
+namespace kiln::api {
+
+std::shared_ptr<const Router> buildRouter();
+
+// Handler groups, one file each.
+void addJobReadRoutes(Router& r);     // list, get, steps, diff, stream
+void addJobControlRoutes(Router& r);  // create, stop, reply, approve, continue
+void addTaskRoutes(Router& r);        // devin.baby aliases
+void addSystemRoutes(Router& r);      // healthz, metrics
+
+// The job named by the `{id}` path parameter if the request's tenant may see it; NotFound for
+// ids that are not UUIDs, unknown, or another tenant's.
+Task<Result<store::Job>> loadJob(Request& req);
+
+// Validates, normalises the repo URL, checks reachability, stores a QUEUED job and wakes the
+// scheduler. The 201 body is {<idField>: id, status}.
+Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const char* idField);
+
+// GET .../stream and .../events: hands the connection to the SSE stream.
+Task<Reply> streamJob(Request& req);
+
+}  // namespace kiln::api

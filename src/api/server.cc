@@ -1,0 +1,122 @@
+#include "api/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include "api/http_session.h"
+#include "api/routes/routes.h"
+
+namespace kiln::api {
+namespace {
+
+using asio::ip::tcp;
+
+Result<tcp::endpoint> resolveListen(asio::io_context& ioc, const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return invalidArgument("listen: want HOST:PORT, got " + listen);
+  std::string host = listen.substr(0, colon);
+  std::string port = listen.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty()) host = "0.0.0.0";
+  boost::system::error_code ec;
+  tcp::resolver resolver(ioc);
+  auto results = resolver.resolve(host, port, tcp::resolver::numeric_service, ec);
+  if (ec || results.empty()) {
+    return invalidArgument("listen: cannot resolve " + listen + ": " + ec.message());
+  }
+  return results.begin()->endpoint();
+}
+
+// ApiServerImpl owns the listening socket; connections own themselves and share the env,
+// router and registry, so they may outlive the server object without dangling.
+class ApiServerImpl : public ApiServer {
+ public:
+  ApiServerImpl(asio::io_context& ioc, std::shared_ptr<ServerEnv> env)
+      : ioc_(ioc),
+        env_(std::move(env)),
+        router_(buildRouter()),
+        registry_(std::make_shared<SessionRegistry>()),
+        acceptor_(std::make_shared<tcp::acceptor>(asio::make_strand(ioc))) {}
+  ~ApiServerImpl() override { stop(); }
+
+  Status listen(const tcp::endpoint& ep) {
+    boost::system::error_code ec;
+    acceptor_->open(ep.protocol(), ec);
+    if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_->bind(ep, ec);
+    if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return Status(Code::kUnavailable, "listen on " + env_->opts.listen + ": " + ec.message());
+    port_ = acceptor_->local_endpoint(ec).port();
+    asio::co_spawn(acceptor_->get_executor(), acceptLoop(acceptor_, env_, router_, registry_),
+                   asio::detached);
+    return Status::ok();
+  }
+
+  // ApiServer
+  uint16_t port() const override { return port_; }
+  void stop() override {
+    if (env_->stopping.exchange(true)) return;
+    asio::post(acceptor_->get_executor(), [a = acceptor_] {
+      boost::system::error_code ec;
+      a->close(ec);
+    });
+    registry_->closeAll();
+    // SSE streams sleep on their bus subscription; wake them so they see `stopping`.
+    env_->deps.bus->publishAll();
+  }
+
+ private:
+  static Task<void> acceptLoop(std::shared_ptr<tcp::acceptor> acceptor,
+                               std::shared_ptr<ServerEnv> env,
+                               std::shared_ptr<const Router> router,
+                               std::shared_ptr<SessionRegistry> registry) {
+    auto& ioc = static_cast<asio::io_context&>(acceptor->get_executor().context());
+    while (!env->stopping) {
+      boost::system::error_code ec;
+      tcp::socket socket = co_await acceptor->async_accept(
+          asio::make_strand(ioc), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
+      if (ec) {
+        // EMFILE and friends: back off instead of spinning.
+        spdlog::warn("api: accept: {}", ec.message());
+        asio::steady_timer t(acceptor->get_executor(), std::chrono::milliseconds(100));
+        co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
+      }
+      auto session = std::make_shared<HttpSession>(std::move(socket), env, router, registry);
+      // The lambda owns the session for as long as the coroutine runs.
+      asio::co_spawn(
+          session->executor(), [session]() -> Task<void> { co_await session->run(); },
+          [](std::exception_ptr e) {
+        if (e) spdlog::error("api: connection ended by an exception");
+      });
+    }
+  }
+
+  asio::io_context& ioc_;
+  std::shared_ptr<ServerEnv> env_;
+  std::shared_ptr<const Router> router_;
+  std::shared_ptr<SessionRegistry> registry_;
+  std::shared_ptr<tcp::acceptor> acceptor_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ApiServer>> ApiServer::start(asio::io_context& ioc, const ApiOptions& opts,
+                                                    const ApiDeps& deps) {
+  if (!deps.store || !deps.bus || !deps.jobs || !deps.pool || !deps.clock) {
+    return invalidArgument("ApiServer: every dependency must be set");
+  }
+  auto env = std::make_shared<ServerEnv>();
+  env->opts = opts;
+  env->deps = deps;
+  ASSIGN_OR_RETURN(auto ep, resolveListen(ioc, opts.listen));
+  auto server = std::make_unique<ApiServerImpl>(ioc, std::move(env));
+  RETURN_IF_ERROR(server->listen(ep));
+  spdlog::info("api: listening on {}:{}", ep.address().to_string(), server->port());
+  return std::unique_ptr<ApiServer>(std::move(server));
+}
+
+}  // namespace kiln::api
