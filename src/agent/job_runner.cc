@@ -90,6 +90,29 @@ Message userMessage(const std::string& text) {
   return m;
 }
 
+json inflightRecord(const store::Step& s) {
+  return {{"stepNumber", s.stepNumber}, {"plannerThought", s.plannerThought},
+          {"toolCalled", s.toolCalled}, {"toolArguments", s.toolArguments},
+          {"tokensIn", s.tokensIn}, {"tokensOut", s.tokensOut}, {"usd", s.usd}};
+}
+
+// The step that stands for a call that was running when its node died.
+store::Step interruptedStep(const json& r) {
+  store::Step s;
+  s.stepNumber = r.value("stepNumber", 0);
+  s.plannerThought = r.value("plannerThought", "");
+  s.toolCalled = r.value("toolCalled", "");
+  s.toolArguments = r.value("toolArguments", json::object());
+  s.tokensIn = r.value("tokensIn", int64_t{0});
+  s.tokensOut = r.value("tokensOut", int64_t{0});
+  s.usd = r.value("usd", 0.0);
+  s.toolOutput =
+      "[interrupted: the kiln node running this call stopped before it finished. It was not "
+      "re-run automatically because it may have had effects; check the workspace and repeat it "
+      "if needed.]";
+  return s;
+}
+
 json diffArgs(const std::string& base) { return {{"base", base}}; }
 
 // A failure that ends the job, with the stable code shown to users.
@@ -254,6 +277,20 @@ Task<std::optional<JobFailure>> JobRun::provision() {
   nextStep_ = steps->empty() ? 1 : steps->back().stepNumber + 1;
   for (const auto& s : *steps)
     if (!s.workspaceHash.empty()) lastTree_ = s.workspaceHash;
+  if (job_.inflightCall.is_object()) {
+    store::Step s = interruptedStep(job_.inflightCall);
+    if (s.stepNumber < nextStep_) s.stepNumber = nextStep_;
+    auto d = co_await rt_->call("/git/diff", diffArgs(job_.baseCommit));
+    if (d.isOk() && d->value("tree", "") != lastTree_) {
+      lastTree_ = d->value("tree", "");
+      s.workspacePatch = d->value("diff", "");
+    }
+    s.workspaceHash = lastTree_;
+    Status st = co_await record(s, eventList(stepEvent(s, true)));
+    if (!st.isOk()) co_return recordFailure(st);
+    appendStep(ctx_, s);
+    nextStep_ = s.stepNumber + 1;
+  }
 
   store::JobUpdate u;
   u.status = JobStatus::kRunning;
@@ -316,16 +353,21 @@ Task<std::optional<JobFailure>> JobRun::loop() {
     }
     for (size_t i = 0; i < turn->calls.size(); ++i) {
       const ToolCall& call = turn->calls[i];
-      Observation obs = co_await tools.execute(call);
-      co_await terminal.drain();
-      if (handle_->cancelled()) co_return std::nullopt;
       store::Step s;
       s.stepNumber = nextStep_++;
       s.plannerThought = i == 0 ? turn->thought : "";
       s.toolCalled = call.name;
       s.toolArguments = call.arguments;
-      s.toolOutput = obs.output;
       if (i == 0) s.tokensIn = turn->tokensIn, s.tokensOut = turn->tokensOut, s.usd = turn->usd;
+      // Written before the call starts: if this node dies mid-call, the resumed job records
+      // the call as interrupted instead of running it a second time.
+      store::JobUpdate mark;
+      mark.inflightCall = inflightRecord(s);
+      if (!co_await update(std::move(mark))) co_return std::nullopt;
+      Observation obs = co_await tools.execute(call);
+      co_await terminal.drain();
+      if (handle_->cancelled()) co_return std::nullopt;
+      s.toolOutput = obs.output;
       std::vector<NewEvent> events;
       if (obs.mutating) {
         auto d = co_await rt_->call("/git/diff", diffArgs(job_.baseCommit));

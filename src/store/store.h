@@ -46,6 +46,10 @@ struct Job {
   int64_t leaseExpiresAt = 0;
   std::string baseCommit;
   std::optional<std::string> pendingReply;  // a human's answer waiting for a PAUSED job
+  // The tool call being executed right now ({stepNumber, toolCalled, toolArguments, …}), null
+  // when none. Set before a call starts and cleared by the recordStep that stores its result,
+  // so a call in flight when the node died is known on resume and never silently re-run.
+  json inflightCall;
 };
 
 struct Step {
@@ -88,6 +92,7 @@ struct JobUpdate {
   std::optional<std::string> baseCommit;
   std::optional<std::string> pendingReply;  // sets it
   bool clearPendingReply = false;
+  std::optional<json> inflightCall;  // sets it (json() clears it)
   bool markStarted = false;   // sets startedAt if it is 0
   bool releaseLease = false;  // clears owner_node and lease_expires_at
   std::vector<JobStatus> ifStatusIn;   // empty = any status
@@ -131,8 +136,8 @@ class Store {
   virtual Result<bool> renewLease(const std::string& jobId, const std::string& nodeId,
                                   int64_t nowMs, int64_t leaseMs) = 0;
 
-  // Writes a step, adds its tokens/usd to the job's counters and appends events, in one
-  // transaction, only while `nodeId` holds the lease (empty nodeId = no check). Conflict if the
+  // Writes a step, adds its tokens/usd to the job's counters, clears the in-flight call and
+  // appends events, in one transaction, only while `nodeId` holds the lease (empty nodeId = no check). Conflict if the
   // lease is gone or the step number exists.
   virtual Result<std::vector<Event>> recordStep(const Step& step, const std::string& nodeId,
                                                 const std::vector<NewEvent>& events) = 0;

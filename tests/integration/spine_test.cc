@@ -91,7 +91,7 @@ TEST_F(SpineTest, MockJobRunsEndToEndAndReplaysFromLastEventId) {
 
   // The work is committed on kiln/<jobId> in the job's workspace.
   std::string out;
-  EXPECT_EQ(shell("git -C " + kiln_->dataDir() + "/workspaces/" + id + " log --oneline kiln/" + id, &out), 0) << out;
+  EXPECT_EQ(shell("git -c safe.directory=* -C " + kiln_->dataDir() + "/workspaces/" + id + " log --oneline kiln/" + id, &out), 0) << out;
 
   // Reconnecting with Last-Event-ID: N replays exactly the events after N.
   const size_t n = 3;

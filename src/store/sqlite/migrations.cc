@@ -63,6 +63,9 @@ CREATE TABLE job_events(
   created_at INTEGER NOT NULL,
   PRIMARY KEY(job_id, seq)) WITHOUT ROWID;
 )sql"},
+      {2, R"sql(
+ALTER TABLE agent_jobs ADD COLUMN inflight_call TEXT;
+)sql"},
   };
   return kMigrations;
 }

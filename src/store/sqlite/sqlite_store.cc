@@ -18,7 +18,7 @@ using sqlite::Transaction;
 constexpr std::string_view kJobColumns =
     "job_id, tenant_id, repository_url, ref, task_description, agent, model, status, limits, "
     "spec, created_at, updated_at, started_at, token_spend_usd, tokens_in, tokens_out, "
-    "step_count, error, owner_node, lease_expires_at, base_commit, pending_reply";
+    "step_count, error, owner_node, lease_expires_at, base_commit, pending_reply, inflight_call";
 
 json parseJsonColumn(const std::string& s, json fallback) {
   if (s.empty()) return fallback;
@@ -52,6 +52,7 @@ Job readJob(const Statement& st) {
   j.leaseExpiresAt = st.i64(19);
   j.baseCommit = st.text(20);
   j.pendingReply = st.optText(21);
+  j.inflightCall = parseJsonColumn(st.text(22), json());
   return j;
 }
 
@@ -200,7 +201,7 @@ Result<UpdateResult> SqliteStore::updateJob(const std::string& jobId, const JobU
   if (u.ifOwner && job.ownerNode != *u.ifOwner) return out;
   ASSIGN_OR_RETURN(auto st, db_->prepare(
       "UPDATE agent_jobs SET status=?, error=?, base_commit=?, pending_reply=?, started_at=?, "
-      "owner_node=?, lease_expires_at=?, updated_at=? WHERE job_id=?"));
+      "owner_node=?, lease_expires_at=?, updated_at=?, inflight_call=? WHERE job_id=?"));
   JobStatus status = u.status.value_or(job.status);
   json error = u.error.value_or(job.error);
   std::optional<std::string> reply = job.pendingReply;
@@ -213,7 +214,10 @@ Result<UpdateResult> SqliteStore::updateJob(const std::string& jobId, const JobU
   st.bind(3, u.baseCommit.value_or(job.baseCommit)).bind(4, reply).bind(5, started);
   if (u.releaseLease) st.bindNull(6).bind(7, int64_t{0});
   else st.bind(6, job.ownerNode).bind(7, job.leaseExpiresAt);
-  st.bind(8, t).bind(9, jobId);
+  json inflight = u.inflightCall.value_or(job.inflightCall);
+  st.bind(8, t);
+  if (inflight.is_null()) st.bindNull(9); else st.bind(9, dumpJson(inflight));
+  st.bind(10, jobId);
   RETURN_IF_ERROR(st.run());
   ASSIGN_OR_RETURN(out.events, insertEventsLocked(jobId, u.events));
   RETURN_IF_ERROR(tx.commit());
@@ -276,8 +280,8 @@ Result<std::vector<Event>> SqliteStore::recordStep(const Step& step, const std::
   RETURN_IF_ERROR(st.run().withContext("step " + std::to_string(step.stepNumber)));
   ASSIGN_OR_RETURN(auto up, db_->prepare(
       "UPDATE agent_jobs SET tokens_in=tokens_in+?, tokens_out=tokens_out+?, "
-      "token_spend_usd=token_spend_usd+?, step_count=MAX(step_count, ?), updated_at=? "
-      "WHERE job_id=?"));
+      "token_spend_usd=token_spend_usd+?, step_count=MAX(step_count, ?), updated_at=?, "
+      "inflight_call=NULL WHERE job_id=?"));
   up.bind(1, step.tokensIn).bind(2, step.tokensOut).bind(3, step.usd).bind(4, step.stepNumber);
   RETURN_IF_ERROR(up.bind(5, now()).bind(6, step.jobId).run());
   ASSIGN_OR_RETURN(auto out, insertEventsLocked(step.jobId, events));
