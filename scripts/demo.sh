@@ -24,6 +24,7 @@ assert greet("kiln") == "hello, kiln"
 print("1 test passed")
 PY
 printf 'test:\n\tpython3 test_hello.py\n' > Makefile
+printf '__pycache__/\n' > .gitignore
 git add -A
 git -c user.name=demo -c user.email=demo@example.com commit -qm "hello: first version"
 

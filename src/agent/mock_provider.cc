@@ -23,7 +23,13 @@ std::string observation(const std::vector<Message>& ctx, int turn) {
   int seen = -1;
   for (size_t i = 0; i < ctx.size(); ++i) {
     if (ctx[i].role == "assistant" && ++seen == turn) {
-      for (size_t k = i + 1; k < ctx.size() && ctx[k].role == "tool"; ++k) return ctx[k].content;
+      for (size_t k = i + 1; k < ctx.size() && ctx[k].role == "tool"; ++k) {
+        // Drop the "[exit code N]" trailer the bash tool adds for the model.
+        std::string out = ctx[k].content;
+        auto pos = out.rfind("\n[exit code ");
+        if (pos != std::string::npos) out.erase(pos + 1);
+        return out;
+      }
     }
   }
   return "";
