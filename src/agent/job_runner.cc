@@ -113,6 +113,8 @@ store::Step interruptedStep(const json& r) {
   return s;
 }
 
+json patchArgs(const std::string& patch) { return {{"patch", patch}}; }
+
 json diffArgs(const std::string& base) { return {{"base", base}}; }
 
 // A failure that ends the job, with the stable code shown to users.
@@ -145,6 +147,14 @@ class JobRun {
     return JobFailure{"internal", "record step: " + st.message()};
   }
   Task<void> destroySandbox();
+  // Stops at a step boundary and releases the lease so any node can resume the job at once.
+  Task<std::optional<JobFailure>> releaseForHandover() {
+    store::JobUpdate u;
+    u.releaseLease = true;
+    co_await update(std::move(u));
+    spdlog::info("job {}: released at step {} for another node", job_.id, nextStep_ - 1);
+    co_return std::nullopt;
+  }
 
   RunnerDeps d_;
   store::Job job_;
@@ -238,6 +248,9 @@ Task<std::optional<JobFailure>> JobRun::provision() {
   // cloned fresh at the base commit.
   std::string dir = d_.workspacesDir + "/" + job_.id;
   bool reuse = !job_.baseCommit.empty() && std::filesystem::exists(dir + "/.git");
+  // A job that already ran elsewhere (or lost its workspace) is rebuilt: clone at the base
+  // commit, then apply the newest stored workspace patch inside the sandbox.
+  bool rebuild = !reuse && !job_.baseCommit.empty();
   if (!reuse) {
     std::string ref = job_.baseCommit.empty() ? job_.ref : job_.baseCommit;
     auto ws = co_await d_.pool->run([&]() -> Result<workspace::PreparedWorkspace> {
@@ -270,6 +283,19 @@ Task<std::optional<JobFailure>> JobRun::provision() {
   if (handle_->cancelled()) co_return std::nullopt;  // stopped while we were creating it
   rt_ = std::make_unique<runtime::RuntimeClient>(co_await asio::this_coro::executor,
                                                  sandbox_->runtimeSocket());
+  if (rebuild) {
+    auto patch = co_await d_.pool->run([&] { return d_.store->latestPatch(job_.id); });
+    if (!patch.isOk()) co_return JobFailure{"internal", patch.status().message()};
+    if (!patch->empty()) {
+      auto applied = co_await rt_->call("/git/apply", patchArgs(*patch));
+      if (!applied.isOk()) {
+        co_return JobFailure{"workspace_rebuild_failed",
+                             "apply the stored patch: " + applied.status().message()};
+      }
+      spdlog::info("job {}: workspace rebuilt from base {} and the stored patch", job_.id,
+                   job_.baseCommit);
+    }
+  }
 
   auto steps = co_await d_.pool->run([&] { return d_.store->listSteps(job_.id); });
   if (!steps.isOk()) co_return JobFailure{"internal", steps.status().message()};
@@ -336,6 +362,7 @@ Task<std::optional<JobFailure>> JobRun::loop() {
   info.repoUrl = job_.repoUrl;
   info.model = job_.model;
   while (!handle_->cancelled() && !leaseLost_) {
+    if (handle_->draining()) co_return co_await releaseForHandover();
     if (auto f = checkCaps()) co_return f;
     auto turn = co_await provider_->next(info, ctx_);
     if (!turn.isOk()) co_return JobFailure{"llm_error", turn.status().message()};

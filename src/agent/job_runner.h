@@ -35,6 +35,9 @@ class JobHandle {
   explicit JobHandle(std::string jobId) : jobId_(std::move(jobId)) {}
   const std::string& jobId() const { return jobId_; }
   bool cancelled() const { return cancelled_.load(); }
+  // Asks the job to stop at the next step boundary and release its lease (graceful shutdown).
+  void drain() { draining_ = true; }
+  bool draining() const { return draining_.load(); }
   std::string cancelReason() const;
   // Marks the job cancelled and kills its sandbox (blocking: call off the I/O threads).
   void cancel(const std::string& reason);
@@ -44,6 +47,7 @@ class JobHandle {
  private:
   const std::string jobId_;
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> draining_{false};
   mutable std::mutex mu_;
   std::string reason_;                         // GUARDED_BY(mu_)
   std::shared_ptr<sandbox::Sandbox> sandbox_;  // GUARDED_BY(mu_)

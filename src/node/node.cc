@@ -183,6 +183,8 @@ Status resolveDefaults(NodeOptions& o) {
   }
   if (o.ioThreads <= 0) o.ioThreads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (o.nodeId.empty()) o.nodeId = hostname() + "-" + randomToken(3);
+  if (const char* l = getenv("KILN_LEASE_MS"); l && *l) o.leaseMs = std::atoll(l);
+  if (o.leaseMs < 300) return invalidArgument("lease must be at least 300 ms");
   if (o.maxJobs <= 0) return invalidArgument("--max-jobs must be positive");
   if (o.listen.rfind(':') == std::string::npos) return invalidArgument("--listen needs HOST:PORT");
   return Status::ok();

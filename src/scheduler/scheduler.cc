@@ -126,7 +126,20 @@ void Scheduler::shutdown(int64_t graceMs) {
     std::lock_guard lock(mu_);
     for (auto& [id, h] : running_) jobs.push_back(h);
   }
+  // First let each job finish its current step and hand its lease back.
+  for (auto& h : jobs) h->drain();
+  {
+    std::unique_lock lock(mu_);
+    if (idle_.wait_for(lock, std::chrono::milliseconds(graceMs),
+                       [this] { return running_.empty(); }))
+      return;
+  }
+  // Past the grace period: kill what is left. Their in-flight calls are recorded as
+  // interrupted when the job resumes.
   for (auto& h : jobs) {
+    if (!find(h->jobId())) continue;
+    spdlog::warn("job {}: did not reach a step boundary in time; killing its sandbox",
+                 h->jobId());
     h->cancel("node shutting down");
     store::JobUpdate u;
     u.releaseLease = true;
@@ -134,7 +147,7 @@ void Scheduler::shutdown(int64_t graceMs) {
     (void)deps_.store->updateJob(h->jobId(), u);
   }
   std::unique_lock lock(mu_);
-  idle_.wait_for(lock, std::chrono::milliseconds(graceMs), [this] { return running_.empty(); });
+  idle_.wait_for(lock, std::chrono::seconds(5), [this] { return running_.empty(); });
 }
 
 }  // namespace kiln::scheduler
