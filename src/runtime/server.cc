@@ -140,7 +140,11 @@ int runtimeMain(int argc, char** argv) {
   for (;;) {
     int fd = accept4(listenFd, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE) continue;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE) {
+        usleep(10'000);  // out of fds: back off instead of spinning
+        continue;
+      }
       std::fprintf(stderr, "kiln runtime: accept: %s\n", std::strerror(errno));
       return 1;
     }
