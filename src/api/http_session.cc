@@ -96,9 +96,9 @@ Task<bool> HttpSession::readRequest(Request& req) {
     co_await writeErrorAndLinger(11, tooLarge);
     co_return false;
   }
-  if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-      ec == beast::error::timeout || ec == asio::error::operation_aborted ||
-      ec == asio::error::connection_reset || ec == asio::error::bad_descriptor) {
+  if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == beast::error::timeout ||
+      ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+      ec == asio::error::bad_descriptor) {
     co_return false;
   }
   if (ec) {

@@ -1,9 +1,8 @@
 // The wire shapes of store records (docs/api.md): jobs, steps and SSE event frames. Pure
 // functions.
 #pragma once
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "store/store.h"
 

@@ -6,7 +6,9 @@ ApiError ApiError::fromStatus(const Status& s) {
   return {httpStatusFor(s.code()), codeName(s.code()), s.message()};
 }
 
-std::string dumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dumpJson(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 Reply jsonReply(int status, const json& body) {
   Reply r;

@@ -3,12 +3,11 @@
 // stable JSON shape {"error":{"code","message"}} from docs/api.md. Plain values; not shared.
 #pragma once
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/result.h"
 
@@ -39,9 +38,7 @@ struct ApiError {
 
   static ApiError fromStatus(const Status& s);
   static ApiError invalidJson(std::string m) { return {400, "invalid_json", std::move(m)}; }
-  static ApiError invalidArgument(std::string m) {
-    return {400, "invalid_argument", std::move(m)};
-  }
+  static ApiError invalidArgument(std::string m) { return {400, "invalid_argument", std::move(m)}; }
   static ApiError notFound(std::string m) { return {404, "not_found", std::move(m)}; }
   static ApiError conflict(std::string m) { return {409, "conflict", std::move(m)}; }
   static ApiError unauthenticated(std::string m) { return {401, "unauthenticated", std::move(m)}; }

@@ -27,7 +27,7 @@ struct ServerEnv {
 struct Request {
   ServerEnv& env;
   const http::request<http::string_body>& http;
-  std::string tenantId;  // set by auth for /api/ routes
+  std::string tenantId;                       // set by auth for /api/ routes
   std::map<std::string, std::string> params;  // path parameters
   std::map<std::string, std::string> query;   // decoded query string
 

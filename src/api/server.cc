@@ -46,7 +46,8 @@ class ApiServerImpl : public ApiServer {
     if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_->bind(ep, ec);
     if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return Status(Code::kUnavailable, "listen on " + env_->opts.listen + ": " + ec.message());
+    if (ec)
+      return Status(Code::kUnavailable, "listen on " + env_->opts.listen + ": " + ec.message());
     port_ = acceptor_->local_endpoint(ec).port();
     asio::co_spawn(acceptor_->get_executor(), acceptLoop(acceptor_, env_, router_, registry_),
                    asio::detached);
@@ -68,8 +69,7 @@ class ApiServerImpl : public ApiServer {
 
  private:
   static Task<void> acceptLoop(std::shared_ptr<tcp::acceptor> acceptor,
-                               std::shared_ptr<ServerEnv> env,
-                               std::shared_ptr<const Router> router,
+                               std::shared_ptr<ServerEnv> env, std::shared_ptr<const Router> router,
                                std::shared_ptr<SessionRegistry> registry) {
     auto& ioc = static_cast<asio::io_context&>(acceptor->get_executor().context());
     while (!env->stopping) {
@@ -89,8 +89,8 @@ class ApiServerImpl : public ApiServer {
       asio::co_spawn(
           session->executor(), [session]() -> Task<void> { co_await session->run(); },
           [](std::exception_ptr e) {
-        if (e) spdlog::error("api: connection ended by an exception");
-      });
+            if (e) spdlog::error("api: connection ended by an exception");
+          });
     }
   }
 

@@ -70,8 +70,8 @@ class EventFollower {
  private:
   Task<std::optional<std::vector<store::Event>>> readEvents() {
     auto* store = env_.deps.store;
-    auto res = co_await env_.deps.pool->run(
-        [&] { return store->listEvents(jobId_, lastSeq_, kBatch); });
+    auto res =
+        co_await env_.deps.pool->run([&] { return store->listEvents(jobId_, lastSeq_, kBatch); });
     if (!res) co_return std::nullopt;
     co_return std::move(*res);
   }

@@ -29,8 +29,7 @@ TEST_F(ApiControlTest, StopMarksTheJobStoppedOnceAndTellsTheScheduler) {
   EXPECT_EQ(events->back().type, "done");
 
   expectError(client_->post("/api/v1/jobs/" + id + "/stop"), 409, "conflict");
-  expectError(client_->post("/api/v1/jobs/" + id + "/stop", "{\"x\":1}"), 400,
-              "invalid_argument");
+  expectError(client_->post("/api/v1/jobs/" + id + "/stop", "{\"x\":1}"), 400, "invalid_argument");
   EXPECT_EQ(jobs_.stoppedIds().size(), 1u);
 }
 
@@ -121,7 +120,7 @@ class ApiReachabilityTest : public ApiFixture {
 
 TEST_F(ApiReachabilityTest, UnreachableRepoIs422AndAReachableOneIsAccepted) {
   expectError(client_->postJson("/api/v1/jobs", json{{"repoUrl", "file://" + dir_ + "/missing"},
-                                                 {"taskDesc", "x"}}),
+                                                     {"taskDesc", "x"}}),
               422, "repo_unreachable");
   std::string repo = dir_ + "/repo";
   std::string cmd = "git init -q " + repo + " && git -C " + repo +
@@ -130,9 +129,10 @@ TEST_F(ApiReachabilityTest, UnreachableRepoIs422AndAReachableOneIsAccepted) {
   auto res = client_->postJson("/api/v1/jobs", json{{"repoUrl", repo}, {"taskDesc", "x"}});
   ASSERT_TRUE(res.isOk());
   EXPECT_EQ(res->status, 201) << res->body;
-  expectError(client_->postJson("/api/v1/jobs",
-                                json{{"repoUrl", repo}, {"taskDesc", "x"}, {"ref", "no-such-branch"}}),
-              422, "repo_unreachable");
+  expectError(
+      client_->postJson("/api/v1/jobs",
+                        json{{"repoUrl", repo}, {"taskDesc", "x"}, {"ref", "no-such-branch"}}),
+      422, "repo_unreachable");
 }
 
 }  // namespace

@@ -105,8 +105,9 @@ class ApiFixture : public ::testing::Test {
 
   // Creates a job over HTTP and returns its id.
   std::string createJob(const std::string& task = "do it") {
-    auto res = client_->postJson("/api/v1/jobs", nlohmann::json{{"repoUrl", "https://example.com/r.git"},
-                                                             {"taskDesc", task}});
+    auto res = client_->postJson(
+        "/api/v1/jobs",
+        nlohmann::json{{"repoUrl", "https://example.com/r.git"}, {"taskDesc", task}});
     EXPECT_TRUE(res.isOk());
     if (!res.isOk()) return "";
     EXPECT_EQ(res->status, 201) << res->body;

@@ -29,14 +29,14 @@ TEST_F(ApiJobsTest, HealthzIsOpen) {
 
 TEST_F(ApiJobsTest, CreateThenGetReturnsTheJob) {
   auto res = client_->postJson("/api/v1/jobs", json{{"repoUrl", "https://example.com/r.git"},
-                                                {"taskDesc", "fix the bug"},
-                                                {"ref", "main"},
-                                                {"agent", "mock"},
-                                                {"model", "m1"},
-                                                {"limits", {{"maxSteps", 5}, {"maxUsd", 1.5}}},
-                                                {"sandbox", {{"cpus", 2}, {"memoryMb", 512}}},
-                                                {"push", false},
-                                                {"approvals", {"commit"}}});
+                                                    {"taskDesc", "fix the bug"},
+                                                    {"ref", "main"},
+                                                    {"agent", "mock"},
+                                                    {"model", "m1"},
+                                                    {"limits", {{"maxSteps", 5}, {"maxUsd", 1.5}}},
+                                                    {"sandbox", {{"cpus", 2}, {"memoryMb", 512}}},
+                                                    {"push", false},
+                                                    {"approvals", {"commit"}}});
   ASSERT_TRUE(res.isOk());
   ASSERT_EQ(res->status, 201) << res->body;
   std::string id = res->json()["jobId"];
@@ -133,16 +133,14 @@ TEST_F(ApiJobsTest, ValidationErrorsAreJsonAndTheServerKeepsServing) {
        "invalid_argument"},
       {R"({"repoUrl":"https://e.com/r","taskDesc":"x","limits":{"maxUsd":-1}})",
        "invalid_argument"},
-      {R"({"repoUrl":"https://e.com/r","taskDesc":"x","limits":{"bogus":1}})",
-       "invalid_argument"},
+      {R"({"repoUrl":"https://e.com/r","taskDesc":"x","limits":{"bogus":1}})", "invalid_argument"},
       {R"({"repoUrl":"https://e.com/r","taskDesc":"x","limits":[]})", "invalid_argument"},
       {R"({"repoUrl":"https://e.com/r","taskDesc":"x","sandbox":{"cpus":"two"}})",
        "invalid_argument"},
       {R"({"repoUrl":"https://e.com/r","taskDesc":"x","sandbox":{"network":"open"}})",
        "invalid_argument"},
       {R"({"repoUrl":"https://e.com/r","taskDesc":"x","push":"yes"})", "invalid_argument"},
-      {R"({"repoUrl":"https://e.com/r","taskDesc":"x","agent":"Bad Agent"})",
-       "invalid_argument"},
+      {R"({"repoUrl":"https://e.com/r","taskDesc":"x","agent":"Bad Agent"})", "invalid_argument"},
       {R"({"repoUrl":"https://e.com/r","taskDesc":"x","surprise":1})", "invalid_argument"},
       {R"({"repoUrl":"ftp://e.com/r","taskDesc":"x"})", "invalid_argument"},
       {R"({"repoUrl":"/definitely/not/a/dir","taskDesc":"x"})", "invalid_argument"},
@@ -157,8 +155,8 @@ TEST_F(ApiJobsTest, ValidationErrorsAreJsonAndTheServerKeepsServing) {
 }
 
 TEST_F(ApiJobsTest, BodyOverOneMiBIs413AndTheServerKeepsServing) {
-  std::string big = R"({"repoUrl":"https://e.com/r","taskDesc":")" +
-                    std::string((1 << 20) + 10, 'a') + "\"}";
+  std::string big =
+      R"({"repoUrl":"https://e.com/r","taskDesc":")" + std::string((1 << 20) + 10, 'a') + "\"}";
   expectError(client_->post("/api/v1/jobs", big), 413, "payload_too_large");
   auto health = client_->get("/healthz");
   ASSERT_TRUE(health.isOk());

@@ -124,8 +124,8 @@ TEST_F(ApiSseTest, StreamErrorsAreJson) {
   EXPECT_EQ(sse->status(), 400);
   EXPECT_NE(sse->errorBody().find("invalid_argument"), std::string::npos);
 
-  auto noAuth = testing::SseReader::open("127.0.0.1", server_->port(),
-                                         "/api/v1/jobs/" + id + "/stream");
+  auto noAuth =
+      testing::SseReader::open("127.0.0.1", server_->port(), "/api/v1/jobs/" + id + "/stream");
   ASSERT_TRUE(noAuth.isOk());
   EXPECT_EQ((*noAuth)->status(), 401);
 }

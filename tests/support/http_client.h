@@ -7,11 +7,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/asio.h"
 #include "common/result.h"
@@ -82,11 +81,9 @@ class SseReader {
  public:
   // Opens GET `target` and reads the response head. The status and headers are available even
   // when the server did not answer with an event stream (then the body is in errorBody()).
-  static Result<std::unique_ptr<SseReader>> open(const std::string& host, uint16_t port,
-                                                 const std::string& target,
-                                                 const Headers& headers = {},
-                                                 std::chrono::milliseconds timeout =
-                                                     std::chrono::seconds(10));
+  static Result<std::unique_ptr<SseReader>> open(
+      const std::string& host, uint16_t port, const std::string& target,
+      const Headers& headers = {}, std::chrono::milliseconds timeout = std::chrono::seconds(10));
   ~SseReader();
 
   int status() const { return status_; }

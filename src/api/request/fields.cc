@@ -73,8 +73,8 @@ Status optionalInt(const json& obj, std::string_view where, const char* key, int
     return invalidArgument(name(where, key) + " must be an integer");
   }
   if (!inRange) {
-    return invalidArgument(name(where, key) + " must be between " + std::to_string(min) +
-                           " and " + std::to_string(max));
+    return invalidArgument(name(where, key) + " must be between " + std::to_string(min) + " and " +
+                           std::to_string(max));
   }
   out = v->get<int64_t>();
   return Status::ok();

@@ -12,7 +12,8 @@ Status unauthenticated(std::string m) { return {Code::kUnauthenticated, std::mov
 Task<Result<std::string>> authenticate(Request& req) {
   auto header = req.http[http::field::authorization];
   constexpr beast::string_view kScheme = "bearer ";
-  if (header.size() <= kScheme.size() || !beast::iequals(header.substr(0, kScheme.size()), kScheme)) {
+  if (header.size() <= kScheme.size() ||
+      !beast::iequals(header.substr(0, kScheme.size()), kScheme)) {
     co_return unauthenticated("missing 'Authorization: Bearer <token>' header");
   }
   std::string token(header.substr(kScheme.size()));

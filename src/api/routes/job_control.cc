@@ -36,8 +36,7 @@ store::Job newJob(const Request& req, request::CreateJobRequest& c, std::string 
 Task<Reply> applyUpdate(Request& req, const store::Job& job, const store::JobUpdate& update,
                         const std::string& wrongState) {
   auto* store = req.env.deps.store;
-  auto res = co_await req.env.deps.pool->run(
-      [&] { return store->updateJob(job.id, update); });
+  auto res = co_await req.env.deps.pool->run([&] { return store->updateJob(job.id, update); });
   if (!res) co_return errorReply(res.status());
   if (!res->applied) co_return errorReply(ApiError::conflict(wrongState));
   req.env.deps.bus->publish(job.id);
@@ -136,15 +135,15 @@ Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const cha
   auto& deps = req.env.deps;
   std::string url;
   if (!create.repoUrl.empty()) {
-    auto normalized = co_await deps.pool->run(
-        [&] { return workspace::normalizeRepoUrl(create.repoUrl); });
+    auto normalized =
+        co_await deps.pool->run([&] { return workspace::normalizeRepoUrl(create.repoUrl); });
     if (!normalized) {
       co_return errorReply(ApiError::invalidArgument("repoUrl: " + normalized.status().message()));
     }
     url = std::move(*normalized);
     if (req.env.opts.checkRepoReachable) {
-      Status st = co_await deps.pool->run(
-          [&] { return workspace::checkReachable(url, create.ref); });
+      Status st =
+          co_await deps.pool->run([&] { return workspace::checkReachable(url, create.ref); });
       if (!st) co_return errorReply(ApiError{422, "repo_unreachable", st.message()});
     }
   }

@@ -8,9 +8,8 @@ Task<Reply> listJobs(Request& req) {
   auto q = request::parseListJobs(req.query);
   if (!q) co_return errorReply(q.status());
   auto* store = req.env.deps.store;
-  auto page = co_await req.env.deps.pool->run([&] {
-    return store->listJobs(req.tenantId, q->status, q->limit, q->cursor);
-  });
+  auto page = co_await req.env.deps.pool->run(
+      [&] { return store->listJobs(req.tenantId, q->status, q->limit, q->cursor); });
   if (!page) co_return errorReply(page.status());
   json jobs = json::array();
   for (const auto& j : page->jobs) jobs.push_back(jobJson(j));
@@ -39,8 +38,7 @@ Task<Reply> getDiff(Request& req) {
   auto job = co_await loadJob(req);
   if (!job) co_return errorReply(job.status());
   auto* store = req.env.deps.store;
-  auto patch =
-      co_await req.env.deps.pool->run([&] { return store->latestPatch(job->id); });
+  auto patch = co_await req.env.deps.pool->run([&] { return store->latestPatch(job->id); });
   if (!patch) co_return errorReply(patch.status());
   Reply r;
   r.contentType = "text/x-diff; charset=utf-8";

@@ -17,8 +17,7 @@ Task<Result<store::Job>> loadJob(Request& req) {
   const std::string& id = req.param("id");
   if (!isUuid(id)) co_return notFound("no job " + id);
   auto* store = req.env.deps.store;
-  auto job = co_await req.env.deps.pool->run(
-      [&] { return store->getJob(id, req.tenantId); });
+  auto job = co_await req.env.deps.pool->run([&] { return store->getJob(id, req.tenantId); });
   if (!job && job.status().code() == Code::kNotFound) co_return notFound("no job " + id);
   co_return job;
 }
@@ -26,8 +25,8 @@ Task<Result<store::Job>> loadJob(Request& req) {
 Task<Reply> streamJob(Request& req) {
   auto job = co_await loadJob(req);
   if (!job) co_return errorReply(job.status());
-  auto after = request::parseResumeSeq(std::string(req.http["Last-Event-ID"]),
-                                       req.queryValue("after"));
+  auto after =
+      request::parseResumeSeq(std::string(req.http["Last-Event-ID"]), req.queryValue("after"));
   if (!after) co_return errorReply(after.status());
   Reply r;
   r.sse = SseRequest{job->id, *after};

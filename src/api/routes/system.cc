@@ -13,10 +13,10 @@ Result<std::string> renderJobCounts(store::Store* store) {
   std::string out =
       "# HELP kiln_jobs Jobs in the store by status (capped at 10000 per status).\n"
       "# TYPE kiln_jobs gauge\n";
-  for (auto s : {store::JobStatus::kQueued, store::JobStatus::kProvisioning,
-                 store::JobStatus::kRunning, store::JobStatus::kPaused,
-                 store::JobStatus::kCompleted, store::JobStatus::kFailed,
-                 store::JobStatus::kStopped}) {
+  for (auto s :
+       {store::JobStatus::kQueued, store::JobStatus::kProvisioning, store::JobStatus::kRunning,
+        store::JobStatus::kPaused, store::JobStatus::kCompleted, store::JobStatus::kFailed,
+        store::JobStatus::kStopped}) {
     size_t n = 0;
     std::string cursor;
     for (int page = 0; page < kCountMaxPages; ++page) {

@@ -1,5 +1,6 @@
-#include "api/request/fields.h"
 #include "api/request/tasks.h"
+
+#include "api/request/fields.h"
 #include "api/routes/routes.h"
 
 namespace kiln::api {
