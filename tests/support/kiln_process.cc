@@ -28,8 +28,9 @@ std::string readFile(const std::string& path) {
 
 }  // namespace
 
-KilnProcess::KilnProcess(std::string dataDir, std::vector<std::string> extraArgs)
-    : dataDir_(std::move(dataDir)), extraArgs_(std::move(extraArgs)) {
+KilnProcess::KilnProcess(std::string dataDir, std::vector<std::string> extraArgs,
+                         std::vector<std::pair<std::string, std::string>> env)
+    : dataDir_(std::move(dataDir)), extraArgs_(std::move(extraArgs)), env_(std::move(env)) {
   std::filesystem::create_directories(dataDir_);
   logPath_ = dataDir_ + "/../kiln-serve-" + std::to_string(getpid()) + "-" +
              std::to_string(reinterpret_cast<uintptr_t>(this) & 0xffff) + ".log";
@@ -52,6 +53,7 @@ void KilnProcess::start() {
     int fd = open(logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
+    for (const auto& [k, v] : env_) setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kiln::testing {
@@ -13,7 +14,8 @@ class KilnProcess {
  public:
   // Starts `kiln serve --listen 127.0.0.1:0 --data-dir dataDir extraArgs…` and waits until it
   // wrote server.json and answers /healthz. Throws std::runtime_error with the log on failure.
-  explicit KilnProcess(std::string dataDir, std::vector<std::string> extraArgs = {});
+  explicit KilnProcess(std::string dataDir, std::vector<std::string> extraArgs = {},
+                       std::vector<std::pair<std::string, std::string>> env = {});
   ~KilnProcess();
 
   uint16_t port() const { return port_; }
@@ -32,6 +34,7 @@ class KilnProcess {
 
   std::string dataDir_;
   std::vector<std::string> extraArgs_;
+  std::vector<std::pair<std::string, std::string>> env_;
   std::string logPath_;
   pid_t pid_ = -1;
   uint16_t port_ = 0;
