@@ -257,6 +257,7 @@ Task<std::optional<JobFailure>> JobRun::provision() {
       std::error_code ec;
       std::filesystem::remove_all(dir, ec);
       std::filesystem::create_directories(d_.workspacesDir, ec);
+      if (job_.repoUrl.empty()) return workspace::initEmptyWorkspace(dir);
       return workspace::cloneWorkspace(job_.repoUrl, ref, dir);
     });
     if (!ws.isOk()) co_return JobFailure{"repo_unreachable", ws.status().message()};

@@ -128,4 +128,19 @@ Result<PreparedWorkspace> cloneWorkspace(const std::string& url, const std::stri
   return ws;
 }
 
+Result<PreparedWorkspace> initEmptyWorkspace(const std::string& dir) {
+  auto run = [&](std::vector<std::string> a) { return runProcess(a, gitOptions(60'000)); };
+  for (auto argv : {std::vector<std::string>{"git", "init", "-q", "-b", "main", dir},
+                    std::vector<std::string>{"git", "-C", dir, "-c", "user.name=kiln", "-c",
+                                             "user.email=kiln@localhost", "commit", "-q",
+                                             "--allow-empty", "-m", "kiln: empty workspace"}}) {
+    auto out = run(argv);
+    if (!out.isOk()) return out.status();
+    if (out->exitCode != 0) return internalError("git init workspace: " + firstLine(out->err));
+  }
+  auto head = run({"git", "-C", dir, "rev-parse", "HEAD"});
+  if (!head.isOk()) return head.status();
+  return PreparedWorkspace{dir, head->out.substr(0, head->out.find('\n'))};
+}
+
 }  // namespace kiln::workspace

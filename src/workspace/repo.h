@@ -20,6 +20,9 @@ struct PreparedWorkspace {
   std::string baseCommit;  // the commit checked out
 };
 
+// Creates `dir` as a new git repository with one empty commit (tasks without a repo).
+Result<PreparedWorkspace> initEmptyWorkspace(const std::string& dir);
+
 // Clones `url` at `ref` (default branch if empty) into `dir`, which must not exist.
 Result<PreparedWorkspace> cloneWorkspace(const std::string& url, const std::string& ref,
                                          const std::string& dir);
