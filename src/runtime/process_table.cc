@@ -196,8 +196,6 @@ class Pump {
     return out_;
   }
 
-  void setStatus(int status) { out_.exitCode = exitCodeOf(status); }
-
  private:
   void stopEarly() {
     out_.peerGone = true;
