@@ -49,9 +49,11 @@ void addServe(CLI::App& app, Flags& f, int& code) {
 }
 
 void addRun(CLI::App& app, Flags& f, int& code) {
-  auto* cmd = app.add_subcommand(
-      "run", "Submit a task, follow it live and print the diff. Exit status: 0 COMPLETED, "
-             "2 FAILED, 3 STOPPED, 1 other errors. Starts an embedded server if none runs.");
+  auto* cmd = app.add_subcommand("run", "Submit a task, follow it live, print the diff");
+  cmd->footer(
+      "Exit status: 0 COMPLETED, 2 FAILED, 3 STOPPED, 1 any other error.\n"
+      "Without a reachable server (--server, or the data dir's server.json) it starts an\n"
+      "embedded one for the duration of the run.");
   cmd->add_option("--repo", f.run.repo, "git repository: URL or local path")->required();
   cmd->add_option("--ref", f.run.ref, "branch, tag or commit (default: HEAD)");
   cmd->add_option("--agent", f.run.agent, "agent provider: mock, openai, anthropic, cli");
@@ -128,7 +130,8 @@ int parseAndRun(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Usage errors exit 1 like other client errors; --help exits 0.
+    return app.exit(e) == 0 ? kExitOk : kExitClientError;
   }
   return code;
 }

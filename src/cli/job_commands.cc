@@ -7,7 +7,6 @@
 
 #include "cli/commands.h"
 #include "cli/follow.h"
-#include "cli/node_available.h"
 #include "cli/render.h"
 #include "cli/session.h"
 
@@ -19,16 +18,6 @@ int fail(const std::string& message) {
 }
 
 namespace {
-
-std::string fallbackDataDir() {
-#if KILN_CLI_HAS_NODE
-  return node::defaultDataDir();
-#else
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/kiln";
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : ".") + "/.local/share/kiln";
-#endif
-}
 
 Result<std::unique_ptr<ServerSession>> open(const ClientFlags& flags) {
   return ServerSession::connect(clientSettings(flags));
@@ -66,7 +55,7 @@ std::string urlEncode(const std::string& s) {
 }  // namespace
 
 ClientSettings clientSettings(const ClientFlags& flags) {
-  return resolveClientSettings(flags, processEnv(), fallbackDataDir);
+  return resolveClientSettings(flags, processEnv(), node::defaultDataDir);
 }
 
 RenderStyle terminalStyle(const std::string& jobId) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <sstream>
 #include <vector>
 
@@ -30,6 +32,11 @@ std::string str(const json& j, const char* key, const std::string& fallback = ""
   return it->dump();
 }
 
+double num(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+
 std::vector<std::string> splitLines(const std::string& s) {
   std::vector<std::string> lines;
   std::string cur;
@@ -49,6 +56,13 @@ std::string oneLine(const std::string& s) {
   std::string out;
   for (char c : s) out.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : c);
   return out;
+}
+
+// File contents and commit messages: the first line stands for the rest.
+std::string firstLine(const std::string& s) {
+  size_t nl = s.find('\n');
+  if (nl == std::string::npos) return s;
+  return s.substr(0, nl) + "…";
 }
 
 const char* statusColor(const std::string& status) {
@@ -108,7 +122,7 @@ std::string summarizeArgs(const json& args, size_t maxWidth) {
   std::string out;
   for (const auto& [k, v] : args.items()) {
     if (!out.empty()) out += " ";
-    out += k + "=" + oneLine(v.is_string() ? v.get<std::string>() : v.dump());
+    out += k + "=" + (v.is_string() ? firstLine(v.get<std::string>()) : v.dump());
   }
   return truncate(out, maxWidth);
 }
@@ -121,7 +135,7 @@ std::string renderStep(const json& step, const RenderStyle& style) {
   if (!tool.empty()) head += " " + paint(style, kCyan, tool);
   std::string a = summarizeArgs(args, style.maxLineWidth);
   if (!a.empty()) head += " " + a;
-  double usd = step.value("usd", 0.0);
+  double usd = num(step, "usd");
   if (usd > 0) {
     char buf[32];
     std::snprintf(buf, sizeof buf, " ($%.4f)", usd);
@@ -155,6 +169,7 @@ std::string renderEvent(const std::string& type, const json& p, const RenderStyl
   if (type == "diff") {
     size_t files = 0;
     for (const auto& line : splitLines(str(p, "diff"))) files += line.rfind("diff --git", 0) == 0;
+    if (files == 0) return "";
     return paint(style, kDim, "  workspace changed (" + std::to_string(files) + " files)") + "\n";
   }
   if (type == "error") {
@@ -162,6 +177,18 @@ std::string renderEvent(const std::string& type, const json& p, const RenderStyl
   }
   if (type == "done") return renderDone(p, style);
   return paint(style, kDim, type + ": " + truncate(p.dump(), style.maxLineWidth)) + "\n";
+}
+
+int64_t parseTimeMs(const json& t) {
+  if (t.is_number()) return t.get<int64_t>();
+  if (!t.is_string()) return 0;
+  std::string s = t.get<std::string>();
+  struct tm tm = {};
+  int millis = 0;
+  const char* rest = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr) return 0;
+  if (*rest == '.') millis = std::atoi(rest + 1) % 1000;
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + millis;
 }
 
 std::string formatAge(int64_t ms) {
@@ -200,8 +227,8 @@ std::string renderJobsTable(const json& jobs, int64_t nowMs) {
   for (const auto& job : jobs) {
     if (!job.is_object()) continue;
     char usd[32];
-    std::snprintf(usd, sizeof usd, "%.4f", job.value("tokenSpendUsd", 0.0));
-    int64_t created = job.value("createdAt", int64_t{0});
+    std::snprintf(usd, sizeof usd, "%.4f", num(job, "tokenSpendUsd"));
+    int64_t created = job.contains("createdAt") ? parseTimeMs(job["createdAt"]) : 0;
     rows.push_back({jobCell(job, "jobId", "id"), normalizeStatus(str(job, "status")),
                     jobCell(job, "steps", "stepCount"), usd,
                     created > 0 ? formatAge(nowMs - created) : "-",

@@ -30,6 +30,10 @@ std::string summarizeArgs(const json& args, size_t maxWidth);
 // `kiln jobs` table: id, status, steps, usd, age, repo, task. `nowMs` is the current time.
 std::string renderJobsTable(const json& jobs, int64_t nowMs);
 
+// Milliseconds since the epoch from a number or an RFC 3339 UTC string
+// ("2026-11-23T10:50:59.123Z"); 0 when it is neither.
+int64_t parseTimeMs(const json& t);
+
 // "5s", "3m", "2h", "4d".
 std::string formatAge(int64_t ms);
 

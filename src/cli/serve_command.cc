@@ -5,7 +5,6 @@
 #include <mutex>
 
 #include "cli/commands.h"
-#include "cli/node_available.h"
 #include "cli/signal_watcher.h"
 #include "node/node.h"
 
@@ -17,9 +16,6 @@ int serveCommand(const ServeFlags& flags, const ClientFlags& client) {
   if (merged.dataDir.empty()) merged.dataDir = client.dataDir;
   auto opts = resolveServeOptions(merged, processEnv());
   if (!opts) return fail(opts.status().message());
-#if !KILN_CLI_HAS_NODE
-  return fail(kNodeMissingMessage);
-#else
   if (Status st = node::resolveDefaults(*opts); !st) return fail(st.message());
   std::unique_ptr<node::Node> node;
   std::mutex mu;
@@ -47,7 +43,6 @@ int serveCommand(const ServeFlags& flags, const ClientFlags& client) {
   std::lock_guard lock(mu);
   node.reset();
   return kExitOk;
-#endif
 }
 
 }  // namespace kiln::cli

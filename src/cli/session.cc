@@ -2,7 +2,6 @@
 
 #include <chrono>
 
-#include "cli/node_available.h"
 
 namespace kiln::cli {
 
@@ -52,9 +51,6 @@ Result<std::unique_ptr<ServerSession>> ServerSession::connectOrEmbed(
     const ClientSettings& settings) {
   if (!settings.server.empty()) return connect(settings);
   if (discoverServer(settings)) return connect(settings);
-#if !KILN_CLI_HAS_NODE
-  return Status(Code::kUnavailable, kNodeMissingMessage);
-#else
   node::NodeOptions opts;
   opts.listen = "127.0.0.1:0";
   opts.dataDir = settings.dataDir;
@@ -65,7 +61,6 @@ Result<std::unique_ptr<ServerSession>> ServerSession::connectOrEmbed(
   auto client = std::make_unique<HttpClient>((*node)->url(), token);
   return std::unique_ptr<ServerSession>(
       new ServerSession(std::move(client), std::move(node).value()));
-#endif
 }
 
 ServerSession::~ServerSession() {

@@ -41,6 +41,8 @@ TEST(CliRenderTest, SummarizeArgsTruncatesAndFlattens) {
   EXPECT_EQ(summarizeArgs(json{{"path", "x"}, {"n", 2}}, 80), "n=2 path=x");
   EXPECT_EQ(summarizeArgs(json{{"command", std::string(50, 'x')}}, 10), "xxxxxxxxx…");
   EXPECT_EQ(summarizeArgs(json(), 10), "");
+  EXPECT_EQ(summarizeArgs(json{{"content", "# Task\nmore"}, {"path", "A.md"}}, 80),
+            "content=# Task… path=A.md");
 }
 
 TEST(CliRenderTest, TruncateNeverSplitsUtf8) {
@@ -66,6 +68,7 @@ TEST(CliRenderTest, StatusTerminalQuestionErrorDone) {
   EXPECT_EQ(renderEvent("diff", {{"diff", "diff --git a/A b/A\n+x\ndiff --git a/B b/B\n"}},
                         plain()),
             "  workspace changed (2 files)\n");
+  EXPECT_EQ(renderEvent("diff", {{"diff", ""}}, plain()), "");
 }
 
 TEST(CliRenderTest, ColorOnlyWhenAsked) {
@@ -94,6 +97,21 @@ TEST(CliRenderTest, JobsTableAlignsColumns) {
             "ID      STATUS     STEPS  USD     AGE  REPO         TASK\n"
             "j1      RUNNING    4      0.5000  2m   /r           do it\n"
             "job-22  COMPLETED  12     0.0000  -    https://x/y  t\n");
+}
+
+TEST(CliRenderTest, JobsTableReadsApiTimestampsAndNulls) {
+  json jobs = json::array({{{"jobId", "j"},
+                            {"status", "QUEUED"},
+                            {"steps", 0},
+                            {"tokenSpendUsd", nullptr},
+                            {"createdAt", "1970-01-01T00:00:01.500Z"},
+                            {"repoUrl", "/r"},
+                            {"taskDesc", "t"}}});
+  std::string table = renderJobsTable(jobs, 1500 + 7200 * 1000);
+  EXPECT_NE(table.find("  2h  "), std::string::npos) << table;
+  EXPECT_EQ(parseTimeMs(json("2026-11-23T10:50:59.123Z")) % 1000, 123);
+  EXPECT_EQ(parseTimeMs(json("garbage")), 0);
+  EXPECT_EQ(parseTimeMs(json(42)), 42);
 }
 
 TEST(CliRenderTest, AgeAndExitCodes) {
