@@ -1,11 +1,11 @@
 #include "cli/cli.h"
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <iostream>
-
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 
@@ -28,15 +28,17 @@ struct Flags {
 
 void addGlobalOptions(CLI::App& app, Flags& f) {
   app.add_option("--server", f.client.server, "kiln server URL (env KILN_SERVER)");
-  app.add_option("--token", f.client.token, "API token (env KILN_TOKEN; default: the data dir's admin.token)");
+  app.add_option("--token", f.client.token,
+                 "API token (env KILN_TOKEN; default: the data dir's admin.token)");
   app.add_option("--data-dir", f.client.dataDir,
                  "data dir (env KILN_DATA_DIR; default ~/.local/share/kiln)");
 }
 
 void addServe(CLI::App& app, Flags& f, int& code) {
   auto* cmd = app.add_subcommand("serve", "Run a kiln server (API, scheduler, sandboxes)");
-  cmd->add_option("--listen", f.serve.listen, "HOST:PORT to listen on; port 0 picks one "
-                                              "(env KILN_LISTEN; default 127.0.0.1:8080)");
+  cmd->add_option("--listen", f.serve.listen,
+                  "HOST:PORT to listen on; port 0 picks one "
+                  "(env KILN_LISTEN; default 127.0.0.1:8080)");
   cmd->add_option("--store", f.serve.storeUrl,
                   "store URL, sqlite:PATH or postgres://... (env KILN_STORE)");
   cmd->add_option("--max-jobs", f.serveMaxJobs, "jobs running at once (env KILN_MAX_JOBS)")
@@ -69,14 +71,12 @@ void addRun(CLI::App& app, Flags& f, int& code) {
 void addJobs(CLI::App& app, Flags& f, int& code) {
   auto* cmd = app.add_subcommand("jobs", "List recent jobs");
   cmd->add_option("--status", f.jobs.status, "only jobs in this status (e.g. RUNNING)");
-  cmd->add_option("--limit", f.jobs.limit, "at most this many jobs")
-      ->check(CLI::Range(1, 1000));
+  cmd->add_option("--limit", f.jobs.limit, "at most this many jobs")->check(CLI::Range(1, 1000));
   cmd->add_flag("--json", f.jobs.json, "print the raw JSON");
   cmd->callback([&] { code = jobsCommand(f.jobs, f.client); });
 }
 
-CLI::App* addJobCommand(CLI::App& app, Flags& f, const std::string& name,
-                        const std::string& help) {
+CLI::App* addJobCommand(CLI::App& app, Flags& f, const std::string& name, const std::string& help) {
   auto* cmd = app.add_subcommand(name, help);
   cmd->add_option("id", f.jobId, "job id")->required();
   return cmd;

@@ -1,11 +1,10 @@
 // The subcommands behind cli.cc's parser. Each returns the process exit code and prints one-line
 // errors ("kiln: ...") to stderr itself. Private to cli/.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "cli/config.h"
 #include "cli/job_request.h"

@@ -68,9 +68,8 @@ class Connection {
   }
 
   Status unreachable(const std::string& what) const {
-    return Status(Code::kUnavailable,
-                  "cannot reach kiln server at http://" + url_.host + ":" + url_.port + " (" +
-                      what + ")");
+    return Status(Code::kUnavailable, "cannot reach kiln server at http://" + url_.host + ":" +
+                                          url_.port + " (" + what + ")");
   }
 
  private:
@@ -87,15 +86,24 @@ class Connection {
 
 Code codeForHttpStatus(int status) {
   switch (status) {
-    case 400: return Code::kInvalidArgument;
-    case 401: return Code::kUnauthenticated;
-    case 403: return Code::kPermissionDenied;
-    case 404: return Code::kNotFound;
-    case 409: return Code::kConflict;
-    case 413: return Code::kTooLarge;
-    case 422: return Code::kUnprocessable;
-    case 503: return Code::kUnavailable;
-    default: return Code::kInternal;
+    case 400:
+      return Code::kInvalidArgument;
+    case 401:
+      return Code::kUnauthenticated;
+    case 403:
+      return Code::kPermissionDenied;
+    case 404:
+      return Code::kNotFound;
+    case 409:
+      return Code::kConflict;
+    case 413:
+      return Code::kTooLarge;
+    case 422:
+      return Code::kUnprocessable;
+    case 503:
+      return Code::kUnavailable;
+    default:
+      return Code::kInternal;
   }
 }
 
@@ -121,7 +129,8 @@ Result<HttpUrl> parseHttpUrl(const std::string& url) {
     out.host = hostPort;
     out.port = "80";
   }
-  if (out.host.size() > 2 && out.host.front() == '[') out.host = out.host.substr(1, out.host.size() - 2);
+  if (out.host.size() > 2 && out.host.front() == '[')
+    out.host = out.host.substr(1, out.host.size() - 2);
   if (out.host.empty() || out.port.empty()) return invalidArgument("bad server URL: " + url);
   return out;
 }
@@ -175,7 +184,8 @@ Result<HttpResponse> HttpClient::request(const std::string& method, const std::s
   RETURN_IF_ERROR(conn.write(req, timeout));
   http::response_parser<http::string_body> parser;
   parser.body_limit(std::numeric_limits<uint64_t>::max());
-  if (auto ec = conn.read(parser, timeout, Connection::Read::kWhole)) return conn.unreachable("read: " + ec.message());
+  if (auto ec = conn.read(parser, timeout, Connection::Read::kWhole))
+    return conn.unreachable("read: " + ec.message());
   conn.close();
   HttpResponse resp;
   resp.status = static_cast<int>(parser.get().result_int());

@@ -5,9 +5,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli/sse.h"
 #include "common/result.h"

@@ -1,10 +1,9 @@
 // The POST /api/v1/jobs request that `kiln run` sends, built from its flags. Pure functions.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/result.h"
 

@@ -94,8 +94,8 @@ std::string renderDone(const json& p, const RenderStyle& style) {
 }
 
 std::string renderQuestion(const json& p, const RenderStyle& style) {
-  std::string out = paint(style, kYellow, "? the agent asks: ") +
-                    paint(style, kBold, str(p, "question")) + "\n";
+  std::string out =
+      paint(style, kYellow, "? the agent asks: ") + paint(style, kBold, str(p, "question")) + "\n";
   std::string id = style.jobId.empty() ? "<job-id>" : style.jobId;
   out += "  answer with: kiln reply " + id + " \"your answer\"\n";
   return out;
@@ -152,8 +152,8 @@ std::string renderStep(const json& step, const RenderStyle& style) {
     out += paint(style, kDim, "  │ " + truncate(lines[i], style.maxLineWidth)) + "\n";
   }
   if (static_cast<int>(lines.size()) > shown) {
-    out += paint(style, kDim, "  │ … " + std::to_string(lines.size() - shown) + " more lines") +
-           "\n";
+    out +=
+        paint(style, kDim, "  │ … " + std::to_string(lines.size() - shown) + " more lines") + "\n";
   }
   return out;
 }

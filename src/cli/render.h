@@ -2,17 +2,16 @@
 // `kiln jobs` table. Pure functions (no I/O, time passed in), so the output is unit-tested.
 #pragma once
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace kiln::cli {
 
 using nlohmann::json;
 
 struct RenderStyle {
-  bool color = false;   // ANSI escapes; on only when stdout is a terminal
-  std::string jobId;    // for hints such as "answer with: kiln reply <id> ..."
+  bool color = false;    // ANSI escapes; on only when stdout is a terminal
+  std::string jobId;     // for hints such as "answer with: kiln reply <id> ..."
   int previewLines = 3;  // tool output lines shown under a step
   int maxLineWidth = 120;
 };

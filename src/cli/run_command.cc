@@ -25,7 +25,8 @@ class InterruptToStop {
           std::lock_guard lock(mu_);
           if (jobId_.empty()) _exit(130);
           std::cerr << "\nkiln: stopping job " << jobId_ << " (Ctrl-C again to quit)\n";
-          (void)HttpClient(url_, token_).postJson("/api/v1/jobs/" + jobId_ + "/stop", json::object());
+          (void)HttpClient(url_, token_)
+              .postJson("/api/v1/jobs/" + jobId_ + "/stop", json::object());
         }) {}
 
   void arm(const HttpClient& client, const std::string& jobId) {
@@ -88,8 +89,7 @@ int runCommand(const RunFlags& flags, const ClientFlags& clientFlags) {
   if (!session) return fail(session.status().message());
   HttpClient& client = (*session)->client();
   if ((*session)->embedded()) {
-    std::cerr << "kiln: no server running; started an embedded one at " << client.baseUrl()
-              << "\n";
+    std::cerr << "kiln: no server running; started an embedded one at " << client.baseUrl() << "\n";
   }
   auto jobId = submit(client, *request);
   if (!jobId) return fail(jobId.status().message());
@@ -98,7 +98,8 @@ int runCommand(const RunFlags& flags, const ClientFlags& clientFlags) {
 
   auto followed = followJob(client, *jobId, terminalStyle(*jobId), FollowOptions{}, std::cout);
   std::string status = followed ? followed->finalStatus : "";
-  if (!followed) std::cerr << "kiln: lost the event stream: " << followed.status().message() << "\n";
+  if (!followed)
+    std::cerr << "kiln: lost the event stream: " << followed.status().message() << "\n";
   if (status.empty()) status = fetchStatus(client, *jobId);
   printDiff(client, *jobId);
   return exitCodeForStatus(status);

@@ -2,7 +2,6 @@
 
 #include <chrono>
 
-
 namespace kiln::cli {
 
 namespace {
@@ -31,8 +30,8 @@ Result<std::string> discoverServer(const ClientSettings& settings) {
   }
   ASSIGN_OR_RETURN(std::string url, parseServerFile(*contents));
   if (!answersHealthz(url)) {
-    return Status(Code::kUnavailable, "kiln server at " + url + " (from " +
-                                          settings.serverFile() + ") does not answer");
+    return Status(Code::kUnavailable, "kiln server at " + url + " (from " + settings.serverFile() +
+                                          ") does not answer");
   }
   return url;
 }

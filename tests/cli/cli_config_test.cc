@@ -1,9 +1,8 @@
-#include "cli/config.h"
+#include <gtest/gtest.h>
 
 #include <map>
 
-#include <gtest/gtest.h>
-
+#include "cli/config.h"
 #include "cli/job_request.h"
 
 namespace kiln::cli {
@@ -69,9 +68,8 @@ TEST(CliServeOptionsTest, RejectsBadMaxJobsAndListen) {
 }
 
 TEST(CliClientSettingsTest, FlagsBeatEnvBeatDefaults) {
-  auto env = fakeEnv({{"KILN_SERVER", "http://env:1"},
-                      {"KILN_TOKEN", "envtok"},
-                      {"KILN_DATA_DIR", "/env/data"}});
+  auto env = fakeEnv(
+      {{"KILN_SERVER", "http://env:1"}, {"KILN_TOKEN", "envtok"}, {"KILN_DATA_DIR", "/env/data"}});
   ClientSettings fromEnv = resolveClientSettings({}, env, defaultDir);
   EXPECT_EQ(fromEnv.server, "http://env:1");
   EXPECT_EQ(fromEnv.token, "envtok");

@@ -1,19 +1,17 @@
 // Runs the real `kiln` binary: `kiln serve` as a child process, then the CLI against it.
+#include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fcntl.h>
-
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "support/temp_dir.h"
 
@@ -34,9 +32,10 @@ std::string slurp(const std::string& path) {
 // `kiln serve` in the background, output to files in `dir`; SIGTERM on destruction.
 class ServeProcess {
  public:
-  ServeProcess(const std::string& dataDir, const std::string& logDir) : log_(logDir + "/serve.log") {
-    std::vector<std::string> args = {KILN_BINARY, "serve", "--listen", "127.0.0.1:0",
-                                     "--data-dir", dataDir};
+  ServeProcess(const std::string& dataDir, const std::string& logDir)
+      : log_(logDir + "/serve.log") {
+    std::vector<std::string> args = {KILN_BINARY,   "serve",      "--listen",
+                                     "127.0.0.1:0", "--data-dir", dataDir};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

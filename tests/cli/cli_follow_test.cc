@@ -1,12 +1,11 @@
 // followJob against a scripted in-process HTTP server: reconnect with Last-Event-ID, API errors.
-#include "cli/follow.h"
+#include <gtest/gtest.h>
 
 #include <sstream>
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
+#include "cli/follow.h"
 #include "common/asio.h"
 
 namespace kiln::cli {
@@ -53,8 +52,7 @@ class ScriptedServer {
 };
 
 std::string sseResponse(const std::string& events) {
-  return "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n" +
-         events;
+  return "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n" + events;
 }
 
 TEST(CliFollowTest, ResumesWithLastEventIdAfterDroppedConnection) {
@@ -86,9 +84,10 @@ TEST(CliFollowTest, ResumesWithLastEventIdAfterDroppedConnection) {
 
 TEST(CliFollowTest, UnknownJobIsAnApiErrorWithoutRetry) {
   std::string body = R"({"error":{"code":"not_found","message":"no job j9"}})";
-  ScriptedServer server({"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
-                         "Content-Length: " +
-                         std::to_string(body.size()) + "\r\n\r\n" + body});
+  ScriptedServer server(
+      {"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+       "Content-Length: " +
+       std::to_string(body.size()) + "\r\n\r\n" + body});
   HttpClient client(server.url(), "tok");
   std::ostringstream os;
   auto res = followJob(client, "j9", RenderStyle{}, FollowOptions{}, os);

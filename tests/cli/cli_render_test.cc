@@ -1,6 +1,6 @@
-#include "cli/render.h"
-
 #include <gtest/gtest.h>
+
+#include "cli/render.h"
 
 namespace kiln::cli {
 namespace {
@@ -61,13 +61,13 @@ TEST(CliRenderTest, StatusTerminalQuestionErrorDone) {
   EXPECT_EQ(renderEvent("error", {{"code", "budget"}, {"message", "max steps"}}, plain()),
             "error: budget: max steps\n");
   EXPECT_EQ(renderEvent("done", {{"status", "COMPLETED"}}, plain()), "done: COMPLETED\n");
-  EXPECT_EQ(renderEvent("done",
-                        {{"status", "FAILED"}, {"error", {{"code", "x"}, {"message", "boom"}}}},
-                        plain()),
-            "done: FAILED (x: boom)\n");
-  EXPECT_EQ(renderEvent("diff", {{"diff", "diff --git a/A b/A\n+x\ndiff --git a/B b/B\n"}},
-                        plain()),
-            "  workspace changed (2 files)\n");
+  EXPECT_EQ(
+      renderEvent("done", {{"status", "FAILED"}, {"error", {{"code", "x"}, {"message", "boom"}}}},
+                  plain()),
+      "done: FAILED (x: boom)\n");
+  EXPECT_EQ(
+      renderEvent("diff", {{"diff", "diff --git a/A b/A\n+x\ndiff --git a/B b/B\n"}}, plain()),
+      "  workspace changed (2 files)\n");
   EXPECT_EQ(renderEvent("diff", {{"diff", ""}}, plain()), "");
 }
 

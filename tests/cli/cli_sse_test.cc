@@ -1,6 +1,6 @@
-#include "cli/sse.h"
-
 #include <gtest/gtest.h>
+
+#include "cli/sse.h"
 
 namespace kiln::cli {
 namespace {
@@ -16,7 +16,8 @@ TEST(CliSseParserTest, ParsesIdEventAndData) {
 }
 
 TEST(CliSseParserTest, EventSplitAcrossChunksAtEveryByte) {
-  const std::string stream = "id: 1\nevent: step\ndata: {\"a\":1}\n\nid: 2\nevent: done\ndata: {}\n\n";
+  const std::string stream =
+      "id: 1\nevent: step\ndata: {\"a\":1}\n\nid: 2\nevent: done\ndata: {}\n\n";
   SseParser p;
   std::vector<SseEvent> all;
   for (char c : stream) {
