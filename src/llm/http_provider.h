@@ -1,0 +1,57 @@
+// HttpProvider: the part of the OpenAI and Anthropic providers that does not depend on the wire
+// format: one HTTP exchange per turn, retries with backoff, usage pricing. Subclasses build the
+// request and parse the answer. Used from one strand; not thread-safe.
+#pragma once
+#include <random>
+#include <string_view>
+
+#include "agent/provider.h"
+#include "llm/http.h"
+#include "llm/llm.h"
+
+namespace kiln::llm {
+
+// Parses one attempt's answer. A fresh parser per attempt, so a retried stream starts clean.
+class TurnParser {
+ public:
+  virtual ~TurnParser() = default;
+  // Body bytes of a 2xx streaming response, as they arrive.
+  virtual void onBytes(std::string_view bytes) = 0;
+  // The turn once the exchange is over. kUnavailable for a truncated or garbled answer (retried).
+  virtual Result<agent::ModelTurn> finish(const HttpResponse& resp) = 0;
+};
+
+class HttpProvider : public agent::Provider {
+ public:
+  HttpProvider(LlmConfig config, asio::any_io_executor ex);
+
+  // Provider
+  Task<Result<agent::ModelTurn>> next(const agent::TaskInfo& task,
+                                      const std::vector<agent::Message>& context) override;
+
+  const LlmConfig& config() const { return config_; }
+
+ protected:
+  virtual HttpRequest buildRequest(const std::vector<agent::Message>& context) const = 0;
+  virtual std::unique_ptr<TurnParser> makeParser() const = 0;
+
+ private:
+  HttpRequest request(const std::vector<agent::Message>& context) const;
+  double jitter();
+
+  LlmConfig config_;
+  asio::any_io_executor ex_;
+  HttpClient http_;
+  std::mt19937 rng_;
+};
+
+// Shared by both wire formats.
+// Tool-call arguments from the model's JSON text; invalid JSON or a non-object becomes
+// {"_raw": text, "_error": why} so the loop can answer with an error observation.
+nlohmann::json parseToolArguments(const std::string& text);
+// Serializes for the wire; invalid UTF-8 (binary tool output) is replaced, never thrown on.
+std::string dumpJson(const nlohmann::json& j);
+// The arguments as the model originally wrote them (the inverse for "_raw").
+std::string toolArgumentsText(const nlohmann::json& args);
+
+}  // namespace kiln::llm
