@@ -81,10 +81,11 @@ TEST_F(SandboxNsTest, WorkspaceIsSharedWithTheHost) {
 
 TEST_F(SandboxNsTest, DestroyLeavesNoProcessMountOrCgroup) {
   int mountsBefore = countMounts();
-  int runtimesBefore = countRuntimes();
-  Sandbox* sb = create({.memoryMb = 256});
+  std::string id = uniqueId("d");
+  EXPECT_EQ(countRuntimes(id), 0);
+  Sandbox* sb = create({.id = id, .memoryMb = 256});
   ASSERT_NE(sb, nullptr);
-  EXPECT_EQ(countRuntimes(), runtimesBefore + 1);
+  EXPECT_EQ(countRuntimes(id), 1);
   std::string cg = "/sys/fs/cgroup/memory/kiln/" + sb->id();
   bool v1 = std::filesystem::exists("/sys/fs/cgroup/memory/kiln");
   if (v1) {
@@ -93,7 +94,7 @@ TEST_F(SandboxNsTest, DestroyLeavesNoProcessMountOrCgroup) {
   std::string dir = state_ + "/" + sb->id();
   EXPECT_TRUE(sb->destroy().isOk());
   EXPECT_TRUE(sb->destroy().isOk());  // idempotent
-  EXPECT_EQ(countRuntimes(), runtimesBefore);
+  EXPECT_EQ(countRuntimes(id), 0);
   EXPECT_EQ(countMounts(), mountsBefore);
   EXPECT_FALSE(std::filesystem::exists(cg));
   EXPECT_FALSE(std::filesystem::exists(dir));
@@ -106,19 +107,21 @@ TEST_F(SandboxNsTest, SetupFailureNamesTheStepAndLeavesNothing) {
   auto backend = newNamespaceBackend({state_, bogus});
   ASSERT_TRUE(backend.isOk());
   int mounts = countMounts();
-  auto sb = (*backend)->create({.id = "bad", .workspaceDir = newWorkspace(), .memoryMb = 64});
+  std::string id = uniqueId("bad");
+  auto sb = (*backend)->create({.id = id, .workspaceDir = newWorkspace(), .memoryMb = 64});
   ASSERT_FALSE(sb.isOk());
   EXPECT_NE(sb.status().message().find("sandbox: exec runtime: "), std::string::npos)
       << sb.status().toString();
-  EXPECT_FALSE(std::filesystem::exists(state_ + "/bad"));
-  EXPECT_FALSE(std::filesystem::exists("/sys/fs/cgroup/memory/kiln/bad"));
+  EXPECT_FALSE(std::filesystem::exists(state_ + "/" + id));
+  EXPECT_FALSE(std::filesystem::exists("/sys/fs/cgroup/memory/kiln/" + id));
   EXPECT_EQ(countMounts(), mounts);
 }
 
 TEST_F(SandboxNsTest, DuplicateIdIsAConflict) {
-  Sandbox* sb = create({.id = "dup"});
+  std::string id = uniqueId("dup");
+  Sandbox* sb = create({.id = id});
   ASSERT_NE(sb, nullptr);
-  auto again = backend_->create({.id = "dup", .workspaceDir = newWorkspace()});
+  auto again = backend_->create({.id = id, .workspaceDir = newWorkspace()});
   EXPECT_EQ(again.status().code(), Code::kConflict);
 }
 

@@ -21,6 +21,13 @@ inline std::string tempDir(const char* tag) {
   return tmpl;
 }
 
+inline std::string readText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 inline int countMounts() {
   std::ifstream in("/proc/self/mountinfo");
   int n = 0;
@@ -28,25 +35,21 @@ inline int countMounts() {
   return n;
 }
 
-// Host processes running `kiln runtime` (PID 1 of some sandbox).
-inline int countRuntimes() {
+// Host processes running `kiln runtime` (PID 1 of a sandbox) whose cgroup is kiln/<idPrefix>*:
+// other test binaries may run sandboxes of their own at the same time.
+inline int countRuntimes(const std::string& idPrefix) {
   int n = 0;
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     std::string name = e.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::ifstream in(e.path() / "cmdline");
     std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    n += cmd.rfind(std::string("kiln\0runtime", 12), 0) == 0;
+    if (cmd.rfind(std::string("kiln\0runtime", 12), 0) != 0) continue;
+    n += readText(e.path() / "cgroup").find("/kiln/" + idPrefix) != std::string::npos;
   }
   return n;
 }
 
-inline std::string readText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class NsSandboxTest : public ::testing::Test {
  protected:
@@ -66,6 +69,10 @@ class NsSandboxTest : public ::testing::Test {
     if (!state_.empty()) std::filesystem::remove_all(state_);
   }
 
+  // Ids unique across concurrently running test binaries.
+  std::string uniqueId(const std::string& tag) {
+    return tag + std::to_string(getpid()) + "_" + std::to_string(++counter_);
+  }
   std::string newWorkspace() {
     std::string d = tempDir("ws");
     dirs_.push_back(d);
@@ -73,7 +80,7 @@ class NsSandboxTest : public ::testing::Test {
   }
   Sandbox* create(SandboxSpec spec) {
     if (spec.workspaceDir.empty()) spec.workspaceDir = newWorkspace();
-    if (spec.id.empty()) spec.id = "t" + std::to_string(++counter_);
+    if (spec.id.empty()) spec.id = uniqueId("t");
     auto sb = backend_->create(spec);
     EXPECT_TRUE(sb.isOk()) << sb.status().toString();
     if (!sb.isOk()) return nullptr;
