@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""A fake LLM API for tests: speaks OpenAI Chat Completions (/v1/chat/completions or
+/chat/completions) and the Anthropic Messages API (/v1/messages), streaming (real SSE over
+chunked transfer encoding, events split across writes) and not.
+
+It replays a scripted trajectory, one entry per request, in order. The script is a JSON list
+(or {"turns": [...]}) of entries:
+  {"thought": "...", "tool_calls": [{"id"?: ..., "name": ..., "arguments": {...}} |
+                                    {"name": ..., "raw": "<malformed json text>"}],
+   "usage": {"in": N, "out": M}}
+  {"status": 429, "retry_after": 0, "message": "slow down"}   an error response
+  {"disconnect": true}                                          a 200 cut off mid-body
+Every request is appended to the log file as a JSON line: {"n", "path", "headers", "body"}.
+With --port 0 the chosen port is printed as stdout's first line.
+"""
+import argparse
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Script:
+    def __init__(self, path, log_path):
+        with open(path) as f:
+            data = json.load(f)
+        self.entries = data["turns"] if isinstance(data, dict) else data
+        self.log_path = log_path
+        self.lock = threading.Lock()
+        self.n = 0
+
+    def take(self, path, headers, body):
+        with self.lock:
+            n = self.n
+            self.n += 1
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps({"n": n, "path": path, "headers": headers, "body": body}) + "\n")
+            return n, (self.entries[n] if n < len(self.entries) else None)
+
+
+def pieces(text, size):
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
+def args_text(call):
+    return call["raw"] if "raw" in call else json.dumps(call.get("arguments", {}))
+
+
+def call_id(call, n, i, prefix):
+    return call.get("id") or "%s_%d_%d" % (prefix, n, i)
+
+
+def usage_of(entry):
+    u = entry.get("usage", {})
+    return u.get("in", 0), u.get("out", 0)
+
+
+# --- OpenAI -------------------------------------------------------------------------------
+
+def openai_message(entry, n):
+    calls = entry.get("tool_calls", [])
+    msg = {"role": "assistant", "content": entry.get("thought") or None}
+    if calls:
+        msg["tool_calls"] = [{"id": call_id(c, n, i, "call"), "type": "function",
+                              "function": {"name": c["name"], "arguments": args_text(c)}}
+                             for i, c in enumerate(calls)]
+    tin, tout = usage_of(entry)
+    return {"id": "chatcmpl-%d" % n, "object": "chat.completion", "model": "fake",
+            "choices": [{"index": 0, "message": msg,
+                         "finish_reason": "tool_calls" if calls else "stop"}],
+            "usage": {"prompt_tokens": tin, "completion_tokens": tout,
+                      "total_tokens": tin + tout}}
+
+
+def openai_events(entry, n):
+    def chunk(delta, finish=None):
+        return {"id": "chatcmpl-%d" % n, "object": "chat.completion.chunk", "model": "fake",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    yield chunk({"role": "assistant", "content": ""})
+    if entry.get("thought"):
+        for p in pieces(entry["thought"], 5):
+            yield chunk({"content": p})
+    calls = entry.get("tool_calls", [])
+    for i, c in enumerate(calls):
+        yield chunk({"tool_calls": [{"index": i, "id": call_id(c, n, i, "call"),
+                                     "type": "function",
+                                     "function": {"name": c["name"], "arguments": ""}}]})
+        for p in pieces(args_text(c), 7):
+            yield chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]})
+    yield chunk({}, "tool_calls" if calls else "stop")
+    tin, tout = usage_of(entry)
+    yield {"id": "chatcmpl-%d" % n, "object": "chat.completion.chunk", "choices": [],
+           "usage": {"prompt_tokens": tin, "completion_tokens": tout,
+                     "total_tokens": tin + tout}}
+
+
+def openai_sse(entry, n):
+    for ev in openai_events(entry, n):
+        yield "data: %s\n\n" % json.dumps(ev)
+    yield "data: [DONE]\n\n"
+
+
+def openai_error(status, message):
+    return {"error": {"message": message, "type": "fake_error", "code": str(status)}}
+
+
+# --- Anthropic ----------------------------------------------------------------------------
+
+def anthropic_input(c):
+    if "raw" in c:
+        return c["raw"]
+    return c.get("arguments", {})
+
+
+def anthropic_message(entry, n):
+    content = []
+    if entry.get("thought"):
+        content.append({"type": "text", "text": entry["thought"]})
+    for i, c in enumerate(entry.get("tool_calls", [])):
+        content.append({"type": "tool_use", "id": call_id(c, n, i, "toolu"), "name": c["name"],
+                        "input": anthropic_input(c)})
+    tin, tout = usage_of(entry)
+    return {"id": "msg_%d" % n, "type": "message", "role": "assistant", "model": "fake",
+            "content": content,
+            "stop_reason": "tool_use" if entry.get("tool_calls") else "end_turn",
+            "usage": {"input_tokens": tin, "output_tokens": tout}}
+
+
+def anthropic_events(entry, n):
+    tin, tout = usage_of(entry)
+    yield "message_start", {"type": "message_start", "message": {
+        "id": "msg_%d" % n, "type": "message", "role": "assistant", "content": [],
+        "model": "fake", "usage": {"input_tokens": tin, "output_tokens": 1}}}
+    yield "ping", {"type": "ping"}
+    index = 0
+    if entry.get("thought"):
+        yield "content_block_start", {"type": "content_block_start", "index": index,
+                                      "content_block": {"type": "text", "text": ""}}
+        for p in pieces(entry["thought"], 5):
+            yield "content_block_delta", {"type": "content_block_delta", "index": index,
+                                          "delta": {"type": "text_delta", "text": p}}
+        yield "content_block_stop", {"type": "content_block_stop", "index": index}
+        index += 1
+    for i, c in enumerate(entry.get("tool_calls", [])):
+        yield "content_block_start", {"type": "content_block_start", "index": index,
+                                      "content_block": {"type": "tool_use",
+                                                        "id": call_id(c, n, i, "toolu"),
+                                                        "name": c["name"], "input": {}}}
+        for p in pieces(args_text(c), 7):
+            yield "content_block_delta", {"type": "content_block_delta", "index": index,
+                                          "delta": {"type": "input_json_delta",
+                                                    "partial_json": p}}
+        yield "content_block_stop", {"type": "content_block_stop", "index": index}
+        index += 1
+    stop = "tool_use" if entry.get("tool_calls") else "end_turn"
+    yield "message_delta", {"type": "message_delta", "delta": {"stop_reason": stop},
+                            "usage": {"output_tokens": tout}}
+    yield "message_stop", {"type": "message_stop"}
+
+
+def anthropic_sse(entry, n):
+    for name, data in anthropic_events(entry, n):
+        yield "event: %s\ndata: %s\n\n" % (name, json.dumps(data))
+
+
+def anthropic_error(status, message):
+    kind = {401: "authentication_error", 429: "rate_limit_error", 529: "overloaded_error"}
+    return {"type": "error", "error": {"type": kind.get(status, "api_error"), "message": message}}
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    script = None
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(length).decode("utf-8", "replace")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        n, entry = self.script.take(self.path, headers, body)
+        anthropic = self.path.rstrip("/").endswith("/messages")
+        if not self.path.rstrip("/").endswith(("/chat/completions", "/messages")):
+            return self.send_json(404, openai_error(404, "no route " + self.path), {})
+        if entry is None:
+            return self.send_error_entry({"status": 400, "message": "fake llm: script exhausted"},
+                                         anthropic)
+        if "status" in entry:
+            return self.send_error_entry(entry, anthropic)
+        stream = isinstance(body, dict) and body.get("stream") is True
+        if entry.get("disconnect"):
+            return self.send_cut_off()
+        if not stream:
+            msg = anthropic_message(entry, n) if anthropic else openai_message(entry, n)
+            return self.send_json(200, msg, {})
+        self.send_stream(anthropic_sse(entry, n) if anthropic else openai_sse(entry, n))
+
+    def send_error_entry(self, entry, anthropic):
+        status = entry["status"]
+        message = entry.get("message", "fake error %d" % status)
+        extra = {}
+        if "retry_after" in entry:
+            extra["Retry-After"] = str(entry["retry_after"])
+        body = anthropic_error(status, message) if anthropic else openai_error(status, message)
+        self.send_json(status, body, extra)
+
+    def send_json(self, status, obj, extra):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in extra.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def write_chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def send_stream(self, events):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for ev in events:
+            data = ev.encode()
+            # Split each event across two writes so clients must reassemble lines.
+            half = len(data) // 2
+            self.write_chunk(data[:half])
+            self.write_chunk(data[half:])
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def send_cut_off(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b'{"choices": [')
+        self.wfile.flush()
+        self.close_connection = True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--script", required=True)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    Handler.script = Script(args.script, args.log)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
