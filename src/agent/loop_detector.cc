@@ -1,7 +1,6 @@
 #include "agent/loop_detector.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 namespace kiln::agent {
@@ -40,22 +39,27 @@ std::optional<LoopVerdict> LoopDetector::observe(const StepRecord& step) {
   e.observation = step.output;
   e.failed = step.isError || step.exitCode != 0;
   history_.push_back(std::move(e));
-  size_t keep = static_cast<size_t>(std::max(
-      {options_.repeatedFailures, options_.repeatedActions, options_.pingPongSteps, 1}));
+  size_t keep = static_cast<size_t>(
+      std::max({options_.repeatedFailures, options_.repeatedActions, options_.pingPongSteps, 1}));
   while (history_.size() > keep) history_.pop_front();
 
-  if (auto v = checkUnchangedWorkspace(step)) verdict_ = v;
-  else if (auto v = checkRepeatedFailure()) verdict_ = v;
-  else if (auto v = checkRepeatedAction()) verdict_ = v;
-  else if (auto v = checkPingPong()) verdict_ = v;
-  if (verdict_) verdict_->reason += " (last: " + shortAction(step.toolName, step.argumentsJson) + ")";
+  if (auto v = checkUnchangedWorkspace(step))
+    verdict_ = v;
+  else if (auto v = checkRepeatedFailure())
+    verdict_ = v;
+  else if (auto v = checkRepeatedAction())
+    verdict_ = v;
+  else if (auto v = checkPingPong())
+    verdict_ = v;
+  if (verdict_)
+    verdict_->reason += " (last: " + shortAction(step.toolName, step.argumentsJson) + ")";
   return verdict_;
 }
 
 std::optional<LoopVerdict> LoopDetector::checkNoTool(const StepRecord& step) {
   if (++turnsWithoutTool_ < options_.turnsWithoutTool) return std::nullopt;
-  return LoopVerdict{"no_tool_call", std::to_string(turnsWithoutTool_) +
-                                         " turns in a row without a tool call"};
+  return LoopVerdict{"no_tool_call",
+                     std::to_string(turnsWithoutTool_) + " turns in a row without a tool call"};
 }
 
 std::optional<LoopVerdict> LoopDetector::checkUnchangedWorkspace(const StepRecord& step) {
@@ -74,9 +78,9 @@ std::optional<LoopVerdict> LoopDetector::checkUnchangedWorkspace(const StepRecor
   bool unchanged = step.isError || (comparable && hash == before);
   unchanged_ = unchanged ? unchanged_ + 1 : 0;
   if (unchanged_ < options_.unchangedMutations) return std::nullopt;
-  return LoopVerdict{"unchanged_workspace",
-                     std::to_string(unchanged_) +
-                         " consecutive attempts to change the workspace changed nothing"};
+  return LoopVerdict{
+      "unchanged_workspace",
+      std::to_string(unchanged_) + " consecutive attempts to change the workspace changed nothing"};
 }
 
 std::optional<LoopVerdict> LoopDetector::checkRepeatedFailure() const {
@@ -97,8 +101,8 @@ std::optional<LoopVerdict> LoopDetector::checkRepeatedAction() const {
   for (auto it = first; it != history_.end(); ++it) {
     if (it->action != first->action || it->observation != first->observation) return std::nullopt;
   }
-  return LoopVerdict{"repeated_action", "the same call with the same result " +
-                                            std::to_string(n) + " times in a row"};
+  return LoopVerdict{"repeated_action",
+                     "the same call with the same result " + std::to_string(n) + " times in a row"};
 }
 
 std::optional<LoopVerdict> LoopDetector::checkPingPong() const {
@@ -107,12 +111,13 @@ std::optional<LoopVerdict> LoopDetector::checkPingPong() const {
   auto first = history_.end() - n;
   if (first[0].action == first[1].action) return std::nullopt;  // that is repetition, not A-B
   for (int i = 2; i < n; ++i) {
-    if (first[i].action != first[i - 2].action ||
-        first[i].observation != first[i - 2].observation)
+    if (first[i].action != first[i - 2].action || first[i].observation != first[i - 2].observation)
       return std::nullopt;
   }
-  return LoopVerdict{"ping_pong", "alternating between the same two calls with the same results "
-                                  "for " + std::to_string(n) + " steps"};
+  return LoopVerdict{"ping_pong",
+                     "alternating between the same two calls with the same results "
+                     "for " +
+                         std::to_string(n) + " steps"};
 }
 
 }  // namespace kiln::agent

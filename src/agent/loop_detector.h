@@ -27,11 +27,11 @@ struct LoopVerdict {
 };
 
 struct LoopDetectorOptions {
-  int unchangedMutations = 3;      // consecutive attempted changes that changed nothing
-  int repeatedFailures = 3;        // the same failing call in a row
-  int repeatedActions = 4;         // the same call with the same observation in a row
-  int pingPongSteps = 6;           // A-B-A-B… with identical observations
-  int turnsWithoutTool = 3;        // consecutive turns of talk
+  int unchangedMutations = 3;  // consecutive attempted changes that changed nothing
+  int repeatedFailures = 3;    // the same failing call in a row
+  int repeatedActions = 4;     // the same call with the same observation in a row
+  int pingPongSteps = 6;       // A-B-A-B… with identical observations
+  int turnsWithoutTool = 3;    // consecutive turns of talk
 };
 
 class LoopDetector {

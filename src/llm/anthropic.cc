@@ -234,8 +234,7 @@ class AnthropicProvider : public HttpProvider {
 
 }  // namespace
 
-std::unique_ptr<agent::Provider> makeAnthropicProvider(LlmConfig config,
-                                                       asio::any_io_executor ex) {
+std::unique_ptr<agent::Provider> makeAnthropicProvider(LlmConfig config, asio::any_io_executor ex) {
   return std::make_unique<AnthropicProvider>(std::move(config), ex);
 }
 

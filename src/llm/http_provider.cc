@@ -59,7 +59,9 @@ std::string toolArgumentsText(const json& args) {
   return dumpJson(args);
 }
 
-std::string dumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dumpJson(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 HttpProvider::HttpProvider(LlmConfig config, asio::any_io_executor ex)
     : config_(std::move(config)), ex_(ex), http_(ex), rng_(std::random_device{}()) {}
@@ -95,8 +97,8 @@ Task<Result<ModelTurn>> HttpProvider::next(const agent::TaskInfo& /*task*/,
     if (a.retryAfter && *a.retryAfter > config_.retry.maxRetryAfter)
       co_return a.status.withContext(ctx + ", Retry-After too long");
     auto delay = backoffDelay(config_.retry, attempt, a.retryAfter, jitter());
-    spdlog::warn("{}: attempt {} failed ({}); retrying in {} ms", ctx, attempt,
-                 a.status.toString(), delay.count());
+    spdlog::warn("{}: attempt {} failed ({}); retrying in {} ms", ctx, attempt, a.status.toString(),
+                 delay.count());
     asio::steady_timer timer(ex_);
     timer.expires_after(delay);
     boost::system::error_code ec;

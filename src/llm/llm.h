@@ -38,7 +38,6 @@ Result<LlmConfig> configFromEnv(Api api, const agent::ProviderSettings& settings
 
 // `ex` must be the strand the provider is called from: its HTTP I/O completes there.
 std::unique_ptr<agent::Provider> makeOpenAiProvider(LlmConfig config, asio::any_io_executor ex);
-std::unique_ptr<agent::Provider> makeAnthropicProvider(LlmConfig config,
-                                                       asio::any_io_executor ex);
+std::unique_ptr<agent::Provider> makeAnthropicProvider(LlmConfig config, asio::any_io_executor ex);
 
 }  // namespace kiln::llm

@@ -94,9 +94,8 @@ Result<ModelTurn> parseCompletion(const std::string& body) {
   ModelTurn turn;
   const json& msg = j["choices"][0].value("message", json::object());
   if (msg.contains("content") && msg["content"].is_string()) turn.thought = msg["content"];
-  const json& calls = msg.contains("tool_calls") && msg["tool_calls"].is_array()
-                          ? msg["tool_calls"]
-                          : json::array();
+  const json& calls = msg.contains("tool_calls") && msg["tool_calls"].is_array() ? msg["tool_calls"]
+                                                                                 : json::array();
   for (size_t i = 0; i < calls.size(); ++i) {
     const json& c = calls[i];
     if (!c.is_object()) continue;
@@ -164,8 +163,8 @@ class OpenAiParser : public TurnParser {
     if (!delta.contains("tool_calls") || !delta["tool_calls"].is_array()) return;
     for (const json& tc : delta["tool_calls"]) {
       if (!tc.is_object()) continue;
-      int index = tc.contains("index") && tc["index"].is_number_integer() ? tc["index"].get<int>()
-                                                                         : 0;
+      int index =
+          tc.contains("index") && tc["index"].is_number_integer() ? tc["index"].get<int>() : 0;
       PartialCall& p = partial_[index];
       if (tc.contains("id") && tc["id"].is_string()) p.id = tc["id"];
       const json& fn = tc.value("function", json::object());

@@ -1,11 +1,11 @@
 #include "llm/pricing.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <sstream>
 
 namespace kiln::llm {
 
@@ -18,19 +18,32 @@ PriceTable PriceTable::defaults() {
     double in, out;
   };
   static const Row kRows[] = {
-      {"gpt-4o", 2.50, 10.00},         {"gpt-4o-mini", 0.15, 0.60},
-      {"gpt-4.1", 2.00, 8.00},         {"gpt-4.1-mini", 0.40, 1.60},
-      {"gpt-4.1-nano", 0.10, 0.40},    {"gpt-4-turbo", 10.00, 30.00},
-      {"gpt-3.5-turbo", 0.50, 1.50},   {"gpt-5", 1.25, 10.00},
-      {"gpt-5-mini", 0.25, 2.00},      {"gpt-5-nano", 0.05, 0.40},
-      {"o1", 15.00, 60.00},            {"o1-mini", 1.10, 4.40},
-      {"o3", 2.00, 8.00},              {"o3-mini", 1.10, 4.40},
-      {"o4-mini", 1.10, 4.40},         {"claude-3-haiku", 0.25, 1.25},
-      {"claude-3-5-haiku", 0.80, 4.00}, {"claude-haiku-4-5", 1.00, 5.00},
-      {"claude-3-5-sonnet", 3.00, 15.00}, {"claude-3-7-sonnet", 3.00, 15.00},
-      {"claude-sonnet-4", 3.00, 15.00}, {"claude-sonnet-4-5", 3.00, 15.00},
-      {"claude-3-opus", 15.00, 75.00}, {"claude-opus-4", 15.00, 75.00},
-      {"claude-opus-4-1", 15.00, 75.00}, {"claude-opus-4-5", 5.00, 25.00},
+      {"gpt-4o", 2.50, 10.00},
+      {"gpt-4o-mini", 0.15, 0.60},
+      {"gpt-4.1", 2.00, 8.00},
+      {"gpt-4.1-mini", 0.40, 1.60},
+      {"gpt-4.1-nano", 0.10, 0.40},
+      {"gpt-4-turbo", 10.00, 30.00},
+      {"gpt-3.5-turbo", 0.50, 1.50},
+      {"gpt-5", 1.25, 10.00},
+      {"gpt-5-mini", 0.25, 2.00},
+      {"gpt-5-nano", 0.05, 0.40},
+      {"o1", 15.00, 60.00},
+      {"o1-mini", 1.10, 4.40},
+      {"o3", 2.00, 8.00},
+      {"o3-mini", 1.10, 4.40},
+      {"o4-mini", 1.10, 4.40},
+      {"claude-3-haiku", 0.25, 1.25},
+      {"claude-3-5-haiku", 0.80, 4.00},
+      {"claude-haiku-4-5", 1.00, 5.00},
+      {"claude-3-5-sonnet", 3.00, 15.00},
+      {"claude-3-7-sonnet", 3.00, 15.00},
+      {"claude-sonnet-4", 3.00, 15.00},
+      {"claude-sonnet-4-5", 3.00, 15.00},
+      {"claude-3-opus", 15.00, 75.00},
+      {"claude-opus-4", 15.00, 75.00},
+      {"claude-opus-4-1", 15.00, 75.00},
+      {"claude-opus-4-5", 5.00, 25.00},
       // Unknown models are charged like a mid-range model, so caps still bite; set "*" to 0 in
       // $KILN_PRICES for free local servers.
       {"*", 3.00, 15.00},

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-
 #include <nlohmann/json.hpp>
 
 namespace kiln::llm {
@@ -74,8 +73,8 @@ std::chrono::milliseconds backoffDelay(const RetryPolicy& policy, int attempt,
                                        std::optional<std::chrono::milliseconds> retryAfter,
                                        double jitter01) {
   if (retryAfter) return *retryAfter;
-  double cap = static_cast<double>(policy.baseDelay.count()) *
-               std::pow(2.0, std::clamp(attempt - 1, 0, 30));
+  double cap =
+      static_cast<double>(policy.baseDelay.count()) * std::pow(2.0, std::clamp(attempt - 1, 0, 30));
   cap = std::min(cap, static_cast<double>(policy.maxDelay.count()));
   // Half fixed, half random: spreads a crowd of clients without ever retrying at once.
   return std::chrono::milliseconds(static_cast<int64_t>(cap / 2 + cap / 2 * jitter01));

@@ -74,11 +74,11 @@ TEST(LoopDetectorTest, RepeatedFailureWithChangingOutputStillStops) {
 TEST(LoopDetectorTest, FailureThenEditThenFailureIsProgress) {
   LoopDetector d;
   d.setInitialWorkspaceHash("h0");
-  EXPECT_EQ(firstHalt(d, {bash("make", "fail", 2, "h0"), edit("a.c", "h1"),
-                          bash("make", "fail", 2, "h1"), edit("a.c", "h2"),
-                          bash("make", "fail", 2, "h2"), edit("b.c", "h3"),
-                          bash("make", "ok", 0, "h3")}),
-            0);
+  EXPECT_EQ(
+      firstHalt(d, {bash("make", "fail", 2, "h0"), edit("a.c", "h1"), bash("make", "fail", 2, "h1"),
+                    edit("a.c", "h2"), bash("make", "fail", 2, "h2"), edit("b.c", "h3"),
+                    bash("make", "ok", 0, "h3")}),
+      0);
 }
 
 TEST(LoopDetectorTest, ArgumentKeyOrderDoesNotHideRepetition) {
@@ -107,16 +107,15 @@ TEST(LoopDetectorTest, ThreeEditsThatChangeNothingStop) {
 TEST(LoopDetectorTest, RefusedEditsCountAsUnchanged) {
   LoopDetector d;
   d.setInitialWorkspaceHash("h0");
-  EXPECT_EQ(firstHalt(d, {edit("a.c", "", true), edit("b.c", "", true), edit("c.c", "", true)}),
-            3);
+  EXPECT_EQ(firstHalt(d, {edit("a.c", "", true), edit("b.c", "", true), edit("c.c", "", true)}), 3);
 }
 
 TEST(LoopDetectorTest, EditsThatChangeTheWorkspaceAreFine) {
   LoopDetector d;
   d.setInitialWorkspaceHash("h0");
-  EXPECT_EQ(firstHalt(d, {edit("a.c", "h1"), edit("b.c", "h2"), edit("c.c", "h3"),
-                          edit("d.c", "h4")}),
-            0);
+  EXPECT_EQ(
+      firstHalt(d, {edit("a.c", "h1"), edit("b.c", "h2"), edit("c.c", "h3"), edit("d.c", "h4")}),
+      0);
 }
 
 TEST(LoopDetectorTest, AChangeResetsTheUnchangedCount) {
@@ -130,8 +129,8 @@ TEST(LoopDetectorTest, AChangeResetsTheUnchangedCount) {
 TEST(LoopDetectorTest, ReadOnlyBashIsNotAFailedChange) {
   LoopDetector d;
   d.setInitialWorkspaceHash("h0");
-  EXPECT_EQ(firstHalt(d, {bash("ls", "a b", 0), bash("git log", "c1", 0),
-                          bash("cat a", "x", 0), bash("cat b", "y", 0)}),
+  EXPECT_EQ(firstHalt(d, {bash("ls", "a b", 0), bash("git log", "c1", 0), bash("cat a", "x", 0),
+                          bash("cat b", "y", 0)}),
             0);
 }
 
@@ -206,11 +205,11 @@ TEST(LoopDetectorTest, OptionsAreHonoured) {
 TEST(LoopDetectorTest, NormalSessionNeverFires) {
   LoopDetector d;
   d.setInitialWorkspaceHash("h0");
-  EXPECT_EQ(firstHalt(d, {bash("ls -la", "Makefile a.c", 0), read("a.c"),
-                          edit("a.c", "h1"), bash("make test", "1 failed", 2, "h1"),
-                          read("a.c", "v2"), edit("a.c", "h2"),
-                          bash("make test", "all passed", 0, "h2"), talk(), read("README")}),
-            0);
+  EXPECT_EQ(
+      firstHalt(d, {bash("ls -la", "Makefile a.c", 0), read("a.c"), edit("a.c", "h1"),
+                    bash("make test", "1 failed", 2, "h1"), read("a.c", "v2"), edit("a.c", "h2"),
+                    bash("make test", "all passed", 0, "h2"), talk(), read("README")}),
+      0);
 }
 
 }  // namespace

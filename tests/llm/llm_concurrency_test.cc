@@ -1,9 +1,9 @@
 // Several jobs' providers on one io_context with two threads, each on its own strand, sharing
 // one server: the curl multi plumbing must stay on each provider's strand.
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "llm/llm_test_util.h"
 #include "support/fake_llm.h"

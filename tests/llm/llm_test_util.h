@@ -17,8 +17,7 @@ inline Result<agent::ModelTurn> runTurn(asio::io_context& io, agent::Provider& p
   std::optional<Result<agent::ModelTurn>> out;
   agent::TaskInfo info;
   asio::co_spawn(
-      io,
-      [&]() -> Task<void> { out.emplace(co_await provider.next(info, context)); },
+      io, [&]() -> Task<void> { out.emplace(co_await provider.next(info, context)); },
       asio::detached);
   io.restart();
   io.run();

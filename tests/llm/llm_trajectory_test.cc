@@ -125,8 +125,8 @@ void expectAnthropicWire(const json& req, const ModelTurn& t, bool stream) {
 
 TEST_P(LlmTrajectoryTest, TwoTurnsParsedAccountedAndSent) {
   kiln::testing::FakeLlm server(twoTurnScript(), dir_.path());
-  auto provider = makeTestProvider(api(), testConfig(api(), server.url(), stream()),
-                                   io_.get_executor());
+  auto provider =
+      makeTestProvider(api(), testConfig(api(), server.url(), stream()), io_.get_executor());
 
   auto first = runTurn(io_, *provider, startContext());
   ASSERT_TRUE(first.isOk()) << first.status().toString();

@@ -1,7 +1,6 @@
 // Pure parts of the llm module: SSE framing, retry arithmetic, price lookup, configuration.
-#include <stdlib.h>
-
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include "agent/provider.h"
 #include "llm/http_provider.h"
