@@ -142,5 +142,41 @@ TEST_F(SpineTest, BadInputGetsJsonErrorsAndTheServerKeepsServing) {
   EXPECT_EQ(health->status, 200);
 }
 
+// Counts processes whose whole command line is `needle`.
+int countProcesses(const std::string& needle) {
+  std::string out;
+  shell("pgrep -c -f -x '" + needle + "'", &out);
+  return std::atoi(out.c_str());
+}
+
+TEST_F(SpineTest, StopKillsTheSandboxAndEndsTheJob) {
+  std::string out;
+  ASSERT_EQ(shell("cd " + dir_.file("repo") +
+                      " && printf 'test:\\n\\tsleep 600\\n' > Makefile && git commit -qam slow "
+                      "--author 't <t@t>' -c user.name=t -c user.email=t@t 2>&1 || "
+                      "git -c user.name=t -c user.email=t@t commit -qam slow",
+                  &out),
+            0)
+      << out;
+  std::string id = createJob({{"repoUrl", dir_.file("repo")}, {"taskDesc", "Run the slow tests"}});
+  // Wait until the job is inside `make test` (a `sleep 600` in its sandbox).
+  for (int i = 0; i < 200 && countProcesses("sleep 600") == 0; ++i) usleep(50'000);
+  ASSERT_GT(countProcesses("sleep 600"), 0) << kiln_->log();
+
+  auto r = client_->post("/api/v1/jobs/" + id + "/stop");
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->json().value("status", ""), "stopped");
+  std::vector<SseEvent> events = stream(id);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().json().value("status", ""), "STOPPED");
+  // The sandbox and everything in it are gone.
+  for (int i = 0; i < 100 && countProcesses("sleep 600") > 0; ++i) usleep(50'000);
+  EXPECT_EQ(countProcesses("sleep 600"), 0);
+  EXPECT_EQ(client_->get("/api/v1/jobs/" + id)->json().value("status", ""), "STOPPED");
+  // A second stop is a conflict, not a crash.
+  EXPECT_EQ(client_->post("/api/v1/jobs/" + id + "/stop")->status, 409);
+}
+
 }  // namespace
 }  // namespace kiln::testing
