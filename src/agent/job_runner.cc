@@ -138,8 +138,10 @@ class JobRun {
   Task<std::optional<JobFailure>> deliver(const std::string& summary);
   std::optional<JobFailure> checkCaps() const;
 
-  Task<bool> update(store::JobUpdate u);  // false if a condition failed (lease lost)
-  Task<Status> record(store::Step step, std::vector<NewEvent> events);
+  // Parameters are const references, never by-value temporaries: g++ 12 can destroy a
+  // coroutine's by-value temporary arguments twice. Callers co_await at once, so they live.
+  Task<bool> update(const store::JobUpdate& change);  // false if a condition failed
+  Task<Status> record(const store::Step& done, const std::vector<NewEvent>& events);
   Task<void> fail(const JobFailure& f);
   // A failed step write ends the job, unless the lease is gone (then the new owner carries on).
   std::optional<JobFailure> recordFailure(const Status& st) const {
@@ -151,7 +153,7 @@ class JobRun {
   Task<std::optional<JobFailure>> releaseForHandover() {
     store::JobUpdate u;
     u.releaseLease = true;
-    co_await update(std::move(u));
+    co_await update(u);
     spdlog::info("job {}: released at step {} for another node", job_.id, nextStep_ - 1);
     co_return std::nullopt;
   }
@@ -178,7 +180,8 @@ Task<void> JobRun::run() {
   }
 }
 
-Task<bool> JobRun::update(store::JobUpdate u) {
+Task<bool> JobRun::update(const store::JobUpdate& change) {
+  store::JobUpdate u = change;
   u.ifOwner = d_.nodeId;
   auto r = co_await d_.pool->run([&] { return d_.store->updateJob(job_.id, u); });
   if (!r.isOk()) {
@@ -190,7 +193,8 @@ Task<bool> JobRun::update(store::JobUpdate u) {
   co_return r->applied;
 }
 
-Task<Status> JobRun::record(store::Step step, std::vector<NewEvent> events) {
+Task<Status> JobRun::record(const store::Step& done, const std::vector<NewEvent>& events) {
+  store::Step step = done;
   step.jobId = job_.id;
   step.executedAt = d_.clock->nowMs();
   auto r = co_await d_.pool->run([&] { return d_.store->recordStep(step, d_.nodeId, events); });
@@ -216,7 +220,7 @@ Task<void> JobRun::fail(const JobFailure& f) {
   u.error = err;
   u.releaseLease = true;
   u.events = failEvents(err);
-  co_await update(std::move(u));
+  co_await update(u);
 }
 
 Task<void> JobRun::destroySandbox() {
@@ -242,7 +246,7 @@ Task<std::optional<JobFailure>> JobRun::provision() {
     store::JobUpdate u;
     u.status = JobStatus::kProvisioning;
     u.events = statusEvents(JobStatus::kProvisioning);
-    if (!co_await update(std::move(u))) co_return std::nullopt;
+    if (!co_await update(u)) co_return std::nullopt;
   }
   // The workspace is reused when it survived (a resume on the same node); otherwise it is
   // cloned fresh at the base commit.
@@ -265,7 +269,7 @@ Task<std::optional<JobFailure>> JobRun::provision() {
       job_.baseCommit = ws->baseCommit;
       store::JobUpdate u;
       u.baseCommit = job_.baseCommit;
-      if (!co_await update(std::move(u))) co_return std::nullopt;
+      if (!co_await update(u)) co_return std::nullopt;
     }
   }
 
@@ -328,7 +332,7 @@ Task<std::optional<JobFailure>> JobRun::provision() {
     ctx_.push_back(userMessage(*job_.pendingReply));
     u.clearPendingReply = true;
   }
-  if (!co_await update(std::move(u))) co_return std::nullopt;
+  if (!co_await update(u)) co_return std::nullopt;
   co_return std::nullopt;
 }
 
@@ -391,7 +395,7 @@ Task<std::optional<JobFailure>> JobRun::loop() {
       // the call as interrupted instead of running it a second time.
       store::JobUpdate mark;
       mark.inflightCall = inflightRecord(s);
-      if (!co_await update(std::move(mark))) co_return std::nullopt;
+      if (!co_await update(mark)) co_return std::nullopt;
       Observation obs = co_await tools.execute(call);
       co_await terminal.drain();
       if (handle_->cancelled()) co_return std::nullopt;
@@ -407,7 +411,7 @@ Task<std::optional<JobFailure>> JobRun::loop() {
       }
       s.workspaceHash = lastTree_;
       events.insert(events.begin(), stepEvent(s, obs.isError));
-      Status st = co_await record(s, std::move(events));
+      Status st = co_await record(s, events);
       if (!st.isOk()) co_return recordFailure(st);
       appendStep(ctx_, s);
       if (obs.finish) co_return co_await deliver(obs.output);
@@ -417,7 +421,7 @@ Task<std::optional<JobFailure>> JobRun::loop() {
         u.releaseLease = true;
         u.ifStatusIn.push_back(JobStatus::kRunning);
         u.events = pauseEvents(obs.output);
-        co_await update(std::move(u));
+        co_await update(u);
         co_return std::nullopt;
       }
     }
@@ -447,7 +451,7 @@ Task<std::optional<JobFailure>> JobRun::deliver(const std::string& summary) {
   u.releaseLease = true;
   u.ifStatusIn.push_back(JobStatus::kRunning);
   u.events = completeEvents(summary, "kiln/" + job_.id, c->value("commit", ""));
-  co_await update(std::move(u));
+  co_await update(u);
   co_return std::nullopt;
 }
 

@@ -145,7 +145,7 @@ TEST_F(SpineTest, BadInputGetsJsonErrorsAndTheServerKeepsServing) {
 // Counts processes whose whole command line is `needle`.
 int countProcesses(const std::string& needle) {
   std::string out;
-  shell("pgrep -c -f -x '" + needle + "'", &out);
+  shell("pgrep -c -f -x '" + needle + "'", &out);  // -x: never the shell running pgrep
   return std::atoi(out.c_str());
 }
 

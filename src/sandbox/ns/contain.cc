@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -95,6 +96,10 @@ int containMain(void* arg) {
   int err;
   if ((err = remapFds(a)) != 0) _exit(1);  // cannot even report
   if ((err = resetSignals()) != 0) fail("reset signal mask", err);
+  // If kiln dies (even kill -9), the sandbox's PID 1 dies with it, and with it the whole pid
+  // namespace: no orphaned sandbox keeps running an agent's commands. The signal follows the
+  // creating thread, which is a long-lived pool thread.
+  if ((err = check(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0))) != 0) fail("set parent-death signal", err);
   if ((err = check(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr))) != 0) {
     fail("make / private", err);
   }
