@@ -292,7 +292,9 @@ Task<std::optional<JobFailure>> JobRun::provision() {
     auto patch = co_await d_.pool->run([&] { return d_.store->latestPatch(job_.id); });
     if (!patch.isOk()) co_return JobFailure{"internal", patch.status().message()};
     if (!patch->empty()) {
-      auto applied = co_await rt_->call("/git/apply", patchArgs(*patch));
+      const std::string path = "/git/apply";
+      const json body = patchArgs(*patch);
+      auto applied = co_await rt_->call(path, body);
       if (!applied.isOk()) {
         co_return JobFailure{"workspace_rebuild_failed",
                              "apply the stored patch: " + applied.status().message()};
@@ -311,7 +313,9 @@ Task<std::optional<JobFailure>> JobRun::provision() {
   if (job_.inflightCall.is_object()) {
     store::Step s = interruptedStep(job_.inflightCall);
     if (s.stepNumber < nextStep_) s.stepNumber = nextStep_;
-    auto d = co_await rt_->call("/git/diff", diffArgs(job_.baseCommit));
+    const std::string path = "/git/diff";
+    const json body = diffArgs(job_.baseCommit);
+    auto d = co_await rt_->call(path, body);
     if (d.isOk() && d->value("tree", "") != lastTree_) {
       lastTree_ = d->value("tree", "");
       s.workspacePatch = d->value("diff", "");
@@ -402,7 +406,9 @@ Task<std::optional<JobFailure>> JobRun::loop() {
       s.toolOutput = obs.output;
       std::vector<NewEvent> events;
       if (obs.mutating) {
-        auto d = co_await rt_->call("/git/diff", diffArgs(job_.baseCommit));
+        const std::string path = "/git/diff";
+    const json body = diffArgs(job_.baseCommit);
+    auto d = co_await rt_->call(path, body);
         if (d.isOk() && d->value("tree", "") != lastTree_) {
           lastTree_ = d->value("tree", "");
           s.workspacePatch = d->value("diff", "");
@@ -431,9 +437,12 @@ Task<std::optional<JobFailure>> JobRun::loop() {
 
 Task<std::optional<JobFailure>> JobRun::deliver(const std::string& summary) {
   json args = commitArgs(job_, summary);
-  auto c = co_await rt_->call("/git/commit", args);
+  const std::string commitPath = "/git/commit";
+  auto c = co_await rt_->call(commitPath, args);
   if (!c.isOk()) co_return JobFailure{"delivery_failed", "commit: " + c.status().message()};
-  auto d = co_await rt_->call("/git/diff", diffArgs(job_.baseCommit));
+  const std::string diffPath = "/git/diff";
+  const json diffBody = diffArgs(job_.baseCommit);
+  auto d = co_await rt_->call(diffPath, diffBody);
   if (!d.isOk()) co_return JobFailure{"delivery_failed", "diff: " + d.status().message()};
   store::Step s;
   s.stepNumber = nextStep_++;

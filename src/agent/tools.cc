@@ -161,16 +161,36 @@ Task<Observation> ToolExecutor::execute(const ToolCall& call) {
   if (auto e = checkArgs(call); !e.empty()) co_return errorObservation(e);
   const std::string& n = call.name;
   if (n == "bash") co_return co_await bash(call.arguments);
-  if (n == "read_file") co_return co_await viaRuntime("/files/read", runtimeBody(call), false, renderRead);
-  if (n == "write_file") co_return co_await viaRuntime("/files/write", runtimeBody(call), true, renderWrite);
-  if (n == "search") co_return co_await viaRuntime("/files/search", runtimeBody(call), false, renderSearch);
-  if (n == "list_dir") co_return co_await viaRuntime("/files/list", runtimeBody(call), false, renderList);
+  if (n == "read_file") {
+    const std::string path = "/files/read";
+    const json body = runtimeBody(call);
+    co_return co_await viaRuntime(path, body, false, renderRead);
+  }
+  if (n == "write_file") {
+    const std::string path = "/files/write";
+    const json body = runtimeBody(call);
+    co_return co_await viaRuntime(path, body, true, renderWrite);
+  }
+  if (n == "search") {
+    const std::string path = "/files/search";
+    const json body = runtimeBody(call);
+    co_return co_await viaRuntime(path, body, false, renderSearch);
+  }
+  if (n == "list_dir") {
+    const std::string path = "/files/list";
+    const json body = runtimeBody(call);
+    co_return co_await viaRuntime(path, body, false, renderList);
+  }
   if (n == "edit_file") {
-    auto r = co_await rt_.call("/files/read", runtimeBody(call));
+    const std::string readPath = "/files/read";
+    const json readBody = runtimeBody(call);
+    auto r = co_await rt_.call(readPath, readBody);
     if (!r.isOk()) co_return errorObservation(r.status().message());
     auto replaced = replaceOnce(r->value("content", ""), call.arguments);
     if (!replaced.isOk()) co_return errorObservation(replaced.status().message());
-    co_return co_await viaRuntime("/files/write", writeBody(call.arguments, *replaced), true,
+    const std::string writePath = "/files/write";
+    const json body = writeBody(call.arguments, *replaced);
+    co_return co_await viaRuntime(writePath, body, true,
                                   renderWrite);
   }
   // ask_user and finish end the turn; the runner acts on them.
@@ -200,9 +220,9 @@ Task<Observation> ToolExecutor::bash(const json& a) {
   co_return o;
 }
 
-Task<Observation> ToolExecutor::viaRuntime(const std::string& path, json body, bool mutating,
+Task<Observation> ToolExecutor::viaRuntime(const std::string& path, const json& body, bool mutating,
                                            std::string (*render)(const json&)) {
-  auto r = co_await rt_.call(path, std::move(body));
+  auto r = co_await rt_.call(path, body);
   if (!r.isOk()) co_return errorObservation(r.status().message());
   Observation o;
   o.output = render(*r);

@@ -35,7 +35,7 @@ class ToolExecutor {
 
  private:
   Task<Observation> bash(const nlohmann::json& args);
-  Task<Observation> viaRuntime(const std::string& path, nlohmann::json body, bool mutating,
+  Task<Observation> viaRuntime(const std::string& path, const nlohmann::json& body, bool mutating,
                                std::string (*render)(const nlohmann::json&));
 
   runtime::RuntimeClient& rt_;
