@@ -15,12 +15,15 @@ class BlockingPool {
   ~BlockingPool() { stop(); }
 
   // Runs fn on a pool thread; the awaiting coroutine resumes on its own executor.
+  // fn is taken by forwarding reference, never by value: g++ 12 destroys a temporary passed by
+  // value to a coroutine twice (a lambda capturing a shared_ptr was released twice). The
+  // caller's temporary lives until its co_await completes, so the reference stays valid.
   template <class F>
-  auto run(F fn) -> Task<std::invoke_result_t<F>> {
-    using R = std::invoke_result_t<F>;
+  auto run(F&& fn) -> Task<std::invoke_result_t<std::decay_t<F>&>> {
+    using R = std::invoke_result_t<std::decay_t<F>&>;
     if constexpr (std::is_void_v<R>) {
       co_await asio::co_spawn(
-          pool_.get_executor(), [fn = std::move(fn)]() mutable -> Task<void> {
+          pool_.get_executor(), [fn = std::decay_t<F>(std::forward<F>(fn))]() mutable -> Task<void> {
             fn();
             co_return;
           },
@@ -29,7 +32,7 @@ class BlockingPool {
       // co_spawn needs a default-constructible value type; Result<T> is not.
       std::optional<R> out = co_await asio::co_spawn(
           pool_.get_executor(),
-          [fn = std::move(fn)]() mutable -> Task<std::optional<R>> {
+          [fn = std::decay_t<F>(std::forward<F>(fn))]() mutable -> Task<std::optional<R>> {
             co_return std::optional<R>(fn());
           },
           asio::use_awaitable);
