@@ -90,6 +90,20 @@ Message userMessage(const std::string& text) {
   return m;
 }
 
+void removeStaleGitLocks(const std::string& gitDir) {
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(gitDir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory() && it->path().filename() == "objects") {
+      it.disable_recursion_pending();
+    } else if (it->path().extension() == ".lock") {
+      std::error_code rmEc;
+      std::filesystem::remove(it->path(), rmEc);
+      spdlog::warn("removed stale git lock {}", it->path().string());
+    }
+  }
+}
+
 json inflightRecord(const store::Step& s) {
   return {{"stepNumber", s.stepNumber}, {"plannerThought", s.plannerThought},
           {"toolCalled", s.toolCalled}, {"toolArguments", s.toolArguments},
@@ -229,7 +243,10 @@ Task<void> JobRun::destroySandbox() {
   auto sb = sandbox_;
   sandbox_.reset();
   handle_->setSandbox(nullptr);
-  Status st = co_await d_.pool->run([sb] { return sb->destroy(); });
+  // A named lambda capturing by reference: g++ 12 destroys a lambda temporary that owns a
+  // shared_ptr twice when it appears in a co_await expression.
+  auto destroy = [&sb] { return sb->destroy(); };
+  Status st = co_await d_.pool->run(destroy);
   if (!st.isOk()) spdlog::error("job {}: destroy sandbox: {}", job_.id, st.toString());
 }
 
@@ -255,6 +272,9 @@ Task<std::optional<JobFailure>> JobRun::provision() {
   // A job that already ran elsewhere (or lost its workspace) is rebuilt: clone at the base
   // commit, then apply the newest stored workspace patch inside the sandbox.
   bool rebuild = !reuse && !job_.baseCommit.empty();
+  // A git command killed with its sandbox (node crash) leaves *.lock files behind; nothing else
+  // can be using this workspace now that we hold the lease.
+  if (reuse) co_await d_.pool->run([&] { removeStaleGitLocks(dir + "/.git"); });
   if (!reuse) {
     std::string ref = job_.baseCommit.empty() ? job_.ref : job_.baseCommit;
     auto ws = co_await d_.pool->run([&]() -> Result<workspace::PreparedWorkspace> {
