@@ -163,6 +163,9 @@ class JobRun {
     return JobFailure{"internal", "record step: " + st.message()};
   }
   Task<void> destroySandbox();
+  // Diffs the workspace against the base commit; when its tree changed, stores the patch on
+  // `s` and returns true. Always sets s.workspaceHash to the current tree.
+  Task<bool> captureWorkspace(store::Step& s);
   // Stops at a step boundary and releases the lease so any node can resume the job at once.
   Task<std::optional<JobFailure>> releaseForHandover() {
     store::JobUpdate u;
@@ -235,6 +238,19 @@ Task<void> JobRun::fail(const JobFailure& f) {
   u.releaseLease = true;
   u.events = failEvents(err);
   co_await update(u);
+}
+
+Task<bool> JobRun::captureWorkspace(store::Step& s) {
+  const std::string path = "/git/diff";
+  const json body = diffArgs(job_.baseCommit);
+  auto d = co_await rt_->call(path, body);
+  bool changed = d.isOk() && d->value("tree", "") != lastTree_;
+  if (changed) {
+    lastTree_ = d->value("tree", "");
+    s.workspacePatch = d->value("diff", "");
+  }
+  s.workspaceHash = lastTree_;
+  co_return changed;
 }
 
 Task<void> JobRun::destroySandbox() {
@@ -333,14 +349,7 @@ Task<std::optional<JobFailure>> JobRun::provision() {
   if (job_.inflightCall.is_object()) {
     store::Step s = interruptedStep(job_.inflightCall);
     if (s.stepNumber < nextStep_) s.stepNumber = nextStep_;
-    const std::string path = "/git/diff";
-    const json body = diffArgs(job_.baseCommit);
-    auto d = co_await rt_->call(path, body);
-    if (d.isOk() && d->value("tree", "") != lastTree_) {
-      lastTree_ = d->value("tree", "");
-      s.workspacePatch = d->value("diff", "");
-    }
-    s.workspaceHash = lastTree_;
+    co_await captureWorkspace(s);
     Status st = co_await record(s, eventList(stepEvent(s, true)));
     if (!st.isOk()) co_return recordFailure(st);
     appendStep(ctx_, s);
@@ -425,16 +434,7 @@ Task<std::optional<JobFailure>> JobRun::loop() {
       if (handle_->cancelled()) co_return std::nullopt;
       s.toolOutput = obs.output;
       std::vector<NewEvent> events;
-      if (obs.mutating) {
-        const std::string path = "/git/diff";
-    const json body = diffArgs(job_.baseCommit);
-    auto d = co_await rt_->call(path, body);
-        if (d.isOk() && d->value("tree", "") != lastTree_) {
-          lastTree_ = d->value("tree", "");
-          s.workspacePatch = d->value("diff", "");
-          events.push_back(diffEvent(s));
-        }
-      }
+      if (obs.mutating && co_await captureWorkspace(s)) events.push_back(diffEvent(s));
       s.workspaceHash = lastTree_;
       events.insert(events.begin(), stepEvent(s, obs.isError));
       Status st = co_await record(s, events);
