@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "agent/context.h"
+#include "agent/loop_detector.h"
 #include "agent/provider.h"
 #include "agent/terminal_stream.h"
 #include "agent/tools.h"
@@ -54,6 +55,52 @@ std::vector<NewEvent> pauseEvents(const std::string& question) {
           {"status", statusEvent(JobStatus::kPaused)}};
 }
 
+std::vector<NewEvent> approvalEvents(const std::string& action, const std::string& question,
+                                     const std::string& summary) {
+  return {{"question",
+           {{"question", question}, {"kind", "approval"}, {"action", action}, {"summary", summary}}},
+          {"status", statusEvent(JobStatus::kPaused)}};
+}
+
+json pendingApproval(const std::string& action) {
+  return {{"action", action}, {"state", "pending"}};
+}
+
+NewEvent compressedEvent(const store::Step& s) {
+  return {"context_compressed",
+          {{"stepNumber", s.stepNumber},
+           {"keptFromStep", s.toolArguments.value("keptFromStep", 0)},
+           {"summary", s.plannerThought}}};
+}
+
+// `approvals`: true (every gate), false, or the names of the gates.
+bool listed(const json& list, const std::string& item) {
+  if (list.is_boolean()) return list.get<bool>();
+  if (!list.is_array()) return false;
+  for (const auto& v : list)
+    if (v.is_string() && v.get<std::string>() == item) return true;
+  return false;
+}
+
+StepRecord loopRecord(const store::Step& s, const Observation& obs) {
+  StepRecord r;
+  r.toolName = s.toolCalled;
+  r.argumentsJson = s.toolArguments.dump();
+  r.output = obs.output;
+  r.isError = obs.isError;
+  r.exitCode = obs.exitCode;
+  r.mutating = obs.mutating;
+  r.workspaceHashAfter = s.workspaceHash;
+  return r;
+}
+
+StepRecord talkRecord(const store::Step& s) {
+  StepRecord r;
+  r.hadToolCall = false;
+  r.output = s.plannerThought;
+  return r;
+}
+
 std::vector<NewEvent> failEvents(const json& err) {
   return {{"error", err},
           {"status", statusEvent(JobStatus::kFailed)},
@@ -83,11 +130,19 @@ std::vector<NewEvent> eventList(NewEvent a, NewEvent b) {
   return v;
 }
 
-Message userMessage(const std::string& text) {
-  Message m;
-  m.role = "user";
-  m.content = text;
-  return m;
+// A human's answer (reply, approval refusal, continue) as a step, so it stays in the context
+// of a job resumed elsewhere.
+store::Step replyStep(int stepNumber, const std::string& text) {
+  store::Step s;
+  s.stepNumber = stepNumber;
+  s.phase = kReplyPhase;
+  s.toolOutput = text;
+  return s;
+}
+
+std::string refusalText(const json& approval, const std::string& reason) {
+  return "The human did not approve the " + approval.value("action", std::string("action")) +
+         ". Their answer: " + reason + "\nAddress it and call finish again when done.";
 }
 
 void removeStaleGitLocks(const std::string& gitDir) {
@@ -138,6 +193,29 @@ struct JobFailure {
   json extra = json::object();
 };
 
+JobFailure llmFailure(const Status& st) {
+  if (st.code() == Code::kUnauthenticated) {
+    return JobFailure{"llm_unauthorized",
+                      "the model API rejected the credentials (check the API key): " +
+                          st.message()};
+  }
+  return JobFailure{"llm_error", st.message()};
+}
+
+JobFailure limitFailure(const sandbox::LimitBreach& b) {
+  return JobFailure{"sandbox_limit", b.message, {{"resource", b.resource}}};
+}
+
+JobFailure loopFailure(const LoopVerdict& v) {
+  return JobFailure{"loop_detected", "the agent is stuck: " + v.reason, {{"rule", v.rule}}};
+}
+
+std::string approvalQuestion(const std::string& action, const std::string& jobId) {
+  if (action == "push") return "Approve pushing branch kiln/" + jobId + " to the remote?";
+  return "Approve committing the agent's changes on branch kiln/" + jobId +
+         "? Approve to go on, or reply with what to change.";
+}
+
 class JobRun {
  public:
   JobRun(RunnerDeps deps, store::Job job, std::shared_ptr<JobHandle> handle)
@@ -149,12 +227,22 @@ class JobRun {
   // Each returns a failure to end the job with, or nullopt to go on.
   Task<std::optional<JobFailure>> provision();
   Task<std::optional<JobFailure>> loop();
+  // Commits (and pushes), pausing first at each gate listed in the job's `approvals`.
   Task<std::optional<JobFailure>> deliver(const std::string& summary);
+  Task<std::optional<JobFailure>> pauseForApproval(const std::string& action,
+                                                   const std::string& summary);
+  // Replaces older steps in the context by a model-written summary (originals stay stored).
+  Task<std::optional<JobFailure>> compress();
   std::optional<JobFailure> checkCaps() const;
+  int64_t contextThreshold() const { return job_.limits.value("contextTokens", int64_t{64000}); }
+  // The summary of the newest finish call, and whether a commit followed it.
+  std::string lastFinishSummary() const;
+  bool committedSinceFinish() const;
 
   // Parameters are const references, never by-value temporaries: g++ 12 can destroy a
   // coroutine's by-value temporary arguments twice. Callers co_await at once, so they live.
   Task<bool> update(const store::JobUpdate& change);  // false if a condition failed
+  // Stores the step with its events, then adds it to the in-memory history and context.
   Task<Status> record(const store::Step& done, const std::vector<NewEvent>& events);
   Task<void> fail(const JobFailure& f);
   // A failed step write ends the job, unless the lease is gone (then the new owner carries on).
@@ -181,15 +269,25 @@ class JobRun {
   std::shared_ptr<sandbox::Sandbox> sandbox_;
   std::unique_ptr<runtime::RuntimeClient> rt_;
   std::unique_ptr<Provider> provider_;
+  TaskInfo info_;
+  std::vector<store::Step> steps_;  // every stored step of the job, oldest first
   std::vector<Message> ctx_;
+  LoopDetector loops_;
   std::string lastTree_;
+  int64_t promptTokens_ = 0;  // the size of the last request, as the provider counted it
+  std::optional<std::string> deliverNow_;  // an approved gate: deliver with this summary
   int nextStep_ = 1;
   bool leaseLost_ = false;
 };
 
 Task<void> JobRun::run() {
   auto f = co_await provision();
-  if (!f && !handle_->cancelled() && !leaseLost_) f = co_await loop();
+  if (!f && !handle_->cancelled() && !leaseLost_) {
+    if (deliverNow_)
+      f = co_await deliver(*deliverNow_);
+    else
+      f = co_await loop();
+  }
   if (f && !handle_->cancelled() && !leaseLost_) co_await fail(*f);
   co_await destroySandbox();
   if (handle_->cancelled()) {
@@ -224,6 +322,8 @@ Task<Status> JobRun::record(const store::Step& done, const std::vector<NewEvent>
   job_.tokensIn += step.tokensIn;
   job_.tokensOut += step.tokensOut;
   job_.tokenSpendUsd += step.usd;
+  appendStep(ctx_, step);
+  steps_.push_back(std::move(step));
   co_return Status::ok();
 }
 
@@ -342,9 +442,10 @@ Task<std::optional<JobFailure>> JobRun::provision() {
 
   auto steps = co_await d_.pool->run([&] { return d_.store->listSteps(job_.id); });
   if (!steps.isOk()) co_return JobFailure{"internal", steps.status().message()};
-  ctx_ = rebuildContext(job_, *steps);
-  nextStep_ = steps->empty() ? 1 : steps->back().stepNumber + 1;
-  for (const auto& s : *steps)
+  steps_ = std::move(steps).value();
+  ctx_ = rebuildContext(job_, steps_);
+  nextStep_ = steps_.empty() ? 1 : steps_.back().stepNumber + 1;
+  for (const auto& s : steps_)
     if (!s.workspaceHash.empty()) lastTree_ = s.workspaceHash;
   if (job_.inflightCall.is_object()) {
     store::Step s = interruptedStep(job_.inflightCall);
@@ -352,7 +453,6 @@ Task<std::optional<JobFailure>> JobRun::provision() {
     co_await captureWorkspace(s);
     Status st = co_await record(s, eventList(stepEvent(s, true)));
     if (!st.isOk()) co_return recordFailure(st);
-    appendStep(ctx_, s);
     nextStep_ = s.stepNumber + 1;
   }
 
@@ -360,10 +460,23 @@ Task<std::optional<JobFailure>> JobRun::provision() {
   u.status = JobStatus::kRunning;
   u.markStarted = true;
   u.events = statusEvents(JobStatus::kRunning);
-  if (job_.pendingReply) {
-    // A human answered (reply, approve or continue): hand it to the agent as the next message.
-    ctx_.push_back(userMessage(*job_.pendingReply));
+  const std::string gateState =
+      job_.approval.is_object() ? job_.approval.value("state", "") : "";
+  if (gateState == "approved") {
+    // Passed the gate: deliver what the agent finished. The approval is cleared when the job
+    // completes, so a crash before that still resumes into delivery.
+    deliverNow_ = lastFinishSummary();
     u.clearPendingReply = true;
+  } else if (job_.pendingReply) {
+    // A human answered (reply, a refused approval, or continue): the answer is the agent's
+    // next message. Stored as a step first, so it survives a crash after this point.
+    std::string text = gateState == "refused" ? refusalText(job_.approval, *job_.pendingReply)
+                                              : *job_.pendingReply;
+    store::Step s = replyStep(nextStep_++, text);
+    Status st = co_await record(s, eventList(stepEvent(s, false)));
+    if (!st.isOk()) co_return recordFailure(st);
+    u.clearPendingReply = true;
+    if (!job_.approval.is_null()) u.approval = json(nullptr);
   }
   if (!co_await update(u)) co_return std::nullopt;
   co_return std::nullopt;
@@ -387,6 +500,40 @@ std::optional<JobFailure> JobRun::checkCaps() const {
   return std::nullopt;
 }
 
+std::string JobRun::lastFinishSummary() const {
+  for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
+    if (it->toolCalled == "finish") return it->toolOutput;
+  }
+  return "";
+}
+
+bool JobRun::committedSinceFinish() const {
+  for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
+    if (it->toolCalled == "git_commit") return true;
+    if (it->toolCalled == "finish") return false;
+  }
+  return false;
+}
+
+Task<std::optional<JobFailure>> JobRun::compress() {
+  promptTokens_ = 0;
+  int keptFrom = firstKeptStep(steps_, contextThreshold());
+  if (keptFrom == 0) co_return std::nullopt;  // too little history to compress
+  const std::vector<Message> request = summaryRequest(ctx_);
+  auto turn = co_await provider_->next(info_, request);
+  if (!turn.isOk()) co_return llmFailure(turn.status());
+  std::string summary = turn->thought;
+  // A model that answers with a tool call anyway: its arguments are the best summary it gave.
+  if (summary.empty() && !turn->calls.empty()) summary = turn->calls.front().arguments.dump();
+  store::Step s = compressionStep(nextStep_++, summary, keptFrom);
+  s.tokensIn = turn->tokensIn, s.tokensOut = turn->tokensOut, s.usd = turn->usd;
+  Status st = co_await record(s, eventList(stepEvent(s, false), compressedEvent(s)));
+  if (!st.isOk()) co_return recordFailure(st);
+  ctx_ = rebuildContext(job_, steps_);
+  spdlog::info("job {}: context compressed (steps before {} summarised)", job_.id, keptFrom);
+  co_return std::nullopt;
+}
+
 Task<std::optional<JobFailure>> JobRun::loop() {
   if (job_.startedAt == 0) job_.startedAt = d_.clock->nowMs();
   TerminalStream terminal(co_await asio::this_coro::executor, *d_.store, *d_.bus, *d_.pool,
@@ -394,16 +541,25 @@ Task<std::optional<JobFailure>> JobRun::loop() {
   ToolExecutor tools(*rt_, [&](std::string_view stream, std::string_view data) {
     terminal.push(stream, data);
   });
-  TaskInfo info;
-  info.jobId = job_.id;
-  info.taskDesc = job_.taskDesc;
-  info.repoUrl = job_.repoUrl;
-  info.model = job_.model;
+  info_.jobId = job_.id;
+  info_.taskDesc = job_.taskDesc;
+  info_.repoUrl = job_.repoUrl;
+  info_.model = job_.model;
+  if (lastTree_.empty()) {  // the starting tree, so the first attempted change can be judged
+    store::Step baseline;
+    co_await captureWorkspace(baseline);
+  }
+  loops_.setInitialWorkspaceHash(lastTree_);
   while (!handle_->cancelled() && !leaseLost_) {
     if (handle_->draining()) co_return co_await releaseForHandover();
     if (auto f = checkCaps()) co_return f;
-    auto turn = co_await provider_->next(info, ctx_);
-    if (!turn.isOk()) co_return JobFailure{"llm_error", turn.status().message()};
+    if (contextThreshold() > 0 && promptTokens_ >= contextThreshold()) {
+      if (auto f = co_await compress()) co_return f;
+      continue;
+    }
+    auto turn = co_await provider_->next(info_, ctx_);
+    if (!turn.isOk()) co_return llmFailure(turn.status());
+    promptTokens_ = turn->tokensIn;
     if (turn->calls.empty()) {
       store::Step s;
       s.stepNumber = nextStep_++;
@@ -411,9 +567,9 @@ Task<std::optional<JobFailure>> JobRun::loop() {
       s.plannerThought = turn->thought;
       s.toolOutput = "Use a tool to act, or call finish with a summary when the task is done.";
       s.tokensIn = turn->tokensIn, s.tokensOut = turn->tokensOut, s.usd = turn->usd;
-      appendStep(ctx_, s);
       Status st = co_await record(s, eventList(stepEvent(s, false)));
       if (!st.isOk()) co_return recordFailure(st);
+      if (auto v = loops_.observe(talkRecord(s))) co_return loopFailure(*v);
       continue;
     }
     for (size_t i = 0; i < turn->calls.size(); ++i) {
@@ -439,7 +595,8 @@ Task<std::optional<JobFailure>> JobRun::loop() {
       events.insert(events.begin(), stepEvent(s, obs.isError));
       Status st = co_await record(s, events);
       if (!st.isOk()) co_return recordFailure(st);
-      appendStep(ctx_, s);
+      // A limit that killed the command (or the whole sandbox) ends the job with its reason.
+      if (auto breach = sandbox_->limitBreach()) co_return limitFailure(*breach);
       if (obs.finish) co_return co_await deliver(obs.output);
       if (obs.askUser) {
         store::JobUpdate u;
@@ -450,36 +607,67 @@ Task<std::optional<JobFailure>> JobRun::loop() {
         co_await update(u);
         co_return std::nullopt;
       }
+      if (auto v = loops_.observe(loopRecord(s, obs))) co_return loopFailure(*v);
     }
   }
   co_return std::nullopt;
 }
 
+Task<std::optional<JobFailure>> JobRun::pauseForApproval(const std::string& action,
+                                                         const std::string& summary) {
+  store::JobUpdate u;
+  u.status = JobStatus::kPaused;
+  u.releaseLease = true;
+  u.ifStatusIn.push_back(JobStatus::kRunning);
+  u.approval = pendingApproval(action);
+  u.events = approvalEvents(action, approvalQuestion(action, job_.id), summary);
+  co_await update(u);
+  spdlog::info("job {}: paused for approval of the {}", job_.id, action);
+  co_return std::nullopt;
+}
+
 Task<std::optional<JobFailure>> JobRun::deliver(const std::string& summary) {
-  json args = commitArgs(job_, summary);
-  const std::string commitPath = "/git/commit";
-  auto c = co_await rt_->call(commitPath, args);
-  if (!c.isOk()) co_return JobFailure{"delivery_failed", "commit: " + c.status().message()};
-  const std::string diffPath = "/git/diff";
-  const json diffBody = diffArgs(job_.baseCommit);
-  auto d = co_await rt_->call(diffPath, diffBody);
-  if (!d.isOk()) co_return JobFailure{"delivery_failed", "diff: " + d.status().message()};
-  store::Step s;
-  s.stepNumber = nextStep_++;
-  s.phase = "delivering";
-  s.plannerThought = "Commit the work on branch kiln/" + job_.id + ".";
-  s.toolCalled = "git_commit";
-  s.toolArguments = args;
-  s.toolOutput = c->dump();
-  s.workspaceHash = d->value("tree", "");
-  s.workspacePatch = d->value("diff", "");
-  Status st = co_await record(s, eventList(stepEvent(s, false), diffEvent(s)));
-  if (!st.isOk()) co_return recordFailure(st);
+  const json approvals = job_.spec.value("approvals", json::array());
+  const std::string approved = job_.approval.is_object() &&
+                                       job_.approval.value("state", "") == "approved"
+                                   ? job_.approval.value("action", "")
+                                   : "";
+  std::string commit;
+  if (committedSinceFinish()) {  // resumed past the commit (e.g. at the push gate)
+    json out = json::parse(steps_.back().toolOutput, nullptr, false);
+    if (out.is_object()) commit = out.value("commit", "");
+  } else {
+    if (listed(approvals, "commit") && approved != "commit") {
+      const std::string action = "commit";
+      co_return co_await pauseForApproval(action, summary);
+    }
+    json args = commitArgs(job_, summary);
+    const std::string commitPath = "/git/commit";
+    auto c = co_await rt_->call(commitPath, args);
+    if (!c.isOk()) co_return JobFailure{"delivery_failed", "commit: " + c.status().message()};
+    const std::string diffPath = "/git/diff";
+    const json diffBody = diffArgs(job_.baseCommit);
+    auto d = co_await rt_->call(diffPath, diffBody);
+    if (!d.isOk()) co_return JobFailure{"delivery_failed", "diff: " + d.status().message()};
+    store::Step s;
+    s.stepNumber = nextStep_++;
+    s.phase = "delivering";
+    s.plannerThought = "Commit the work on branch kiln/" + job_.id + ".";
+    s.toolCalled = "git_commit";
+    s.toolArguments = args;
+    s.toolOutput = c->dump();
+    s.workspaceHash = d->value("tree", "");
+    s.workspacePatch = d->value("diff", "");
+    Status st = co_await record(s, eventList(stepEvent(s, false), diffEvent(s)));
+    if (!st.isOk()) co_return recordFailure(st);
+    commit = c->value("commit", "");
+  }
   store::JobUpdate u;
   u.status = JobStatus::kCompleted;
   u.releaseLease = true;
   u.ifStatusIn.push_back(JobStatus::kRunning);
-  u.events = completeEvents(summary, "kiln/" + job_.id, c->value("commit", ""));
+  if (!job_.approval.is_null()) u.approval = json(nullptr);
+  u.events = completeEvents(summary, "kiln/" + job_.id, commit);
   co_await update(u);
   co_return std::nullopt;
 }

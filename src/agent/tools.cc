@@ -91,6 +91,13 @@ namespace {
 std::string checkArgs(const ToolCall& call) {
   const std::string& n = call.name;
   const json& a = call.arguments;
+  // The provider could not parse what the model wrote (see llm/http_provider.h).
+  if (a.is_object() && a.contains("_error")) {
+    std::string raw = a.value("_raw", "");
+    if (raw.size() > 300) raw = raw.substr(0, 300) + "...";
+    return "the arguments of " + n + " are not valid JSON (" + a.value("_error", "") +
+           "): " + raw + "\nCall the tool again with a JSON object that matches its schema.";
+  }
   if (n == "bash") return requireStrings(a, {"command"});
   if (n == "read_file") return requireStrings(a, {"path"});
   if (n == "write_file") return requireStrings(a, {"path", "content"});

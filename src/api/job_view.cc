@@ -30,6 +30,7 @@ json jobJson(const store::Job& job) {
       {"startedAt", timeOrNull(job.startedAt)},
       {"baseCommit", job.baseCommit},
       {"awaitingReply", job.status == store::JobStatus::kPaused && !job.pendingReply},
+      {"approval", job.approval},
       {"error", job.error},
   };
 }

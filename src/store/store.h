@@ -50,6 +50,9 @@ struct Job {
   // when none. Set before a call starts and cleared by the recordStep that stores its result,
   // so a call in flight when the node died is known on resume and never silently re-run.
   json inflightCall;
+  // A human gate the job is paused at or has passed: {action: "commit"|"push", state:
+  // "pending"|"approved"|"refused"}; null when none.
+  json approval;
 };
 
 struct Step {
@@ -93,6 +96,7 @@ struct JobUpdate {
   std::optional<std::string> pendingReply;  // sets it
   bool clearPendingReply = false;
   std::optional<json> inflightCall;  // sets it (json() clears it)
+  std::optional<json> approval;      // sets it (json() clears it)
   bool markStarted = false;   // sets startedAt if it is 0
   bool releaseLease = false;  // clears owner_node and lease_expires_at
   std::vector<JobStatus> ifStatusIn;   // empty = any status

@@ -15,46 +15,20 @@ Status parseLimits(const json& body, json& out) {
   auto it = body.find("limits");
   if (it == body.end() || it->is_null()) return Status::ok();
   RETURN_IF_ERROR(
-      checkObject(*it, "limits", {"maxSteps", "maxUsd", "maxTokens", "maxWallSeconds"}));
-  std::optional<int64_t> steps, tokens, wall;
+      checkObject(*it, "limits",
+                  {"maxSteps", "maxUsd", "maxTokens", "maxWallSeconds", "contextTokens"}));
+  std::optional<int64_t> steps, tokens, wall, context;
   std::optional<double> usd;
   RETURN_IF_ERROR(optionalInt(*it, "limits", "maxSteps", 1, 100'000, steps));
   RETURN_IF_ERROR(optionalNumber(*it, "limits", "maxUsd", 0, 1e6, usd));
   RETURN_IF_ERROR(optionalInt(*it, "limits", "maxTokens", 1, int64_t{1} << 40, tokens));
   RETURN_IF_ERROR(optionalInt(*it, "limits", "maxWallSeconds", 1, 30 * 86400, wall));
+  RETURN_IF_ERROR(optionalInt(*it, "limits", "contextTokens", 1000, int64_t{1} << 30, context));
   if (steps) out["maxSteps"] = *steps;
   if (usd) out["maxUsd"] = *usd;
   if (tokens) out["maxTokens"] = *tokens;
   if (wall) out["maxWallSeconds"] = *wall;
-  return Status::ok();
-}
-
-Status parseSandbox(const json& body, json& spec) {
-  auto it = body.find("sandbox");
-  if (it == body.end() || it->is_null()) return Status::ok();
-  RETURN_IF_ERROR(
-      checkObject(*it, "sandbox", {"backend", "cpus", "memoryMb", "diskMb", "network"}));
-  std::optional<std::string> backend, network;
-  std::optional<double> cpus;
-  std::optional<int64_t> memory, disk;
-  RETURN_IF_ERROR(optionalString(*it, "sandbox", "backend", kMaxName, backend));
-  RETURN_IF_ERROR(optionalNumber(*it, "sandbox", "cpus", 0.01, 1024, cpus));
-  RETURN_IF_ERROR(optionalInt(*it, "sandbox", "memoryMb", 16, 1 << 22, memory));
-  RETURN_IF_ERROR(optionalInt(*it, "sandbox", "diskMb", 1, 1 << 24, disk));
-  RETURN_IF_ERROR(optionalString(*it, "sandbox", "network", kMaxName, network));
-  if (backend && *backend != "ns" && *backend != "microvm") {
-    return invalidArgument("sandbox.backend must be \"ns\" or \"microvm\"");
-  }
-  if (network && *network != "none" && *network != "egress") {
-    return invalidArgument("sandbox.network must be \"none\" or \"egress\"");
-  }
-  json s = json::object();
-  if (backend) s["backend"] = *backend;
-  if (cpus) s["cpus"] = *cpus;
-  if (memory) s["memoryMb"] = *memory;
-  if (disk) s["diskMb"] = *disk;
-  if (network) s["network"] = *network;
-  spec["sandbox"] = std::move(s);
+  if (context) out["contextTokens"] = *context;
   return Status::ok();
 }
 
@@ -66,6 +40,42 @@ bool isStringArray(const json& v) {
   return true;
 }
 
+Status parseSandbox(const json& body, json& spec) {
+  auto it = body.find("sandbox");
+  if (it == body.end() || it->is_null()) return Status::ok();
+  RETURN_IF_ERROR(
+      checkObject(*it, "sandbox",
+                  {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts"}));
+  std::optional<std::string> backend, network;
+  std::optional<double> cpus;
+  std::optional<int64_t> memory, disk;
+  RETURN_IF_ERROR(optionalString(*it, "sandbox", "backend", kMaxName, backend));
+  RETURN_IF_ERROR(optionalNumber(*it, "sandbox", "cpus", 0.01, 1024, cpus));
+  RETURN_IF_ERROR(optionalInt(*it, "sandbox", "memoryMb", 16, 1 << 22, memory));
+  RETURN_IF_ERROR(optionalInt(*it, "sandbox", "diskMb", 1, 1 << 24, disk));
+  RETURN_IF_ERROR(optionalString(*it, "sandbox", "network", kMaxName, network));
+  if (backend && *backend != "ns" && *backend != "microvm") {
+    return invalidArgument("sandbox.backend must be \"ns\" or \"microvm\"");
+  }
+  if (network && *network == "egress") network = "allowlist";  // the older name
+  if (network && *network != "none" && *network != "allowlist") {
+    return invalidArgument("sandbox.network must be \"none\" or \"allowlist\"");
+  }
+  auto hosts = it->find("allowHosts");
+  if (hosts != it->end() && !isStringArray(*hosts)) {
+    return invalidArgument("sandbox.allowHosts must be an array of host names");
+  }
+  json s = json::object();
+  if (backend) s["backend"] = *backend;
+  if (cpus) s["cpus"] = *cpus;
+  if (memory) s["memoryMb"] = *memory;
+  if (disk) s["diskMb"] = *disk;
+  if (network) s["network"] = *network;
+  if (hosts != it->end()) s["allowHosts"] = *hosts;
+  spec["sandbox"] = std::move(s);
+  return Status::ok();
+}
+
 // approvals: bool or [gate names]; push: bool; command: string or argv array.
 Status parseJobOptions(const json& body, json& spec) {
   if (auto it = body.find("approvals"); it != body.end() && !it->is_null()) {
@@ -74,9 +84,11 @@ Status parseJobOptions(const json& body, json& spec) {
     }
     spec["approvals"] = *it;
   }
-  std::optional<bool> push;
+  std::optional<bool> push, stream;
   RETURN_IF_ERROR(optionalBool(body, "", "push", push));
   if (push) spec["push"] = *push;
+  RETURN_IF_ERROR(optionalBool(body, "", "stream", stream));
+  if (stream) spec["stream"] = *stream;
   if (auto it = body.find("command"); it != body.end() && !it->is_null()) {
     if (!it->is_string() && !isStringArray(*it)) {
       return invalidArgument("command must be a string or an array of strings");
@@ -99,7 +111,7 @@ bool isAgentName(const std::string& s) {
 Result<CreateJobRequest> parseCreateJob(const json& body) {
   RETURN_IF_ERROR(checkObject(body, "",
                               {"repoUrl", "taskDesc", "ref", "agent", "model", "limits", "sandbox",
-                               "approvals", "push", "command"}));
+                               "approvals", "push", "command", "stream"}));
   CreateJobRequest r;
   std::optional<std::string> ref, model;
   RETURN_IF_ERROR(requiredString(body, "", "repoUrl", kMaxUrl, r.repoUrl));

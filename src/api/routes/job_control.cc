@@ -76,16 +76,34 @@ Task<Reply> stopJob(Request& req) {
   co_return jsonReply(200, {{"status", "stopped"}});
 }
 
+// The job's approval gate after an answer: approve passes a pending gate, a reply refuses it
+// (the reply is the reason). Unchanged when the job is not at a gate.
+std::optional<json> answeredApproval(const store::Job& job, bool approve) {
+  if (!job.approval.is_object() || job.approval.value("state", "") != "pending") return {};
+  json a = job.approval;
+  a["state"] = approve ? "approved" : "refused";
+  return a;
+}
+
+std::vector<store::NewEvent> replyEvents(const std::string& message,
+                                         const std::optional<json>& approval) {
+  json p = {{"message", message}};
+  if (approval) p["approval"] = *approval;
+  return {{"reply", std::move(p)}};
+}
+
 // reply and approve: store the answer for a PAUSED job and tell the scheduler.
-Task<Reply> answerPaused(Request& req, const std::string& message, const char* doneWord) {
+Task<Reply> answerPaused(Request& req, const std::string& message, bool approve) {
   auto job = co_await loadJob(req);
   if (!job) co_return errorReply(job.status());
   std::string wrong = notIn(*job, "only a PAUSED job takes a reply or approval");
   if (job->status != JobStatus::kPaused) co_return errorReply(ApiError::conflict(wrong));
   store::JobUpdate u;
   u.pendingReply = message;
+  u.approval = answeredApproval(*job, approve);
   u.ifStatusIn = {JobStatus::kPaused};
-  u.events = {{"reply", {{"message", message}}}};
+  u.events = replyEvents(message, u.approval);
+  const char* doneWord = approve ? "approved" : "replied";
   Reply r = co_await applyUpdate(req, *job, u, wrong);
   if (r.status != 200) co_return r;
   req.env.deps.jobs->replied(job->id);
@@ -97,7 +115,7 @@ Task<Reply> replyJob(Request& req) {
   if (!body) co_return errorReply(ApiError::invalidJson("request body is not valid JSON"));
   auto message = request::parseReply(*body);
   if (!message) co_return errorReply(message.status());
-  co_return co_await answerPaused(req, *message, "replied");
+  co_return co_await answerPaused(req, *message, false);
 }
 
 Task<Reply> approveJob(Request& req) {
@@ -105,7 +123,7 @@ Task<Reply> approveJob(Request& req) {
   if (!body) co_return errorReply(ApiError::invalidJson("request body is not valid JSON"));
   if (auto st = request::parseEmpty(*body); !st) co_return errorReply(st);
   const std::string message = "approved";
-  co_return co_await answerPaused(req, message, "approved");
+  co_return co_await answerPaused(req, message, true);
 }
 
 Task<Reply> continueJob(Request& req) {
@@ -121,6 +139,7 @@ Task<Reply> continueJob(Request& req) {
   u.status = JobStatus::kQueued;
   u.pendingReply = *task;
   u.error = json(nullptr);
+  u.approval = json(nullptr);
   u.ifStatusIn = kTerminalStatuses;
   u.events = {{"status", {{"status", "QUEUED"}, {"taskDesc", *task}}}};
   Reply r = co_await applyUpdate(req, *job, u, wrong);

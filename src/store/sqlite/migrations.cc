@@ -66,6 +66,9 @@ CREATE TABLE job_events(
       {2, R"sql(
 ALTER TABLE agent_jobs ADD COLUMN inflight_call TEXT;
 )sql"},
+      {3, R"sql(
+ALTER TABLE agent_jobs ADD COLUMN approval TEXT;
+)sql"},
   };
   return kMigrations;
 }

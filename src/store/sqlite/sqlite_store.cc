@@ -18,7 +18,7 @@ using sqlite::Transaction;
 constexpr std::string_view kJobColumns =
     "job_id, tenant_id, repository_url, ref, task_description, agent, model, status, limits, "
     "spec, created_at, updated_at, started_at, token_spend_usd, tokens_in, tokens_out, "
-    "step_count, error, owner_node, lease_expires_at, base_commit, pending_reply, inflight_call";
+    "step_count, error, owner_node, lease_expires_at, base_commit, pending_reply, inflight_call, approval";
 
 json parseJsonColumn(const std::string& s, json fallback) {
   if (s.empty()) return fallback;
@@ -53,6 +53,7 @@ Job readJob(const Statement& st) {
   j.baseCommit = st.text(20);
   j.pendingReply = st.optText(21);
   j.inflightCall = parseJsonColumn(st.text(22), json());
+  j.approval = parseJsonColumn(st.text(23), json());
   return j;
 }
 
@@ -201,7 +202,7 @@ Result<UpdateResult> SqliteStore::updateJob(const std::string& jobId, const JobU
   if (u.ifOwner && job.ownerNode != *u.ifOwner) return out;
   ASSIGN_OR_RETURN(auto st, db_->prepare(
       "UPDATE agent_jobs SET status=?, error=?, base_commit=?, pending_reply=?, started_at=?, "
-      "owner_node=?, lease_expires_at=?, updated_at=?, inflight_call=? WHERE job_id=?"));
+      "owner_node=?, lease_expires_at=?, updated_at=?, inflight_call=?, approval=? WHERE job_id=?"));
   JobStatus status = u.status.value_or(job.status);
   json error = u.error.value_or(job.error);
   std::optional<std::string> reply = job.pendingReply;
@@ -217,7 +218,9 @@ Result<UpdateResult> SqliteStore::updateJob(const std::string& jobId, const JobU
   json inflight = u.inflightCall.value_or(job.inflightCall);
   st.bind(8, t);
   if (inflight.is_null()) st.bindNull(9); else st.bind(9, dumpJson(inflight));
-  st.bind(10, jobId);
+  json approval = u.approval.value_or(job.approval);
+  if (approval.is_null()) st.bindNull(10); else st.bind(10, dumpJson(approval));
+  st.bind(11, jobId);
   RETURN_IF_ERROR(st.run());
   ASSIGN_OR_RETURN(out.events, insertEventsLocked(jobId, u.events));
   RETURN_IF_ERROR(tx.commit());

@@ -1,0 +1,475 @@
+// The agent engine end to end: the real `kiln serve` binary drives a model served by the fake LLM
+// server (real OpenAI and Anthropic wire formats over HTTP, streaming and not) against a real git
+// repo in a real sandbox. Covers the bug-fix trajectory, ask_user/reply, each budget cap, loop
+// detection, context compression, LLM errors, bad tool calls and approval gates.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "support/fake_llm.h"
+#include "support/http_client.h"
+#include "support/kiln_process.h"
+#include "support/temp_dir.h"
+
+namespace kiln::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// --- scripted model turns (see tests/support/fake_llm_server.py) ---------------------------
+
+json turn(const std::string& thought, const std::string& tool, const json& args, int in = 1000,
+          int out = 50) {
+  return {{"thought", thought},
+          {"tool_calls", json::array({{{"name", tool}, {"arguments", args}}})},
+          {"usage", {{"in", in}, {"out", out}}}};
+}
+json bash(const std::string& cmd, int in = 1000) {
+  return turn("", "bash", {{"command", cmd}}, in);
+}
+json finish(const std::string& summary) {
+  return turn("Done.", "finish", {{"summary", summary}});
+}
+json text(const std::string& thought, int in = 1000) {
+  return {{"thought", thought}, {"usage", {{"in", in}, {"out", 80}}}};
+}
+
+// A repo whose test fails until add() is fixed.
+void makeBuggyRepo(const std::string& dir) {
+  std::string cmd =
+      "set -e; mkdir -p " + dir + " && cd " + dir +
+      " && git init -q -b main && git config user.email t@example.com && "
+      "git config user.name t && "
+      "printf 'def add(a, b):\\n    return a - b\\n' > calc.py && "
+      "printf 'import sys\\nimport calc\\nif calc.add(2, 3) != 5:\\n"
+      "    print(\"FAIL: add(2, 3) =\", calc.add(2, 3))\\n    sys.exit(1)\\nprint(\"OK\")\\n' "
+      "> test_calc.py && printf '__pycache__/\\n' > .gitignore && "
+      "git add -A && git commit -q -m init";
+  ASSERT_EQ(shell(cmd), 0);
+}
+
+class AgentE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root for namespace sandboxes";
+    makeBuggyRepo(dir_.file("repo"));
+  }
+
+  void start(const json& script) {
+    llm_ = std::make_unique<FakeLlm>(script, dir_.path());
+    std::vector<std::pair<std::string, std::string>> env = {
+        {"OPENAI_BASE_URL", llm_->url() + "/v1"}, {"OPENAI_API_KEY", "sk-test"},
+        {"ANTHROPIC_BASE_URL", llm_->url()},      {"ANTHROPIC_API_KEY", "sk-ant-test"},
+        {"KILN_LLM_RETRY_BASE_MS", "10"},         {"KILN_LLM_MAX_ATTEMPTS", "4"}};
+    kiln_ = std::make_unique<KilnProcess>(dir_.file("data"), std::vector<std::string>{}, env);
+    client_ = std::make_unique<HttpClient>("127.0.0.1", kiln_->port());
+    client_->setBearer(kiln_->token());
+  }
+
+  std::string createJob(json body) {
+    body["repoUrl"] = dir_.file("repo");
+    if (!body.contains("taskDesc")) body["taskDesc"] = "Fix the failing test in test_calc.py";
+    if (!body.contains("agent")) body["agent"] = "openai";
+    if (!body.contains("model")) body["model"] = "gpt-4o";
+    auto r = client_->postJson("/api/v1/jobs", body);
+    EXPECT_TRUE(r.isOk());
+    EXPECT_EQ(r->status, 201) << r->body;
+    return r->json().value("jobId", "");
+  }
+
+  // Polls the job until its status is one of `want`; returns the job.
+  json waitStatus(const std::string& id, const std::vector<std::string>& want) {
+    json job;
+    for (auto deadline = std::chrono::steady_clock::now() + 90s;
+         std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(50ms)) {
+      auto r = client_->get("/api/v1/jobs/" + id);
+      if (!r.isOk() || r->status != 200) continue;
+      job = r->json();
+      for (const auto& w : want)
+        if (job.value("status", "") == w) return job;
+    }
+    ADD_FAILURE() << "job " << id << " never reached the wanted status: " << job.dump()
+                  << "\n" << kiln_->log();
+    return job;
+  }
+  json finished(const std::string& id) { return waitStatus(id, {"COMPLETED", "FAILED", "STOPPED"}); }
+
+  json steps(const std::string& id) {
+    auto r = client_->get("/api/v1/jobs/" + id + "/steps");
+    EXPECT_TRUE(r.isOk());
+    json s = r->json();
+    return s.is_object() ? s["steps"] : s;
+  }
+  std::string diff(const std::string& id) {
+    auto r = client_->get("/api/v1/jobs/" + id + "/diff");
+    EXPECT_TRUE(r.isOk());
+    return r->body;
+  }
+  // The payloads of the job's `type` events, reading its stream from the start until an event
+  // of `until` (the stream stays open while the job is live).
+  std::vector<json> eventsOf(const std::string& id, const std::string& type,
+                             const std::string& until) {
+    Headers h;
+    h["Authorization"] = "Bearer " + kiln_->token();
+    auto sse = SseReader::open("127.0.0.1", kiln_->port(), "/api/v1/jobs/" + id + "/stream", h);
+    EXPECT_TRUE(sse.isOk());
+    std::vector<json> out;
+    if (!sse.isOk()) return out;
+    for (const auto& e : (*sse)->readUntil(until, 30s))
+      if (e.type == type) out.push_back(e.json());
+    return out;
+  }
+  static std::string errorCode(const json& job) {
+    return job["error"].is_object() ? job["error"].value("code", "") : "";
+  }
+
+  TempDir dir_;
+  std::unique_ptr<FakeLlm> llm_;
+  std::unique_ptr<KilnProcess> kiln_;
+  std::unique_ptr<HttpClient> client_;
+};
+
+// --- the bug-fix trajectory, for each wire format ------------------------------------------
+
+struct Wire {
+  const char* name;
+  const char* agent;
+  const char* model;
+  bool stream;
+};
+
+class AgentFixesABugTest : public AgentE2eTest, public ::testing::WithParamInterface<Wire> {};
+
+TEST_P(AgentFixesABugTest, EditsRunsTestsAndFinishesWithTheFixAsDiff) {
+  const Wire w = GetParam();
+  start(json::array({
+      turn("Run the tests first.", "bash", {{"command", "python3 -B test_calc.py"}}),
+      turn("Read the code.", "read_file", {{"path", "calc.py"}}),
+      turn("add() subtracts; fix it.", "edit_file",
+           {{"path", "calc.py"}, {"old_str", "return a - b"}, {"new_str", "return a + b"}}),
+      bash("python3 -B test_calc.py"),
+      finish("add() returned a - b; it now returns a + b and test_calc.py passes."),
+  }));
+  std::string id = createJob({{"agent", w.agent}, {"model", w.model}, {"stream", w.stream}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+
+  std::string d = diff(id);
+  EXPECT_NE(d.find("-    return a - b"), std::string::npos) << d;
+  EXPECT_NE(d.find("+    return a + b"), std::string::npos) << d;
+  EXPECT_EQ(d.find("test_calc.py"), std::string::npos) << "only the fix is in the diff: " << d;
+
+  json s = steps(id);
+  ASSERT_EQ(s.size(), 6u) << s.dump();  // 5 tool calls + the commit
+  EXPECT_EQ(s[0]["toolCalled"], "bash");
+  EXPECT_NE(s[0]["toolOutput"].get<std::string>().find("FAIL: add(2, 3) = -1"), std::string::npos);
+  EXPECT_NE(s[0]["toolOutput"].get<std::string>().find("[exit code 1]"), std::string::npos);
+  EXPECT_NE(s[1]["toolOutput"].get<std::string>().find("return a - b"), std::string::npos);
+  EXPECT_EQ(s[2]["toolCalled"], "edit_file");
+  EXPECT_NE(s[3]["toolOutput"].get<std::string>().find("OK"), std::string::npos) << s[3].dump();
+  EXPECT_NE(s[3]["toolOutput"].get<std::string>().find("[exit code 0]"), std::string::npos);
+  EXPECT_EQ(s[4]["toolCalled"], "finish");
+  EXPECT_EQ(s[5]["toolCalled"], "git_commit");
+  double usd = 0;
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(s[i]["tokens"]["in"], 1000) << s[i].dump();
+    EXPECT_EQ(s[i]["tokens"]["out"], 50) << s[i].dump();
+    EXPECT_GT(s[i]["usd"].get<double>(), 0) << s[i].dump();
+    usd += s[i]["usd"].get<double>();
+  }
+  EXPECT_EQ(job["tokensIn"], 5000);
+  EXPECT_NEAR(job["tokenSpendUsd"].get<double>(), usd, 1e-9);
+
+  // The model saw each observation: the request after the edit carries the failing output.
+  auto reqs = llm_->requests();
+  ASSERT_EQ(reqs.size(), 5u);
+  EXPECT_NE(reqs[1]["body"].dump().find("FAIL: add(2, 3)"), std::string::npos);
+  EXPECT_EQ(reqs[0]["body"].value("stream", false), w.stream);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Wires, AgentFixesABugTest,
+    ::testing::Values(Wire{"OpenAiStreaming", "openai", "gpt-4o", true},
+                      Wire{"OpenAiNonStreaming", "openai", "gpt-4o", false},
+                      Wire{"AnthropicStreaming", "anthropic", "claude-3-5-sonnet", true}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// --- human in the loop ---------------------------------------------------------------------
+
+TEST_F(AgentE2eTest, AskUserPausesAndReplyResumesWithTheAnswerInContext) {
+  start(json::array({
+      turn("", "ask_user", {{"question", "Which greeting should I use?"}}),
+      turn("", "write_file", {{"path", "greeting.txt"}, {"content", "Howdy\n"}}),
+      finish("wrote the greeting"),
+  }));
+  std::string id = createJob({{"taskDesc", "Write a greeting file"}});
+  json job = waitStatus(id, {"PAUSED", "FAILED", "COMPLETED"});
+  ASSERT_EQ(job.value("status", ""), "PAUSED") << job.dump();
+  EXPECT_TRUE(job.value("awaitingReply", false));
+  auto questions = eventsOf(id, "question", "question");
+  ASSERT_EQ(questions.size(), 1u);
+  EXPECT_EQ(questions[0]["question"], "Which greeting should I use?");
+
+  auto r = client_->postJson("/api/v1/jobs/" + id + "/reply",
+                             json{{"message", "Use the cowboy one, Howdy"}});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->status, 200) << r->body;
+  job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump();
+  auto reqs = llm_->requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(reqs[0]["body"].dump().find("cowboy"), std::string::npos);
+  EXPECT_NE(reqs[1]["body"].dump().find("Use the cowboy one, Howdy"), std::string::npos);
+  EXPECT_NE(diff(id).find("+Howdy"), std::string::npos);
+}
+
+TEST_F(AgentE2eTest, CommitGateWaitsForApprovalAndARefusalSendsTheAgentBack) {
+  start(json::array({
+      turn("", "write_file", {{"path", "NOTES.md"}, {"content", "draft\n"}}),
+      finish("added notes"),
+      turn("", "write_file", {{"path", "NOTES.md"}, {"content", "final\n"}}),
+      finish("added final notes"),
+  }));
+  std::string id = createJob({{"taskDesc", "Write notes"}, {"approvals", {"commit"}}});
+  json job = waitStatus(id, {"PAUSED", "FAILED", "COMPLETED"});
+  ASSERT_EQ(job.value("status", ""), "PAUSED") << job.dump();
+  EXPECT_EQ(job["approval"]["action"], "commit");
+  EXPECT_EQ(job["approval"]["state"], "pending");
+  auto questions = eventsOf(id, "question", "question");
+  ASSERT_EQ(questions.size(), 1u);
+  EXPECT_EQ(questions[0]["kind"], "approval");
+
+  // A reply at the gate refuses it: the agent gets the reason and works on.
+  auto r = client_->postJson("/api/v1/jobs/" + id + "/reply",
+                             json{{"message", "Say final, not draft"}});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->status, 200) << r->body;
+  // Paused again at the gate after the second finish (status goes RUNNING → PAUSED).
+  for (auto deadline = std::chrono::steady_clock::now() + 60s;
+       llm_->requests().size() < 4 && std::chrono::steady_clock::now() < deadline;)
+    std::this_thread::sleep_for(50ms);
+  job = waitStatus(id, {"PAUSED", "FAILED", "COMPLETED"});
+  ASSERT_EQ(job.value("status", ""), "PAUSED") << job.dump();
+  auto reqs = llm_->requests();
+  ASSERT_EQ(reqs.size(), 4u);
+  EXPECT_NE(reqs[2]["body"].dump().find("Say final, not draft"), std::string::npos);
+
+  r = client_->post("/api/v1/jobs/" + id + "/approve");
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->status, 200) << r->body;
+  job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  EXPECT_TRUE(job["approval"].is_null());
+  EXPECT_EQ(llm_->requests().size(), 4u) << "approval needs no model call";
+  EXPECT_NE(diff(id).find("+final"), std::string::npos);
+  json s = steps(id);
+  EXPECT_EQ(s.back()["toolCalled"], "git_commit");
+}
+
+TEST_F(AgentE2eTest, ContinueGivesAFinishedJobAFollowUpInTheSameWorkspace) {
+  start(json::array({
+      turn("", "write_file", {{"path", "a.txt"}, {"content", "one\n"}}),
+      finish("wrote a"),
+      turn("", "write_file", {{"path", "b.txt"}, {"content", "two\n"}}),
+      finish("wrote b"),
+  }));
+  std::string id = createJob({{"taskDesc", "Write a.txt"}});
+  ASSERT_EQ(finished(id).value("status", ""), "COMPLETED");
+  auto r = client_->postJson("/api/v1/jobs/" + id + "/continue",
+                             json{{"taskDesc", "Now also write b.txt"}});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->status, 200) << r->body;
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump();
+  auto reqs = llm_->requests();
+  ASSERT_EQ(reqs.size(), 4u);
+  std::string third = reqs[2]["body"].dump();
+  EXPECT_NE(third.find("Now also write b.txt"), std::string::npos);
+  EXPECT_NE(third.find("wrote a"), std::string::npos) << "the earlier context is kept";
+  std::string d = diff(id);
+  EXPECT_NE(d.find("a.txt"), std::string::npos) << d;
+  EXPECT_NE(d.find("b.txt"), std::string::npos) << d;
+}
+
+// --- caps ----------------------------------------------------------------------------------
+
+struct Cap {
+  const char* limit;
+  json limits;
+  json script;
+  size_t requests;  // model calls made before the cap stopped the job
+};
+
+class AgentCapTest : public AgentE2eTest, public ::testing::WithParamInterface<Cap> {};
+
+TEST_P(AgentCapTest, BreachFailsTheJobBeforeTheNextModelCall) {
+  const Cap& c = GetParam();
+  start(c.script);
+  std::string id = createJob({{"limits", c.limits}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
+  EXPECT_EQ(errorCode(job), "budget_exceeded") << job.dump();
+  EXPECT_EQ(job["error"].value("limit", ""), c.limit) << job.dump();
+  EXPECT_EQ(llm_->requests().size(), c.requests);
+}
+
+json repeat(const json& entry, int n) {
+  json a = json::array();
+  for (int i = 0; i < n; ++i) a.push_back(entry);
+  return a;
+}
+json distinctEchoes(int n, int in) {
+  json a = json::array();
+  for (int i = 0; i < n; ++i) a.push_back(bash("echo step " + std::to_string(i), in));
+  return a;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Caps, AgentCapTest,
+    ::testing::Values(
+        Cap{"maxSteps", {{"maxSteps", 2}}, distinctEchoes(5, 100), 2},
+        // 2 × (600 in + 50 out) ≥ 1000
+        Cap{"maxTokens", {{"maxTokens", 1000}}, distinctEchoes(5, 600), 2},
+        // gpt-4o: 100k tokens in = $0.25 a turn
+        Cap{"maxUsd", {{"maxUsd", 0.3}}, distinctEchoes(5, 100000), 2},
+        Cap{"maxWallSeconds", {{"maxWallSeconds", 1}},
+            json::array({bash("sleep 1.5"), bash("echo never")}), 1}),
+    [](const auto& info) { return std::string(info.param.limit); });
+
+// --- loops ---------------------------------------------------------------------------------
+
+TEST_F(AgentE2eTest, TheSameBrokenBuild500TimesIsStoppedAfterThree) {
+  start(repeat(bash("python3 build.py  # no such file: fails every time"), 500));
+  std::string id = createJob({{"taskDesc", "Build the project"}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
+  EXPECT_EQ(errorCode(job), "loop_detected") << job.dump();
+  EXPECT_EQ(job["error"].value("rule", ""), "repeated_failure");
+  EXPECT_EQ(llm_->requests().size(), 3u);
+  EXPECT_EQ(steps(id).size(), 3u);
+}
+
+TEST_F(AgentE2eTest, ChangingPollOutputIsNotALoop) {
+  // The same polling command whose output changes each time (a server coming up).
+  start(json::array({bash("date +%s%N"), bash("date +%s%N"), bash("date +%s%N"),
+                     bash("date +%s%N"), bash("date +%s%N"), finish("server is up")}));
+  std::string id = createJob({{"taskDesc", "Wait for the server"}});
+  json job = finished(id);
+  EXPECT_EQ(job.value("status", ""), "COMPLETED") << job.dump();
+}
+
+TEST_F(AgentE2eTest, ThreeTurnsOfTalkWithoutAToolAreALoop) {
+  start(json::array({text("I think"), text("I still think"), text("Let me think more"),
+                     finish("never reached")}));
+  std::string id = createJob({{"taskDesc", "Do something"}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
+  EXPECT_EQ(errorCode(job), "loop_detected");
+  EXPECT_EQ(job["error"].value("rule", ""), "no_tool_call");
+  // The first turns without a tool got a nudge back.
+  auto reqs = llm_->requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_NE(reqs[1]["body"].dump().find("Use a tool to act"), std::string::npos);
+}
+
+// --- context compression -------------------------------------------------------------------
+
+TEST_F(AgentE2eTest, PastTheDefault64kTokensOlderStepsAreSummarised) {
+  start(json::array({
+      bash("echo MARKER-ONE-$((40+2))"),
+      bash("echo MARKER-TWO-$((40+2))"),
+      bash("echo three", 70000),  // the request that produced this turn was 70k tokens
+      text("SUMMARY-XYZ: echoed marker one and two, then three."),
+      finish("done"),
+  }));
+  std::string id = createJob({{"taskDesc", "Echo things"}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump();
+  auto reqs = llm_->requests();
+  ASSERT_EQ(reqs.size(), 5u);
+  // Request 4 asks for the summary; request 5 has it instead of the old observations.
+  std::string ask = reqs[3]["body"].dump();
+  EXPECT_NE(ask.find("Write a concise summary"), std::string::npos);
+  EXPECT_NE(ask.find("MARKER-ONE-42"), std::string::npos);
+  std::string after = reqs[4]["body"].dump();
+  EXPECT_NE(after.find("SUMMARY-XYZ"), std::string::npos) << after;
+  EXPECT_EQ(after.find("MARKER-ONE"), std::string::npos) << after;
+  EXPECT_EQ(after.find("MARKER-TWO"), std::string::npos) << after;
+  EXPECT_NE(after.find("echo three"), std::string::npos) << "the newest step stays verbatim";
+  // The originals stay in the store.
+  json s = steps(id);
+  EXPECT_NE(s[0]["toolOutput"].get<std::string>().find("MARKER-ONE-42"), std::string::npos);
+  EXPECT_EQ(s[3]["phase"], "compressing");
+  EXPECT_EQ(eventsOf(id, "context_compressed", "done").size(), 1u);
+}
+
+// --- model API errors and bad tool calls ---------------------------------------------------
+
+TEST_F(AgentE2eTest, RateLimitedThenSucceeds) {
+  start(json::array({{{"status", 429}, {"retry_after", 0}, {"message", "slow down"}},
+                     finish("done after a retry")}));
+  std::string id = createJob({});
+  json job = finished(id);
+  EXPECT_EQ(job.value("status", ""), "COMPLETED") << job.dump();
+  EXPECT_EQ(llm_->requests().size(), 2u);
+}
+
+TEST_F(AgentE2eTest, UnauthorizedFailsAtOnceWithAClearMessage) {
+  start(json::array({{{"status", 401}, {"message", "invalid x-api-key"}}, finish("never")}));
+  std::string id = createJob({});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
+  EXPECT_EQ(errorCode(job), "llm_unauthorized") << job.dump();
+  EXPECT_NE(job["error"].value("message", "").find("API key"), std::string::npos) << job.dump();
+  EXPECT_EQ(llm_->requests().size(), 1u) << "a 401 is not retried";
+}
+
+TEST_F(AgentE2eTest, MalformedToolArgumentsAndUnknownToolsGetErrorObservations) {
+  start(json::array({
+      {{"tool_calls", json::array({{{"name", "bash"}, {"raw", "{\"command\": \"ls"}}})},
+       {"usage", {{"in", 10}, {"out", 5}}}},
+      turn("", "frobnicate", {{"x", 1}}),
+      finish("recovered"),
+  }));
+  std::string id = createJob({});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump();
+  json s = steps(id);
+  ASSERT_GE(s.size(), 3u);
+  EXPECT_NE(s[0]["toolOutput"].get<std::string>().find("not valid JSON"), std::string::npos)
+      << s[0].dump();
+  EXPECT_NE(s[1]["toolOutput"].get<std::string>().find("unknown tool 'frobnicate'"),
+            std::string::npos)
+      << s[1].dump();
+  auto reqs = llm_->requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_NE(reqs[1]["body"].dump().find("not valid JSON"), std::string::npos);
+  EXPECT_NE(reqs[2]["body"].dump().find("unknown tool"), std::string::npos);
+}
+
+// --- sandbox limits end the job with the resource ------------------------------------------
+
+TEST_F(AgentE2eTest, MemoryBombFailsTheJobWithSandboxLimitMemory) {
+  start(json::array({bash("python3 -c 'x = bytearray(400 * 1024 * 1024); print(len(x))'"),
+                     finish("never")}));
+  std::string id = createJob({{"sandbox", {{"memoryMb", 64}}}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
+  EXPECT_EQ(errorCode(job), "sandbox_limit") << job.dump();
+  EXPECT_EQ(job["error"].value("resource", ""), "memory") << job.dump();
+}
+
+TEST_F(AgentE2eTest, FillingTheDiskQuotaFailsTheJobWithSandboxLimitDisk) {
+  start(json::array({bash("dd if=/dev/zero of=$HOME/big bs=1M count=64; sync"),
+                     finish("never")}));
+  std::string id = createJob({{"sandbox", {{"diskMb", 16}}}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
+  EXPECT_EQ(errorCode(job), "sandbox_limit") << job.dump();
+  EXPECT_EQ(job["error"].value("resource", ""), "disk") << job.dump();
+}
+
+}  // namespace
+}  // namespace kiln::testing
