@@ -6,6 +6,7 @@
 
 #include "agent/context.h"
 #include "agent/loop_detector.h"
+#include "agent/step_timings.h"
 #include "agent/provider.h"
 #include "agent/terminal_stream.h"
 #include "agent/tools.h"
@@ -276,6 +277,17 @@ class JobRun {
   std::string lastTree_;
   int64_t promptTokens_ = 0;  // the size of the last request, as the provider counted it
   std::optional<std::string> deliverNow_;  // an approved gate: deliver with this summary
+  // For StepTimings: when the last model reply arrived, and how long its tools ran since.
+  std::optional<std::chrono::steady_clock::time_point> replied_;
+  std::chrono::steady_clock::duration toolTime_{};
+  // Called right before each model request: records kiln's overhead since the last reply.
+  void noteRequest() {
+    if (replied_) stepTimings().record(std::chrono::steady_clock::now() - *replied_ - toolTime_);
+  }
+  void noteReply() {
+    replied_ = std::chrono::steady_clock::now();
+    toolTime_ = {};
+  }
   int nextStep_ = 1;
   bool leaseLost_ = false;
 };
@@ -520,7 +532,9 @@ Task<std::optional<JobFailure>> JobRun::compress() {
   int keptFrom = firstKeptStep(steps_, contextThreshold());
   if (keptFrom == 0) co_return std::nullopt;  // too little history to compress
   const std::vector<Message> request = summaryRequest(ctx_);
+  noteRequest();
   auto turn = co_await provider_->next(info_, request);
+  noteReply();
   if (!turn.isOk()) co_return llmFailure(turn.status());
   std::string summary = turn->thought;
   // A model that answers with a tool call anyway: its arguments are the best summary it gave.
@@ -557,7 +571,9 @@ Task<std::optional<JobFailure>> JobRun::loop() {
       if (auto f = co_await compress()) co_return f;
       continue;
     }
+    noteRequest();
     auto turn = co_await provider_->next(info_, ctx_);
+    noteReply();
     if (!turn.isOk()) co_return llmFailure(turn.status());
     promptTokens_ = turn->tokensIn;
     if (turn->calls.empty()) {
@@ -585,7 +601,9 @@ Task<std::optional<JobFailure>> JobRun::loop() {
       store::JobUpdate mark;
       mark.inflightCall = inflightRecord(s);
       if (!co_await update(mark)) co_return std::nullopt;
+      auto toolStart = std::chrono::steady_clock::now();
       Observation obs = co_await tools.execute(call);
+      toolTime_ += std::chrono::steady_clock::now() - toolStart;
       co_await terminal.drain();
       if (handle_->cancelled()) co_return std::nullopt;
       s.toolOutput = obs.output;

@@ -172,6 +172,9 @@ def anthropic_error(status, message):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     script = None
+    # Headers and body go out in several writes; without TCP_NODELAY each response waits out
+    # the client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass

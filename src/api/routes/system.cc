@@ -1,5 +1,6 @@
 #include <string>
 
+#include "agent/step_timings.h"
 #include "api/routes/routes.h"
 
 namespace kiln::api {
@@ -39,7 +40,7 @@ Task<Reply> metrics(Request& req) {
   if (!jobs) co_return errorReply(jobs.status());
   Reply r;
   r.contentType = "text/plain; version=0.0.4";
-  r.body = *jobs + req.env.metrics.render();
+  r.body = *jobs + req.env.metrics.render() + agent::stepTimings().render();
   co_return r;
 }
 
