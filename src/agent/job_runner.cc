@@ -185,7 +185,12 @@ store::Step interruptedStep(const json& r) {
 
 json patchArgs(const std::string& patch) { return {{"patch", patch}}; }
 
-json diffArgs(const std::string& base) { return {{"base", base}}; }
+// `since`: the tree the runner saw last; the runtime skips the diff when nothing changed.
+json diffArgs(const std::string& base, const std::string& since) {
+  return {{"base", base}, {"since", since}};
+}
+// A diff on a throwaway index: what gets committed and reviewed.
+json freshDiffArgs(const std::string& base) { return {{"base", base}, {"fresh", true}}; }
 
 // A failure that ends the job, with the stable code shown to users.
 struct JobFailure {
@@ -354,7 +359,7 @@ Task<void> JobRun::fail(const JobFailure& f) {
 
 Task<bool> JobRun::captureWorkspace(store::Step& s) {
   const std::string path = "/git/diff";
-  const json body = diffArgs(job_.baseCommit);
+  const json body = diffArgs(job_.baseCommit, lastTree_);
   auto d = co_await rt_->call(path, body);
   bool changed = d.isOk() && d->value("tree", "") != lastTree_;
   if (changed) {
@@ -664,7 +669,7 @@ Task<std::optional<JobFailure>> JobRun::deliver(const std::string& summary) {
     auto c = co_await rt_->call(commitPath, args);
     if (!c.isOk()) co_return JobFailure{"delivery_failed", "commit: " + c.status().message()};
     const std::string diffPath = "/git/diff";
-    const json diffBody = diffArgs(job_.baseCommit);
+    const json diffBody = freshDiffArgs(job_.baseCommit);
     auto d = co_await rt_->call(diffPath, diffBody);
     if (!d.isOk()) co_return JobFailure{"delivery_failed", "diff: " + d.status().message()};
     store::Step s;

@@ -72,25 +72,45 @@ Result<json> GitOps::diff(const json& req) {
   std::string base = field(req, "base");
   if (base.empty()) base = "HEAD";
   if (!safeRef(base)) return invalidArgument("bad base revision");
-  char tmpl[] = "/tmp/kiln-index-XXXXXX";
-  int fd = mkstemp(tmpl);
-  if (fd < 0) return errnoStatus("mkstemp", errno);
-  close(fd);
-  unlink(tmpl);  // git wants to create the index itself
-  std::vector<std::string> idx = {std::string("GIT_INDEX_FILE=") + tmpl};
-  auto cleanup = [&] { unlink(tmpl); };
-  Result<std::string> step = gitOk({"read-tree", base}, idx);
-  if (step) step = gitOk({"add", "-A", "."}, idx);
-  if (step) step = gitOk({"diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base}, idx);
-  if (!step) {
-    cleanup();
-    return step.status();
+  const std::string since = field(req, "since");
+  const bool fresh = req.value("fresh", false);
+  // Per-step diffs reuse one index per base, so `add -A` only rehashes files whose stat data
+  // changed (a fresh index from read-tree has none: every file would be hashed each time). A
+  // fresh diff (delivery) uses a throwaway index, so nothing the agent did to the cached one
+  // can change what is committed and reviewed.
+  std::string idxPath;
+  if (fresh) {
+    char tmpl[] = "/tmp/kiln-index-XXXXXX";
+    int fd = mkstemp(tmpl);
+    if (fd < 0) return errnoStatus("mkstemp", errno);
+    close(fd);
+    idxPath = tmpl;
+  } else {
+    idxPath = "/tmp/.kiln-diff-index-" + std::to_string(std::hash<std::string>{}(base));
   }
-  std::string diffText = std::move(step).value();
-  Result<std::string> tree = gitOk({"write-tree"}, idx);
+  std::vector<std::string> idx = {"GIT_INDEX_FILE=" + idxPath};
+  auto cleanup = [&] {
+    if (fresh) unlink(idxPath.c_str());
+  };
+  Result<std::string> step = std::string();
+  if (fresh || access(idxPath.c_str(), F_OK) != 0) {
+    unlink(idxPath.c_str());  // git wants to create the index itself
+    step = gitOk({"read-tree", base}, idx);
+  }
+  if (step) step = gitOk({"add", "-A", "."}, idx);
+  if (!step && !fresh) {  // a damaged cached index: start it again from the base
+    unlink(idxPath.c_str());
+    step = gitOk({"read-tree", base}, idx);
+    if (step) step = gitOk({"add", "-A", "."}, idx);
+  }
+  Result<std::string> tree = step ? gitOk({"write-tree"}, idx) : step;
   cleanup();
   if (!tree) return tree.status();
-  return json{{"diff", diffText}, {"tree", trim(*tree)}};
+  const std::string treeId = trim(*tree);
+  if (!since.empty() && treeId == since) return json{{"tree", treeId}, {"unchanged", true}};
+  ASSIGN_OR_RETURN(std::string diffText,
+                   gitOk({"diff", "--binary", "--no-color", "--no-ext-diff", base, treeId}));
+  return json{{"diff", diffText}, {"tree", treeId}};
 }
 
 Result<json> GitOps::commit(const json& req) {
