@@ -189,6 +189,26 @@ json patchArgs(const std::string& patch) { return {{"patch", patch}}; }
 json diffArgs(const std::string& base, const std::string& since) {
   return {{"base", base}, {"since", since}};
 }
+// The push of the job's branch to its remote. The token (KILN_GIT_PUSH_TOKEN on the node) goes
+// to the runtime only, never into a stored step.
+json pushArgs(const store::Job& job, bool withToken) {
+  json a = {{"remote", job.repoUrl}, {"branch", "kiln/" + job.id}};
+  const char* token = std::getenv("KILN_GIT_PUSH_TOKEN");
+  if (withToken && token && *token) a["token"] = token;
+  return a;
+}
+
+// The sandbox pushes over the network; it cannot see the host's files.
+std::optional<std::string> pushUnsupported(const std::string& repoUrl) {
+  if (repoUrl.empty()) return "push: the job has no repoUrl";
+  if (repoUrl[0] == '/' || repoUrl.rfind("file://", 0) == 0) {
+    return "push: the job's repo is a local path (" + repoUrl +
+           "); push needs a network remote (https://, ssh://). Take the work from "
+           "GET /api/v1/jobs/{id}/diff instead.";
+  }
+  return std::nullopt;
+}
+
 // A diff on a throwaway index: what gets committed and reviewed.
 json freshDiffArgs(const std::string& base) { return {{"base", base}, {"fresh", true}}; }
 
@@ -244,6 +264,7 @@ class JobRun {
   // The summary of the newest finish call, and whether a commit followed it.
   std::string lastFinishSummary() const;
   bool committedSinceFinish() const;
+  std::string lastCommit() const;
 
   // Parameters are const references, never by-value temporaries: g++ 12 can destroy a
   // coroutine's by-value temporary arguments twice. Callers co_await at once, so they live.
@@ -524,6 +545,15 @@ std::string JobRun::lastFinishSummary() const {
   return "";
 }
 
+std::string JobRun::lastCommit() const {
+  for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
+    if (it->toolCalled != "git_commit") continue;
+    json out = json::parse(it->toolOutput, nullptr, false);
+    return out.is_object() ? out.value("commit", "") : "";
+  }
+  return "";
+}
+
 bool JobRun::committedSinceFinish() const {
   for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
     if (it->toolCalled == "git_commit") return true;
@@ -657,8 +687,7 @@ Task<std::optional<JobFailure>> JobRun::deliver(const std::string& summary) {
                                    : "";
   std::string commit;
   if (committedSinceFinish()) {  // resumed past the commit (e.g. at the push gate)
-    json out = json::parse(steps_.back().toolOutput, nullptr, false);
-    if (out.is_object()) commit = out.value("commit", "");
+    commit = lastCommit();
   } else {
     if (listed(approvals, "commit") && approved != "commit") {
       const std::string action = "commit";
@@ -684,6 +713,27 @@ Task<std::optional<JobFailure>> JobRun::deliver(const std::string& summary) {
     Status st = co_await record(s, eventList(stepEvent(s, false), diffEvent(s)));
     if (!st.isOk()) co_return recordFailure(st);
     commit = c->value("commit", "");
+  }
+  if (job_.spec.value("push", false)) {
+    if (listed(approvals, "push") && approved != "push") {
+      const std::string action = "push";
+      co_return co_await pauseForApproval(action, summary);
+    }
+    if (auto why = pushUnsupported(job_.repoUrl)) co_return JobFailure{"delivery_failed", *why};
+    const std::string pushPath = "/git/push";
+    const json pushBody = pushArgs(job_, true);
+    auto p = co_await rt_->call(pushPath, pushBody);
+    if (!p.isOk()) co_return JobFailure{"delivery_failed", "push: " + p.status().message()};
+    store::Step s;
+    s.stepNumber = nextStep_++;
+    s.phase = "delivering";
+    s.plannerThought = "Push branch kiln/" + job_.id + " to the job's remote.";
+    s.toolCalled = "git_push";
+    s.toolArguments = pushArgs(job_, false);
+    s.toolOutput = p->dump();
+    s.workspaceHash = lastTree_;
+    Status st = co_await record(s, eventList(stepEvent(s, false)));
+    if (!st.isOk()) co_return recordFailure(st);
   }
   store::JobUpdate u;
   u.status = JobStatus::kCompleted;

@@ -1,6 +1,8 @@
 #include "runtime/git_ops.h"
 
 #include <stdlib.h>
+
+#include <cstdint>
 #include <unistd.h>
 
 namespace kiln::runtime {
@@ -22,6 +24,30 @@ std::string field(const json& req, const char* key) {
 
 // A validated revision/branch argument: never an option.
 bool safeRef(const std::string& ref) { return !ref.empty() && ref[0] != '-'; }
+
+std::string base64(const std::string& in) {
+  static const char* kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    for (int k = 18; k >= 0; k -= 6) out += kAlphabet[(v >> k) & 63];
+  }
+  if (i + 1 == in.size()) {
+    uint32_t v = uint8_t(in[i]) << 16;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -140,6 +166,23 @@ Result<json> GitOps::clone(const json& req) {
     RETURN_IF_ERROR(gitOk({"checkout", "-q", ref}).status());
   }
   return head(json::object());
+}
+
+Result<json> GitOps::push(const json& req) {
+  std::string remote = field(req, "remote"), branch = field(req, "branch");
+  std::string token = field(req, "token");
+  if (remote.empty() || remote[0] == '-') return invalidArgument("remote is required");
+  if (!safeRef(branch)) return invalidArgument("branch is required");
+  // Never prompt; the token travels as configuration in the environment, not in argv.
+  std::vector<std::string> env = {"GIT_TERMINAL_PROMPT=0"};
+  if (!token.empty()) {
+    env.push_back("GIT_CONFIG_COUNT=1");
+    env.push_back("GIT_CONFIG_KEY_0=http.extraHeader");
+    env.push_back("GIT_CONFIG_VALUE_0=Authorization: Basic " + base64("x-access-token:" + token));
+  }
+  std::string refspec = "refs/heads/" + branch + ":refs/heads/" + branch;
+  RETURN_IF_ERROR(gitOk({"push", "--porcelain", remote, refspec}, env).status());
+  return json{{"pushed", true}, {"remote", remote}, {"branch", branch}};
 }
 
 Result<json> GitOps::apply(const json& req) {

@@ -25,6 +25,9 @@ class GitOps {
   Result<nlohmann::json> commit(const nlohmann::json& req);
   Result<nlohmann::json> clone(const nlohmann::json& req);
   Result<nlohmann::json> apply(const nlohmann::json& req);
+  // Pushes refs/heads/<branch> to `remote` (a URL); `token` (optional) is sent as HTTP basic
+  // auth (x-access-token), the form GitHub, GitLab and Gitea accept for tokens.
+  Result<nlohmann::json> push(const nlohmann::json& req);
 
  private:
   struct GitOutput {

@@ -128,6 +128,7 @@ Result<json> Router::dispatch(const std::string& target, const json& body) {
   if (target == "/git/commit") return git_.commit(body);
   if (target == "/git/clone") return git_.clone(body);
   if (target == "/git/apply") return git_.apply(body);
+  if (target == "/git/push") return git_.push(body);
   return notFound("no such route: " + target);
 }
 

@@ -282,6 +282,53 @@ TEST_F(RuntimeTest, GitDiffAndCommitOnRealRepo) {
   EXPECT_TRUE(fs::exists(other + "/bin.dat"));
 }
 
+TEST_F(RuntimeTest, GitDiffSkipsAnUnchangedTreeAndSeesLaterChanges) {
+  ASSERT_EQ(sh("cd " + ws_ + " && git init -q && echo a > a.txt && git add a.txt && "
+               "git -c user.name=t -c user.email=t@t commit -q -m init"), 0);
+  std::string base = (*call("/git/head", json::object()))["commit"];
+  auto first = call("/git/diff", {{"base", base}});
+  ASSERT_TRUE(first.isOk()) << first.status().toString();
+  std::string tree = (*first)["tree"];
+  EXPECT_EQ((*first)["diff"], "");
+  auto same = call("/git/diff", {{"base", base}, {"since", tree}});
+  ASSERT_TRUE(same.isOk());
+  EXPECT_TRUE(same->value("unchanged", false));
+  EXPECT_FALSE(same->contains("diff"));
+  // Same size, same second: the cached index must still notice the change.
+  std::ofstream(ws_ + "/a.txt") << "b\n";
+  auto changed = call("/git/diff", {{"base", base}, {"since", tree}});
+  ASSERT_TRUE(changed.isOk());
+  EXPECT_NE((*changed)["tree"], tree);
+  EXPECT_NE(changed->value("diff", "").find("+b"), std::string::npos) << changed->dump();
+  fs::remove(ws_ + "/a.txt");
+  auto removed = call("/git/diff", {{"base", base}, {"fresh", true}});
+  ASSERT_TRUE(removed.isOk());
+  EXPECT_NE(removed->value("diff", "").find("deleted file"), std::string::npos);
+}
+
+TEST_F(RuntimeTest, GitPushSendsTheBranchToTheRemote) {
+  std::string remote = dir_ + "/remote.git";
+  ASSERT_EQ(sh("git init -q --bare " + remote + " && cd " + ws_ + " && git init -q && "
+               "git -c user.name=t -c user.email=t@t commit -q --allow-empty -m init"), 0);
+  auto c = call("/git/commit", {{"branch", "kiln/job1"}, {"message", "agent work"}});
+  ASSERT_TRUE(c.isOk()) << c.status().toString();
+  auto p = call("/git/push", {{"remote", remote}, {"branch", "kiln/job1"}, {"token", "t0k"}});
+  ASSERT_TRUE(p.isOk()) << p.status().toString();
+  EXPECT_TRUE((*p)["pushed"]);
+  std::string out;
+  FILE* f = popen(("git --git-dir=" + remote + " rev-parse refs/heads/kiln/job1").c_str(), "r");
+  char buf[64] = {};
+  if (f) {
+    if (fgets(buf, sizeof buf, f)) out = buf;
+    pclose(f);
+  }
+  EXPECT_EQ(out.substr(0, 40), std::string((*c)["commit"]));
+  auto bad = call("/git/push", {{"remote", "--upload-pack=evil"}, {"branch", "kiln/job1"}});
+  EXPECT_FALSE(bad.isOk());
+  auto missing = call("/git/push", {{"remote", dir_ + "/nope.git"}, {"branch", "kiln/job1"}});
+  EXPECT_FALSE(missing.isOk());
+}
+
 TEST_F(RuntimeTest, MalformedBodyIsA400) {
   auto r = call("/files/read", json::array());
   EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
