@@ -198,6 +198,20 @@ json pushArgs(const store::Job& job, bool withToken) {
   return a;
 }
 
+// A step of the delivery (commit, push): kiln's own action, recorded like a tool call.
+store::Step deliveryStep(int number, std::string thought, std::string tool, json args,
+                         std::string output, std::string tree) {
+  store::Step s;
+  s.stepNumber = number;
+  s.phase = "delivering";
+  s.plannerThought = std::move(thought);
+  s.toolCalled = std::move(tool);
+  s.toolArguments = std::move(args);
+  s.toolOutput = std::move(output);
+  s.workspaceHash = std::move(tree);
+  return s;
+}
+
 // The sandbox pushes over the network; it cannot see the host's files.
 std::optional<std::string> pushUnsupported(const std::string& repoUrl) {
   if (repoUrl.empty()) return "push: the job has no repoUrl";
@@ -701,14 +715,8 @@ Task<std::optional<JobFailure>> JobRun::deliver(const std::string& summary) {
     const json diffBody = freshDiffArgs(job_.baseCommit);
     auto d = co_await rt_->call(diffPath, diffBody);
     if (!d.isOk()) co_return JobFailure{"delivery_failed", "diff: " + d.status().message()};
-    store::Step s;
-    s.stepNumber = nextStep_++;
-    s.phase = "delivering";
-    s.plannerThought = "Commit the work on branch kiln/" + job_.id + ".";
-    s.toolCalled = "git_commit";
-    s.toolArguments = args;
-    s.toolOutput = c->dump();
-    s.workspaceHash = d->value("tree", "");
+    store::Step s = deliveryStep(nextStep_++, "Commit the work on branch kiln/" + job_.id + ".",
+                                 "git_commit", args, c->dump(), d->value("tree", ""));
     s.workspacePatch = d->value("diff", "");
     Status st = co_await record(s, eventList(stepEvent(s, false), diffEvent(s)));
     if (!st.isOk()) co_return recordFailure(st);
@@ -724,14 +732,8 @@ Task<std::optional<JobFailure>> JobRun::deliver(const std::string& summary) {
     const json pushBody = pushArgs(job_, true);
     auto p = co_await rt_->call(pushPath, pushBody);
     if (!p.isOk()) co_return JobFailure{"delivery_failed", "push: " + p.status().message()};
-    store::Step s;
-    s.stepNumber = nextStep_++;
-    s.phase = "delivering";
-    s.plannerThought = "Push branch kiln/" + job_.id + " to the job's remote.";
-    s.toolCalled = "git_push";
-    s.toolArguments = pushArgs(job_, false);
-    s.toolOutput = p->dump();
-    s.workspaceHash = lastTree_;
+    store::Step s = deliveryStep(nextStep_++, "Push branch kiln/" + job_.id + " to the remote.",
+                                 "git_push", pushArgs(job_, false), p->dump(), lastTree_);
     Status st = co_await record(s, eventList(stepEvent(s, false)));
     if (!st.isOk()) co_return recordFailure(st);
   }
