@@ -259,7 +259,13 @@ std::string approvalQuestion(const std::string& action, const std::string& jobId
 class JobRun {
  public:
   JobRun(RunnerDeps deps, store::Job job, std::shared_ptr<JobHandle> handle)
-      : d_(std::move(deps)), job_(std::move(job)), handle_(std::move(handle)) {}
+      : d_(std::move(deps)), job_(std::move(job)), handle_(std::move(handle)) {
+    if (!job_.limits.is_object()) job_.limits = json::object();
+    if (d_.defaultLimits.is_object()) {
+      for (const auto& [key, value] : d_.defaultLimits.items())
+        if (!job_.limits.contains(key)) job_.limits[key] = value;
+    }
+  }
 
   Task<void> run();
 

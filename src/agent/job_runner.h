@@ -26,6 +26,8 @@ struct RunnerDeps {
   Clock* clock = nullptr;
   std::string nodeId;
   std::string workspacesDir;  // <dataDir>/workspaces
+  // The server's limits for jobs that do not set them (NodeOptions::defaultLimits).
+  nlohmann::json defaultLimits = nlohmann::json::object();
 };
 
 // The scheduler's handle on a running job: lets a stop request, a lost lease or a shutdown

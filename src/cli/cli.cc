@@ -44,6 +44,10 @@ void addServe(CLI::App& app, Flags& f, int& code) {
   cmd->add_option("--max-jobs", f.serveMaxJobs, "jobs running at once (env KILN_MAX_JOBS)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--node-id", f.serve.nodeId, "this node's id (default: hostname-random)");
+  cmd->add_option("--default-limits", f.serve.defaultLimits,
+                  "limits for jobs that set none, as JSON, e.g. '{\"maxSteps\":100,"
+                  "\"maxUsd\":5,\"maxWallSeconds\":1800,\"contextTokens\":64000}' "
+                  "(env KILN_DEFAULT_LIMITS; built in: 50 steps, 3600 s, 64000 tokens)");
   cmd->callback([&] {
     if (f.serveMaxJobs > 0) f.serve.maxJobs = f.serveMaxJobs;
     code = serveCommand(f.serve, f.client);

@@ -35,6 +35,32 @@ Result<int> parsePositiveInt(const std::string& what, const std::string& s) {
   return static_cast<int>(v);
 }
 
+// The server's default job limits: a JSON object of the keys jobs can set in `limits`.
+Result<nlohmann::json> parseDefaultLimits(const std::string& text) {
+  if (text.empty()) return nlohmann::json::object();
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  const char* what = "--default-limits (KILN_DEFAULT_LIMITS)";
+  if (j.is_discarded() || !j.is_object()) {
+    return invalidArgument(std::string(what) + ": expected a JSON object such as "
+                           "{\"maxSteps\": 100, \"maxUsd\": 5}, got '" + text + "'");
+  }
+  for (const auto& [key, value] : j.items()) {
+    bool known = key == "maxSteps" || key == "maxTokens" || key == "maxUsd" ||
+                 key == "maxWallSeconds" || key == "contextTokens";
+    if (!known) {
+      return invalidArgument(std::string(what) + ": unknown limit '" + key +
+                             "' (maxSteps, maxTokens, maxUsd, maxWallSeconds, contextTokens)");
+    }
+    bool integer = key != "maxUsd";
+    if (!value.is_number() || (integer && !value.is_number_integer()) ||
+        value.get<double>() <= 0) {
+      return invalidArgument(std::string(what) + ": " + key + " must be a positive " +
+                             (integer ? "integer" : "number"));
+    }
+  }
+  return j;
+}
+
 }  // namespace
 
 Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const EnvLookup& env) {
@@ -49,6 +75,8 @@ Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const Env
   } else if (auto e = env("KILN_MAX_JOBS")) {
     ASSIGN_OR_RETURN(opts.maxJobs, parsePositiveInt("KILN_MAX_JOBS", *e));
   }
+  ASSIGN_OR_RETURN(opts.defaultLimits, parseDefaultLimits(firstOf(
+                                            flags.defaultLimits, env("KILN_DEFAULT_LIMITS"), "")));
   if (opts.listen.rfind(':') == std::string::npos) {
     return invalidArgument("listen address must be HOST:PORT, got '" + opts.listen + "'");
   }

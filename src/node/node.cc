@@ -111,6 +111,7 @@ Status NodeImpl::init() {
   deps.clock = &RealClock::instance();
   deps.nodeId = opts_.nodeId;
   deps.workspacesDir = opts_.dataDir + "/workspaces";
+  deps.defaultLimits = opts_.defaultLimits;
   scheduler_ = std::make_unique<scheduler::Scheduler>(
       ioc_, deps, scheduler::SchedulerOptions{opts_.nodeId, opts_.maxJobs, opts_.leaseMs, 1000});
 

@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "common/result.h"
 
 namespace kiln::node {
@@ -20,6 +22,9 @@ struct NodeOptions {
   std::string nodeId;      // default <hostname>-<random>
   std::string kilnBinary;  // default /proc/self/exe
   int64_t leaseMs = 10'000;
+  // Limits for jobs that do not set them: {maxSteps, maxTokens, maxUsd, maxWallSeconds,
+  // contextTokens}; unset keys keep the built-in defaults (50 steps, 3600 s, 64000 tokens).
+  nlohmann::json defaultLimits = nlohmann::json::object();
 };
 
 // Resolves defaults (data dir, store URL, binary path) in place.

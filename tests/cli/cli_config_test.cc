@@ -67,6 +67,23 @@ TEST(CliServeOptionsTest, RejectsBadMaxJobsAndListen) {
   EXPECT_EQ(resolveServeOptions(flags, fakeEnv({})).status().code(), Code::kInvalidArgument);
 }
 
+TEST(CliServeOptionsTest, DefaultLimitsFromFlagOrEnvAreValidated) {
+  auto env = resolveServeOptions({}, fakeEnv({{"KILN_DEFAULT_LIMITS", R"({"maxSteps": 7})"}}));
+  ASSERT_TRUE(env.isOk()) << env.status().toString();
+  EXPECT_EQ(env->defaultLimits["maxSteps"], 7);
+  ServeFlags flags;
+  flags.defaultLimits = R"({"maxUsd": 2.5, "contextTokens": 32000})";
+  auto flag = resolveServeOptions(flags, fakeEnv({{"KILN_DEFAULT_LIMITS", R"({"maxSteps": 7})"}}));
+  ASSERT_TRUE(flag.isOk()) << flag.status().toString();
+  EXPECT_EQ(flag->defaultLimits["maxUsd"], 2.5);
+  EXPECT_FALSE(flag->defaultLimits.contains("maxSteps"));
+  for (const char* bad : {"[1]", "{", R"({"maxStep": 3})", R"({"maxSteps": 2.5})",
+                          R"({"maxUsd": -1})", R"({"maxSteps": "9"})"}) {
+    auto r = resolveServeOptions({}, fakeEnv({{"KILN_DEFAULT_LIMITS", bad}}));
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
+  }
+}
+
 TEST(CliClientSettingsTest, FlagsBeatEnvBeatDefaults) {
   auto env = fakeEnv(
       {{"KILN_SERVER", "http://env:1"}, {"KILN_TOKEN", "envtok"}, {"KILN_DATA_DIR", "/env/data"}});

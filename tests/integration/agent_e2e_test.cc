@@ -57,13 +57,13 @@ class AgentE2eTest : public ::testing::Test {
     makeBuggyRepo(dir_.file("repo"));
   }
 
-  void start(const json& script) {
+  void start(const json& script, std::vector<std::string> serveArgs = {}) {
     llm_ = std::make_unique<FakeLlm>(script, dir_.path());
     std::vector<std::pair<std::string, std::string>> env = {
         {"OPENAI_BASE_URL", llm_->url() + "/v1"}, {"OPENAI_API_KEY", "sk-test"},
         {"ANTHROPIC_BASE_URL", llm_->url()},      {"ANTHROPIC_API_KEY", "sk-ant-test"},
         {"KILN_LLM_RETRY_BASE_MS", "10"},         {"KILN_LLM_MAX_ATTEMPTS", "4"}};
-    kiln_ = std::make_unique<KilnProcess>(dir_.file("data"), std::vector<std::string>{}, env);
+    kiln_ = std::make_unique<KilnProcess>(dir_.file("data"), serveArgs, env);
     client_ = std::make_unique<HttpClient>("127.0.0.1", kiln_->port());
     client_->setBearer(kiln_->token());
   }
@@ -337,6 +337,18 @@ INSTANTIATE_TEST_SUITE_P(
         Cap{"maxWallSeconds", {{"maxWallSeconds", 1}},
             json::array({bash("sleep 1.5"), bash("echo never")}), 1}),
     [](const auto& info) { return std::string(info.param.limit); });
+
+TEST_F(AgentE2eTest, ServerDefaultLimitsApplyToJobsThatSetNone) {
+  start(distinctEchoes(5, 100), {"--default-limits", R"({"maxSteps": 3})"});
+  json job = finished(createJob({}));
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
+  EXPECT_EQ(job["error"].value("limit", ""), "maxSteps") << job.dump();
+  EXPECT_EQ(llm_->requests().size(), 3u);
+  // A job's own limit wins over the server's.
+  json own = finished(createJob({{"limits", {{"maxSteps", 1}}}}));
+  EXPECT_EQ(own["error"].value("limit", ""), "maxSteps") << own.dump();
+  EXPECT_EQ(llm_->requests().size(), 4u);
+}
 
 // --- loops ---------------------------------------------------------------------------------
 
