@@ -107,7 +107,7 @@ class ExecStream {
 RuntimeClient::RuntimeClient(asio::any_io_executor ex, std::string socketPath)
     : ex_(std::move(ex)), socketPath_(std::move(socketPath)) {}
 
-Task<Result<json>> RuntimeClient::call(std::string path, json body) {
+Task<Result<json>> RuntimeClient::call(const std::string& path, const json& body) {
   Result<Socket> sock = co_await connectTo(ex_, socketPath_);
   if (!sock) co_return sock.status();
   error_code ec;

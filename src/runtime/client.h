@@ -42,8 +42,10 @@ class RuntimeClient {
 
   Task<Result<ExecResult>> exec(const ExecRequest& req, ChunkFn onChunk);
   // POSTs a JSON body to a contract path ("/files/read", "/git/diff", ...) and returns the JSON
-  // answer; an error answer ({"error":{code,message}}) becomes a Status.
-  Task<Result<nlohmann::json>> call(std::string path, nlohmann::json body);
+  // answer; an error answer ({"error":{code,message}}) becomes a Status. The arguments must
+  // outlive the call (co_await it at once); references, not copies: g++ 12 can destroy a
+  // coroutine's by-value parameters built from temporaries twice.
+  Task<Result<nlohmann::json>> call(const std::string& path, const nlohmann::json& body);
   Task<Status> health();
 
  private:
