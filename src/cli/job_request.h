@@ -14,6 +14,7 @@ struct RunFlags {
   std::string ref;
   std::string agent;
   std::string model;
+  std::string command;  // agent CLI as shell text
   std::optional<int> maxSteps;
   std::optional<double> maxUsd;
   std::vector<std::string> task;
