@@ -64,6 +64,9 @@ void addRun(CLI::App& app, Flags& f, int& code) {
   cmd->add_option("--command", f.run.command,
                   "agent CLI to run (shell text; the task is appended as one argument); "
                   "overrides the preset of --agent claude/codex/cursor, default agent cli");
+  cmd->add_option("--pass-env", f.run.passEnv,
+                  "pass this variable of the server's environment to the agent CLI (repeatable; "
+                  "API key names, or names the server lists in KILN_CLI_ENV)");
   cmd->add_option("--model", f.run.model, "model name for the provider");
   cmd->add_option("--max-steps", f.run.maxSteps, "stop after this many steps")
       ->check(CLI::PositiveNumber);

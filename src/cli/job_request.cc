@@ -36,6 +36,7 @@ Result<nlohmann::json> buildJobRequest(const RunFlags& flags, const std::string&
     req["command"] = flags.command;
     if (flags.agent.empty()) req["agent"] = "cli";
   }
+  if (!flags.passEnv.empty()) req["cli"]["env"] = flags.passEnv;
   if (!flags.model.empty()) req["model"] = flags.model;
   nlohmann::json limits = nlohmann::json::object();
   if (flags.maxSteps) limits["maxSteps"] = *flags.maxSteps;
