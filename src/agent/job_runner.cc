@@ -165,6 +165,7 @@ class JobRun {
   // An external agent CLI (cli_agent.h) does the whole job in one command.
   Task<std::optional<JobFailure>> runCli(TerminalStream& terminal);
   Task<Status> recordCliStep(CliStep& c);
+  std::optional<JobFailure> cliBreach_;  // a budget the running CLI exceeded
   std::optional<JobFailure> checkCaps() const;
 
   // Parameters are const references, never by-value temporaries: g++ 12 can destroy a
@@ -484,6 +485,7 @@ Task<std::optional<JobFailure>> JobRun::runCli(TerminalStream& terminal) {
   const int timeoutMs = cliTimeoutMs(job_, d_.clock->nowMs());
   auto out = co_await runCliAgent(*plan, timeoutMs, *rt_, terminal, hooks);
   if (handle_->cancelled() || leaseLost_) co_return std::nullopt;
+  if (cliBreach_) co_return cliBreach_;
   if (!recordErr.isOk()) co_return recordFailure(recordErr);
   if (!out.isOk()) co_return JobFailure{"agent_failed", "run the agent CLI: " + out.status().message()};
   if (!out->failure.is_null()) co_return cliFailure(out->failure);
@@ -497,7 +499,14 @@ Task<Status> JobRun::recordCliStep(CliStep& c) {
   if (co_await captureWorkspace(s)) events.push_back(diffEvent(s));
   s.workspaceHash = lastTree_;
   events.insert(events.begin(), stepEvent(s, c.isError));
-  co_return co_await record(s, events);
+  Status st = co_await record(s, events);
+  if (st.isOk() && !cliBreach_ && (cliBreach_ = checkCaps())) {
+    // The CLI cannot be asked to stop at a step boundary: end its run by killing the sandbox.
+    auto sb = sandbox_;
+    auto kill = [&sb] { return sb->destroy(); };
+    co_await d_.pool->run(kill);
+  }
+  co_return st;
 }
 
 Task<std::optional<JobFailure>> JobRun::deliver(const std::string& summary) {

@@ -133,6 +133,21 @@ TEST_F(CliAgentTest, FailingCliFailsTheJobWithAgentFailedAndItsExitCode) {
   EXPECT_NE(done["error"].value("message", "").find("cannot do that"), std::string::npos);
 }
 
+TEST_F(CliAgentTest, StepLimitEndsTheCliRunAsBudgetExceeded) {
+  std::string id = createJob({{"taskDesc", "Greet the world"},
+                              {"agent", "claude"},
+                              {"command", {"python3", "fake_agent_cli.py"}},
+                              {"limits", {{"maxSteps", 1}}}});
+  ASSERT_FALSE(id.empty());
+  std::vector<SseEvent> events = stream(id);
+  ASSERT_FALSE(events.empty()) << kiln_->log();
+  json done = events.back().json();
+  ASSERT_EQ(done.value("status", ""), "FAILED") << events.back().data << kiln_->log();
+  EXPECT_EQ(done["error"].value("code", ""), "budget_exceeded");
+  EXPECT_EQ(done["error"].value("limit", ""), "maxSteps");
+  EXPECT_EQ(stepCalled(steps(id), "git_commit"), json());
+}
+
 TEST_F(CliAgentTest, TextOutputCliBecomesOneStepHoldingItsOutput) {
   std::string id = createJob({{"taskDesc", "add a line"},
                               {"agent", "cli"},
