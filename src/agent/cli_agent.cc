@@ -82,9 +82,8 @@ std::set<std::string> passableNames(const EnvLookup& env) {
 }
 
 bool isStringArray(const json& v) {
-  return v.is_array() && std::all_of(v.begin(), v.end(), [](const json& e) {
-           return e.is_string();
-         });
+  return v.is_array() &&
+         std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_string(); });
 }
 
 // "https://user@host:8443/path" → "host"; "" when there is no host.
@@ -115,7 +114,8 @@ Status checkCliOptions(const json& cli) {
   if (!cli.is_object()) return invalidArgument("cli must be an object");
   for (const auto& [key, value] : cli.items()) {
     if (key == "env" || key == "allowHosts") {
-      if (!isStringArray(value)) return invalidArgument("cli." + key + " must be an array of strings");
+      if (!isStringArray(value))
+        return invalidArgument("cli." + key + " must be an array of strings");
     } else if (key == "promptVia") {
       if (value != "argv" && value != "stdin") {
         return invalidArgument("cli.promptVia must be \"argv\" or \"stdin\"");
@@ -205,7 +205,8 @@ CliStep rawRunStep(const CliPlan& plan, const runtime::ExecResult& r) {
   s.step.toolOutput = r.output.size() <= kRawStepBytes
                           ? r.output
                           : "[... " + std::to_string(r.output.size() - kRawStepBytes) +
-                                " earlier bytes ...]\n" + r.output.substr(r.output.size() - kRawStepBytes);
+                                " earlier bytes ...]\n" +
+                                r.output.substr(r.output.size() - kRawStepBytes);
   s.isError = r.exitCode != 0 || r.timedOut;
   return s;
 }
@@ -239,9 +240,7 @@ EnvLookup processEnv() {
   };
 }
 
-bool isCliAgent(const std::string& agent) {
-  return agent == "cli" || findPreset(agent) != nullptr;
-}
+bool isCliAgent(const std::string& agent) { return agent == "cli" || findPreset(agent) != nullptr; }
 
 std::string shellQuote(std::string_view word) {
   std::string out = "'";
@@ -256,8 +255,7 @@ std::string shellQuote(std::string_view word) {
 }
 
 Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& model,
-                                const json& spec, const std::string& prompt,
-                                const EnvLookup& env) {
+                                const json& spec, const std::string& prompt, const EnvLookup& env) {
   const Preset* preset = findPreset(agent);
   if (agent != "cli" && preset == nullptr) {
     return invalidArgument("'" + agent + "' is not a CLI agent (cli, claude, codex, cursor)");
@@ -289,7 +287,7 @@ Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& mod
     for (const auto& w : plan.argv) shell += (shell.empty() ? "exec " : " ") + shellQuote(w);
   }
   plan.promptVia = cli.is_object() && cli.value("promptVia", "argv") == "stdin" ? PromptVia::kStdin
-                                                                               : PromptVia::kArgv;
+                                                                                : PromptVia::kArgv;
   if (plan.promptVia == PromptVia::kArgv) {
     shell += " " + shellQuote(prompt);
   } else {
@@ -342,9 +340,8 @@ std::vector<std::string> cliAllowHosts(const std::string& agent, const json& spe
   return hosts;
 }
 
-Task<Result<CliOutcome>> runCliAgent(const CliPlan& plan, int timeoutMs,
-                                     runtime::RuntimeClient& rt, TerminalStream& terminal,
-                                     CliHooks& hooks) {
+Task<Result<CliOutcome>> runCliAgent(const CliPlan& plan, int timeoutMs, runtime::RuntimeClient& rt,
+                                     TerminalStream& terminal, CliHooks& hooks) {
   StepWriter writer(co_await asio::this_coro::executor, hooks);
   AgentOutputParser parser;
   runtime::ChunkFn onChunk = [&](std::string_view stream, std::string_view data) {
@@ -368,8 +365,8 @@ Task<Result<CliOutcome>> runCliAgent(const CliPlan& plan, int timeoutMs,
   out.exitCode = r->exitCode;
   out.timedOut = r->timedOut;
   out.outputTail = tailOf(r->output);
-  out.summary = parser.finalText().empty() ? "The agent CLI exited with status 0."
-                                           : parser.finalText();
+  out.summary =
+      parser.finalText().empty() ? "The agent CLI exited with status 0." : parser.finalText();
   if (r->exitCode != 0 || r->timedOut) out.failure = failureFor(*r, timeoutMs, out.outputTail);
   co_return out;
 }

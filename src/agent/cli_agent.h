@@ -7,16 +7,15 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "agent/cli_output.h"
 #include "common/asio.h"
 #include "common/result.h"
-#include "agent/cli_output.h"
 #include "runtime/client.h"
 
 namespace kiln::agent {
@@ -35,7 +34,7 @@ enum class PromptVia { kArgv, kStdin };
 // What to run for a CLI agent.
 struct CliPlan {
   std::string shellCommand;  // for /bin/sh -c: the quoted argv (or the job's shell text) + prompt
-  std::vector<std::string> argv;        // the argv before the prompt (empty for shell text)
+  std::vector<std::string> argv;           // the argv before the prompt (empty for shell text)
   std::map<std::string, std::string> env;  // only allow-listed names, values from the server
   PromptVia promptVia = PromptVia::kArgv;
   std::string stdinData;  // the prompt when promptVia is kStdin
@@ -78,8 +77,7 @@ struct CliOutcome {
 // Runs the CLI once in the sandbox through `rt` (/exec, cwd /workspace), streaming its output to
 // `terminal` and its parsed steps to hooks.recordStep as they arrive. `timeoutMs` bounds the
 // run. A transport error (e.g. the sandbox was killed by a stop) is returned as a Status.
-Task<Result<CliOutcome>> runCliAgent(const CliPlan& plan, int timeoutMs,
-                                     runtime::RuntimeClient& rt, TerminalStream& terminal,
-                                     CliHooks& hooks);
+Task<Result<CliOutcome>> runCliAgent(const CliPlan& plan, int timeoutMs, runtime::RuntimeClient& rt,
+                                     TerminalStream& terminal, CliHooks& hooks);
 
 }  // namespace kiln::agent

@@ -265,8 +265,8 @@ bool AgentOutputParser::cursorToolCall(const json& j) {
     if (!open_.count(id)) toolStarted(id, name, field(body, "args"));
     const json& result = field(body, "result");
     bool isError = result.is_object() && !result.contains("success");
-    toolFinished(id, result.is_null() ? "" : result.dump(2, ' ', false,
-                                                         json::error_handler_t::replace),
+    toolFinished(id,
+                 result.is_null() ? "" : result.dump(2, ' ', false, json::error_handler_t::replace),
                  isError);
   }
   return true;
@@ -305,7 +305,8 @@ bool AgentOutputParser::codexItem(const std::string& event, const json& item) {
       const json& code = field(item, "exit_code");
       bool failed = (code.is_number() && code.get<int>() != 0) || str(item, "status") == "failed";
       std::string out = str(item, "aggregated_output");
-      if (code.is_number()) out = withNewline(out) + "[exit " + std::to_string(code.get<int>()) + "]";
+      if (code.is_number())
+        out = withNewline(out) + "[exit " + std::to_string(code.get<int>()) + "]";
       toolFinished(id, out, failed);
     }
     return true;

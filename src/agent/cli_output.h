@@ -2,11 +2,10 @@
 // text, line by line as it arrives. Pure (no I/O); used from one strand; not thread-safe.
 #pragma once
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "store/store.h"
 
@@ -51,12 +50,11 @@ class AgentOutputParser {
   bool cursorToolCall(const nlohmann::json& j);
   void toolStarted(const std::string& id, const std::string& name, const nlohmann::json& args);
   void toolFinished(const std::string& id, const std::string& output, bool isError);
-  void resultStep(const std::string& text, const nlohmann::json& usage, double usd,
-                  bool isError);
+  void resultStep(const std::string& text, const nlohmann::json& usage, double usd, bool isError);
   void thought(const std::string& text);
 
-  std::string pending_;       // a partial JSON-looking line
-  bool rawLine_ = false;      // in the middle of a line already passed through raw
+  std::string pending_;   // a partial JSON-looking line
+  bool rawLine_ = false;  // in the middle of a line already passed through raw
   std::string terminal_;
   std::vector<CliStep> steps_;
   std::map<std::string, PendingTool> open_;  // tool uses waiting for their result, by id

@@ -487,7 +487,9 @@ Task<std::optional<JobFailure>> JobRun::runCli(TerminalStream& terminal) {
   if (handle_->cancelled() || leaseLost_) co_return std::nullopt;
   if (cliBreach_) co_return cliBreach_;
   if (!recordErr.isOk()) co_return recordFailure(recordErr);
-  if (!out.isOk()) co_return JobFailure{"agent_failed", "run the agent CLI: " + out.status().message()};
+  if (!out.isOk()) {
+    co_return JobFailure{"agent_failed", "run the agent CLI: " + out.status().message()};
+  }
   if (!out->failure.is_null()) co_return cliFailure(out->failure);
   co_return co_await deliver(out->summary);
 }

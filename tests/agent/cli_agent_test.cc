@@ -31,14 +31,21 @@ TEST(AgentOutputParserTest, ClaudeStreamJsonToolUseAndResultBecomeOneStep) {
        {"message",
         {{"content",
           {{{"type", "text"}, {"text", "Look first."}},
-           {{"type", "tool_use"}, {"id", "t1"}, {"name", "Bash"},
+           {{"type", "tool_use"},
+            {"id", "t1"},
+            {"name", "Bash"},
             {"input", {{"command", "ls"}}}}}}}}},
       {{"type", "user"},
        {"message",
         {{"content",
-          {{{"type", "tool_result"}, {"tool_use_id", "t1"}, {"content", "a.txt\n"},
+          {{{"type", "tool_result"},
+            {"tool_use_id", "t1"},
+            {"content", "a.txt\n"},
             {"is_error", false}}}}}}},
-      {{"type", "result"}, {"subtype", "success"}, {"is_error", false}, {"result", "All done"},
+      {{"type", "result"},
+       {"subtype", "success"},
+       {"is_error", false},
+       {"result", "All done"},
        {"total_cost_usd", 0.5},
        {"usage", {{"input_tokens", 7}, {"cache_read_input_tokens", 3}, {"output_tokens", 2}}}},
   }));
@@ -89,7 +96,8 @@ TEST(AgentOutputParserTest, MalformedLinesBecomeRawTerminalTextNeverACrash) {
   EXPECT_NE(term.find("plain text\n"), std::string::npos);
   EXPECT_NE(term.find("{\"type\":\"unterminated"), std::string::npos);
   // Whatever steps came out of the odd-but-valid lines, each has a tool name or is the result.
-  for (const auto& s : p.takeSteps()) EXPECT_TRUE(s.step.phase == "acting" || s.step.phase == "planning");
+  for (const auto& s : p.takeSteps())
+    EXPECT_TRUE(s.step.phase == "acting" || s.step.phase == "planning");
 }
 
 TEST(AgentOutputParserTest, LinesSplitAcrossChunksAreJoinedAndTextPassesThroughAtOnce) {
@@ -110,7 +118,9 @@ TEST(AgentOutputParserTest, ToolUseWithoutResultBecomesAnErrorStepAtTheEnd) {
   p.feed(lines({{{"type", "assistant"},
                  {"message",
                   {{"content",
-                    {{{"type", "tool_use"}, {"id", "t9"}, {"name", "Write"},
+                    {{{"type", "tool_use"},
+                      {"id", "t9"},
+                      {"name", "Write"},
                       {"input", {{"file_path", "/workspace/x"}}}}}}}}}}));
   EXPECT_TRUE(p.takeSteps().empty());
   p.finish();
@@ -125,16 +135,28 @@ TEST(AgentOutputParserTest, CodexExecJsonCommandsAndFileChangesBecomeSteps) {
   p.feed(lines({
       {{"type", "thread.started"}, {"thread_id", "th"}},
       {{"type", "turn.started"}},
-      {{"type", "item.completed"}, {"item", {{"id", "i0"}, {"type", "reasoning"}, {"text", "Plan"}}}},
+      {{"type", "item.completed"},
+       {"item", {{"id", "i0"}, {"type", "reasoning"}, {"text", "Plan"}}}},
       {{"type", "item.started"},
-       {"item", {{"id", "i1"}, {"type", "command_execution"}, {"command", "make test"},
-                 {"status", "in_progress"}}}},
+       {"item",
+        {{"id", "i1"},
+         {"type", "command_execution"},
+         {"command", "make test"},
+         {"status", "in_progress"}}}},
       {{"type", "item.completed"},
-       {"item", {{"id", "i1"}, {"type", "command_execution"}, {"command", "make test"},
-                 {"aggregated_output", "FAIL\n"}, {"exit_code", 2}, {"status", "failed"}}}},
+       {"item",
+        {{"id", "i1"},
+         {"type", "command_execution"},
+         {"command", "make test"},
+         {"aggregated_output", "FAIL\n"},
+         {"exit_code", 2},
+         {"status", "failed"}}}},
       {{"type", "item.completed"},
-       {"item", {{"id", "i2"}, {"type", "file_change"},
-                 {"changes", {{{"path", "a.py"}, {"kind", "update"}}}}, {"status", "completed"}}}},
+       {"item",
+        {{"id", "i2"},
+         {"type", "file_change"},
+         {"changes", {{{"path", "a.py"}, {"kind", "update"}}}},
+         {"status", "completed"}}}},
       {{"type", "item.completed"},
        {"item", {{"id", "i3"}, {"type", "agent_message"}, {"text", "Fixed it."}}}},
       {{"type", "turn.completed"},
@@ -159,9 +181,13 @@ TEST(AgentOutputParserTest, CursorToolCallLinesBecomeSteps) {
   AgentOutputParser p;
   json args = {{"path", "/workspace/a"}};
   p.feed(lines({
-      {{"type", "tool_call"}, {"subtype", "started"}, {"call_id", "c1"},
+      {{"type", "tool_call"},
+       {"subtype", "started"},
+       {"call_id", "c1"},
        {"tool_call", {{"readToolCall", {{"args", args}}}}}},
-      {{"type", "tool_call"}, {"subtype", "completed"}, {"call_id", "c1"},
+      {{"type", "tool_call"},
+       {"subtype", "completed"},
+       {"call_id", "c1"},
        {"tool_call",
         {{"readToolCall", {{"args", args}, {"result", {{"success", {{"content", "hi"}}}}}}}}}},
   }));
@@ -190,7 +216,9 @@ TEST(CliAgentResolveTest, PresetsAppendThePromptAndPassOnlyTheirKeys) {
 }
 
 TEST(CliAgentResolveTest, SpecCommandPromptViaAndEnvAllowList) {
-  auto env = envOf({{"ANTHROPIC_API_KEY", "sk-a"}, {"GH_TOKEN", "g"}, {"SECRET", "s"},
+  auto env = envOf({{"ANTHROPIC_API_KEY", "sk-a"},
+                    {"GH_TOKEN", "g"},
+                    {"SECRET", "s"},
                     {"KILN_CLI_ENV", "GH_TOKEN, OTHER"}});
   json spec = {{"command", {"aider", "--yes"}},
                {"cli", {{"promptVia", "stdin"}, {"env", {"GH_TOKEN", "ANTHROPIC_API_KEY"}}}}};
@@ -198,8 +226,8 @@ TEST(CliAgentResolveTest, SpecCommandPromptViaAndEnvAllowList) {
   ASSERT_TRUE(plan.isOk()) << plan.status().toString();
   EXPECT_EQ(plan->shellCommand, "exec 'aider' '--yes'");
   EXPECT_EQ(plan->stdinData, "task");
-  EXPECT_EQ(plan->env, (std::map<std::string, std::string>{{"ANTHROPIC_API_KEY", "sk-a"},
-                                                           {"GH_TOKEN", "g"}}));
+  EXPECT_EQ(plan->env,
+            (std::map<std::string, std::string>{{"ANTHROPIC_API_KEY", "sk-a"}, {"GH_TOKEN", "g"}}));
 
   json leak = {{"command", {"x"}}, {"cli", {{"env", {"SECRET"}}}}};
   EXPECT_EQ(resolveCliAgent("cli", "", leak, "t", env).status().code(), Code::kInvalidArgument);

@@ -22,8 +22,8 @@ class CliAgentTest : public ::testing::Test {
     if (geteuid() != 0) GTEST_SKIP() << "needs root for namespace sandboxes";
     std::string repo = dir_.file("repo");
     makeSampleRepo(repo);
-    ASSERT_EQ(shell("cp " + std::string(KILN_SOURCE_DIR) +
-                    "/tests/support/fake_agent_cli.py " + repo + "/ && cd " + repo +
+    ASSERT_EQ(shell("cp " + std::string(KILN_SOURCE_DIR) + "/tests/support/fake_agent_cli.py " +
+                    repo + "/ && cd " + repo +
                     " && git add -A && git -c user.name=t -c user.email=t@t commit -qm agent"),
               0);
     kiln_ = std::make_unique<KilnProcess>(
