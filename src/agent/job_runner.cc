@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "agent/cli_agent.h"
 #include "agent/context.h"
 #include "agent/loop_detector.h"
 #include "agent/step_timings.h"
@@ -256,6 +257,17 @@ std::string approvalQuestion(const std::string& action, const std::string& jobId
          "? Approve to go on, or reply with what to change.";
 }
 
+JobFailure cliFailure(const json& f) {
+  return JobFailure{f.value("code", "agent_failed"), f.value("message", ""), f};
+}
+
+// What is left of the job's wall-clock budget, for the CLI's single long command.
+int cliTimeoutMs(const store::Job& job, int64_t nowMs) {
+  int64_t wallMs = job.limits.value("maxWallSeconds", int64_t{3600}) * 1000;
+  int64_t left = wallMs - (job.startedAt > 0 ? nowMs - job.startedAt : 0);
+  return static_cast<int>(std::clamp<int64_t>(left, 1000, INT32_MAX));
+}
+
 class JobRun {
  public:
   JobRun(RunnerDeps deps, store::Job job, std::shared_ptr<JobHandle> handle)
@@ -279,6 +291,10 @@ class JobRun {
                                                    const std::string& summary);
   // Replaces older steps in the context by a model-written summary (originals stay stored).
   Task<std::optional<JobFailure>> compress();
+  // An external agent CLI (cli_agent.h) does the whole job in one command.
+  Task<std::optional<JobFailure>> runCli(TerminalStream& terminal);
+  Task<Status> recordCliStep(CliStep& c);
+  std::optional<JobFailure> cliBreach_;  // a budget the running CLI exceeded
   std::optional<JobFailure> checkCaps() const;
   int64_t contextThreshold() const { return job_.limits.value("contextTokens", int64_t{64000}); }
   // The summary of the newest finish call, and whether a commit followed it.
@@ -607,6 +623,7 @@ Task<std::optional<JobFailure>> JobRun::loop() {
   if (job_.startedAt == 0) job_.startedAt = d_.clock->nowMs();
   TerminalStream terminal(co_await asio::this_coro::executor, *d_.store, *d_.bus, *d_.pool,
                           job_.id);
+  if (isCliAgent(job_.agent)) co_return co_await runCli(terminal);
   ToolExecutor tools(*rt_, [&](std::string_view stream, std::string_view data) {
     terminal.push(stream, data);
   });
@@ -697,6 +714,45 @@ Task<std::optional<JobFailure>> JobRun::pauseForApproval(const std::string& acti
   co_await update(u);
   spdlog::info("job {}: paused for approval of the {}", job_.id, action);
   co_return std::nullopt;
+}
+
+Task<std::optional<JobFailure>> JobRun::runCli(TerminalStream& terminal) {
+  auto plan = resolveCliAgent(job_.agent, job_.model, job_.spec, job_.taskDesc, processEnv());
+  if (!plan.isOk()) co_return JobFailure{"invalid_argument", plan.status().message()};
+  Status recordErr;
+  CliHooks hooks;
+  hooks.recordStep = [this, &recordErr](CliStep& c) -> Task<Status> {
+    Status st = co_await recordCliStep(c);
+    if (!st.isOk()) recordErr = st;
+    co_return st;
+  };
+  const int timeoutMs = cliTimeoutMs(job_, d_.clock->nowMs());
+  auto out = co_await runCliAgent(*plan, timeoutMs, *rt_, terminal, hooks);
+  if (handle_->cancelled() || leaseLost_) co_return std::nullopt;
+  if (cliBreach_) co_return cliBreach_;
+  if (!recordErr.isOk()) co_return recordFailure(recordErr);
+  if (!out.isOk()) {
+    co_return JobFailure{"agent_failed", "run the agent CLI: " + out.status().message()};
+  }
+  if (!out->failure.is_null()) co_return cliFailure(out->failure);
+  co_return co_await deliver(out->summary);
+}
+
+Task<Status> JobRun::recordCliStep(CliStep& c) {
+  store::Step& s = c.step;
+  s.stepNumber = nextStep_++;
+  std::vector<NewEvent> events;
+  if (co_await captureWorkspace(s)) events.push_back(diffEvent(s));
+  s.workspaceHash = lastTree_;
+  events.insert(events.begin(), stepEvent(s, c.isError));
+  Status st = co_await record(s, events);
+  if (st.isOk() && !cliBreach_ && (cliBreach_ = checkCaps())) {
+    // The CLI cannot be asked to stop at a step boundary: end its run by killing the sandbox.
+    auto sb = sandbox_;
+    auto kill = [&sb] { return sb->destroy(); };
+    co_await d_.pool->run(kill);
+  }
+  co_return st;
 }
 
 Task<std::optional<JobFailure>> JobRun::deliver(const std::string& summary) {

@@ -62,7 +62,15 @@ void addRun(CLI::App& app, Flags& f, int& code) {
       "embedded one for the duration of the run.");
   cmd->add_option("--repo", f.run.repo, "git repository: URL or local path")->required();
   cmd->add_option("--ref", f.run.ref, "branch, tag or commit (default: HEAD)");
-  cmd->add_option("--agent", f.run.agent, "agent provider: mock, openai, anthropic, cli");
+  cmd->add_option("--agent", f.run.agent,
+                  "agent: mock, openai, anthropic, or an agent CLI run in the sandbox: claude, "
+                  "codex, cursor, cli (with --command)");
+  cmd->add_option("--command", f.run.command,
+                  "agent CLI to run (shell text; the task is appended as one argument); "
+                  "overrides the preset of --agent claude/codex/cursor, default agent cli");
+  cmd->add_option("--pass-env", f.run.passEnv,
+                  "pass this variable of the server's environment to the agent CLI (repeatable; "
+                  "API key names, or names the server lists in KILN_CLI_ENV)");
   cmd->add_option("--model", f.run.model, "model name for the provider");
   cmd->add_option("--max-steps", f.run.maxSteps, "stop after this many steps")
       ->check(CLI::PositiveNumber);

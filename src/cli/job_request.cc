@@ -32,6 +32,11 @@ Result<nlohmann::json> buildJobRequest(const RunFlags& flags, const std::string&
   nlohmann::json req = {{"repoUrl", normalizeRepoArg(flags.repo, cwd)}, {"taskDesc", task}};
   if (!flags.ref.empty()) req["ref"] = flags.ref;
   if (!flags.agent.empty()) req["agent"] = flags.agent;
+  if (!flags.command.empty()) {
+    req["command"] = flags.command;
+    if (flags.agent.empty()) req["agent"] = "cli";
+  }
+  if (!flags.passEnv.empty()) req["cli"]["env"] = flags.passEnv;
   if (!flags.model.empty()) req["model"] = flags.model;
   nlohmann::json limits = nlohmann::json::object();
   if (flags.maxSteps) limits["maxSteps"] = *flags.maxSteps;

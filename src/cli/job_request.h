@@ -14,6 +14,8 @@ struct RunFlags {
   std::string ref;
   std::string agent;
   std::string model;
+  std::string command;                // agent CLI as shell text
+  std::vector<std::string> passEnv;   // cli.env
   std::optional<int> maxSteps;
   std::optional<double> maxUsd;
   std::vector<std::string> task;

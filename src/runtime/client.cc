@@ -146,6 +146,7 @@ Task<Status> RuntimeClient::health() {
 Task<Result<ExecResult>> RuntimeClient::exec(const ExecRequest& r, ChunkFn onChunk) {
   json body = {{"cmd", r.cmd}, {"cwd", r.cwd}, {"timeoutMs", r.timeoutMs}, {"env", r.env}};
   if (!r.stdinData.empty()) body["stdin"] = r.stdinData;
+  if (r.maxHeadBytes > 0) body["maxHeadBytes"] = r.maxHeadBytes;
   Result<Socket> sock = co_await connectTo(ex_, socketPath_);
   if (!sock) co_return sock.status();
   error_code ec;

@@ -21,6 +21,8 @@ struct ExecRequest {
   std::map<std::string, std::string> env;
   int timeoutMs = 120'000;
   std::string stdinData;
+  // Output streamed live before only the tail is kept; 0 = the runtime's default (256 KiB).
+  size_t maxHeadBytes = 0;
 };
 
 struct ExecResult {

@@ -140,6 +140,21 @@ TEST(CliJobRequestTest, BuildsBodyWithAbsoluteLocalRepo) {
   EXPECT_FALSE(req->contains("model"));
 }
 
+TEST(CliJobRequestTest, CommandMeansTheCliAgentAndPassEnvFillsCliEnv) {
+  RunFlags flags;
+  flags.repo = "/r";
+  flags.task = {"fix", "it"};
+  flags.command = "aider --yes-always --message";
+  flags.passEnv = {"ANTHROPIC_API_KEY"};
+  auto req = buildJobRequest(flags, "/");
+  ASSERT_TRUE(req.isOk()) << req.status().toString();
+  EXPECT_EQ((*req)["agent"], "cli");
+  EXPECT_EQ((*req)["command"], "aider --yes-always --message");
+  EXPECT_EQ((*req)["cli"]["env"], nlohmann::json::array({"ANTHROPIC_API_KEY"}));
+  flags.agent = "claude";
+  EXPECT_EQ((*buildJobRequest(flags, "/"))["agent"], "claude");
+}
+
 TEST(CliJobRequestTest, RejectsEmptyTaskOrRepo) {
   RunFlags flags;
   flags.repo = "/r";

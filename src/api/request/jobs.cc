@@ -95,6 +95,20 @@ Status parseJobOptions(const json& body, json& spec) {
     }
     spec["command"] = *it;
   }
+  // Agent CLI options (src/agent/cli_agent.h checks the names and hosts when the job starts).
+  if (auto it = body.find("cli"); it != body.end() && !it->is_null()) {
+    RETURN_IF_ERROR(checkObject(*it, "cli", {"env", "allowHosts", "promptVia"}));
+    for (const char* key : {"env", "allowHosts"}) {
+      if (it->contains(key) && !isStringArray((*it)[key])) {
+        return invalidArgument(std::string("cli.") + key + " must be an array of strings");
+      }
+    }
+    if (it->contains("promptVia") && (*it)["promptVia"] != "argv" &&
+        (*it)["promptVia"] != "stdin") {
+      return invalidArgument("cli.promptVia must be \"argv\" or \"stdin\"");
+    }
+    spec["cli"] = *it;
+  }
   return Status::ok();
 }
 
@@ -111,7 +125,7 @@ bool isAgentName(const std::string& s) {
 Result<CreateJobRequest> parseCreateJob(const json& body) {
   RETURN_IF_ERROR(checkObject(body, "",
                               {"repoUrl", "taskDesc", "ref", "agent", "model", "limits", "sandbox",
-                               "approvals", "push", "command", "stream"}));
+                               "approvals", "push", "command", "stream", "cli"}));
   CreateJobRequest r;
   std::optional<std::string> ref, model;
   RETURN_IF_ERROR(requiredString(body, "", "repoUrl", kMaxUrl, r.repoUrl));

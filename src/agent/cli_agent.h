@@ -1,0 +1,83 @@
+// CLI agents: a job whose agent is an external coding-agent CLI (Claude Code, Codex, Cursor, or
+// any argv) runs that CLI once inside the sandbox with the task as its prompt, instead of the
+// step-by-step model loop. This header resolves the job's agent setting into what to run
+// (argv, the environment passed through, how the prompt is given, the hosts its sandbox must
+// reach), parses the CLI's output into steps, and runs it. Everything here is used from the
+// job's strand; nothing is thread-safe.
+#pragma once
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/cli_output.h"
+#include "common/asio.h"
+#include "common/result.h"
+#include "runtime/client.h"
+
+namespace kiln::agent {
+
+class TerminalStream;
+
+// Reads the kiln server's environment (getenv in production, a map in tests).
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+EnvLookup processEnv();
+
+// True for the agents that run an external CLI: cli, claude, codex, cursor.
+bool isCliAgent(const std::string& agent);
+
+enum class PromptVia { kArgv, kStdin };
+
+// What to run for a CLI agent.
+struct CliPlan {
+  std::string shellCommand;  // for /bin/sh -c: the quoted argv (or the job's shell text) + prompt
+  std::vector<std::string> argv;           // the argv before the prompt (empty for shell text)
+  std::map<std::string, std::string> env;  // only allow-listed names, values from the server
+  PromptVia promptVia = PromptVia::kArgv;
+  std::string stdinData;  // the prompt when promptVia is kStdin
+};
+
+// Resolves a job's agent ("cli" with spec.command, or a preset name) into a plan. The job's
+// options (docs/api.md): `command` (argv array, or a shell string) overrides the preset's argv;
+// `cli.promptVia` ("argv" | "stdin"); `cli.env` (names to pass through: any preset key name,
+// or a name the operator lists in KILN_CLI_ENV); `cli.allowHosts`. InvalidArgument when the
+// agent is unknown, `cli` has no command, or the options are malformed.
+Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& model,
+                                const nlohmann::json& spec, const std::string& prompt,
+                                const EnvLookup& env);
+
+// The hosts the job's sandbox must reach through the egress proxy for this CLI: the model API
+// of the preset (the host of ANTHROPIC_BASE_URL / OPENAI_BASE_URL when set) plus the job's
+// `cli.allowHosts`. Empty for agents that are not CLIs.
+std::vector<std::string> cliAllowHosts(const std::string& agent, const nlohmann::json& spec,
+                                       const EnvLookup& env);
+
+// Quotes one word for /bin/sh.
+std::string shellQuote(std::string_view word);
+
+// What the job runner lends a CLI run.
+struct CliHooks {
+  // Records one step durably (assigns its number, captures the workspace, writes it with its
+  // events). Called in order, one at a time.
+  std::function<Task<Status>(CliStep&)> recordStep;
+};
+
+struct CliOutcome {
+  int exitCode = -1;
+  bool timedOut = false;
+  std::string summary;     // the CLI's final answer, or a default line
+  std::string outputTail;  // the last few KB of its output
+  // The job error for a run that did not succeed: {code, message, exitCode} (object), or null.
+  nlohmann::json failure;
+};
+
+// Runs the CLI once in the sandbox through `rt` (/exec, cwd /workspace), streaming its output to
+// `terminal` and its parsed steps to hooks.recordStep as they arrive. `timeoutMs` bounds the
+// run. A transport error (e.g. the sandbox was killed by a stop) is returned as a Status.
+Task<Result<CliOutcome>> runCliAgent(const CliPlan& plan, int timeoutMs, runtime::RuntimeClient& rt,
+                                     TerminalStream& terminal, CliHooks& hooks);
+
+}  // namespace kiln::agent
