@@ -105,6 +105,12 @@ void addJobCommands(CLI::App& app, Flags& f, int& code) {
   auto* reply = addJobCommand(app, f, "reply", "Answer a paused job's question");
   reply->add_option("message", f.message, "the answer")->required();
   reply->callback([&] { code = replyCommand(f.jobId, f.message, f.client); });
+  addJobCommand(app, f, "approve", "Pass a paused job's approval gate (commit, push)")
+      ->callback([&] { code = approveCommand(f.jobId, f.client); });
+  auto* cont = addJobCommand(app, f, "continue",
+                             "Give a finished job a follow-up task in the same workspace");
+  cont->add_option("task", f.message, "the follow-up task")->required();
+  cont->callback([&] { code = continueCommand(f.jobId, f.message, f.client); });
   addJobCommand(app, f, "diff", "Print a job's workspace diff")->callback([&] {
     code = diffCommand(f.jobId, f.client);
   });

@@ -1,5 +1,5 @@
-// The `kiln` command line: serve, run, jobs, logs, stop, reply, diff, status. Parses flags with
-// CLI11 and talks to a kiln server over the public HTTP API (docs/api.md).
+// The `kiln` command line: serve, run, jobs, logs, stop, reply, approve, continue, diff, status.
+// Parses flags with CLI11 and talks to a kiln server over the public HTTP API (docs/api.md).
 #pragma once
 
 namespace kiln::cli {

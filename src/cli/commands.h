@@ -29,6 +29,9 @@ int logsCommand(const std::string& jobId, bool follow, const ClientFlags& client
 int stopCommand(const std::string& jobId, const ClientFlags& client);
 int replyCommand(const std::string& jobId, const std::vector<std::string>& message,
                  const ClientFlags& client);
+int approveCommand(const std::string& jobId, const ClientFlags& client);
+int continueCommand(const std::string& jobId, const std::vector<std::string>& task,
+                    const ClientFlags& client);
 int diffCommand(const std::string& jobId, const ClientFlags& client);
 int statusCommand(const std::string& jobId, bool json, const ClientFlags& client);
 

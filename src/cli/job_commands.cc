@@ -119,6 +119,28 @@ int replyCommand(const std::string& jobId, const std::vector<std::string>& messa
   return kExitOk;
 }
 
+int approveCommand(const std::string& jobId, const ClientFlags& clientFlags) {
+  auto session = open(clientFlags);
+  if (!session) return fail(session.status().message());
+  auto body = call((*session)->client(), "POST", jobPath(jobId) + "/approve", json::object());
+  if (!body) return fail(body.status().message());
+  std::cout << jobId << ": approved\n";
+  return kExitOk;
+}
+
+int continueCommand(const std::string& jobId, const std::vector<std::string>& task,
+                    const ClientFlags& clientFlags) {
+  std::string text = joinWords(task);
+  if (text.empty()) return fail("continue: the follow-up task is empty");
+  auto session = open(clientFlags);
+  if (!session) return fail(session.status().message());
+  auto body =
+      call((*session)->client(), "POST", jobPath(jobId) + "/continue", {{"taskDesc", text}});
+  if (!body) return fail(body.status().message());
+  std::cout << jobId << ": queued again with the follow-up (kiln logs -f " << jobId << ")\n";
+  return kExitOk;
+}
+
 int diffCommand(const std::string& jobId, const ClientFlags& clientFlags) {
   auto session = open(clientFlags);
   if (!session) return fail(session.status().message());

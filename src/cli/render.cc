@@ -94,9 +94,18 @@ std::string renderDone(const json& p, const RenderStyle& style) {
 }
 
 std::string renderQuestion(const json& p, const RenderStyle& style) {
+  std::string id = style.jobId.empty() ? "<job-id>" : style.jobId;
+  if (str(p, "kind") == "approval") {
+    std::string out = paint(style, kYellow, "? approval needed: ") +
+                      paint(style, kBold, str(p, "question")) + "\n";
+    if (!str(p, "summary").empty()) out += "  summary: " + str(p, "summary") + "\n";
+    out += "  see the work: kiln diff " + id + "\n";
+    out += "  approve with: kiln approve " + id + "   or refuse: kiln reply " + id +
+           " \"what to change\"\n";
+    return out;
+  }
   std::string out =
       paint(style, kYellow, "? the agent asks: ") + paint(style, kBold, str(p, "question")) + "\n";
-  std::string id = style.jobId.empty() ? "<job-id>" : style.jobId;
   out += "  answer with: kiln reply " + id + " \"your answer\"\n";
   return out;
 }

@@ -58,6 +58,15 @@ TEST(CliRenderTest, StatusTerminalQuestionErrorDone) {
   std::string q = renderEvent("question", {{"question", "Which DB?"}, {"kind", "ask"}}, plain());
   EXPECT_NE(q.find("Which DB?"), std::string::npos);
   EXPECT_NE(q.find("kiln reply job-1 "), std::string::npos);
+  std::string gate = renderEvent("question",
+                                 {{"question", "Approve committing?"},
+                                  {"kind", "approval"},
+                                  {"action", "commit"},
+                                  {"summary", "fixed add()"}},
+                                 plain());
+  EXPECT_NE(gate.find("approval needed: Approve committing?"), std::string::npos) << gate;
+  EXPECT_NE(gate.find("fixed add()"), std::string::npos);
+  EXPECT_NE(gate.find("kiln approve job-1"), std::string::npos);
   EXPECT_EQ(renderEvent("error", {{"code", "budget"}, {"message", "max steps"}}, plain()),
             "error: budget: max steps\n");
   EXPECT_EQ(renderEvent("done", {{"status", "COMPLETED"}}, plain()), "done: COMPLETED\n");
