@@ -105,6 +105,10 @@ int runtimeMain(int argc, char** argv) {
     std::fprintf(stderr, "kiln runtime: %s\n", args.status().message().c_str());
     return 2;
   }
+  // The namespace backend execs us with every signal blocked (sandbox/ns/contain.cc).
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   // A client that disconnects mid-stream must not kill PID 1.
   signal(SIGPIPE, SIG_IGN);
   int listenFd = args->listenFd;

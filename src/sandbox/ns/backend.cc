@@ -81,6 +81,16 @@ std::string runtimeBinaryFor(const std::string& kilnBinary) {
   return access(runtime.c_str(), X_OK) == 0 ? runtime : kilnBinary;
 }
 
+Status removeStateFiles(const SandboxPaths& paths) {
+  Status st;
+  for (const std::string* f : {&paths.socket, &paths.image, &paths.log}) {
+    if (unlink(f->c_str()) != 0 && errno != ENOENT && st.isOk()) {
+      st = errnoStatus("sandbox: remove " + *f, errno);
+    }
+  }
+  return st;
+}
+
 class NsSandbox : public Sandbox {
  public:
   NsSandbox(std::string id, SandboxPaths paths, int lockFd, ContainedChild child,
@@ -107,9 +117,8 @@ class NsSandbox : public Sandbox {
     if (!breach_) breach_ = cgroup_.breach();
     Status st = cgroup_.remove();
     Status diskSt = disk_.release();
-    Status rmSt = removeTree(paths_.dir);
-    // Only now that nothing is left may a reclaim in another process see the directory as
-    // stale.
+    Status rmSt = removeStateFiles(paths_);
+    // Only now that nothing is left may a reclaim in another process see the state as stale.
     lockFd_.reset();
     if (st.isOk()) st = diskSt;
     return st.isOk() ? rmSt : st;
@@ -125,7 +134,7 @@ class NsSandbox : public Sandbox {
   const std::string id_;
   const SandboxPaths paths_;
   mutable std::mutex mu_;
-  FdCloser lockFd_;                      // GUARDED_BY(mu_): flock on paths_.dir (reclaim.h)
+  FdCloser lockFd_;                      // GUARDED_BY(mu_): flock on paths_.log (reclaim.h)
   ContainedChild child_;                 // GUARDED_BY(mu_)
   SandboxCgroup cgroup_;                 // GUARDED_BY(mu_)
   DiskImage disk_;                       // GUARDED_BY(mu_)
@@ -144,7 +153,7 @@ class NsBackend : public SandboxBackend {
 
  private:
   Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths,
-                                         int lockFd);
+                                         int logFd, int lockFd);
 
   const NamespaceBackendOptions opts_;
   const CgroupLayout cgroups_;
@@ -161,59 +170,56 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
     return invalidArgument("sandbox: workspace is not a directory: " + spec.workspaceDir);
   }
   SandboxPaths paths = SandboxPaths::of(opts_.stateDir, spec.id);
-  if (mkdir(paths.dir.c_str(), 0700) != 0) {
+  // The log comes first and goes last: its existence marks the id as taken.
+  FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
+                      0600));
+  if (logFd.get() < 0) {
     if (errno == EEXIST) return conflict("sandbox: " + spec.id + " already exists");
-    return errnoStatus("sandbox: mkdir " + paths.dir, errno);
+    return errnoStatus("sandbox: create " + paths.log, errno);
   }
-  Result<int> lock = lockSandboxDir(paths.dir);
+  Result<int> lock = lockSandboxState(paths.log);
   if (!lock) return lock.status();
   FdCloser lockFd(*lock);
-  auto sandbox = start(spec, paths, lockFd.get());
+  auto sandbox = start(spec, paths, logFd.get(), lockFd.get());
   if (sandbox) {
     (void)lockFd.release();  // owned by the sandbox now
   } else {
-    (void)removeTree(paths.dir);
+    (void)removeStateFiles(paths);
   }
   return sandbox;
 }
 
 Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
-                                                  const SandboxPaths& paths, int lockFd) {
-  if (mkdir(paths.rw.c_str(), 0700) != 0) return errnoStatus("sandbox: mkdir " + paths.rw, errno);
+                                                  const SandboxPaths& paths, int logFd,
+                                                  int lockFd) {
   if (!spec.rootInside) RETURN_IF_ERROR(chownTree(spec.workspaceDir, kAgentUid, kAgentGid));
   ASSIGN_OR_RETURN(int listenFd, listenOn(paths.socket));
   FdCloser listenGuard(listenFd);
-  FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  ASSIGN_OR_RETURN(DiskImage disk, DiskImage::create(paths.dir, spec.diskMb));
+  ASSIGN_OR_RETURN(DiskImage disk, DiskImage::create(paths.image, spec.diskMb));
+  ASSIGN_OR_RETURN(SandboxCgroup cgroup, SandboxCgroup::create(cgroups_, spec.id, spec));
+  Result<std::vector<int>> procs = cgroup.openProcs();
+  if (!procs) {
+    (void)cgroup.remove();
+    return procs.status();
+  }
   ContainPlan plan;
   plan.mounts = buildMountPlan(paths, spec, disk.device());
   plan.newRoot = paths.newRoot;
   plan.listenFd = listenFd;
-  plan.logFd = logFd.get();
+  plan.logFd = logFd;
   plan.binFd = runtimeFd_.get();
+  plan.cgroupFds = *procs;
   plan.args = runtimeArgs(spec);
   plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
               "LANG=C.UTF-8", "HOME=/root"};
-  Result<SandboxCgroup> cgroup = SandboxCgroup::create(cgroups_, spec.id, spec);
-  if (!cgroup) {
-    (void)disk.release();
-    return cgroup.status();
-  }
   Result<ContainedChild> child = cloneContained(plan);
-  Status st = child ? cgroup->attach(child->pid()) : child.status();
-  if (child) {
-    // A failed child step explains a failed attach (the child is gone), so it comes first.
-    Status childSt = child->go(st.isOk());
-    if (!childSt) st = childSt;
-  }
-  if (!st) {
-    if (child) child->kill();
-    (void)cgroup->remove();
-    (void)disk.release();
-    return st;
+  for (int fd : *procs) close(fd);
+  if (!child) {
+    (void)cgroup.remove();
+    return child.status();  // disk: released by its destructor
   }
   return std::unique_ptr<Sandbox>(new NsSandbox(spec.id, paths, lockFd, std::move(child).value(),
-                                                std::move(cgroup).value(), std::move(disk)));
+                                                std::move(cgroup), std::move(disk)));
 }
 
 }  // namespace

@@ -191,9 +191,18 @@ std::string SandboxCgroup::dirFor(const char* controller) const {
   return "";
 }
 
-Status SandboxCgroup::attach(pid_t pid) const {
-  for (const auto& dir : dirs_) RETURN_IF_ERROR(writeFile(dir + "/cgroup.procs", std::to_string(pid)));
-  return Status::ok();
+Result<std::vector<int>> SandboxCgroup::openProcs() const {
+  std::vector<int> fds;
+  for (const auto& dir : dirs_) {
+    int fd = open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      for (int f : fds) close(f);
+      return errnoStatus("cgroup: open " + dir + "/cgroup.procs", err);
+    }
+    fds.push_back(fd);
+  }
+  return fds;
 }
 
 std::optional<LimitBreach> SandboxCgroup::breach() const {

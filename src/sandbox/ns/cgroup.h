@@ -42,8 +42,9 @@ class SandboxCgroup {
   static Result<SandboxCgroup> create(const CgroupLayout& layout, const std::string& id,
                                       const SandboxSpec& spec);
 
-  // Moves pid (and its future children) into the cgroup.
-  Status attach(pid_t pid) const;
+  // Opens cgroup.procs of each directory for writing, for the child to write itself in
+  // (ContainPlan::cgroupFds). The caller closes them.
+  Result<std::vector<int>> openProcs() const;
   // A limit that was hit so far, if any (OOM kill, fork refused by pids.max).
   std::optional<LimitBreach> breach() const;
   // Number of processes still in the cgroup.

@@ -57,10 +57,10 @@ DiskImage& DiskImage::operator=(DiskImage&& o) noexcept {
   return *this;
 }
 
-Result<DiskImage> DiskImage::create(const std::string& dir, int sizeMb) {
+Result<DiskImage> DiskImage::create(const std::string& path, int sizeMb) {
   DiskImage disk;
   if (sizeMb <= 0) return disk;
-  disk.image_ = dir + "/disk.img";
+  disk.image_ = path;
   int fd = open(disk.image_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return errnoStatus("disk: create " + disk.image_, errno);
   if (ftruncate(fd, off_t{sizeMb} << 20) != 0) {

@@ -19,8 +19,8 @@ class DiskImage {
   DiskImage& operator=(DiskImage&& o) noexcept;
   ~DiskImage() { (void)release(); }
 
-  // No image when sizeMb <= 0.
-  static Result<DiskImage> create(const std::string& dir, int sizeMb);
+  // The image at path, sizeMb large; no image when sizeMb <= 0.
+  static Result<DiskImage> create(const std::string& path, int sizeMb);
 
   // "/dev/loopN", or empty without an image.
   const std::string& device() const { return device_; }

@@ -88,15 +88,16 @@ Status prepareSharedLayers(const std::string& stateDir) {
   std::lock_guard lock(mu);
   RETURN_IF_ERROR(mkdirIfMissing(stateDir, 0711));
   RETURN_IF_ERROR(prepareSkeleton(stateDir + "/.skel"));
+  RETURN_IF_ERROR(mkdirIfMissing(stateDir + "/.mnt", 0700));
   return prepareEtcMask(stateDir + "/.etcmask");
 }
 
 SandboxPaths SandboxPaths::of(const std::string& stateDir, const std::string& id) {
   SandboxPaths p;
-  p.dir = stateDir + "/" + id;
-  p.socket = p.dir + "/rt.sock";
-  p.log = p.dir + "/rt.log";
-  p.rw = p.dir + "/rw";
+  p.socket = stateDir + "/" + id + ".sock";
+  p.log = stateDir + "/" + id + ".log";
+  p.image = stateDir + "/" + id + ".img";
+  p.rw = stateDir + "/.mnt";
   p.newRoot = p.rw + "/m";
   p.skel = stateDir + "/.skel";
   p.etcMask = stateDir + "/.etcmask";

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <set>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -26,15 +28,20 @@ bool under(const std::string& path, const std::string& dir) {
          path[dir.size()] == '/';
 }
 
-// Loop devices whose backing file lies under dir: detached (autoclear ones normally go by
+// Loop devices whose backing file is path or lies under it: detached (autoclear ones normally go by
 // themselves once their last mount is gone; these are the ones that did not).
-int detachLoops(const std::string& dir) {
+int detachLoops(const std::string& dir) {  // dir: a file or a directory
   int n = 0;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator("/sys/block", ec)) {
     std::ifstream in(e.path() / "loop" / "backing_file");
     std::string backing;
-    if (!std::getline(in, backing) || !under(backing, dir)) continue;
+    if (!std::getline(in, backing)) continue;
+    // A deleted backing file reads "<path> (deleted)".
+    if (backing.rfind(dir, 0) != 0 || (backing.size() > dir.size() && backing[dir.size()] != '/' &&
+                                       backing[dir.size()] != ' ')) {
+      continue;
+    }
     int fd = open(("/dev/" + e.path().filename().string()).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) continue;
     n += ioctl(fd, LOOP_CLR_FD, 0) == 0;
@@ -61,55 +68,101 @@ int detachMounts(const std::string& dir) {
 
 }  // namespace
 
-Result<int> lockSandboxDir(const std::string& dir) {
-  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errnoStatus("sandbox: open " + dir, errno);
+Result<int> lockSandboxState(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errnoStatus("sandbox: open " + path, errno);
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     close(fd);
-    if (err == EWOULDBLOCK) return conflict("sandbox: " + dir + " is in use");
-    return errnoStatus("sandbox: lock " + dir, err);
+    if (err == EWOULDBLOCK) return conflict("sandbox: " + path + " is in use");
+    return errnoStatus("sandbox: lock " + path, err);
   }
-  // A reclaim running in another process may have removed the directory between our mkdir and
-  // the lock: it is then no longer ours.
+  // A reclaim running in another process may have removed the file between its creation and
+  // our lock: it is then no longer ours.
   struct stat st;
   if (fstat(fd, &st) != 0 || st.st_nlink == 0) {
     close(fd);
-    return conflict("sandbox: " + dir + " was reclaimed while being created");
+    return conflict("sandbox: " + path + " was reclaimed while being created");
   }
   return fd;
 }
 
-Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir,
-                                           const CgroupLayout& cgroups) {
-  ReclaimReport report;
-  Status first;
+namespace {
+
+bool endsWith(const std::string& s, const std::string& suffix) {
+  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+struct StaleEntries {
+  std::set<std::string> ids;      // from <id>.log / .sock / .img
+  std::set<std::string> legacy;   // <id>/ directories
+};
+
+Result<StaleEntries> listEntries(const std::string& stateDir) {
+  StaleEntries out;
   DIR* d = opendir(stateDir.c_str());
   if (!d) return errnoStatus("sandbox: open " + stateDir, errno);
-  std::vector<std::string> ids;
   while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
+    std::string name = e->d_name;
+    if (name[0] == '.') continue;
     struct stat st;
-    bool isDir = e->d_type == DT_DIR ||
-                 (e->d_type == DT_UNKNOWN && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                  S_ISDIR(st.st_mode));
-    if (isDir) ids.push_back(e->d_name);
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      out.legacy.insert(name);
+      continue;
+    }
+    for (const char* ext : {".log", ".sock", ".img"}) {
+      if (endsWith(name, ext)) out.ids.insert(name.substr(0, name.size() - strlen(ext)));
+    }
   }
   closedir(d);
-  for (const std::string& id : ids) {
+  return out;
+}
+
+// Reclaims one stale sandbox whose lock (if any) the caller holds.
+Status reclaimOne(const std::string& id, const std::string& stateDir, const std::string& files,
+                  const CgroupLayout& cgroups, ReclaimReport& report) {
+  report.cgroups += std::any_of(cgroups.parents.begin(), cgroups.parents.end(),
+                                [&](const std::string& p) {
+                                  return access((p + "/" + id).c_str(), F_OK) == 0;
+                                });
+  // Processes first: they hold the mount namespace, and through it the loop devices.
+  Status st = removeStaleCgroup(cgroups, id);
+  report.loops += detachLoops(files);
+  report.mounts += detachMounts(files);
+  return st;
+}
+
+}  // namespace
+
+Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir,
+                                           const CgroupLayout& cgroups) {
+  ASSIGN_OR_RETURN(StaleEntries entries, listEntries(stateDir));
+  ReclaimReport report;
+  Status first;
+  for (const std::string& id : entries.ids) {
+    SandboxPaths paths = SandboxPaths::of(stateDir, id);
+    // Without a log, the rest is debris of a create or destroy cut short.
+    Result<int> lock = lockSandboxState(paths.log);
+    if (!lock && lock.status().code() == Code::kConflict) continue;  // live
+    Status st = reclaimOne(id, stateDir, paths.image, cgroups, report);
+    for (const std::string* f : {&paths.socket, &paths.image, &paths.log}) {
+      if (unlink(f->c_str()) != 0 && errno != ENOENT && st.isOk()) {
+        st = errnoStatus("sandbox: remove " + *f, errno);
+      }
+    }
+    if (lock) close(*lock);
+    if (!st && first.isOk()) first = st;
+    report.sandboxes += st.isOk();
+  }
+  for (const std::string& id : entries.legacy) {
     std::string dir = stateDir + "/" + id;
-    Result<int> lock = lockSandboxDir(dir);
-    if (!lock) continue;  // a live sandbox (or gone meanwhile)
-    bool hadCgroup = std::any_of(cgroups.parents.begin(), cgroups.parents.end(),
-                                 [&](const std::string& p) { return access((p + "/" + id).c_str(), F_OK) == 0; });
-    // Processes first: they hold the mount namespace, and through it the loop devices.
-    Status st = removeStaleCgroup(cgroups, id);
-    report.loops += detachLoops(dir);
-    report.mounts += detachMounts(dir);
+    Result<int> lock = lockSandboxState(dir);
+    if (!lock) continue;  // live, or gone meanwhile
+    Status st = reclaimOne(id, stateDir, dir, cgroups, report);
     if (st) st = removeTree(dir);
     close(*lock);
     if (!st && first.isOk()) first = st;
-    report.cgroups += hadCgroup;
     report.sandboxes += st.isOk();
   }
   if (!first) return first;

@@ -1,8 +1,9 @@
 // Reclaim: garbage-collects the per-sandbox state a crashed owner left behind. Every live
-// sandbox holds an flock on its state directory (<state>/<id>/) for as long as it exists; a
-// directory whose lock can be taken belongs to no live process, and its cgroups, loop devices,
-// host mounts and files are removed. Run at backend start, before any create. Thread-safe
-// with respect to live sandboxes of any process sharing the state directory.
+// sandbox holds an flock on its <state>/<id>.log for as long as it exists (layout.h); state
+// whose lock can be taken belongs to no live process, and its cgroups (and any process still
+// in them), loop devices, host mounts and files are removed. Directories <state>/<id>/ of the
+// earlier per-sandbox-directory layout are reclaimed the same way. Run at backend start, before
+// any create. Safe with respect to live sandboxes of any process sharing the state directory.
 #pragma once
 #include <string>
 
@@ -11,9 +12,10 @@
 
 namespace kiln::sandbox {
 
-// Takes the liveness lock of a freshly created sandbox directory: returns an fd holding it
-// (close it after the directory is gone), or an error if another process holds it.
-Result<int> lockSandboxDir(const std::string& dir);
+// Takes the liveness lock of a sandbox's freshly created state file (its <id>.log): returns an
+// fd holding it (close it after the sandbox's state is gone), or an error if another process
+// holds it.
+Result<int> lockSandboxState(const std::string& path);
 
 struct ReclaimReport {
   int sandboxes = 0;  // stale sandbox directories removed
