@@ -2,6 +2,7 @@
 // fork+exec, sandboxed exec throughput, and create latency under 100 concurrent creates.
 // Needs root. Usage: sandbox_bench [runs=200] [kiln binary]
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <latch>
 #include <thread>
 #include <vector>
 
@@ -145,26 +147,51 @@ double execThroughput(sandbox::SandboxBackend& backend, const std::string& ws, i
   return n / secs;
 }
 
-std::vector<double> concurrentCreates(sandbox::SandboxBackend& backend, const std::string& ws,
-                                      int n) {
-  std::vector<double> lat(n);
+double cpuMs() {
+  rusage self{}, children{};
+  getrusage(RUSAGE_SELF, &self);
+  getrusage(RUSAGE_CHILDREN, &children);
+  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+  return ms(self.ru_utime) + ms(self.ru_stime) + ms(children.ru_utime) + ms(children.ru_stime);
+}
+
+struct Concurrent {
+  std::vector<double> latency;  // of each create, from the common start
+  double wallMs = 0;            // until the last create returned
+  double cpuMsPerSandbox = 0;   // create + destroy, this process and the reaped sandboxes
+};
+
+// n creates started at once; each thread stays alive until all are done (a sandbox's PID 1
+// dies with the thread that created it).
+Concurrent concurrentCreates(sandbox::SandboxBackend& backend, const std::string& ws, int n) {
+  Concurrent c;
+  c.latency.resize(n);
   std::vector<std::unique_ptr<sandbox::Sandbox>> boxes(n);
+  std::latch start(n + 1), created(n + 1);
   std::vector<std::thread> threads;
+  Clock::time_point t0;
   for (int i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
-      auto t0 = Clock::now();
+      start.arrive_and_wait();
       auto sb = backend.create({.id = "c" + std::to_string(i), .workspaceDir = ws});
-      lat[i] = msSince(t0);
+      c.latency[i] = msSince(t0);
       if (sb) boxes[i] = std::move(sb).value();
+      created.arrive_and_wait();
     });
   }
+  double cpu0 = cpuMs();
+  t0 = Clock::now();
+  start.arrive_and_wait();
+  created.arrive_and_wait();
+  c.wallMs = msSince(t0);
   for (auto& t : threads) t.join();
   int failed = std::count(boxes.begin(), boxes.end(), nullptr);
   if (failed) std::fprintf(stderr, "%d concurrent creates failed\n", failed);
   for (auto& b : boxes) {
     if (b) (void)b->destroy();
   }
-  return lat;
+  c.cpuMsPerSandbox = (cpuMs() - cpu0) / n;
+  return c;
 }
 
 void row(const char* name, const std::vector<double>& v, double baseP50) {
@@ -188,7 +215,8 @@ int main(int argc, char** argv) {
   benchKiln(**backend, ws, 10);  // warm-up: page cache, shared layers
   if (runs == 0) {  // only the concurrent creates, e.g. under perf
     auto conc = concurrentCreates(**backend, ws, 100);
-    std::printf("100 concurrent creates: p50 %.2f ms, p99 %.2f ms\n", pct(conc, 50), pct(conc, 99));
+    std::printf("100 concurrent creates: p50 %.2f ms, p99 %.2f ms, %.2f ms CPU each\n",
+                pct(conc.latency, 50), pct(conc.latency, 99), conc.cpuMsPerSandbox);
     return 0;
   }
   Series k = benchKiln(**backend, ws, runs);
@@ -217,10 +245,15 @@ int main(int argc, char** argv) {
   row("  then exec true #2", first.second, 0);
   row("bwrap --unshare-all ... true", b, pct(b, 50));
   row("fork+exec true", f, pct(b, 50));
-  row("kiln create, 100 concurrent", conc, 0);
+  row("kiln create, 100 concurrent", conc.latency, 0);
   std::printf("\nkiln lifecycle p50 / bwrap p50        : %.2fx\n", pct(k.total, 50) / pct(b, 50));
   std::printf("kiln lifecycle p50 / fork+exec p50    : %.1fx\n", pct(k.total, 50) / pct(f, 50));
-  std::printf("100-concurrent create p99 / single p50: %.2fx\n", pct(conc, 99) / pct(k.create, 50));
+  std::printf("100-concurrent create p99 / single p50: %.2fx\n",
+              pct(conc.latency, 99) / pct(k.create, 50));
+  unsigned cores = std::thread::hardware_concurrency();
+  std::printf("100-concurrent: all created in %.0f ms; CPU per sandbox (create+destroy) %.2f ms,\n"
+              "  so 100 need >= %.0f ms on %u cores\n",
+              conc.wallMs, conc.cpuMsPerSandbox, 100 * conc.cpuMsPerSandbox / cores, cores);
   std::printf("sandboxed exec throughput (sequential): %.0f exec/s\n", tput);
   std::filesystem::remove_all(state);
   std::filesystem::remove_all(ws);

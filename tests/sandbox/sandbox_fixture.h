@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "runtime/client.h"
+#include "sandbox/ns/layout.h"
 #include "sandbox/sandbox.h"
 
 namespace kiln::sandbox::testing {
@@ -97,12 +98,15 @@ inline int countCgroups(const std::string& idPrefix) {
   return n;
 }
 
-// Entries of a backend's state dir other than the shared ones (.skel, .etcmask, .mnt).
+// Entries of a backend's state and run dirs other than the shared ones (.skel, .etcmask, .mnt).
 inline std::vector<std::string> sandboxStateEntries(const std::string& stateDir) {
   std::vector<std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator(stateDir)) {
-    std::string name = e.path().filename();
-    if (name[0] != '.') out.push_back(name);
+  for (const std::string& dir : {stateDir, runDirFor(stateDir)}) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      std::string name = e.path().filename();
+      if (name[0] != '.') out.push_back(name);
+    }
   }
   std::sort(out.begin(), out.end());
   return out;

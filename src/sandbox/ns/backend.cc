@@ -145,7 +145,12 @@ class NsSandbox : public Sandbox {
 class NsBackend : public SandboxBackend {
  public:
   NsBackend(NamespaceBackendOptions opts, CgroupLayout cgroups, int runtimeFd)
-      : opts_(std::move(opts)), cgroups_(std::move(cgroups)), runtimeFd_(runtimeFd) {}
+      : opts_(std::move(opts)),
+        runDir_(runDirFor(opts_.stateDir)),
+        cgroups_(std::move(cgroups)),
+        runtimeFd_(runtimeFd) {}
+  // The run dir goes with the last backend over it (an rmdir fails while sandboxes live).
+  ~NsBackend() override { rmdir(runDir_.c_str()); }
 
   // SandboxBackend
   Result<std::unique_ptr<Sandbox>> create(const SandboxSpec& spec) override;
@@ -156,6 +161,7 @@ class NsBackend : public SandboxBackend {
                                          int logFd, int lockFd);
 
   const NamespaceBackendOptions opts_;
+  const std::string runDir_;
   const CgroupLayout cgroups_;
   const FdCloser runtimeFd_;  // O_PATH fd of the runtime executable, exec'd by every sandbox
 };
@@ -169,7 +175,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
   if (stat(spec.workspaceDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return invalidArgument("sandbox: workspace is not a directory: " + spec.workspaceDir);
   }
-  SandboxPaths paths = SandboxPaths::of(opts_.stateDir, spec.id);
+  SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, spec.id);
   // The log comes first and goes last: its existence marks the id as taken.
   FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
                       0600));
@@ -235,7 +241,7 @@ Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBacke
   ASSIGN_OR_RETURN(CgroupLayout cgroups, CgroupLayout::probe());
   // What a crashed predecessor left: its sandboxes died with it (parent-death signal), their
   // cgroups, state dirs and any lingering loop device or mount did not.
-  (void)reclaimStaleSandboxes(opts.stateDir, cgroups);
+  (void)reclaimStaleSandboxes(opts.stateDir, runDirFor(opts.stateDir), cgroups);
   std::string runtime = runtimeBinaryFor(opts.kilnBinary);
   int runtimeFd = open(runtime.c_str(), O_PATH | O_CLOEXEC);
   if (runtimeFd < 0) return errnoStatus("sandbox: open " + runtime, errno);

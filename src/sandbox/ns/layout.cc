@@ -4,10 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <climits>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -81,7 +85,30 @@ Status prepareEtcMask(const std::string& mask) {
   return writeText(mask + "/hosts", "127.0.0.1 localhost kiln\n::1 localhost\n");
 }
 
+// The run dir sits in a world-writable place (/dev/shm) on some hosts: it must be ours.
+Status prepareRunDir(const std::string& dir) {
+  RETURN_IF_ERROR(mkdirIfMissing(dir, 0700));
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0) return errnoStatus("stat " + dir, errno);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    return Status(Code::kPermissionDenied, "run dir " + dir + " is not a private directory of ours");
+  }
+  return Status::ok();
+}
+
 }  // namespace
+
+std::string runDirFor(const std::string& stateDir) {
+  char real[PATH_MAX];
+  std::string key = realpath(stateDir.c_str(), real) ? real : stateDir;
+  uint64_t h = 14695981039346656037ull;  // FNV-1a: stable across builds and restarts
+  for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+  struct statfs fs;
+  bool runIsTmpfs = statfs("/run", &fs) == 0 && fs.f_type == TMPFS_MAGIC;
+  char name[40];
+  std::snprintf(name, sizeof name, "/kiln-%016llx", static_cast<unsigned long long>(h));
+  return std::string(runIsTmpfs ? "/run" : "/dev/shm") + name;
+}
 
 Status prepareSharedLayers(const std::string& stateDir) {
   static std::mutex mu;
@@ -89,13 +116,15 @@ Status prepareSharedLayers(const std::string& stateDir) {
   RETURN_IF_ERROR(mkdirIfMissing(stateDir, 0711));
   RETURN_IF_ERROR(prepareSkeleton(stateDir + "/.skel"));
   RETURN_IF_ERROR(mkdirIfMissing(stateDir + "/.mnt", 0700));
+  RETURN_IF_ERROR(prepareRunDir(runDirFor(stateDir)));
   return prepareEtcMask(stateDir + "/.etcmask");
 }
 
-SandboxPaths SandboxPaths::of(const std::string& stateDir, const std::string& id) {
+SandboxPaths SandboxPaths::of(const std::string& stateDir, const std::string& runDir,
+                              const std::string& id) {
   SandboxPaths p;
-  p.socket = stateDir + "/" + id + ".sock";
-  p.log = stateDir + "/" + id + ".log";
+  p.socket = runDir + "/" + id + ".sock";
+  p.log = runDir + "/" + id + ".log";
   p.image = stateDir + "/" + id + ".img";
   p.rw = stateDir + "/.mnt";
   p.newRoot = p.rw + "/m";

@@ -136,12 +136,15 @@ Status reclaimOne(const std::string& id, const std::string& stateDir, const std:
 }  // namespace
 
 Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir,
+                                           const std::string& runDir,
                                            const CgroupLayout& cgroups) {
   ASSIGN_OR_RETURN(StaleEntries entries, listEntries(stateDir));
+  ASSIGN_OR_RETURN(StaleEntries running, listEntries(runDir));
+  entries.ids.insert(running.ids.begin(), running.ids.end());
   ReclaimReport report;
   Status first;
   for (const std::string& id : entries.ids) {
-    SandboxPaths paths = SandboxPaths::of(stateDir, id);
+    SandboxPaths paths = SandboxPaths::of(stateDir, runDir, id);
     // Without a log, the rest is debris of a create or destroy cut short.
     Result<int> lock = lockSandboxState(paths.log);
     if (!lock && lock.status().code() == Code::kConflict) continue;  // live

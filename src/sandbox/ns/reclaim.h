@@ -1,5 +1,5 @@
 // Reclaim: garbage-collects the per-sandbox state a crashed owner left behind. Every live
-// sandbox holds an flock on its <state>/<id>.log for as long as it exists (layout.h); state
+// sandbox holds an flock on its <run>/<id>.log for as long as it exists (layout.h); state
 // whose lock can be taken belongs to no live process, and its cgroups (and any process still
 // in them), loop devices, host mounts and files are removed. Directories <state>/<id>/ of the
 // earlier per-sandbox-directory layout are reclaimed the same way. Run at backend start, before
@@ -24,9 +24,10 @@ struct ReclaimReport {
   int mounts = 0;     // host mounts detached
 };
 
-// Cleans up every unlocked sandbox directory under stateDir. Best effort: the first failure is
-// returned after trying all of them.
+// Cleans up every stale sandbox of the backend over stateDir (files in runDir and stateDir,
+// layout.h). Best effort: the first failure is returned after trying all of them.
 Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir,
+                                           const std::string& runDir,
                                            const CgroupLayout& cgroups);
 
 }  // namespace kiln::sandbox
