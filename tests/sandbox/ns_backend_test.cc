@@ -125,6 +125,47 @@ TEST_F(SandboxNsTest, SetupFailureNamesTheStepAndLeavesNothing) {
   EXPECT_EQ(countMounts(), mounts);
 }
 
+// Host path of the executable of sandbox id's PID 1.
+std::string runtimeExe(const std::string& id) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmd = readText((e.path() / "cmdline").string());
+    if (cmd.rfind(std::string("kiln\0runtime", 12), 0) != 0) continue;
+    if (readText((e.path() / "cgroup").string()).find("/kiln/" + id + "\n") == std::string::npos) {
+      continue;
+    }
+    std::error_code ec;
+    return std::filesystem::read_symlink(e.path() / "exe", ec).string();
+  }
+  return "";
+}
+
+TEST_F(SandboxNsTest, RuntimeIsTheSmallBinaryNextToKiln) {
+  std::string id = uniqueId("rt");
+  Sandbox* sb = create({.id = id});
+  ASSERT_NE(sb, nullptr);
+  run(sb, "true");
+  std::string exe = runtimeExe(id);
+  EXPECT_EQ(std::filesystem::path(exe).filename(), "kiln-runtime") << exe;
+}
+
+TEST_F(SandboxNsTest, FallsBackToKilnRuntimeWithoutTheSmallBinary) {
+  // A kiln binary with no kiln-runtime beside it.
+  std::string dir = newWorkspace();
+  std::filesystem::create_symlink(KILN_BINARY, dir + "/kiln");
+  backend_.reset();
+  auto backend = newNamespaceBackend({state_, dir + "/kiln"});
+  ASSERT_TRUE(backend.isOk()) << backend.status().toString();
+  backend_ = std::move(backend).value();
+  std::string id = uniqueId("fb");
+  Sandbox* sb = create({.id = id});
+  ASSERT_NE(sb, nullptr);
+  EXPECT_EQ(run(sb, "id -u; cat /proc/1/cmdline | tr '\\0' ' ' | cut -c1-12"),
+            "1000\nkiln runtime\n");
+  EXPECT_EQ(runtimeExe(id), std::filesystem::canonical(KILN_BINARY).string());
+}
+
 TEST_F(SandboxNsTest, DuplicateIdIsAConflict) {
   std::string id = uniqueId("dup");
   Sandbox* sb = create({.id = id});
