@@ -28,9 +28,9 @@ bool under(const std::string& path, const std::string& dir) {
          path[dir.size()] == '/';
 }
 
-// Loop devices whose backing file is path or lies under it: detached (autoclear ones normally go by
-// themselves once their last mount is gone; these are the ones that did not).
-int detachLoops(const std::string& dir) {  // dir: a file or a directory
+// Loop devices whose backing file is path or lies under it: detached (autoclear ones normally
+// go by themselves once their last mount is gone; these are the ones that did not).
+int detachLoops(const std::string& path) {
   int n = 0;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator("/sys/block", ec)) {
@@ -38,10 +38,10 @@ int detachLoops(const std::string& dir) {  // dir: a file or a directory
     std::string backing;
     if (!std::getline(in, backing)) continue;
     // A deleted backing file reads "<path> (deleted)".
-    if (backing.rfind(dir, 0) != 0 || (backing.size() > dir.size() && backing[dir.size()] != '/' &&
-                                       backing[dir.size()] != ' ')) {
-      continue;
-    }
+    bool match = backing.rfind(path, 0) == 0 &&
+                 (backing.size() == path.size() || backing[path.size()] == '/' ||
+                  backing[path.size()] == ' ');
+    if (!match) continue;
     int fd = open(("/dev/" + e.path().filename().string()).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) continue;
     n += ioctl(fd, LOOP_CLR_FD, 0) == 0;
@@ -120,8 +120,9 @@ Result<StaleEntries> listEntries(const std::string& stateDir) {
 }
 
 // Reclaims one stale sandbox whose lock (if any) the caller holds.
-Status reclaimOne(const std::string& id, const std::string& stateDir, const std::string& files,
-                  const CgroupLayout& cgroups, ReclaimReport& report) {
+// files: the sandbox's disk image, or its directory in the earlier layout.
+Status reclaimOne(const std::string& id, const std::string& files, const CgroupLayout& cgroups,
+                  ReclaimReport& report) {
   report.cgroups += std::any_of(cgroups.parents.begin(), cgroups.parents.end(),
                                 [&](const std::string& p) {
                                   return access((p + "/" + id).c_str(), F_OK) == 0;
@@ -148,7 +149,7 @@ Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir,
     // Without a log, the rest is debris of a create or destroy cut short.
     Result<int> lock = lockSandboxState(paths.log);
     if (!lock && lock.status().code() == Code::kConflict) continue;  // live
-    Status st = reclaimOne(id, stateDir, paths.image, cgroups, report);
+    Status st = reclaimOne(id, paths.image, cgroups, report);
     for (const std::string* f : {&paths.socket, &paths.image, &paths.log}) {
       if (unlink(f->c_str()) != 0 && errno != ENOENT && st.isOk()) {
         st = errnoStatus("sandbox: remove " + *f, errno);
@@ -162,7 +163,7 @@ Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir,
     std::string dir = stateDir + "/" + id;
     Result<int> lock = lockSandboxState(dir);
     if (!lock) continue;  // live, or gone meanwhile
-    Status st = reclaimOne(id, stateDir, dir, cgroups, report);
+    Status st = reclaimOne(id, dir, cgroups, report);
     if (st) st = removeTree(dir);
     close(*lock);
     if (!st && first.isOk()) first = st;
