@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "runtime/router.h"
@@ -105,6 +106,10 @@ int runtimeMain(int argc, char** argv) {
     std::fprintf(stderr, "kiln runtime: %s\n", args.status().message().c_str());
     return 2;
   }
+  // The namespace backend execs us with every signal blocked (sandbox/ns/contain.cc).
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   // A client that disconnects mid-stream must not kill PID 1.
   signal(SIGPIPE, SIG_IGN);
   int listenFd = args->listenFd;
@@ -148,7 +153,14 @@ int runtimeMain(int argc, char** argv) {
       std::fprintf(stderr, "kiln runtime: accept: %s\n", std::strerror(errno));
       return 1;
     }
-    std::thread([r = router->get(), fd] { serveConnection(*r, fd); }).detach();
+    try {
+      std::thread([r = router->get(), fd] { serveConnection(*r, fd); }).detach();
+    } catch (const std::system_error&) {
+      // No thread to be had (a fork bomb holds every pid of the sandbox): drop this
+      // connection, never PID 1.
+      close(fd);
+      usleep(10'000);
+    }
   }
 }
 

@@ -53,9 +53,11 @@ class SandboxBackend {
 };
 
 struct NamespaceBackendOptions {
-  // Host directory for per-sandbox state (upper dirs, sockets). Created if missing.
+  // Host directory for the backend's shared layers and disk images (sockets and logs live in a
+  // tmpfs dir derived from it). Created if missing; stale state in it is reclaimed at start.
   std::string stateDir;
-  // Path of the kiln binary, exec'd inside as `kiln runtime` (PID 1).
+  // Path of the kiln binary. PID 1 inside is `kiln-runtime` from the same directory if there
+  // is one (a small static build of the runtime), else this binary as `kiln runtime`.
   std::string kilnBinary;
 };
 

@@ -47,17 +47,42 @@ TEST_F(EscapeTest, WritesOutsideWorkspaceDoNotPersist) {
   std::string probe = "kiln-escape-" + std::to_string(getpid());
   Sandbox* sb = create({.rootInside = true});
   ASSERT_NE(sb, nullptr);
-  run(sb, "for d in / /usr /etc /var /home/agent /root /usr/lib; do echo x > $d/" + probe +
-              "; done; ls /usr/" + probe);
+  run(sb, "for d in / /usr /etc /var /home/agent /root /usr/lib /tmp /var/tmp /dev/shm; do "
+          "echo x > $d/" + probe + "; done; ls /usr/" + probe);
   ASSERT_TRUE(sb->destroy().isOk());
-  for (const char* d : {"/", "/usr/", "/etc/", "/var/", "/root/", "/usr/lib/"}) {
+  for (const char* d : {"/", "/usr/", "/etc/", "/var/", "/root/", "/usr/lib/", "/tmp/",
+                        "/var/tmp/", "/dev/shm/"}) {
     EXPECT_FALSE(std::filesystem::exists(std::string(d) + probe)) << d;
   }
   Sandbox* next = create({.rootInside = true});
   ASSERT_NE(next, nullptr);
-  auto r = exec(next, "ls /usr/" + probe + " /" + probe);
+  auto r = exec(next, "ls /usr/" + probe + " /" + probe + " /tmp/" + probe + " /var/tmp/" + probe);
   ASSERT_TRUE(r.isOk());
   EXPECT_NE(r->exitCode, 0);
+}
+
+TEST_F(EscapeTest, KilnDataAndOtherSandboxesAreUnreachable) {
+  // A node's data dir (its SQLite database among it), and a second sandbox: its workspace and
+  // its runtime socket, the way into it.
+  std::string data = newWorkspace();
+  std::ofstream(data + "/kiln.db") << "SQLite format 3 secret-db-content";
+  std::string otherWs = newWorkspace();
+  std::ofstream(otherWs + "/other.txt") << "secret-other-workspace";
+  Sandbox* other = create({.workspaceDir = otherWs});
+  Sandbox* sb = create({.rootInside = true});
+  ASSERT_NE(other, nullptr);
+  ASSERT_NE(sb, nullptr);
+  auto r = exec(sb, "cat " + data + "/kiln.db " + otherWs + "/other.txt 2>&1; ls " +
+                        other->runtimeSocket() + " 2>&1; find / -xdev \\( -name kiln.db -o "
+                        "-name other.txt -o -name '*.sock' \\) 2>/dev/null; "
+                        "ls /proc/1/root/tmp /proc/1/root" + data + " 2>&1; echo end");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->output.find("secret-"), std::string::npos) << r->output;
+  EXPECT_EQ(r->output.find("kiln.db\n"), std::string::npos) << r->output;
+  EXPECT_EQ(r->output.find("other.txt\n"), std::string::npos) << r->output;
+  EXPECT_EQ(r->output.find(".sock\n"), std::string::npos) << r->output;
+  EXPECT_NE(r->output.find("No such file"), std::string::npos) << r->output;
+  EXPECT_NE(r->output.find("end\n"), std::string::npos) << r->output;
 }
 
 TEST_F(EscapeTest, HostPidsAreInvisibleAndUnsignalable) {
@@ -135,6 +160,30 @@ TEST_F(EscapeTest, ForkBombIsBoundedByPids) {
   if (!current.empty()) EXPECT_LE(std::stoi(current), 48);
 }
 
+TEST_F(EscapeTest, ClassicForkBombIsContainedAndReported) {
+  Sandbox* sb = create({.pids = 64});
+  ASSERT_NE(sb, nullptr);
+  // The bomb goes in the background first; exec (no fork needed) keeps the command itself
+  // alive until its timeout, whose process-group kill must take the whole bomb down.
+  auto r = exec(sb, "bash -c 'bomb() { bomb | bomb & }; bomb' & exec sleep 5", 1'000);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_TRUE(r->timedOut);
+  auto breach = sb->limitBreach();
+  ASSERT_TRUE(breach.has_value());
+  EXPECT_EQ(breach->resource, "pids");
+  // The process-group kill at the timeout takes the bomb down, and PID 1 still serves. (Killed
+  // processes take a moment to exit and be reaped; until then they still hold pids.)
+  const std::string probe =
+      "echo alive; ps -e -o stat=,comm= | awk '$1 !~ /^Z/ && $2 == \"bash\"' | wc -l";
+  auto alive = exec(sb, probe);
+  for (int i = 0; i < 30 && !(alive.isOk() && alive->output == "alive\n0\n"); ++i) {
+    usleep(100'000);
+    alive = exec(sb, probe);
+  }
+  ASSERT_TRUE(alive.isOk()) << alive.status().toString();
+  EXPECT_EQ(alive->output, "alive\n0\n") << run(sb, "ps -e -o pid,ppid,pgid,sid,stat,args");
+}
+
 TEST_F(EscapeTest, MemoryBombIsOomKilledAndReported) {
   Sandbox* sb = create({.memoryMb = 64});
   ASSERT_NE(sb, nullptr);
@@ -161,6 +210,26 @@ TEST_F(EscapeTest, DiskQuotaFailsInsideAndIsReported) {
   EXPECT_EQ(breach->resource, "disk");
 }
 
+TEST_F(EscapeTest, DiskQuotaFilledThenFreedIsStillReported) {
+  Sandbox* sb = create({.diskMb = 64});
+  ASSERT_NE(sb, nullptr);
+  // Fill the quota and free it again within one command: nothing is full any more afterwards.
+  auto r = exec(sb, "dd if=/dev/zero of=/var/tmp/big bs=1M count=200 2>&1; rm -f /var/tmp/big; "
+                    "df -k / | tail -1");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_NE(r->output.find("No space left"), std::string::npos) << r->output;
+  auto breach = sb->limitBreach();
+  ASSERT_TRUE(breach.has_value()) << r->output;
+  EXPECT_EQ(breach->resource, "disk");
+}
+
+TEST_F(EscapeTest, DiskUsedWellBelowTheQuotaIsNoBreach) {
+  Sandbox* sb = create({.diskMb = 64});
+  ASSERT_NE(sb, nullptr);
+  run(sb, "dd if=/dev/zero of=/var/tmp/half bs=1M count=24 2>&1 && sync && rm /var/tmp/half");
+  EXPECT_FALSE(sb->limitBreach().has_value());
+}
+
 TEST_F(EscapeTest, SymlinkToEtcThroughFilesReadIsRefused) {
   Sandbox* sb = create({});
   ASSERT_NE(sb, nullptr);
@@ -185,48 +254,31 @@ TEST_F(EscapeTest, SigtermIgnoringCommandIsKilledAtTimeout) {
   EXPECT_EQ(left.find("sleep"), std::string::npos) << left;
 }
 
-TEST_F(EscapeTest, NoLeaksAfter100CreateDestroyCycles) {
-  auto loops = [] {
-    int n = 0;
-    for (const auto& e : std::filesystem::directory_iterator("/sys/block")) {
-      n += std::filesystem::exists(e.path() / "loop" / "backing_file");
-    }
-    return n;
-  };
+TEST_F(EscapeTest, NoLeaksAfter500CreateDestroyCycles) {
   const std::string prefix = uniqueId("leak") + "_";
-  auto cgroups = [&] {
-    int n = 0;
-    for (const char* c : {"memory", "pids", "cpu"}) {
-      std::string dir = std::string("/sys/fs/cgroup/") + c + "/kiln";
-      if (!std::filesystem::exists(dir)) continue;
-      for (const auto& e : std::filesystem::directory_iterator(dir)) {
-        n += e.is_directory() && e.path().filename().string().rfind(prefix, 0) == 0;
-      }
-    }
-    return n;
-  };
-  int mounts = countMounts(), lo = loops();
-  for (int i = 0; i < 100; ++i) {
+  int lo = countLoops();
+  for (int i = 0; i < 500; ++i) {
     SandboxSpec spec{.id = prefix + std::to_string(i), .memoryMb = 128};
-    if (i % 25 == 0) spec.diskMb = 32;
+    if (i % 50 == 0) spec.diskMb = 16;
     Sandbox* sb = create(spec);
     ASSERT_NE(sb, nullptr) << "cycle " << i;
-    if (i % 10 == 0) {
-      run(sb, "true");
+    if (i % 25 == 0) {
+      run(sb, "sleep 30 >/dev/null 2>&1 & true");  // a straggler for destroy to kill
       EXPECT_EQ(countRuntimes(spec.id), 1);
     }
     ASSERT_TRUE(sb->destroy().isOk()) << "cycle " << i;
+    sandboxes_.clear();
   }
-  EXPECT_EQ(countMounts(), mounts);
+  // A sandbox mount that escaped its namespace would show under the state dir (.mnt) on the
+  // host. (Not the global count: other processes on the host mount things meanwhile.)
+  EXPECT_EQ(countMountsUnder(state_), 0);
   EXPECT_EQ(countRuntimes(prefix), 0);
-  EXPECT_EQ(cgroups(), 0);
+  EXPECT_EQ(countCgroups(prefix), 0);
   // Autoclear loop devices detach asynchronously after the last mount goes. (Global count:
   // another test binary attaching images at the same time would make this fail, not pass.)
-  for (int i = 0; i < 100 && loops() > lo; ++i) usleep(20'000);
-  EXPECT_EQ(loops(), lo);
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(state_),
-                          std::filesystem::directory_iterator()),
-            2);  // only .skel and .etcmask
+  for (int i = 0; i < 100 && countLoops() > lo; ++i) usleep(20'000);
+  EXPECT_EQ(countLoops(), lo);
+  EXPECT_TRUE(sandboxStateEntries(state_).empty());
 }
 
 }  // namespace

@@ -1,5 +1,10 @@
 // The namespace backend end to end: real namespaces, mounts and cgroups, the real runtime.
+#include <fcntl.h>
+#include <linux/loop.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -85,23 +90,26 @@ TEST_F(SandboxNsTest, DestroyLeavesNoProcessMountOrCgroup) {
   EXPECT_EQ(countRuntimes(id), 0);
   Sandbox* sb = create({.id = id, .memoryMb = 256});
   ASSERT_NE(sb, nullptr);
+  // create() returns once the runtime's exec is past the point of no return; its cmdline
+  // appears a moment later.
+  for (int i = 0; i < 100 && countRuntimes(id) == 0; ++i) usleep(10'000);
   EXPECT_EQ(countRuntimes(id), 1);
   std::string cg = "/sys/fs/cgroup/memory/kiln/" + sb->id();
   bool v1 = std::filesystem::exists("/sys/fs/cgroup/memory/kiln");
   if (v1) {
     EXPECT_TRUE(std::filesystem::exists(cg));
   }
-  std::string dir = state_ + "/" + sb->id();
+  EXPECT_EQ(sandboxStateEntries(state_), (std::vector<std::string>{id + ".log", id + ".sock"}));
   EXPECT_TRUE(sb->destroy().isOk());
   EXPECT_TRUE(sb->destroy().isOk());  // idempotent
   EXPECT_EQ(countRuntimes(id), 0);
   EXPECT_EQ(countMounts(), mountsBefore);
   EXPECT_FALSE(std::filesystem::exists(cg));
-  EXPECT_FALSE(std::filesystem::exists(dir));
+  EXPECT_TRUE(sandboxStateEntries(state_).empty());
 }
 
 TEST_F(SandboxNsTest, SetupFailureNamesTheStepAndLeavesNothing) {
-  std::string bogus = state_ + "/not-a-binary";
+  std::string bogus = newWorkspace() + "/not-a-binary";
   std::ofstream(bogus) << "plain text, not ELF\n";
   std::filesystem::permissions(bogus, std::filesystem::perms::owner_all);
   auto backend = newNamespaceBackend({state_, bogus});
@@ -112,9 +120,50 @@ TEST_F(SandboxNsTest, SetupFailureNamesTheStepAndLeavesNothing) {
   ASSERT_FALSE(sb.isOk());
   EXPECT_NE(sb.status().message().find("sandbox: exec runtime: "), std::string::npos)
       << sb.status().toString();
-  EXPECT_FALSE(std::filesystem::exists(state_ + "/" + id));
-  EXPECT_FALSE(std::filesystem::exists("/sys/fs/cgroup/memory/kiln/" + id));
+  EXPECT_TRUE(sandboxStateEntries(state_).empty());
+  EXPECT_EQ(countCgroups(id), 0);
   EXPECT_EQ(countMounts(), mounts);
+}
+
+// Host path of the executable of sandbox id's PID 1.
+std::string runtimeExe(const std::string& id) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmd = readText((e.path() / "cmdline").string());
+    if (cmd.rfind(std::string("kiln\0runtime", 12), 0) != 0) continue;
+    if (readText((e.path() / "cgroup").string()).find("/kiln/" + id + "\n") == std::string::npos) {
+      continue;
+    }
+    std::error_code ec;
+    return std::filesystem::read_symlink(e.path() / "exe", ec).string();
+  }
+  return "";
+}
+
+TEST_F(SandboxNsTest, RuntimeIsTheSmallBinaryNextToKiln) {
+  std::string id = uniqueId("rt");
+  Sandbox* sb = create({.id = id});
+  ASSERT_NE(sb, nullptr);
+  run(sb, "true");
+  std::string exe = runtimeExe(id);
+  EXPECT_EQ(std::filesystem::path(exe).filename(), "kiln-runtime") << exe;
+}
+
+TEST_F(SandboxNsTest, FallsBackToKilnRuntimeWithoutTheSmallBinary) {
+  // A kiln binary with no kiln-runtime beside it.
+  std::string dir = newWorkspace();
+  std::filesystem::create_symlink(KILN_BINARY, dir + "/kiln");
+  backend_.reset();
+  auto backend = newNamespaceBackend({state_, dir + "/kiln"});
+  ASSERT_TRUE(backend.isOk()) << backend.status().toString();
+  backend_ = std::move(backend).value();
+  std::string id = uniqueId("fb");
+  Sandbox* sb = create({.id = id});
+  ASSERT_NE(sb, nullptr);
+  EXPECT_EQ(run(sb, "id -u; cat /proc/1/cmdline | tr '\\0' ' ' | cut -c1-12"),
+            "1000\nkiln runtime\n");
+  EXPECT_EQ(runtimeExe(id), std::filesystem::canonical(KILN_BINARY).string());
 }
 
 TEST_F(SandboxNsTest, DuplicateIdIsAConflict) {
@@ -123,6 +172,97 @@ TEST_F(SandboxNsTest, DuplicateIdIsAConflict) {
   ASSERT_NE(sb, nullptr);
   auto again = backend_->create({.id = id, .workspaceDir = newWorkspace()});
   EXPECT_EQ(again.status().code(), Code::kConflict);
+}
+
+pid_t spawnQuiet(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+// Attaches a loop device (no autoclear) to image; returns its fd, or -1.
+int attachLoop(const std::string& image) {
+  int img = open(image.c_str(), O_RDWR | O_CLOEXEC);
+  int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+  int n = ctl >= 0 ? ioctl(ctl, LOOP_CTL_GET_FREE) : -1;
+  int fd = n >= 0 ? open(("/dev/loop" + std::to_string(n)).c_str(), O_RDWR | O_CLOEXEC) : -1;
+  if (fd >= 0 && ioctl(fd, LOOP_SET_FD, img) != 0) {
+    close(fd);
+    fd = -1;
+  }
+  for (int f : {img, ctl}) {
+    if (f >= 0) close(f);
+  }
+  return fd;
+}
+
+// Waits (up to 10 s) for pid to be killed by SIGKILL; false if it is still running.
+bool waitKilled(pid_t pid) {
+  for (int i = 0; i < 1000; ++i) {
+    int st = 0;
+    if (waitpid(pid, &st, WNOHANG) == pid) return WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+    usleep(10'000);
+  }
+  return false;
+}
+
+TEST_F(SandboxNsTest, BackendStartReclaimsWhatACrashedOwnerLeft) {
+  // A live sandbox in the same state dir: the reclaim must leave it alone.
+  Sandbox* live = create({});
+  ASSERT_NE(live, nullptr);
+  // 1. `kiln sandbox exec` killed -9 mid-command: its sandbox dies with it (parent-death
+  //    signal); its state files (disk image included) and cgroups stay behind.
+  pid_t cli = spawnQuiet({KILN_BINARY, "sandbox", "exec", "--state-dir", state_, "--disk-mb",
+                          "16", "--memory-mb", "64", "--", "sleep", "60"});
+  ASSERT_GT(cli, 0);
+  const std::string cliId = "x" + std::to_string(cli);
+  // (Its runtime's forked command child shares the cmdline until it execs.)
+  for (int i = 0; i < 1000 && countRuntimes(cliId) == 0; ++i) usleep(10'000);
+  ASSERT_GE(countRuntimes(cliId), 1);
+  kill(cli, SIGKILL);
+  ASSERT_TRUE(waitKilled(cli));
+  for (int i = 0; i < 500 && countRuntimes(cliId) > 0; ++i) usleep(10'000);
+  EXPECT_TRUE(std::filesystem::exists(state_ + "/" + cliId + ".img"));
+  EXPECT_GT(countCgroups(cliId), 0);
+  // 2. A crash mid-destroy in the earlier per-sandbox-directory layout: a host mount, a loop
+  //    device on its image, and cgroups with a process still inside.
+  const std::string stale = uniqueId("stale");
+  const std::string dir = state_ + "/" + stale;
+  std::filesystem::create_directories(dir + "/rw");
+  ASSERT_EQ(mount("tmpfs", (dir + "/rw").c_str(), "tmpfs", 0, "size=1m"), 0);
+  std::ofstream(dir + "/disk.img").close();
+  std::filesystem::resize_file(dir + "/disk.img", 1 << 20);
+  int loopFd = attachLoop(dir + "/disk.img");
+  ASSERT_GE(loopFd, 0);
+  close(loopFd);  // without autoclear, the device stays attached
+  pid_t sleeper = spawnQuiet({"/bin/sleep", "60"});
+  ASSERT_GT(sleeper, 0);
+  for (const auto& parent : cgroupParents()) {
+    std::filesystem::create_directory(parent + "/" + stale);
+    std::ofstream(parent + "/" + stale + "/cgroup.procs") << sleeper;
+  }
+  EXPECT_EQ(countLoops(dir), 1);
+  EXPECT_EQ(countMountsUnder(state_), 1);
+
+  auto again = newNamespaceBackend({state_, KILN_BINARY});
+  ASSERT_TRUE(again.isOk()) << again.status().toString();
+
+  EXPECT_TRUE(waitKilled(sleeper));
+  EXPECT_EQ(countCgroups(cliId), 0);
+  EXPECT_EQ(countCgroups(stale), 0);
+  EXPECT_EQ(countMountsUnder(state_), 0);
+  EXPECT_EQ(countLoops(state_), 0);
+  EXPECT_EQ(sandboxStateEntries(state_),
+            (std::vector<std::string>{live->id() + ".log", live->id() + ".sock"}));
+  EXPECT_EQ(run(live, "echo alive"), "alive\n");
 }
 
 }  // namespace

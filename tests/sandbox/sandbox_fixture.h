@@ -4,13 +4,16 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "runtime/client.h"
+#include "sandbox/ns/layout.h"
 #include "sandbox/sandbox.h"
 
 namespace kiln::sandbox::testing {
@@ -50,6 +53,64 @@ inline int countRuntimes(const std::string& idPrefix) {
   return n;
 }
 
+// Attached loop devices whose backing file lies under dir (all of them for "/").
+inline int countLoops(const std::string& dir = "/") {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/sys/block")) {
+    std::string backing = readText((e.path() / "loop" / "backing_file").string());
+    n += !backing.empty() && backing.rfind(dir, 0) == 0;
+  }
+  return n;
+}
+
+// Host mounts at or under dir.
+inline int countMountsUnder(const std::string& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  int n = 0;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string skip, target;
+    fields >> skip >> skip >> skip >> skip >> target;
+    n += target.rfind(dir, 0) == 0;
+  }
+  return n;
+}
+
+// The kiln/ parents of sandbox cgroups on this host: the v1 controllers, else the v2 root.
+inline std::vector<std::string> cgroupParents() {
+  if (std::filesystem::exists("/sys/fs/cgroup/memory/kiln")) {
+    return {"/sys/fs/cgroup/memory/kiln", "/sys/fs/cgroup/pids/kiln", "/sys/fs/cgroup/cpu/kiln"};
+  }
+  for (const char* p : {"/sys/fs/cgroup/unified/kiln", "/sys/fs/cgroup/kiln"}) {
+    if (std::filesystem::exists(p)) return {p};
+  }
+  return {};
+}
+
+// Sandbox cgroups (any hierarchy) whose name starts with idPrefix.
+inline int countCgroups(const std::string& idPrefix) {
+  int n = 0;
+  for (const auto& parent : cgroupParents()) {
+    for (const auto& e : std::filesystem::directory_iterator(parent)) {
+      n += e.is_directory() && e.path().filename().string().rfind(idPrefix, 0) == 0;
+    }
+  }
+  return n;
+}
+
+// Entries of a backend's state and run dirs other than the shared ones (.skel, .etcmask, .mnt).
+inline std::vector<std::string> sandboxStateEntries(const std::string& stateDir) {
+  std::vector<std::string> out;
+  for (const std::string& dir : {stateDir, runDirFor(stateDir)}) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      std::string name = e.path().filename();
+      if (name[0] != '.') out.push_back(name);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 class NsSandboxTest : public ::testing::Test {
  protected:
@@ -65,6 +126,7 @@ class NsSandboxTest : public ::testing::Test {
       if (sb) (void)sb->destroy();
     }
     sandboxes_.clear();
+    backend_.reset();
     for (const auto& d : dirs_) std::filesystem::remove_all(d);
     if (!state_.empty()) std::filesystem::remove_all(state_);
   }

@@ -16,6 +16,7 @@
 #include "sandbox/ns/contain.h"
 #include "sandbox/ns/disk.h"
 #include "sandbox/ns/layout.h"
+#include "sandbox/ns/reclaim.h"
 #include "sandbox/sandbox.h"
 
 namespace kiln::sandbox {
@@ -27,7 +28,14 @@ class FdCloser {
   ~FdCloser() {
     if (fd_ >= 0) close(fd_);
   }
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
   int get() const { return fd_; }
+  void reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  int release() { return std::exchange(fd_, -1); }
 
  private:
   int fd_;
@@ -65,12 +73,31 @@ std::vector<std::string> runtimeArgs(const SandboxSpec& spec) {
           root ? "0" : std::to_string(kAgentUid),       "--gid",       root ? "0" : std::to_string(kAgentGid)};
 }
 
+// The runtime executable next to the kiln binary (a small static build of `kiln runtime`
+// that starts in ~1 ms), else the kiln binary itself.
+std::string runtimeBinaryFor(const std::string& kilnBinary) {
+  std::string dir = kilnBinary.substr(0, kilnBinary.rfind('/') + 1);
+  std::string runtime = dir + "kiln-runtime";
+  return access(runtime.c_str(), X_OK) == 0 ? runtime : kilnBinary;
+}
+
+Status removeStateFiles(const SandboxPaths& paths) {
+  Status st;
+  for (const std::string* f : {&paths.socket, &paths.image, &paths.log}) {
+    if (unlink(f->c_str()) != 0 && errno != ENOENT && st.isOk()) {
+      st = errnoStatus("sandbox: remove " + *f, errno);
+    }
+  }
+  return st;
+}
+
 class NsSandbox : public Sandbox {
  public:
-  NsSandbox(std::string id, SandboxPaths paths, ContainedChild child, SandboxCgroup cgroup,
-            DiskImage disk)
+  NsSandbox(std::string id, SandboxPaths paths, int lockFd, ContainedChild child,
+            SandboxCgroup cgroup, DiskImage disk)
       : id_(std::move(id)),
         paths_(std::move(paths)),
+        lockFd_(lockFd),
         child_(std::move(child)),
         cgroup_(std::move(cgroup)),
         disk_(std::move(disk)) {}
@@ -90,7 +117,9 @@ class NsSandbox : public Sandbox {
     if (!breach_) breach_ = cgroup_.breach();
     Status st = cgroup_.remove();
     Status diskSt = disk_.release();
-    Status rmSt = removeTree(paths_.dir);
+    Status rmSt = removeStateFiles(paths_);
+    // Only now that nothing is left may a reclaim in another process see the state as stale.
+    lockFd_.reset();
     if (st.isOk()) st = diskSt;
     return st.isOk() ? rmSt : st;
   }
@@ -105,6 +134,7 @@ class NsSandbox : public Sandbox {
   const std::string id_;
   const SandboxPaths paths_;
   mutable std::mutex mu_;
+  FdCloser lockFd_;                      // GUARDED_BY(mu_): flock on paths_.log (reclaim.h)
   ContainedChild child_;                 // GUARDED_BY(mu_)
   SandboxCgroup cgroup_;                 // GUARDED_BY(mu_)
   DiskImage disk_;                       // GUARDED_BY(mu_)
@@ -114,16 +144,26 @@ class NsSandbox : public Sandbox {
 
 class NsBackend : public SandboxBackend {
  public:
-  explicit NsBackend(NamespaceBackendOptions opts) : opts_(std::move(opts)) {}
+  NsBackend(NamespaceBackendOptions opts, CgroupLayout cgroups, int runtimeFd)
+      : opts_(std::move(opts)),
+        runDir_(runDirFor(opts_.stateDir)),
+        cgroups_(std::move(cgroups)),
+        runtimeFd_(runtimeFd) {}
+  // The run dir goes with the last backend over it (an rmdir fails while sandboxes live).
+  ~NsBackend() override { rmdir(runDir_.c_str()); }
 
   // SandboxBackend
   Result<std::unique_ptr<Sandbox>> create(const SandboxSpec& spec) override;
   std::string name() const override { return "namespace"; }
 
  private:
-  Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths);
+  Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths,
+                                         int logFd, int lockFd);
 
-  NamespaceBackendOptions opts_;
+  const NamespaceBackendOptions opts_;
+  const std::string runDir_;
+  const CgroupLayout cgroups_;
+  const FdCloser runtimeFd_;  // O_PATH fd of the runtime executable, exec'd by every sandbox
 };
 
 Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
@@ -135,55 +175,57 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
   if (stat(spec.workspaceDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return invalidArgument("sandbox: workspace is not a directory: " + spec.workspaceDir);
   }
-  SandboxPaths paths = SandboxPaths::of(opts_.stateDir, spec.id);
-  if (mkdir(paths.dir.c_str(), 0700) != 0) {
+  SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, spec.id);
+  // The log comes first and goes last: its existence marks the id as taken.
+  FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
+                      0600));
+  if (logFd.get() < 0) {
     if (errno == EEXIST) return conflict("sandbox: " + spec.id + " already exists");
-    return errnoStatus("sandbox: mkdir " + paths.dir, errno);
+    return errnoStatus("sandbox: create " + paths.log, errno);
   }
-  auto sandbox = start(spec, paths);
-  if (!sandbox) (void)removeTree(paths.dir);
+  Result<int> lock = lockSandboxState(paths.log);
+  if (!lock) return lock.status();
+  FdCloser lockFd(*lock);
+  auto sandbox = start(spec, paths, logFd.get(), lockFd.get());
+  if (sandbox) {
+    (void)lockFd.release();  // owned by the sandbox now
+  } else {
+    (void)removeStateFiles(paths);
+  }
   return sandbox;
 }
 
 Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
-                                                  const SandboxPaths& paths) {
-  if (mkdir(paths.rw.c_str(), 0700) != 0) return errnoStatus("sandbox: mkdir " + paths.rw, errno);
+                                                  const SandboxPaths& paths, int logFd,
+                                                  int lockFd) {
   if (!spec.rootInside) RETURN_IF_ERROR(chownTree(spec.workspaceDir, kAgentUid, kAgentGid));
   ASSIGN_OR_RETURN(int listenFd, listenOn(paths.socket));
   FdCloser listenGuard(listenFd);
-  FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  FdCloser binFd(open(opts_.kilnBinary.c_str(), O_PATH | O_CLOEXEC));
-  if (binFd.get() < 0) return errnoStatus("sandbox: open " + opts_.kilnBinary, errno);
-  ASSIGN_OR_RETURN(DiskImage disk, DiskImage::create(paths.dir, spec.diskMb));
+  ASSIGN_OR_RETURN(DiskImage disk, DiskImage::create(paths.image, spec.diskMb));
+  ASSIGN_OR_RETURN(SandboxCgroup cgroup, SandboxCgroup::create(cgroups_, spec.id, spec));
+  Result<std::vector<int>> procs = cgroup.openProcs();
+  if (!procs) {
+    (void)cgroup.remove();
+    return procs.status();
+  }
   ContainPlan plan;
   plan.mounts = buildMountPlan(paths, spec, disk.device());
   plan.newRoot = paths.newRoot;
   plan.listenFd = listenFd;
-  plan.logFd = logFd.get();
-  plan.binFd = binFd.get();
+  plan.logFd = logFd;
+  plan.binFd = runtimeFd_.get();
+  plan.cgroupFds = *procs;
   plan.args = runtimeArgs(spec);
   plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
               "LANG=C.UTF-8", "HOME=/root"};
-  Result<SandboxCgroup> cgroup = SandboxCgroup::create(spec.id, spec);
-  if (!cgroup) {
-    (void)disk.release();
-    return cgroup.status();
-  }
   Result<ContainedChild> child = cloneContained(plan);
-  Status st = child ? cgroup->attach(child->pid()) : child.status();
-  if (child) {
-    // A failed child step explains a failed attach (the child is gone), so it comes first.
-    Status childSt = child->go(st.isOk());
-    if (!childSt) st = childSt;
+  for (int fd : *procs) close(fd);
+  if (!child) {
+    (void)cgroup.remove();
+    return child.status();  // disk: released by its destructor
   }
-  if (!st) {
-    if (child) child->kill();
-    (void)cgroup->remove();
-    (void)disk.release();
-    return st;
-  }
-  return std::unique_ptr<Sandbox>(new NsSandbox(spec.id, paths, std::move(child).value(),
-                                                std::move(cgroup).value(), std::move(disk)));
+  return std::unique_ptr<Sandbox>(new NsSandbox(spec.id, paths, lockFd, std::move(child).value(),
+                                                std::move(cgroup), std::move(disk)));
 }
 
 }  // namespace
@@ -196,7 +238,14 @@ Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBacke
     return errnoStatus("sandbox: kiln binary " + opts.kilnBinary, errno);
   }
   RETURN_IF_ERROR(prepareSharedLayers(opts.stateDir));
-  return std::unique_ptr<SandboxBackend>(new NsBackend(opts));
+  ASSIGN_OR_RETURN(CgroupLayout cgroups, CgroupLayout::probe());
+  // What a crashed predecessor left: its sandboxes died with it (parent-death signal), their
+  // cgroups, state dirs and any lingering loop device or mount did not.
+  (void)reclaimStaleSandboxes(opts.stateDir, runDirFor(opts.stateDir), cgroups);
+  std::string runtime = runtimeBinaryFor(opts.kilnBinary);
+  int runtimeFd = open(runtime.c_str(), O_PATH | O_CLOEXEC);
+  if (runtimeFd < 0) return errnoStatus("sandbox: open " + runtime, errno);
+  return std::unique_ptr<SandboxBackend>(new NsBackend(opts, std::move(cgroups), runtimeFd));
 }
 
 }  // namespace kiln::sandbox

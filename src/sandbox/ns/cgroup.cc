@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -101,27 +103,78 @@ Status writeV1Limits(const std::string& controller, const std::string& dir,
 
 }  // namespace
 
-Result<SandboxCgroup> SandboxCgroup::create(const std::string& id, const SandboxSpec& spec) {
-  SandboxCgroup cg;
+Result<CgroupLayout> CgroupLayout::probe() {
+  CgroupLayout layout;
+  (void)favorDynamicMigrations();
   if (auto root = unifiedRoot()) {
-    cg.v2_ = true;
+    layout.v2 = true;
     std::string parent = *root + "/kiln";
     RETURN_IF_ERROR(makeDir(parent));
     (void)writeFile(parent + "/cgroup.subtree_control", "+memory +pids +cpu");
-    cg.dirs_.push_back(parent + "/" + id);
-    RETURN_IF_ERROR(makeDir(cg.dirs_[0]));
-    Status st = writeV2Limits(cg.dirs_[0], spec);
-    if (!st) (void)cg.remove();
-    RETURN_IF_ERROR(st);
-    return cg;
+    layout.parents.push_back(parent);
+    return layout;
   }
   for (const char* controller : kV1Controllers) {
     std::string parent = std::string(kV1Root) + "/" + controller + "/kiln";
-    Status st = makeDir(parent);
-    std::string dir = parent + "/" + id;
-    if (st) st = makeDir(dir);
+    RETURN_IF_ERROR(makeDir(parent));
+    layout.parents.push_back(parent);
+  }
+  return layout;
+}
+
+std::vector<std::string> CgroupLayout::dirsOf(const std::string& id) const {
+  std::vector<std::string> dirs;
+  for (const auto& parent : parents) dirs.push_back(parent + "/" + id);
+  return dirs;
+}
+
+bool favorDynamicMigrations() {
+  std::ifstream in("/proc/self/mountinfo");
+  for (std::string line; std::getline(in, line);) {
+    // id parent dev root mountpoint mountopts [optional...] - fstype source superopts
+    std::istringstream fields(line);
+    std::string skip, mountPoint, mountOpts, word;
+    fields >> skip >> skip >> skip >> skip >> mountPoint >> mountOpts;
+    while (fields >> word && word != "-") {
+    }
+    std::string fstype, source, superOpts;
+    fields >> fstype >> source >> superOpts;
+    if (fstype != "cgroup2") continue;
+    if (("," + superOpts + ",").find(",favordynmods,") != std::string::npos) return true;
+    // A classic remount also resets the per-mount flags: pass the current ones back.
+    unsigned long flags = MS_REMOUNT;
+    std::istringstream opts(mountOpts);
+    for (std::string o; std::getline(opts, o, ',');) {
+      if (o == "ro") flags |= MS_RDONLY;
+      if (o == "nosuid") flags |= MS_NOSUID;
+      if (o == "nodev") flags |= MS_NODEV;
+      if (o == "noexec") flags |= MS_NOEXEC;
+      if (o == "noatime") flags |= MS_NOATIME;
+      if (o == "nodiratime") flags |= MS_NODIRATIME;
+      if (o == "strictatime") flags |= MS_STRICTATIME;
+    }
+    std::string data;
+    std::istringstream sopts(superOpts);
+    for (std::string o; std::getline(sopts, o, ',');) {
+      if (o != "rw" && o != "ro") data += o + ",";
+    }
+    data += "favordynmods";
+    return mount(nullptr, mountPoint.c_str(), nullptr, flags, data.c_str()) == 0;
+  }
+  return false;
+}
+
+Result<SandboxCgroup> SandboxCgroup::create(const CgroupLayout& layout, const std::string& id,
+                                            const SandboxSpec& spec) {
+  SandboxCgroup cg;
+  cg.v2_ = layout.v2;
+  for (const std::string& dir : layout.dirsOf(id)) {
+    Status st = makeDir(dir);
     if (st) cg.dirs_.push_back(dir);
-    if (st) st = writeV1Limits(controller, dir, spec);
+    if (st) {
+      st = layout.v2 ? writeV2Limits(dir, spec)
+                     : writeV1Limits(kV1Controllers[cg.dirs_.size() - 1], dir, spec);
+    }
     if (!st) {
       (void)cg.remove();
       return st;
@@ -138,9 +191,18 @@ std::string SandboxCgroup::dirFor(const char* controller) const {
   return "";
 }
 
-Status SandboxCgroup::attach(pid_t pid) const {
-  for (const auto& dir : dirs_) RETURN_IF_ERROR(writeFile(dir + "/cgroup.procs", std::to_string(pid)));
-  return Status::ok();
+Result<std::vector<int>> SandboxCgroup::openProcs() const {
+  std::vector<int> fds;
+  for (const auto& dir : dirs_) {
+    int fd = open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      for (int f : fds) close(f);
+      return errnoStatus("cgroup: open " + dir + "/cgroup.procs", err);
+    }
+    fds.push_back(fd);
+  }
+  return fds;
 }
 
 std::optional<LimitBreach> SandboxCgroup::breach() const {
@@ -164,24 +226,44 @@ int SandboxCgroup::processCount() const {
   return n;
 }
 
-Status SandboxCgroup::remove() {
+namespace {
+
+// Tasks of a killed pid namespace can take a moment to leave the cgroup: retry on EBUSY.
+Status removeDirs(const std::vector<std::string>& dirs) {
   Status result;
-  for (const auto& dir : dirs_) {
+  for (const auto& dir : dirs) {
     int err = 0;
-    // Tasks of a killed pid namespace can take a moment to leave the cgroup.
-    for (int attempt = 0; attempt < 200; ++attempt) {
+    for (int attempt = 0; attempt < 400; ++attempt) {
       if (rmdir(dir.c_str()) == 0 || errno == ENOENT) {
         err = 0;
         break;
       }
       err = errno;
       if (err != EBUSY) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      std::this_thread::sleep_for(std::chrono::microseconds(attempt < 20 ? 250 : 5000));
     }
     if (err != 0 && result.isOk()) result = errnoStatus("cgroup: rmdir " + dir, err);
   }
+  return result;
+}
+
+}  // namespace
+
+Status SandboxCgroup::remove() {
+  Status result = removeDirs(dirs_);
   dirs_.clear();
   return result;
+}
+
+Status removeStaleCgroup(const CgroupLayout& layout, const std::string& id) {
+  std::vector<std::string> dirs = layout.dirsOf(id);
+  for (const auto& dir : dirs) {
+    std::istringstream procs(readFile(dir + "/cgroup.procs"));
+    for (pid_t pid; procs >> pid;) {
+      if (pid > 0) kill(pid, SIGKILL);
+    }
+  }
+  return removeDirs(dirs);
 }
 
 }  // namespace kiln::sandbox

@@ -14,13 +14,37 @@
 
 namespace kiln::sandbox {
 
+// Where this host keeps sandbox cgroups: probed once per backend, immutable afterwards (so
+// safe to share across threads).
+struct CgroupLayout {
+  bool v2 = false;
+  // The kiln/ parent of every sandbox cgroup: v2: one; v1: memory, pids, cpu.
+  std::vector<std::string> parents;
+
+  // Finds the hierarchies, creates the kiln/ parents (enabling v2 controllers) and makes task
+  // migrations cheap (favorDynamicMigrations).
+  static Result<CgroupLayout> probe();
+  // Directory of sandbox `id` in each hierarchy, in the order of parents.
+  std::vector<std::string> dirsOf(const std::string& id) const;
+};
+
+// Moving a task into a cgroup takes a write lock on a global per-cpu rwsem, which waits for an
+// RCU grace period (10-15 ms) whenever no other migration happened in the last few ms: every
+// sandbox create would pay it. The cgroup2 mount option favordynmods (Linux >= 6.0) keeps that
+// rwsem in its slow mode instead: migrations take ~30 us, forks and exits host-wide pay a
+// shared atomic. Enabled by remounting the cgroup2 hierarchy with its options kept; returns
+// whether the option is on. Idempotent.
+bool favorDynamicMigrations();
+
 class SandboxCgroup {
  public:
-  // Creates kiln/<id> in each hierarchy and writes the limits of spec.
-  static Result<SandboxCgroup> create(const std::string& id, const SandboxSpec& spec);
+  // Creates kiln/<id> in each hierarchy of layout and writes the limits of spec.
+  static Result<SandboxCgroup> create(const CgroupLayout& layout, const std::string& id,
+                                      const SandboxSpec& spec);
 
-  // Moves pid (and its future children) into the cgroup.
-  Status attach(pid_t pid) const;
+  // Opens cgroup.procs of each directory for writing, for the child to write itself in
+  // (ContainPlan::cgroupFds). The caller closes them.
+  Result<std::vector<int>> openProcs() const;
   // A limit that was hit so far, if any (OOM kill, fork refused by pids.max).
   std::optional<LimitBreach> breach() const;
   // Number of processes still in the cgroup.
@@ -37,5 +61,9 @@ class SandboxCgroup {
   bool v2_ = false;
   std::vector<std::string> dirs_;  // v2: one; v1: memory, pids, cpu
 };
+
+// Removes the cgroup directories of a sandbox whose owner is gone (see reclaim.h): SIGKILLs
+// any process still inside, then removes them. Missing directories are not an error.
+Status removeStaleCgroup(const CgroupLayout& layout, const std::string& id);
 
 }  // namespace kiln::sandbox

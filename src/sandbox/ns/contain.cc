@@ -13,16 +13,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include "sandbox/ns/net.h"
 
 namespace kiln::sandbox {
 namespace {
 
 constexpr size_t kChildStack = 256 << 10;
-constexpr int kCloneFlags =
-    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
-// Fixed fd slots inside the child (all others are closed).
-enum ChildFd { kListen = 3, kError = 4, kSync = 5, kBinary = 6, kLog = 7 };
+constexpr int kCloneFlags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
+                            CLONE_NEWIPC | CLONE_VM | CLONE_VFORK | SIGCHLD;
+// Fixed fd slots inside the child (all others are closed). Cgroup fds follow kLog.
+enum ChildFd { kListen = 3, kError = 4, kBinary = 5, kLog = 6, kCgroups = 7 };
+constexpr int kMaxCgroups = 3;
+constexpr int kFixedFds = 4;  // listen, error, binary, log
 
 struct ErrorRecord {
   char step[60];
@@ -31,8 +35,9 @@ struct ErrorRecord {
 
 struct ChildArgs {
   const ContainPlan* plan;
-  int fds[5];  // listen, error(write), sync(read), binary, log: host numbers, all >= 10
-  int syncWriteFd;
+  // Host numbers (all >= 16) of listen, error(write), binary, log, then the cgroup fds.
+  int fds[kFixedFds + kMaxCgroups];
+  int cgroups;
   char* const* argv;
   char* const* envp;
 };
@@ -48,31 +53,26 @@ struct ChildArgs {
 int check(int rc) { return rc == 0 ? 0 : errno; }
 
 int remapFds(const ChildArgs& a) {
-  close(a.syncWriteFd);
   if (dup2(a.fds[0], kListen) < 0) return errno;
-  const int slots[] = {kError, kSync, kBinary, kLog};
-  for (int i = 0; i < 4; ++i) {
+  const int slots[] = {kError, kBinary, kLog};
+  for (int i = 0; i < 3; ++i) {
     if (dup3(a.fds[i + 1], slots[i], O_CLOEXEC) < 0) return errno;
   }
+  for (int i = 0; i < a.cgroups; ++i) {
+    if (dup3(a.fds[kFixedFds + i], kCgroups + i, O_CLOEXEC) < 0) return errno;
+  }
   // Never leak the rest of kiln's fds (databases, other sandboxes' sockets) into the sandbox.
-  return check(close_range(kLog + 1, ~0U, 0));
+  return check(close_range(kCgroups + a.cgroups, ~0U, 0));
 }
 
-int waitForParent() {
-  char go = 0;
-  ssize_t n;
-  do {
-    n = read(kSync, &go, 1);
-  } while (n < 0 && errno == EINTR);
-  if (n != 1) _exit(1);  // the parent gave up
-  close(kSync);
+int joinCgroups(int count) {
+  for (int i = 0; i < count; ++i) {
+    // "0" is the writer itself. With favordynmods on, this takes microseconds instead of an RCU
+    // grace period (cgroup.h).
+    if (write(kCgroups + i, "0", 1) != 1) return errno;
+    close(kCgroups + i);
+  }
   return 0;
-}
-
-int resetSignals() {
-  sigset_t none;
-  sigemptyset(&none);
-  return check(sigprocmask(SIG_SETMASK, &none, nullptr));
 }
 
 int stdioToLog() {
@@ -89,13 +89,15 @@ int execRuntime(const ChildArgs& a) {
   return errno;
 }
 
-// The child: a flat list of named steps.
+// The child: a flat list of named steps. All signals stay blocked until the runtime unblocks
+// them: a handler of the parent must never run on the shared memory.
 int containMain(void* arg) {
   const ChildArgs& a = *static_cast<ChildArgs*>(arg);
   const ContainPlan& plan = *a.plan;
   int err;
   if ((err = remapFds(a)) != 0) _exit(1);  // cannot even report
-  if ((err = resetSignals()) != 0) fail("reset signal mask", err);
+  // First, so that the mounts below (tmpfs pages) are charged to the sandbox.
+  if ((err = joinCgroups(a.cgroups)) != 0) fail("join cgroup", err);
   // If kiln dies (even kill -9), the sandbox's PID 1 dies with it, and with it the whole pid
   // namespace: no orphaned sandbox keeps running an agent's commands. The signal follows the
   // creating thread, which is a long-lived pool thread.
@@ -110,10 +112,7 @@ int containMain(void* arg) {
   }
   if ((err = bringUpLoopback()) != 0) fail("bring up lo", err);
   if ((err = pivotInto(plan.newRoot.c_str(), &failed)) != 0) fail(failed, err);
-  // The parent moves us into our cgroup while the steps above run (the move waits for an RCU
-  // grace period, several ms on cgroup v1); nothing may fork or exec before it is done.
-  if ((err = waitForParent()) != 0) fail("wait for parent", err);
-  // After the move, so that our cgroup becomes the namespace's root.
+  // After joining, so that our cgroup becomes the namespace's root.
   if ((err = check(unshare(CLONE_NEWCGROUP))) != 0) fail("unshare cgroup", err);
   if ((err = stdioToLog()) != 0) fail("stdio", err);
   fail("exec runtime", execRuntime(a));
@@ -126,27 +125,22 @@ std::vector<char*> cStrings(const std::vector<std::string>& v) {
   return out;
 }
 
-void closeFd(int& fd) {
-  if (fd >= 0) close(fd);
-  fd = -1;
+// The step a failed child reported, or ok once it exec'd (the CLOEXEC pipe closed).
+Status childOutcome(int errorFd) {
+  ErrorRecord rec{};
+  ssize_t n;
+  do {
+    n = read(errorFd, &rec, sizeof rec);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return Status::ok();
+  rec.step[sizeof rec.step - 1] = 0;
+  return n == sizeof rec ? errnoStatus(std::string("sandbox: ") + rec.step, rec.err)
+                         : internalError("sandbox: child died during setup");
 }
 
 }  // namespace
 
-ContainedChild& ContainedChild::operator=(ContainedChild&& o) noexcept {
-  std::swap(pid_, o.pid_);
-  std::swap(syncFd_, o.syncFd_);
-  std::swap(errorFd_, o.errorFd_);
-  return *this;
-}
-
-ContainedChild::~ContainedChild() {
-  closeFd(syncFd_);
-  closeFd(errorFd_);
-}
-
 void ContainedChild::kill() {
-  closeFd(syncFd_);
   if (pid_ > 0) {
     ::kill(pid_, SIGKILL);
     while (waitpid(pid_, nullptr, __WALL) < 0 && errno == EINTR) {
@@ -155,66 +149,53 @@ void ContainedChild::kill() {
   }
 }
 
-Status ContainedChild::go(bool proceed) {
-  char one = 1;
-  // A socket, not a pipe: a child that already failed must not SIGPIPE the whole server.
-  if (proceed) (void)send(syncFd_, &one, 1, MSG_NOSIGNAL);
-  closeFd(syncFd_);
-  ErrorRecord rec{};
-  ssize_t n;
-  do {
-    n = read(errorFd_, &rec, sizeof rec);
-  } while (n < 0 && errno == EINTR);
-  closeFd(errorFd_);
-  if (n == 0 && proceed) return Status::ok();  // CLOEXEC pipe closed by a successful exec
-  if (n == 0) {
-    kill();
-    return Status::ok();
-  }
-  rec.step[sizeof rec.step - 1] = 0;
-  Status st = n == sizeof rec ? errnoStatus(std::string("sandbox: ") + rec.step, rec.err)
-                              : internalError("sandbox: child died during setup");
-  kill();
-  return st;
-}
-
 Result<ContainedChild> cloneContained(ContainPlan& plan) {
-  int sync[2], error[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync) != 0) {
-    return errnoStatus("sandbox: socketpair", errno);
+  if (plan.cgroupFds.size() > kMaxCgroups) return invalidArgument("sandbox: too many cgroups");
+  int error[2];
+  if (pipe2(error, O_CLOEXEC) != 0) return errnoStatus("sandbox: pipe", errno);
+  // Copies at fd >= 16 so the child's dup2 into slots 3..9 never clobbers a source.
+  ChildArgs args{&plan, {}, static_cast<int>(plan.cgroupFds.size()), nullptr, nullptr};
+  int hostFds[kFixedFds + kMaxCgroups] = {plan.listenFd, error[1], plan.binFd, plan.logFd};
+  for (int i = 0; i < args.cgroups; ++i) hostFds[kFixedFds + i] = plan.cgroupFds[i];
+  int nFds = kFixedFds + args.cgroups;
+  bool fdsOk = true;
+  for (int i = 0; i < nFds; ++i) {
+    args.fds[i] = fcntl(hostFds[i], F_DUPFD_CLOEXEC, 16);
+    fdsOk = fdsOk && args.fds[i] >= 0;
   }
-  if (pipe2(error, O_CLOEXEC) != 0) {
-    close(sync[0]);
-    close(sync[1]);
-    return errnoStatus("sandbox: pipe", errno);
-  }
-  // Copies at fd >= 10 so the child's dup2 into slots 3..7 never clobbers a source.
-  int hostFds[5] = {plan.listenFd, error[1], sync[0], plan.binFd, plan.logFd};
-  ChildArgs args{&plan, {}, sync[1], nullptr, nullptr};
-  for (int i = 0; i < 5; ++i) args.fds[i] = fcntl(hostFds[i], F_DUPFD_CLOEXEC, 10);
   std::vector<char*> argv = cStrings(plan.args), envp = cStrings(plan.env);
   args.argv = argv.data();
   args.envp = envp.data();
   void* stack = mmap(nullptr, kChildStack, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   pid_t pid = -1;
-  int cloneErr = 0;
-  bool fdsOk = std::all_of(std::begin(args.fds), std::end(args.fds), [](int f) { return f >= 0; });
+  int cloneErr = fdsOk ? ENOMEM : EMFILE;
   if (stack != MAP_FAILED && fdsOk) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    // Returns once the child exec'd or exited (CLONE_VFORK).
     pid = clone(containMain, static_cast<char*>(stack) + kChildStack, kCloneFlags, &args);
     cloneErr = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }
   if (stack != MAP_FAILED) munmap(stack, kChildStack);
-  for (int fd : args.fds) {
-    if (fd >= 0) close(fd);
+  for (int i = 0; i < nFds; ++i) {
+    if (args.fds[i] >= 0) close(args.fds[i]);
   }
-  close(sync[0]);
   close(error[1]);
+  if (pid < 0) {
+    close(error[0]);
+    return errnoStatus("sandbox: clone", cloneErr);
+  }
   ContainedChild child;
-  child.syncFd_ = sync[1];
-  child.errorFd_ = error[0];
-  if (pid < 0) return errnoStatus("sandbox: clone", fdsOk ? cloneErr : EMFILE);
   child.pid_ = pid;
+  Status st = childOutcome(error[0]);
+  close(error[0]);
+  if (!st) {
+    child.kill();
+    return st;
+  }
   return child;
 }
 

@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <linux/loop.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cstring>
 
 #include "common/subprocess.h"
@@ -18,6 +20,7 @@ namespace {
 // With less free than this the image counts as full: ext4 ENOSPCs a writer before reaching 0
 // (metadata, block groups), so "exactly zero" is never observed.
 constexpr uint64_t kFullSlackBytes = 1 << 20;
+constexpr uint64_t kHighWaterSlackBytes = 4 << 20;
 
 Result<int> attachLoop(int imageFd, std::string* device) {
   int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
@@ -54,13 +57,15 @@ DiskImage& DiskImage::operator=(DiskImage&& o) noexcept {
   std::swap(image_, o.image_);
   std::swap(device_, o.device_);
   std::swap(loopFd_, o.loopFd_);
+  std::swap(imageFd_, o.imageFd_);
+  std::swap(baselineBytes_, o.baselineBytes_);
   return *this;
 }
 
-Result<DiskImage> DiskImage::create(const std::string& dir, int sizeMb) {
+Result<DiskImage> DiskImage::create(const std::string& path, int sizeMb) {
   DiskImage disk;
   if (sizeMb <= 0) return disk;
-  disk.image_ = dir + "/disk.img";
+  disk.image_ = path;
   int fd = open(disk.image_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return errnoStatus("disk: create " + disk.image_, errno);
   if (ftruncate(fd, off_t{sizeMb} << 20) != 0) {
@@ -75,10 +80,31 @@ Result<DiskImage> DiskImage::create(const std::string& dir, int sizeMb) {
     return internalError("disk: mkfs.ext4 failed: " + (mkfs ? mkfs->err : mkfs.status().message()));
   }
   Result<int> loop = attachLoop(fd, &disk.device_);
-  close(fd);
-  if (!loop) return loop.status();
+  if (!loop) {
+    close(fd);
+    return loop.status();
+  }
   disk.loopFd_ = *loop;
+  disk.imageFd_ = fd;
+  struct stat st;
+  disk.baselineBytes_ = fstat(fd, &st) == 0 ? uint64_t(st.st_blocks) * 512 : 0;
   return disk;
+}
+
+uint64_t DiskImage::peakUsedBytes() const {
+  struct stat st;
+  if (imageFd_ < 0 || fstat(imageFd_, &st) != 0) return 0;
+  uint64_t allocated = uint64_t(st.st_blocks) * 512;
+  return allocated > baselineBytes_ ? allocated - baselineBytes_ : 0;
+}
+
+uint64_t DiskImage::reservedBytes(uint64_t blockSize) const {
+  // ext4 holds back reserved_clusters (min(2%, 4096)) for metadata: a writer gets ENOSPC that
+  // much before the data blocks run out.
+  std::string name = device_.substr(device_.rfind('/') + 1);
+  std::ifstream in("/sys/fs/ext4/" + name + "/reserved_clusters");
+  uint64_t clusters = 0;
+  return in >> clusters ? clusters * blockSize : 0;
 }
 
 std::optional<LimitBreach> DiskImage::breach(pid_t rootPid) const {
@@ -88,14 +114,23 @@ std::optional<LimitBreach> DiskImage::breach(pid_t rootPid) const {
   if (statvfs(root.c_str(), &st) != 0) return std::nullopt;
   uint64_t total = uint64_t{st.f_blocks} * st.f_frsize;
   uint64_t avail = uint64_t{st.f_bavail} * st.f_frsize;
-  if (avail > std::max<uint64_t>(kFullSlackBytes, total / 50)) return std::nullopt;
-  return LimitBreach{"disk", "disk quota exhausted (" +
-                                 std::to_string((st.f_blocks * st.f_frsize) >> 20) + " MiB)"};
+  uint64_t slack = std::max<uint64_t>(kFullSlackBytes, total / 50);
+  // Full now, or full earlier and freed since: the image is never discarded, so its allocated
+  // blocks only grow and keep the high-water mark of what the sandbox wrote. That mark lags
+  // the peak by what was still dirty in the page cache when the files went (a few MiB: near
+  // full, ext4 forces writeback before it answers ENOSPC), hence the wider slack.
+  bool fullNow = avail <= slack;
+  uint64_t peakSlack = std::max<uint64_t>(kHighWaterSlackBytes, total / 50);
+  bool filledBefore = peakUsedBytes() + reservedBytes(st.f_frsize) + peakSlack >= total;
+  if (!fullNow && !filledBefore) return std::nullopt;
+  return LimitBreach{"disk", "disk quota exhausted (" + std::to_string(total >> 20) + " MiB)"};
 }
 
 Status DiskImage::release() {
   if (loopFd_ >= 0) close(loopFd_);
   loopFd_ = -1;
+  if (imageFd_ >= 0) close(imageFd_);
+  imageFd_ = -1;
   if (!image_.empty()) unlink(image_.c_str());
   image_.clear();
   device_.clear();

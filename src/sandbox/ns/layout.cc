@@ -1,12 +1,18 @@
 #include "sandbox/ns/layout.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <climits>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 
@@ -79,22 +85,48 @@ Status prepareEtcMask(const std::string& mask) {
   return writeText(mask + "/hosts", "127.0.0.1 localhost kiln\n::1 localhost\n");
 }
 
+// The run dir sits in a world-writable place (/dev/shm) on some hosts: it must be ours.
+Status prepareRunDir(const std::string& dir) {
+  RETURN_IF_ERROR(mkdirIfMissing(dir, 0700));
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0) return errnoStatus("stat " + dir, errno);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    return Status(Code::kPermissionDenied, "run dir " + dir + " is not a private directory of ours");
+  }
+  return Status::ok();
+}
+
 }  // namespace
+
+std::string runDirFor(const std::string& stateDir) {
+  char real[PATH_MAX];
+  std::string key = realpath(stateDir.c_str(), real) ? real : stateDir;
+  uint64_t h = 14695981039346656037ull;  // FNV-1a: stable across builds and restarts
+  for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+  struct statfs fs;
+  bool runIsTmpfs = statfs("/run", &fs) == 0 && fs.f_type == TMPFS_MAGIC;
+  char name[40];
+  std::snprintf(name, sizeof name, "/kiln-%016llx", static_cast<unsigned long long>(h));
+  return std::string(runIsTmpfs ? "/run" : "/dev/shm") + name;
+}
 
 Status prepareSharedLayers(const std::string& stateDir) {
   static std::mutex mu;
   std::lock_guard lock(mu);
   RETURN_IF_ERROR(mkdirIfMissing(stateDir, 0711));
   RETURN_IF_ERROR(prepareSkeleton(stateDir + "/.skel"));
+  RETURN_IF_ERROR(mkdirIfMissing(stateDir + "/.mnt", 0700));
+  RETURN_IF_ERROR(prepareRunDir(runDirFor(stateDir)));
   return prepareEtcMask(stateDir + "/.etcmask");
 }
 
-SandboxPaths SandboxPaths::of(const std::string& stateDir, const std::string& id) {
+SandboxPaths SandboxPaths::of(const std::string& stateDir, const std::string& runDir,
+                              const std::string& id) {
   SandboxPaths p;
-  p.dir = stateDir + "/" + id;
-  p.socket = p.dir + "/rt.sock";
-  p.log = p.dir + "/rt.log";
-  p.rw = p.dir + "/rw";
+  p.socket = runDir + "/" + id + ".sock";
+  p.log = runDir + "/" + id + ".log";
+  p.image = stateDir + "/" + id + ".img";
+  p.rw = stateDir + "/.mnt";
   p.newRoot = p.rw + "/m";
   p.skel = stateDir + "/.skel";
   p.etcMask = stateDir + "/.etcmask";
@@ -102,26 +134,55 @@ SandboxPaths SandboxPaths::of(const std::string& stateDir, const std::string& id
 }
 
 namespace {
-unsigned gUid, gGid;
-int chownEntry(const char* path, const struct stat* st, int, FTW*) {
-  if (st->st_uid != gUid || st->st_gid != gGid) lchown(path, gUid, gGid);
-  return 0;
-}
+
 int removeEntry(const char* path, const struct stat*, int flag, FTW*) {
   if (flag == FTW_DP) return rmdir(path) == 0 || errno == ENOENT ? 0 : errno;
   return unlink(path) == 0 || errno == ENOENT ? 0 : errno;
 }
+
+// Chowns the entries of directory fd (consumed) recursively, staying on device dev. Returns 0
+// or errno. Reentrant (nftw's callbacks take no context, which forced a global lock on every
+// concurrent sandbox create).
+int chownChildren(int fd, dev_t dev, unsigned uid, unsigned gid) {
+  DIR* d = fdopendir(fd);
+  if (!d) {
+    int err = errno;
+    close(fd);
+    return err;
+  }
+  int err = 0;
+  while (dirent* e = readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (st.st_uid != uid || st.st_gid != gid) {
+      (void)fchownat(dirfd(d), e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW);
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_dev != dev) continue;
+    int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub >= 0 && err == 0) err = chownChildren(sub, dev, uid, gid);
+  }
+  closedir(d);
+  return err;
+}
+
 }  // namespace
 
 Status chownTree(const std::string& dir, unsigned uid, unsigned gid) {
-  static std::mutex mu;  // nftw callbacks take no context argument
-  std::lock_guard lock(mu);
-  gUid = uid;
-  gGid = gid;
-  if (nftw(dir.c_str(), chownEntry, 32, FTW_PHYS | FTW_MOUNT) != 0) {
-    return errnoStatus("chown " + dir, errno);
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    int err = errno;
+    if (fd >= 0) close(fd);
+    return errnoStatus("chown " + dir, err);
   }
-  return Status::ok();
+  if ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid) != 0) {
+    int err = errno;
+    close(fd);
+    return errnoStatus("chown " + dir, err);
+  }
+  int err = chownChildren(fd, st.st_dev, uid, gid);
+  return err == 0 ? Status::ok() : errnoStatus("chown " + dir, err);
 }
 
 Status removeTree(const std::string& dir) {

@@ -1,13 +1,21 @@
 // Host-side directory layout of the namespace backend. Shared, created once per backend:
 //   <state>/.skel     lower layer of every rootfs: mount points + usr-merge symlinks
 //   <state>/.etcmask  upper lower-layer over host /etc: whiteouts hiding secrets, our passwd
-// Per sandbox (<state>/<id>/, paths kept short for the 107-byte unix socket limit):
-//   rt.sock  the runtime's listening socket     rt.log  the runtime's stderr
-//   rw/      mount point (inside the sandbox's mount namespace only) of a tmpfs, or of the
-//            disk-quota image, holding the writable layers (r: rootfs, u: /usr, e: /etc;
-//            *w: overlay workdirs) and m/, the mount point of the new root. Nothing of a
-//            sandbox's writes lands on the host filesystem, so destroy has almost nothing to
-//            delete (each rmdir on a `discard` ext4 costs milliseconds).
+//   <state>/.mnt      mount point, inside each sandbox's own mount namespace only, of a tmpfs
+//                     (or of the disk-quota image) holding that sandbox's writable layers
+//                     (r: rootfs, u: /usr, e: /etc; *w: overlay workdirs) and m/, the mount
+//                     point of its new root. Every sandbox mounts over the same directory.
+//   <run>             = /run/kiln-<hash of state> (/dev/shm/... where /run is no tmpfs): the
+//                     per-sandbox files, on tmpfs. On the host's ext4 every sandbox's inodes
+//                     cost milliseconds: an rmdir (discard) ~4 ms, and under churn each new
+//                     inode scans past the recently deleted ones (a third of the CPU of 100
+//                     concurrent creates).
+// Per sandbox, flat files only (names kept short for the 107-byte unix socket limit):
+//   <run>/<id>.log    the runtime's stderr; created first (O_EXCL: the id is taken) and removed
+//                     last; flock'ed by the live sandbox's owner (reclaim.h)
+//   <run>/<id>.sock   the runtime's listening socket
+//   <state>/<id>.img  the disk-quota image, if any (on disk: it holds the sandbox's writes)
+// Nothing of a sandbox's writes lands on the host filesystem outside its image.
 #pragma once
 #include <string>
 
@@ -18,12 +26,16 @@ namespace kiln::sandbox {
 inline constexpr unsigned kAgentUid = 1000;
 inline constexpr unsigned kAgentGid = 1000;
 
-// Creates the shared skeleton and /etc mask under stateDir (idempotent).
+// Creates the shared skeleton and /etc mask under stateDir, and its run dir (idempotent).
 Status prepareSharedLayers(const std::string& stateDir);
 
+// The tmpfs directory holding the per-sandbox files of the backend over stateDir.
+std::string runDirFor(const std::string& stateDir);
+
 struct SandboxPaths {
-  std::string dir, socket, log, rw, newRoot, skel, etcMask;
-  static SandboxPaths of(const std::string& stateDir, const std::string& id);
+  std::string socket, log, image, rw, newRoot, skel, etcMask;
+  static SandboxPaths of(const std::string& stateDir, const std::string& runDir,
+                         const std::string& id);
 };
 
 // Recursively removes dir without following symlinks or crossing mount points.
