@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "runtime/egress_forwarder.h"
 #include "runtime/router.h"
 #include "sandbox/ns/seccomp.h"
 
@@ -21,6 +22,7 @@ namespace {
 struct Args {
   int listenFd = -1;
   std::string socketPath;
+  std::string egressSocket;  // network "allowlist": the egress proxy's socket
   RuntimeConfig config;
 };
 
@@ -39,6 +41,8 @@ Result<Args> parseArgs(int argc, char** argv) {
       a.listenFd = std::atoi(v.c_str());
     } else if (flag == "--socket") {
       a.socketPath = v;
+    } else if (flag == "--egress-socket") {
+      a.egressSocket = v;
     } else if (flag == "--workspace") {
       a.config.workspace = v;
     } else if (flag == "--home") {
@@ -131,6 +135,15 @@ int runtimeMain(int argc, char** argv) {
       (void)!write(adj, "-1000", 5);
       close(adj);
     }
+  }
+  if (!args->egressSocket.empty()) {
+    // Before serving: a command may use the proxy as soon as the contract answers.
+    Status st = startEgressForwarder(args->egressSocket);
+    if (!st) {
+      std::fprintf(stderr, "kiln runtime: %s\n", st.message().c_str());
+      return 1;
+    }
+    args->config.jail.extraEnv = egressProxyEnv();
   }
   Result<std::unique_ptr<Router>> router = Router::create(args->config);
   if (!router) {

@@ -100,8 +100,12 @@ int sandboxCommandMain(int argc, char** argv) {
   exec->add_option("--pids", o.spec.pids, "process limit (0 = default 1024)");
   exec->add_option("--cpus", o.spec.cpus, "cpu quota in cores (0 = none)");
   exec->add_option("--disk-mb", o.spec.diskMb, "disk quota for writable layers (0 = none)");
-  exec->add_option("--network", o.spec.network, "none (allowlist: not yet)")
+  exec->add_option("--network", o.spec.network, "none | allowlist (egress via the proxy)")
       ->check(CLI::IsMember({"none", "allowlist"}));
+  exec->add_option("--allow-host", o.spec.allowHosts,
+                   "with --network allowlist: host[:port] or *.domain[:port] (repeatable)")
+      ->take_all()
+      ->allow_extra_args(false);
   exec->add_option("--workspace", o.spec.workspaceDir, "host dir at /workspace (default: temp)");
   exec->add_option("--state-dir", o.stateDir, "host dir for sandbox state");
   exec->add_option("--timeout-ms", o.timeoutMs, "kill the command after this long");
@@ -111,6 +115,10 @@ int sandboxCommandMain(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (!o.spec.allowHosts.empty() && o.spec.network != "allowlist") {
+    std::fprintf(stderr, "kiln sandbox: --allow-host needs --network allowlist\n");
+    return 2;
   }
   return runExec(o);
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "sandbox/egress/ns_egress.h"
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/ns/contain.h"
 #include "sandbox/ns/disk.h"
@@ -87,6 +88,7 @@ class NsSandbox : public Sandbox {
     // SIGKILL to PID 1 takes the whole pid namespace with it; its mounts go with the last
     // process of the mount namespace.
     child_.kill();
+    egress_.reset();
     if (!breach_) breach_ = cgroup_.breach();
     Status st = cgroup_.remove();
     Status diskSt = disk_.release();
@@ -94,6 +96,8 @@ class NsSandbox : public Sandbox {
     if (st.isOk()) st = diskSt;
     return st.isOk() ? rmSt : st;
   }
+  // Network "allowlist": the sandbox's proxy listener, closed by destroy().
+  void keepEgress(std::unique_ptr<egress::EgressListener> l) { egress_ = std::move(l); }
   std::optional<LimitBreach> limitBreach() const override {
     std::lock_guard lock(mu_);
     if (destroyed_ || breach_) return breach_;
@@ -110,6 +114,7 @@ class NsSandbox : public Sandbox {
   DiskImage disk_;                       // GUARDED_BY(mu_)
   bool destroyed_ = false;               // GUARDED_BY(mu_)
   std::optional<LimitBreach> breach_;    // GUARDED_BY(mu_)
+  std::unique_ptr<egress::EgressListener> egress_;  // GUARDED_BY(mu_)
 };
 
 class NsBackend : public SandboxBackend {
@@ -122,13 +127,16 @@ class NsBackend : public SandboxBackend {
 
  private:
   Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths);
+  egress::EgressProxy& egressProxy();
 
   NamespaceBackendOptions opts_;
+  std::mutex egressMu_;
+  std::unique_ptr<egress::EgressProxy> ownEgress_;  // GUARDED_BY(egressMu_)
 };
 
 Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
   if (!validId(spec.id)) return invalidArgument("sandbox: id must be 1-40 of [A-Za-z0-9_-]");
-  if (spec.network != "none") {
+  if (spec.network != "none" && spec.network != "allowlist") {
     return invalidArgument("sandbox: network \"" + spec.network + "\" is not supported yet");
   }
   struct stat st;
@@ -151,6 +159,10 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
   if (!spec.rootInside) RETURN_IF_ERROR(chownTree(spec.workspaceDir, kAgentUid, kAgentGid));
   ASSIGN_OR_RETURN(int listenFd, listenOn(paths.socket));
   FdCloser listenGuard(listenFd);
+  std::optional<egress::NsEgress> egress;
+  if (spec.network == "allowlist") {
+    ASSIGN_OR_RETURN(egress, egress::prepareNsEgress(spec, paths.dir, egressProxy()));
+  }
   FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   FdCloser binFd(open(opts_.kilnBinary.c_str(), O_PATH | O_CLOEXEC));
   if (binFd.get() < 0) return errnoStatus("sandbox: open " + opts_.kilnBinary, errno);
@@ -162,6 +174,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
   plan.logFd = logFd.get();
   plan.binFd = binFd.get();
   plan.args = runtimeArgs(spec);
+  if (egress) egress->addTo(plan);
   plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
               "LANG=C.UTF-8", "HOME=/root"};
   Result<SandboxCgroup> cgroup = SandboxCgroup::create(spec.id, spec);
@@ -182,8 +195,17 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
     (void)disk.release();
     return st;
   }
-  return std::unique_ptr<Sandbox>(new NsSandbox(spec.id, paths, std::move(child).value(),
-                                                std::move(cgroup).value(), std::move(disk)));
+  auto sandbox = std::make_unique<NsSandbox>(spec.id, paths, std::move(child).value(),
+                                             std::move(cgroup).value(), std::move(disk));
+  if (egress) sandbox->keepEgress(std::move(egress->listener));
+  return std::unique_ptr<Sandbox>(std::move(sandbox));
+}
+
+egress::EgressProxy& NsBackend::egressProxy() {
+  if (opts_.egressProxy) return *opts_.egressProxy;
+  std::lock_guard lock(egressMu_);
+  if (!ownEgress_) ownEgress_ = egress::newStandaloneEgressProxy();
+  return *ownEgress_;
 }
 
 }  // namespace
