@@ -10,8 +10,16 @@ namespace {
 // Names of metadata services, refused whatever they resolve to.
 constexpr const char* kMetadataNames[] = {"metadata.google.internal", "metadata.goog"};
 
+// getaddrinfo() reads "127.1", "2130706433" or "0x7f.1" as IPv4 addresses (inet_aton): a name
+// whose last label is a number would slip past the rule that IP literals must be listed.
+bool endsInNumber(const std::string& h) {
+  std::string last = h.substr(h.rfind('.') + 1);
+  if (last.rfind("0x", 0) == 0) return true;
+  return !last.empty() && std::all_of(last.begin(), last.end(), ::isdigit);
+}
+
 bool validName(const std::string& h) {
-  if (h.empty() || h.size() > 253) return false;
+  if (h.empty() || h.size() > 253 || endsInNumber(h)) return false;
   size_t label = 0;
   for (char c : h) {
     if (c == '.') {
@@ -94,7 +102,7 @@ std::string normalizeHost(const std::string& raw) {
   asio::ip::address addr = asio::ip::make_address(h, ec);
   if (!ec) {
     // Brackets belong to IPv6 only; a scope id (fe80::1%eth0) names a host interface.
-    if (bracketed != addr.is_v6() || h.find('%') != std::string::npos) return "";
+    if ((bracketed && !addr.is_v6()) || h.find('%') != std::string::npos) return "";
     return addr.to_string();
   }
   if (bracketed) return "";
@@ -166,11 +174,23 @@ Verdict Allowlist::checkHost(const std::string& host, uint16_t port) const {
                      " is not in this sandbox's allowlist"};
 }
 
-bool Allowlist::isExactEntry(const std::string& host, uint16_t port) const {
+Verdict Allowlist::checkResolved(const std::string& host, uint16_t port,
+                                 const std::vector<asio::ip::address>& addresses) const {
   const std::string h = normalizeHost(host);
-  return std::any_of(entries_.begin(), entries_.end(), [&](const Entry& e) {
+  const bool exact = std::any_of(entries_.begin(), entries_.end(), [&](const Entry& e) {
     return !e.wildcard && e.host == h && (e.port == 0 || e.port == port);
   });
+  for (const asio::ip::address& addr : addresses) {
+    if (isMetadataAddress(addr)) {
+      return {false, h + " resolves to " + addr.to_string() +
+                         ", a link-local/metadata address (always refused)"};
+    }
+    if (isHostLocalAddress(addr) && !exact) {
+      return {false, h + " resolves to " + addr.to_string() +
+                         ", a host-local address (allowed only for exactly listed hosts)"};
+    }
+  }
+  return {true, "resolved"};
 }
 
 }  // namespace kiln::sandbox::egress

@@ -21,17 +21,20 @@ class Allowlist {
  public:
   // Entries: `host`, `*.domain` (any subdomain, not the domain itself), an IPv4 literal or a
   // bracketed IPv6 literal, each with an optional `:port` (without one, any port). Names are
-  // case-insensitive; a trailing dot is ignored. Fails with invalid_argument on a bad entry.
+  // case-insensitive; a trailing dot is ignored. A name ending in a number ("127.1", "0x7f")
+  // is neither a name nor a literal and is refused. Fails with invalid_argument on a bad entry.
   static Result<Allowlist> parse(const std::vector<std::string>& entries);
 
   // Checks a requested host (a name or an IP literal, IPv6 with or without brackets) and port
   // against the entries and the always-refused names. Does not resolve.
   Verdict checkHost(const std::string& host, uint16_t port) const;
 
-  // True when the request named a host through an exact entry (no wildcard) or a listed IP
-  // literal: only then may it resolve to a loopback or unspecified address (a wildcard domain
-  // must not be turned into a way to the host's own services by DNS).
-  bool isExactEntry(const std::string& host, uint16_t port) const;
+  // Checks the addresses an allowed host resolved to: none may be link-local/metadata, and a
+  // loopback or unspecified address is allowed only when the host matched an exact entry (no
+  // wildcard) or is a listed IP literal, so that DNS cannot turn a wildcard domain into a way
+  // to the host's own services.
+  Verdict checkResolved(const std::string& host, uint16_t port,
+                        const std::vector<asio::ip::address>& addresses) const;
 
   bool empty() const { return entries_.empty(); }
 

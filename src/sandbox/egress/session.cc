@@ -38,23 +38,6 @@ void prepareForwarded(Request& req, const ProxyTarget& t) {
   req.prepare_payload();
 }
 
-// The refusal for resolved addresses, or empty when every address may be reached.
-std::string refusedAddress(const tcp::resolver::results_type& results, const Allowlist& allow,
-                           const ProxyTarget& t) {
-  for (const auto& entry : results) {
-    const asio::ip::address addr = entry.endpoint().address();
-    if (isMetadataAddress(addr)) {
-      return t.host + " resolves to " + addr.to_string() +
-             ", a link-local/metadata address (always refused)";
-    }
-    if (isHostLocalAddress(addr) && !allow.isExactEntry(t.host, t.port)) {
-      return t.host + " resolves to " + addr.to_string() +
-             ", a host-local address (allowed only for exactly listed hosts)";
-    }
-  }
-  return "";
-}
-
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(UnixSocket client, std::shared_ptr<ListenerConfig> config)
@@ -65,7 +48,15 @@ class Session : public std::enable_shared_from_this<Session> {
         deadline_(client_.get_executor()) {}
   ~Session() { --config_->active; }
 
-  static Task<void> run(std::shared_ptr<Session> self) { co_await self->serve(); }
+  static Task<void> run(std::shared_ptr<Session> self) {
+    co_await self->serve();
+    // Whatever happened, the setup phase is over: stop the watchdog, which holds the session
+    // (and the client's socket, unless a relay took it) for up to 30 s otherwise.
+    self->setupDone_ = true;
+    self->deadline_.cancel();
+    boost::system::error_code ec;
+    self->client_.close(ec);
+  }
   static Task<void> watch(std::shared_ptr<Session> self) { co_await self->watchSetup(); }
 
  private:
@@ -105,9 +96,6 @@ Task<void> Session::refuse(int status, const char* reason, const std::string& te
   co_await asio::async_write(client_, asio::buffer(response),
                              asio::redirect_error(asio::use_awaitable, ec));
   client_.shutdown(asio::socket_base::shutdown_send, ec);
-  setupDone_ = true;
-  deadline_.cancel();
-  client_.close(ec);
 }
 
 Task<void> Session::serve() {
@@ -149,8 +137,11 @@ Task<void> Session::serve() {
     co_await refuse(502, "Bad Gateway", why);
     co_return;
   }
-  if (const std::string why = refusedAddress(results, config_->allow, t); !why.empty()) {
-    co_await refuse(403, "Forbidden", why);
+  std::vector<asio::ip::address> addresses;
+  for (const auto& entry : results) addresses.push_back(entry.endpoint().address());
+  const Verdict resolved = config_->allow.checkResolved(t.host, t.port, addresses);
+  if (!resolved.allowed) {
+    co_await refuse(403, "Forbidden", resolved.reason);
     co_return;
   }
   co_await asio::async_connect(upstream_, results, asio::redirect_error(asio::use_awaitable, ec));
@@ -171,8 +162,6 @@ Task<void> Session::serve() {
     co_await http::async_write(upstream_, req, asio::redirect_error(asio::use_awaitable, ec));
     relay.forwardAtoB = false;
   }
-  setupDone_ = true;
-  deadline_.cancel();
   if (ec) {
     const std::string why = "write: " + ec.message();
     log("failed", why);
