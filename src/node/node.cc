@@ -105,7 +105,8 @@ Status NodeImpl::init() {
   // One egress proxy on the I/O threads serves every sandbox of the node in allowlist mode.
   egress_ = sandbox::egress::newEgressProxy(ioc_.get_executor());
   ASSIGN_OR_RETURN(backend_, sandbox::newNamespaceBackend({opts_.dataDir + "/sandboxes",
-                                                           opts_.kilnBinary, egress_.get()}));
+                                                           opts_.kilnBinary, egress_.get(),
+                                                           opts_.dataDir + "/images"}));
 
   agent::RunnerDeps deps;
   deps.store = store_.get();

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "node/node.h"
 #include "runtime/client.h"
 #include "sandbox/sandbox.h"
 
@@ -17,6 +18,7 @@ namespace {
 struct ExecOptions {
   SandboxSpec spec;
   std::string stateDir = "/tmp/kiln-sbx";
+  std::string imagesDir = node::defaultDataDir() + "/images";
   int timeoutMs = 0;
   std::vector<std::string> command;
 };
@@ -66,7 +68,7 @@ int runExec(ExecOptions& o) {
   }
   o.spec.id = "x" + std::to_string(getpid());
   int code = 1;
-  auto backend = newNamespaceBackend({o.stateDir, selfBinary()});
+  auto backend = newNamespaceBackend({o.stateDir, selfBinary(), nullptr, o.imagesDir});
   auto sb = backend ? (*backend)->create(o.spec) : Result<std::unique_ptr<Sandbox>>(backend.status());
   if (!sb) {
     std::fprintf(stderr, "kiln sandbox: %s\n", sb.status().message().c_str());
@@ -106,6 +108,8 @@ int sandboxCommandMain(int argc, char** argv) {
                    "with --network allowlist: host[:port] or *.domain[:port] (repeatable)")
       ->take_all()
       ->allow_extra_args(false);
+  exec->add_option("--image", o.spec.image, "base image: a name (kiln image build) or a path");
+  exec->add_option("--images-dir", o.imagesDir, "where named images live");
   exec->add_option("--workspace", o.spec.workspaceDir, "host dir at /workspace (default: temp)");
   exec->add_option("--state-dir", o.stateDir, "host dir for sandbox state");
   exec->add_option("--timeout-ms", o.timeoutMs, "kill the command after this long");

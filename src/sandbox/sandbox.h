@@ -28,6 +28,9 @@ struct SandboxSpec {
   // With network "allowlist": the hosts reachable through the egress proxy (`host`,
   // `*.domain`, IP literals, each with an optional `:port`; docs/runtime.md, "Network").
   std::vector<std::string> allowHosts;
+  // Base image (`kiln image build`): a name under NamespaceBackendOptions::imagesDir or an
+  // absolute path. Empty: read-only views of the host's system dirs.
+  std::string image;
   // Commands run as root inside (still without capabilities) instead of uid 1000 `agent`.
   bool rootInside = false;
 };
@@ -68,6 +71,8 @@ struct NamespaceBackendOptions {
   // Serves sandboxes in network "allowlist" mode; not owned. Null: the backend starts a
   // standalone proxy (its own I/O thread) on first use.
   egress::EgressProxy* egressProxy = nullptr;
+  // Where named images live (<dataDir>/images); empty: only image paths are accepted.
+  std::string imagesDir;
 };
 
 Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBackendOptions& opts);

@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "sandbox/egress/ns_egress.h"
+#include "sandbox/image/ns_image.h"
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/ns/contain.h"
 #include "sandbox/ns/disk.h"
@@ -163,6 +164,11 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
   if (spec.network == "allowlist") {
     ASSIGN_OR_RETURN(egress, egress::prepareNsEgress(spec, paths.dir, egressProxy()));
   }
+  std::optional<image::NsImage> baseImage;
+  if (!spec.image.empty()) {
+    ASSIGN_OR_RETURN(baseImage, image::NsImage::prepare(opts_.stateDir, opts_.imagesDir,
+                                                        opts_.kilnBinary, spec.image));
+  }
   FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   FdCloser binFd(open(opts_.kilnBinary.c_str(), O_PATH | O_CLOEXEC));
   if (binFd.get() < 0) return errnoStatus("sandbox: open " + opts_.kilnBinary, errno);
@@ -175,6 +181,10 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
   plan.binFd = binFd.get();
   plan.args = runtimeArgs(spec);
   if (egress) egress->addTo(plan);
+  if (Status imageSt = baseImage ? baseImage->applyTo(plan, paths) : Status::ok(); !imageSt) {
+    (void)disk.release();
+    return imageSt;
+  }
   plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
               "LANG=C.UTF-8", "HOME=/root"};
   Result<SandboxCgroup> cgroup = SandboxCgroup::create(spec.id, spec);
