@@ -30,7 +30,8 @@ Task<void> acceptLoop(tcp::acceptor& acceptor, std::string proxySocket) {
   asio::steady_timer backoff(acceptor.get_executor());
   for (;;) {
     boost::system::error_code ec;
-    tcp::socket client = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    tcp::socket client =
+        co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       backoff.expires_after(std::chrono::milliseconds(50));  // out of fds: do not spin
       co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));

@@ -5,11 +5,11 @@
 #include <filesystem>
 #include <random>
 
+#include "egress_upstream.h"
 #include "sandbox/egress/allowlist.h"
 #include "sandbox/egress/proxy.h"
 #include "sandbox/egress/target.h"
 #include "sandbox_fixture.h"
-#include "egress_upstream.h"
 
 namespace kiln::sandbox::testing {
 namespace {
@@ -28,8 +28,8 @@ Allowlist allowlistOf(const std::vector<std::string>& entries) {
 }
 
 TEST(EgressAllowlistTest, ExactNamesWildcardsAndPorts) {
-  Allowlist a = allowlistOf({"Example.COM", "*.pypi.org", "api.github.com:443", "10.1.2.3:8080",
-                             "[::1]:9000"});
+  Allowlist a = allowlistOf(
+      {"Example.COM", "*.pypi.org", "api.github.com:443", "10.1.2.3:8080", "[::1]:9000"});
   EXPECT_TRUE(a.checkHost("example.com", 80).allowed);
   EXPECT_TRUE(a.checkHost("EXAMPLE.com.", 443).allowed);
   EXPECT_FALSE(a.checkHost("www.example.com", 80).allowed);
@@ -245,8 +245,13 @@ TEST_F(EgressProxyTest, GarbageNeverKillsTheProxy) {
   listen({hostPort(http_.port())});
   std::mt19937 rng(42);
   std::vector<std::string> inputs = {
-      "", "\r\n\r\n", "GET\r\n\r\n", "GET / HTTP/1.1\r\n\r\n", "CONNECT\r\n\r\n",
-      "CONNECT :0 HTTP/1.1\r\n\r\n", "GET http://[::1 HTTP/1.1\r\n\r\n",
+      "",
+      "\r\n\r\n",
+      "GET\r\n\r\n",
+      "GET / HTTP/1.1\r\n\r\n",
+      "CONNECT\r\n\r\n",
+      "CONNECT :0 HTTP/1.1\r\n\r\n",
+      "GET http://[::1 HTTP/1.1\r\n\r\n",
       "GET http://" + hostPort(http_.port()) + "/ HTTP/9.9\r\n\r\n",
       "POST http://" + hostPort(http_.port()) + "/ HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
       "GET http://x/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
@@ -267,8 +272,7 @@ TEST_F(EgressProxyTest, GarbageNeverKillsTheProxy) {
       std::string r = c.readAll();
       EXPECT_TRUE(r.empty() || r.rfind("HTTP/1.", 0) == 0) << r.substr(0, 200);
       // Every connection ends promptly: nothing is left hanging until a timeout.
-      EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5))
-          << in.substr(0, 80);
+      EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << in.substr(0, 80);
     });
   }
   // Clients that connect and vanish mid-request.
@@ -289,9 +293,9 @@ TEST_F(EgressProxyTest, ClosingTheListenerStopsServing) {
   bool refused = false;
   for (int i = 0; i < 100 && !refused; ++i) {
     UnixClient c(socket_);
-    refused = !c.connected() || (c.send("GET http://" + hostPort(http_.port()) +
-                                        "/b HTTP/1.1\r\n\r\n") &&
-                                 c.readAll().empty());
+    refused =
+        !c.connected() || (c.send("GET http://" + hostPort(http_.port()) + "/b HTTP/1.1\r\n\r\n") &&
+                           c.readAll().empty());
     if (!refused) usleep(10'000);
   }
   EXPECT_TRUE(refused);

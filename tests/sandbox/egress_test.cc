@@ -120,7 +120,10 @@ TEST_F(SandboxEgressTest, UnlistedHostIsRefusedWith403) {
   ASSERT_NE(sb, nullptr);
   std::string out = run(sb, "python3 fetch.py http://example.com/");
   EXPECT_EQ(out.rfind("403 kiln egress proxy: host example.com port 80 is not in this "
-                      "sandbox's allowlist", 0), 0u) << out;
+                      "sandbox's allowlist",
+                      0),
+            0u)
+      << out;
   // The same host on an unlisted port.
   out = run(sb, "python3 fetch.py http://127.0.0.2:" + std::to_string(echo_.port()) + "/");
   EXPECT_EQ(out.rfind("403 ", 0), 0u) << out;
@@ -168,8 +171,8 @@ TEST_F(SandboxEgressTest, NetworkNoneHasNoProxyAtAll) {
   ASSERT_NE(sb, nullptr);
   EXPECT_EQ(run(sb, "env | grep -ci proxy || true"), "0\n");
   EXPECT_EQ(run(sb, "python3 direct.py 127.0.0.1 3128").rfind("FAILED", 0), 0u);
-  EXPECT_EQ(run(sb, "HTTP_PROXY=http://127.0.0.1:3128 python3 fetch.py http://" + httpHost() +
-                        "/").rfind("ERROR", 0),
+  EXPECT_EQ(run(sb, "HTTP_PROXY=http://127.0.0.1:3128 python3 fetch.py http://" + httpHost() + "/")
+                .rfind("ERROR", 0),
             0u);
   EXPECT_EQ(run(sb, "test -e /run/kiln && echo PRESENT || echo ABSENT"), "ABSENT\n");
 }
@@ -203,8 +206,8 @@ TEST_F(SandboxEgressTest, CliAllowHostFlag) {
   std::ofstream(ws + "/fetch.py") << kFetchPy;
   std::string state = tempDir("cli");
   dirs_.push_back(state);
-  std::string base = std::string(KILN_BINARY) + " sandbox exec --state-dir " + state +
-                     " --workspace " + ws;
+  std::string base =
+      std::string(KILN_BINARY) + " sandbox exec --state-dir " + state + " --workspace " + ws;
   std::string out;
   int rc = kiln::testing::shell(base + " --network allowlist --allow-host " + httpHost() +
                                     " -- python3 fetch.py http://" + httpHost() + "/cli",

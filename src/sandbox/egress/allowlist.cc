@@ -83,7 +83,8 @@ std::optional<asio::ip::address_v4> embeddedV4(const asio::ip::address_v6& a) {
 
 bool metadataV4(const asio::ip::address_v4& a) {
   uint32_t ip = a.to_uint();
-  return (ip >> 16) == ((169u << 8) | 254u) || ip == ((100u << 24) | (100u << 16) | (100u << 8) | 200u);
+  return (ip >> 16) == ((169u << 8) | 254u) ||
+         ip == ((100u << 24) | (100u << 16) | (100u << 8) | 200u);
 }
 
 bool hostLocalV4(const asio::ip::address_v4& a) {
@@ -170,8 +171,8 @@ Verdict Allowlist::checkHost(const std::string& host, uint16_t port) const {
                             : h == e.host;
     if (match) return {true, "listed"};
   }
-  return {false, "host " + h + " port " + std::to_string(port) +
-                     " is not in this sandbox's allowlist"};
+  return {false,
+          "host " + h + " port " + std::to_string(port) + " is not in this sandbox's allowlist"};
 }
 
 Verdict Allowlist::checkResolved(const std::string& host, uint16_t port,

@@ -1,10 +1,9 @@
 #include "sandbox/egress/proxy.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include <thread>
 
@@ -115,7 +114,8 @@ struct OwnLoop {
 
 class StandaloneEgressProxy : public EgressProxy {
  public:
-  StandaloneEgressProxy() : loop_(std::make_shared<OwnLoop>()), impl_(loop_->ioc.get_executor(), loop_) {
+  StandaloneEgressProxy()
+      : loop_(std::make_shared<OwnLoop>()), impl_(loop_->ioc.get_executor(), loop_) {
     loop_->thread = std::thread([loop = loop_.get()] {
       for (;;) {
         try {

@@ -3,8 +3,8 @@
 // relay's handlers run on the executor of its sockets, which must be one strand (or a
 // single-threaded io_context). Nothing here throws.
 #pragma once
-#include <chrono>
 #include <array>
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -61,7 +61,8 @@ template <class P, class From, class To>
 Task<void> pump(std::shared_ptr<P> pair, From& from, To& to, std::string pending, bool forward) {
   boost::system::error_code ec;
   if (!pending.empty()) {
-    co_await asio::async_write(to, asio::buffer(pending), asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(to, asio::buffer(pending),
+                               asio::redirect_error(asio::use_awaitable, ec));
   }
   std::array<char, 64 * 1024> buf;
   while (!ec) {

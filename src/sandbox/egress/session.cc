@@ -73,7 +73,7 @@ class Session : public std::enable_shared_from_this<Session> {
   tcp::resolver resolver_;
   asio::steady_timer deadline_;
   beast::flat_buffer buffer_;
-  std::string target_;   // the request line's method and target, for logs
+  std::string target_;  // the request line's method and target, for logs
   bool setupDone_ = false;
 };
 
@@ -103,7 +103,8 @@ Task<void> Session::serve() {
   http::request_parser<http::string_body> parser;
   parser.header_limit(kHeaderLimit);
   parser.body_limit(kBodyLimit);
-  co_await http::async_read(client_, buffer_, parser, asio::redirect_error(asio::use_awaitable, ec));
+  co_await http::async_read(client_, buffer_, parser,
+                            asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
     if (ec == http::error::end_of_stream || ec == asio::error::eof || !client_.is_open()) {
       co_return;

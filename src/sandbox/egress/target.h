@@ -10,7 +10,7 @@
 namespace kiln::sandbox::egress {
 
 struct ProxyTarget {
-  std::string host;        // as written, without brackets; checked by Allowlist::checkHost
+  std::string host;  // as written, without brackets; checked by Allowlist::checkHost
   uint16_t port = 0;
   std::string originForm;  // plain HTTP only: the path and query sent upstream ("/" at least)
   std::string hostHeader;  // plain HTTP only: the Host header sent upstream

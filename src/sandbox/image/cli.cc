@@ -87,7 +87,8 @@ int imageCommandMain(int argc, char** argv) {
   o.imagesDir = imagesDir;
   if (build->parsed()) return runBuild(o, f);
   if (list->parsed()) {
-    for (const ImageManifest& m : listImages(imagesDir)) std::printf("%s\n", m.toJson().dump().c_str());
+    for (const ImageManifest& m : listImages(imagesDir))
+      std::printf("%s\n", m.toJson().dump().c_str());
   }
   return 0;
 }

@@ -157,16 +157,16 @@ Result<ImageManifest> buildImage(const BuildOptions& o) {
   popts.env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   const auto start = std::chrono::steady_clock::now();
   Result<ProcessOutput> run = runProcess(argv, popts);
-  const int64_t seconds = std::chrono::duration_cast<std::chrono::seconds>(
-                              std::chrono::steady_clock::now() - start)
-                              .count();
+  const int64_t seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start)
+          .count();
   if (!run || run->exitCode != 0) {
     fs::remove_all(tmp, ec);
     if (!run) return run.status().withContext("image: debootstrap");
-    return Status(Code::kUnprocessable,
-                  "image: debootstrap failed (exit " + std::to_string(run->exitCode) +
-                      (run->timedOut ? ", timed out" : "") + "): " +
-                      tail(run->out + run->err, 2000));
+    return Status(Code::kUnprocessable, "image: debootstrap failed (exit " +
+                                            std::to_string(run->exitCode) +
+                                            (run->timedOut ? ", timed out" : "") +
+                                            "): " + tail(run->out + run->err, 2000));
   }
   ImageManifest m;
   m.name = o.name;

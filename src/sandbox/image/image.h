@@ -4,10 +4,9 @@
 // more): run it from the CLI or a BlockingPool thread. Functions are thread-safe; building
 // the same name twice at once is not.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/result.h"
 

@@ -16,8 +16,7 @@ namespace kiln::sandbox::image {
 namespace {
 
 constexpr const char* kHostDirInside = "/run/kiln-host";
-constexpr unsigned long kReadOnlyRemount =
-    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV;
+constexpr unsigned long kReadOnlyRemount = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV;
 
 // PT_INTERP of an ELF64 executable: "" for a static one.
 Result<std::string> elfInterpreter(const std::string& path) {
@@ -121,12 +120,15 @@ Status NsImage::applyTo(ContainPlan& plan, const SandboxPaths& paths) const {
   mounts.push_back({"bind kiln binary", kilnBinary_, inside + "/kiln", "", "", MS_BIND});
   mounts.push_back({"bind host libraries", libDir_, inside + "/lib", "", "", MS_BIND});
   for (const char* sub : {"", "/kiln", "/lib"}) {
-    mounts.push_back({std::string("remount /run/kiln-host") + sub, "", inside + sub, "", "",
-                      kReadOnlyRemount});
+    mounts.push_back(
+        {std::string("remount /run/kiln-host") + sub, "", inside + sub, "", "", kReadOnlyRemount});
   }
   // ld.so [--library-path DIR] [--argv0 NAME] PROGRAM ARGS...
-  std::vector<std::string> args = {"ld.so", "--library-path", std::string(kHostDirInside) + "/lib",
-                                   "--argv0", plan.args.empty() ? "kiln" : plan.args[0],
+  std::vector<std::string> args = {"ld.so",
+                                   "--library-path",
+                                   std::string(kHostDirInside) + "/lib",
+                                   "--argv0",
+                                   plan.args.empty() ? "kiln" : plan.args[0],
                                    std::string(kHostDirInside) + "/kiln"};
   if (!plan.args.empty()) args.insert(args.end(), plan.args.begin() + 1, plan.args.end());
   plan.args = std::move(args);

@@ -28,9 +28,9 @@ class NsImage {
 
  private:
   std::string rootfs_;
-  std::string hostDir_;     // <stateDir>/.hostbin: mount points `kiln` (file) and `lib` (dir)
+  std::string hostDir_;  // <stateDir>/.hostbin: mount points `kiln` (file) and `lib` (dir)
   std::string kilnBinary_;
-  std::string libDir_;      // the host loader's dir; empty for a static kiln binary
+  std::string libDir_;             // the host loader's dir; empty for a static kiln binary
   std::shared_ptr<int> loaderFd_;  // O_PATH of the host loader, closed with the last copy
 };
 
