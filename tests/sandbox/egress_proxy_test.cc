@@ -228,6 +228,16 @@ TEST_F(EgressProxyTest, ConnectTunnelsBytesBothWays) {
   EXPECT_EQ(c.readAll(), "");
 }
 
+TEST_F(EgressProxyTest, OversizedPlainBodyIs413) {
+  listen({hostPort(http_.port())});
+  std::string r = exchange("POST http://" + hostPort(http_.port()) +
+                           "/up HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n");
+  EXPECT_EQ(r.rfind("HTTP/1.1 413 Payload Too Large", 0), 0u) << r;
+  r = exchange("POST http://" + hostPort(http_.port()) +
+               "/up HTTP/1.1\r\nContent-Length: 5\r\n\r\nsmall");
+  EXPECT_NE(r.find("hello /up"), std::string::npos) << r;
+}
+
 TEST_F(EgressProxyTest, UnreachableUpstreamIs502) {
   // A port nobody listens on: bind one, then close it.
   uint16_t dead;

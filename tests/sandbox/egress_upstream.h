@@ -68,6 +68,14 @@ class TestUpstream {
     const std::string answer = httpAnswer(head);
     co_await asio::async_write(*sock, asio::buffer(answer),
                                asio::redirect_error(asio::use_awaitable, ec));
+    // A lingering close: closing with an unread request body would reset the connection and
+    // could destroy the answer in flight.
+    sock->shutdown(asio::socket_base::shutdown_send, ec);
+    char drain[4096];
+    while (!ec) {
+      co_await sock->async_read_some(asio::buffer(drain),
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    }
     sock->close(ec);
   }
   static Task<void> serveEcho(std::shared_ptr<asio::ip::tcp::socket> sock) {

@@ -13,7 +13,8 @@ using UnixSocket = asio::local::stream_protocol::socket;
 using Request = http::request<http::string_body>;
 
 constexpr size_t kHeaderLimit = 16 * 1024;
-constexpr size_t kBodyLimit = 64 << 20;
+// Plain-HTTP request bodies are buffered whole; uploads of any size go through CONNECT (HTTPS).
+constexpr size_t kBodyLimit = 1 << 20;
 // From accept to relaying: reading the request, resolving and connecting upstream.
 constexpr auto kSetupTimeout = std::chrono::seconds(30);
 
@@ -110,8 +111,13 @@ Task<void> Session::serve() {
       co_return;
     }
     target_ = "(unparsed)";
-    const std::string why = "malformed request: " + ec.message();
-    co_await refuse(400, "Bad Request", why);
+    if (ec == http::error::body_limit) {
+      const std::string why = "plain-HTTP request body over 1 MiB (use https:// for uploads)";
+      co_await refuse(413, "Payload Too Large", why);
+    } else {
+      const std::string why = "malformed request: " + ec.message();
+      co_await refuse(400, "Bad Request", why);
+    }
     co_return;
   }
   Request req = parser.release();
