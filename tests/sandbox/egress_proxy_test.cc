@@ -295,6 +295,48 @@ TEST_F(EgressProxyTest, GarbageNeverKillsTheProxy) {
   EXPECT_NE(r.find("hello /still-alive"), std::string::npos) << r;
 }
 
+// The node runs the proxy on its multi-threaded I/O pool: many sandboxes' connections at once,
+// tunnels and refusals interleaved.
+TEST_F(EgressProxyTest, ConcurrentClientsOnAMultiThreadedPool) {
+  asio::io_context ioc(2);
+  auto work = asio::make_work_guard(ioc);
+  std::vector<std::thread> io;
+  for (int i = 0; i < 2; ++i) io.emplace_back([&] { ioc.run(); });
+  proxy_ = egress::newEgressProxy(ioc.get_executor());
+  std::vector<std::unique_ptr<egress::EgressListener>> listeners;
+  for (int i = 0; i < 4; ++i) {
+    auto l = proxy_->listen(dir_ + "/s" + std::to_string(i) + ".sock", "s" + std::to_string(i),
+                            allowlistOf({"localhost:" + std::to_string(echo_.port())}));
+    ASSERT_TRUE(l.isOk()) << l.status().toString();
+    listeners.push_back(std::move(l).value());
+  }
+  std::atomic<int> tunnels{0}, refusals{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 24; ++i) {
+    clients.emplace_back([&, i] {
+      UnixClient c(dir_ + "/s" + std::to_string(i % 4) + ".sock");
+      if (i % 3 == 0) {
+        c.send("CONNECT example.org:443 HTTP/1.1\r\n\r\n");
+        refusals += c.readAll().rfind("HTTP/1.1 403", 0) == 0;
+        return;
+      }
+      c.send("CONNECT localhost:" + std::to_string(echo_.port()) + " HTTP/1.1\r\n\r\n");
+      if (c.readHead() != "HTTP/1.1 200 Connection established\r\n\r\n") return;
+      const std::string msg = "client " + std::to_string(i) + std::string(50'000, 'y');
+      c.send(msg);
+      tunnels += c.readSome(msg.size()) == msg;
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(refusals.load(), 8);
+  EXPECT_EQ(tunnels.load(), 16);
+  listeners.clear();
+  proxy_.reset();
+  work.reset();
+  ioc.stop();
+  for (auto& t : io) t.join();
+}
+
 TEST_F(EgressProxyTest, ClosingTheListenerStopsServing) {
   listen({hostPort(http_.port())});
   EXPECT_NE(get("http://" + hostPort(http_.port()) + "/a").find("hello /a"), std::string::npos);
