@@ -207,7 +207,7 @@ int main(int argc, char** argv) {
   std::string kiln = argc > 2 ? argv[2] : KILN_BINARY;
   std::string state = "/tmp/kbench", ws = "/tmp/kbench-ws";
   std::filesystem::create_directories(ws);
-  auto backend = sandbox::newNamespaceBackend({state, kiln});
+  auto backend = sandbox::newNamespaceBackend({state, kiln, nullptr, ""});
   if (!backend) {
     std::fprintf(stderr, "%s\n", backend.status().toString().c_str());
     return 1;

@@ -14,6 +14,7 @@
 #include "common/blocking_pool.h"
 #include "common/ids.h"
 #include "events/event_bus.h"
+#include "sandbox/egress/proxy.h"
 #include "sandbox/sandbox.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
@@ -81,6 +82,7 @@ class NodeImpl : public Node {
   BlockingPool pool_;
   events::EventBus bus_;
   std::unique_ptr<store::Store> store_;
+  std::unique_ptr<sandbox::egress::EgressProxy> egress_;  // before backend_: outlives it
   std::unique_ptr<sandbox::SandboxBackend> backend_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   std::unique_ptr<api::ApiServer> api_;
@@ -100,8 +102,11 @@ Status NodeImpl::init() {
   ::chmod(opts_.dataDir.c_str(), 0700);
   ASSIGN_OR_RETURN(store_, store::Store::open({opts_.storeUrl}));
   ASSIGN_OR_RETURN(token_, ensureAdminToken(opts_.dataDir, *store_));
-  ASSIGN_OR_RETURN(backend_, sandbox::newNamespaceBackend(
-                                 {opts_.dataDir + "/sandboxes", opts_.kilnBinary}));
+  // One egress proxy on the I/O threads serves every sandbox of the node in allowlist mode.
+  egress_ = sandbox::egress::newEgressProxy(ioc_.get_executor());
+  ASSIGN_OR_RETURN(backend_, sandbox::newNamespaceBackend({opts_.dataDir + "/sandboxes",
+                                                           opts_.kilnBinary, egress_.get(),
+                                                           opts_.dataDir + "/images"}));
 
   agent::RunnerDeps deps;
   deps.store = store_.get();

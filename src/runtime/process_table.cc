@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 
@@ -87,6 +88,18 @@ std::vector<char*> cStrings(const std::vector<std::string>& v) {
   _exit(127);
 }
 
+std::vector<std::string> withExtraEnv(const std::vector<std::string>& env,
+                                      const std::vector<std::string>& extra) {
+  std::vector<std::string> out = env;
+  for (const std::string& kv : extra) {
+    const std::string key = kv.substr(0, kv.find('=') + 1);
+    bool set = std::any_of(env.begin(), env.end(),
+                           [&](const std::string& e) { return e.rfind(key, 0) == 0; });
+    if (!set) out.push_back(kv);
+  }
+  return out;
+}
+
 int exitCodeOf(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -140,7 +153,8 @@ Result<std::shared_ptr<ProcessTable::Waiter>> ProcessTable::spawn(const SpawnReq
   waiter->eventFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (waiter->eventFd < 0) return errnoStatus("eventfd", errno);
   std::vector<char*> argv = cStrings(req.argv);
-  std::vector<char*> envp = cStrings(req.env);
+  const std::vector<std::string> env = withExtraEnv(req.env, jail_.extraEnv);
+  std::vector<char*> envp = cStrings(env);
   const char* cwd = req.cwd.c_str();
   // Held across fork and registration so the reaper cannot reap the pid before we know it.
   std::lock_guard lock(mu_);

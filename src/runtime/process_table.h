@@ -26,6 +26,8 @@ struct CommandJail {
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<sock_filter> seccomp;  // empty = no filter
+  // "K=V" set for every command whose request does not set K (the egress proxy variables).
+  std::vector<std::string> extraEnv;
 };
 
 struct SpawnRequest {

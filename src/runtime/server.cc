@@ -13,6 +13,7 @@
 #include <system_error>
 #include <thread>
 
+#include "runtime/egress_forwarder.h"
 #include "runtime/router.h"
 #include "sandbox/ns/seccomp.h"
 
@@ -22,6 +23,7 @@ namespace {
 struct Args {
   int listenFd = -1;
   std::string socketPath;
+  std::string egressSocket;  // network "allowlist": the egress proxy's socket
   RuntimeConfig config;
 };
 
@@ -40,6 +42,8 @@ Result<Args> parseArgs(int argc, char** argv) {
       a.listenFd = std::atoi(v.c_str());
     } else if (flag == "--socket") {
       a.socketPath = v;
+    } else if (flag == "--egress-socket") {
+      a.egressSocket = v;
     } else if (flag == "--workspace") {
       a.config.workspace = v;
     } else if (flag == "--home") {
@@ -136,6 +140,15 @@ int runtimeMain(int argc, char** argv) {
       (void)!write(adj, "-1000", 5);
       close(adj);
     }
+  }
+  if (!args->egressSocket.empty()) {
+    // Before serving: a command may use the proxy as soon as the contract answers.
+    Status st = startEgressForwarder(args->egressSocket);
+    if (!st) {
+      std::fprintf(stderr, "kiln runtime: %s\n", st.message().c_str());
+      return 1;
+    }
+    args->config.jail.extraEnv = egressProxyEnv();
   }
   Result<std::unique_ptr<Router>> router = Router::create(args->config);
   if (!router) {

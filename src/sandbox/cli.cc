@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "node/node.h"
 #include "runtime/client.h"
 #include "sandbox/sandbox.h"
 
@@ -17,6 +18,7 @@ namespace {
 struct ExecOptions {
   SandboxSpec spec;
   std::string stateDir = "/tmp/kiln-sbx";
+  std::string imagesDir = node::defaultDataDir() + "/images";
   int timeoutMs = 0;
   std::vector<std::string> command;
 };
@@ -66,7 +68,7 @@ int runExec(ExecOptions& o) {
   }
   o.spec.id = "x" + std::to_string(getpid());
   int code = 1;
-  auto backend = newNamespaceBackend({o.stateDir, selfBinary()});
+  auto backend = newNamespaceBackend({o.stateDir, selfBinary(), nullptr, o.imagesDir});
   auto sb = backend ? (*backend)->create(o.spec) : Result<std::unique_ptr<Sandbox>>(backend.status());
   if (!sb) {
     std::fprintf(stderr, "kiln sandbox: %s\n", sb.status().message().c_str());
@@ -100,8 +102,14 @@ int sandboxCommandMain(int argc, char** argv) {
   exec->add_option("--pids", o.spec.pids, "process limit (0 = default 1024)");
   exec->add_option("--cpus", o.spec.cpus, "cpu quota in cores (0 = none)");
   exec->add_option("--disk-mb", o.spec.diskMb, "disk quota for writable layers (0 = none)");
-  exec->add_option("--network", o.spec.network, "none (allowlist: not yet)")
+  exec->add_option("--network", o.spec.network, "none | allowlist (egress via the proxy)")
       ->check(CLI::IsMember({"none", "allowlist"}));
+  exec->add_option("--allow-host", o.spec.allowHosts,
+                   "with --network allowlist: host[:port] or *.domain[:port] (repeatable)")
+      ->take_all()
+      ->allow_extra_args(false);
+  exec->add_option("--image", o.spec.image, "base image: a name (kiln image build) or a path");
+  exec->add_option("--images-dir", o.imagesDir, "where named images live");
   exec->add_option("--workspace", o.spec.workspaceDir, "host dir at /workspace (default: temp)");
   exec->add_option("--state-dir", o.stateDir, "host dir for sandbox state");
   exec->add_option("--timeout-ms", o.timeoutMs, "kill the command after this long");
@@ -111,6 +119,10 @@ int sandboxCommandMain(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (!o.spec.allowHosts.empty() && o.spec.network != "allowlist") {
+    std::fprintf(stderr, "kiln sandbox: --allow-host needs --network allowlist\n");
+    return 2;
   }
   return runExec(o);
 }

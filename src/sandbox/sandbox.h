@@ -5,10 +5,15 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 
 namespace kiln::sandbox {
+
+namespace egress {
+class EgressProxy;
+}
 
 struct SandboxSpec {
   // Short unique id (used in host paths; keep it short, unix socket paths are <= 107 bytes).
@@ -20,6 +25,12 @@ struct SandboxSpec {
   int pids = 0;        // 0 = backend default
   int diskMb = 0;      // 0 = unlimited
   std::string network = "none";  // "none" | "allowlist"
+  // With network "allowlist": the hosts reachable through the egress proxy (`host`,
+  // `*.domain`, IP literals, each with an optional `:port`; docs/runtime.md, "Network").
+  std::vector<std::string> allowHosts;
+  // Base image (`kiln image build`): a name under NamespaceBackendOptions::imagesDir or an
+  // absolute path. Empty: read-only views of the host's system dirs.
+  std::string image;
   // Commands run as root inside (still without capabilities) instead of uid 1000 `agent`.
   bool rootInside = false;
 };
@@ -59,6 +70,11 @@ struct NamespaceBackendOptions {
   // Path of the kiln binary. PID 1 inside is `kiln-runtime` from the same directory if there
   // is one (a small static build of the runtime), else this binary as `kiln runtime`.
   std::string kilnBinary;
+  // Serves sandboxes in network "allowlist" mode; not owned. Null: the backend starts a
+  // standalone proxy (its own I/O thread) on first use.
+  egress::EgressProxy* egressProxy = nullptr;
+  // Where named images live (<dataDir>/images); empty: only image paths are accepted.
+  std::string imagesDir;
 };
 
 Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBackendOptions& opts);

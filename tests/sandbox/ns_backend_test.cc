@@ -112,7 +112,7 @@ TEST_F(SandboxNsTest, SetupFailureNamesTheStepAndLeavesNothing) {
   std::string bogus = newWorkspace() + "/not-a-binary";
   std::ofstream(bogus) << "plain text, not ELF\n";
   std::filesystem::permissions(bogus, std::filesystem::perms::owner_all);
-  auto backend = newNamespaceBackend({state_, bogus});
+  auto backend = newNamespaceBackend({state_, bogus, nullptr, ""});
   ASSERT_TRUE(backend.isOk());
   int mounts = countMounts();
   std::string id = uniqueId("bad");
@@ -155,7 +155,7 @@ TEST_F(SandboxNsTest, FallsBackToKilnRuntimeWithoutTheSmallBinary) {
   std::string dir = newWorkspace();
   std::filesystem::create_symlink(KILN_BINARY, dir + "/kiln");
   backend_.reset();
-  auto backend = newNamespaceBackend({state_, dir + "/kiln"});
+  auto backend = newNamespaceBackend({state_, dir + "/kiln", nullptr, ""});
   ASSERT_TRUE(backend.isOk()) << backend.status().toString();
   backend_ = std::move(backend).value();
   std::string id = uniqueId("fb");
@@ -252,7 +252,7 @@ TEST_F(SandboxNsTest, BackendStartReclaimsWhatACrashedOwnerLeft) {
   EXPECT_EQ(countLoops(dir), 1);
   EXPECT_EQ(countMountsUnder(state_), 1);
 
-  auto again = newNamespaceBackend({state_, KILN_BINARY});
+  auto again = newNamespaceBackend({state_, KILN_BINARY, nullptr, ""});
   ASSERT_TRUE(again.isOk()) << again.status().toString();
 
   EXPECT_TRUE(waitKilled(sleeper));

@@ -117,7 +117,7 @@ class NsSandboxTest : public ::testing::Test {
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "namespace sandbox tests need root";
     state_ = tempDir("st");
-    auto backend = newNamespaceBackend({state_, KILN_BINARY});
+    auto backend = newNamespaceBackend({state_, KILN_BINARY, nullptr, ""});
     ASSERT_TRUE(backend.isOk()) << backend.status().toString();
     backend_ = std::move(backend).value();
   }

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "sandbox/egress/ns_egress.h"
+#include "sandbox/image/ns_image.h"
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/ns/contain.h"
 #include "sandbox/ns/disk.h"
@@ -81,15 +83,7 @@ std::string runtimeBinaryFor(const std::string& kilnBinary) {
   return access(runtime.c_str(), X_OK) == 0 ? runtime : kilnBinary;
 }
 
-Status removeStateFiles(const SandboxPaths& paths) {
-  Status st;
-  for (const std::string* f : {&paths.socket, &paths.image, &paths.log}) {
-    if (unlink(f->c_str()) != 0 && errno != ENOENT && st.isOk()) {
-      st = errnoStatus("sandbox: remove " + *f, errno);
-    }
-  }
-  return st;
-}
+Status removeStateFiles(const SandboxPaths& paths) { return removeSandboxFiles(paths); }
 
 class NsSandbox : public Sandbox {
  public:
@@ -114,6 +108,7 @@ class NsSandbox : public Sandbox {
     // SIGKILL to PID 1 takes the whole pid namespace with it; its mounts go with the last
     // process of the mount namespace.
     child_.kill();
+    egress_.reset();
     if (!breach_) breach_ = cgroup_.breach();
     Status st = cgroup_.remove();
     Status diskSt = disk_.release();
@@ -123,6 +118,8 @@ class NsSandbox : public Sandbox {
     if (st.isOk()) st = diskSt;
     return st.isOk() ? rmSt : st;
   }
+  // Network "allowlist": the sandbox's proxy listener, closed by destroy().
+  void keepEgress(std::unique_ptr<egress::EgressListener> l) { egress_ = std::move(l); }
   std::optional<LimitBreach> limitBreach() const override {
     std::lock_guard lock(mu_);
     if (destroyed_ || breach_) return breach_;
@@ -140,14 +137,17 @@ class NsSandbox : public Sandbox {
   DiskImage disk_;                       // GUARDED_BY(mu_)
   bool destroyed_ = false;               // GUARDED_BY(mu_)
   std::optional<LimitBreach> breach_;    // GUARDED_BY(mu_)
+  std::unique_ptr<egress::EgressListener> egress_;  // GUARDED_BY(mu_)
 };
 
 class NsBackend : public SandboxBackend {
  public:
-  NsBackend(NamespaceBackendOptions opts, CgroupLayout cgroups, int runtimeFd)
+  NsBackend(NamespaceBackendOptions opts, CgroupLayout cgroups, std::string runtimeBinary,
+            int runtimeFd)
       : opts_(std::move(opts)),
         runDir_(runDirFor(opts_.stateDir)),
         cgroups_(std::move(cgroups)),
+        runtimeBinary_(std::move(runtimeBinary)),
         runtimeFd_(runtimeFd) {}
   // The run dir goes with the last backend over it (an rmdir fails while sandboxes live).
   ~NsBackend() override { rmdir(runDir_.c_str()); }
@@ -159,16 +159,20 @@ class NsBackend : public SandboxBackend {
  private:
   Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths,
                                          int logFd, int lockFd);
+  egress::EgressProxy& egressProxy();
 
   const NamespaceBackendOptions opts_;
   const std::string runDir_;
   const CgroupLayout cgroups_;
+  const std::string runtimeBinary_;  // kiln-runtime next to kiln, else kiln itself
   const FdCloser runtimeFd_;  // O_PATH fd of the runtime executable, exec'd by every sandbox
+  std::mutex egressMu_;
+  std::unique_ptr<egress::EgressProxy> ownEgress_;  // GUARDED_BY(egressMu_)
 };
 
 Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
   if (!validId(spec.id)) return invalidArgument("sandbox: id must be 1-40 of [A-Za-z0-9_-]");
-  if (spec.network != "none") {
+  if (spec.network != "none" && spec.network != "allowlist") {
     return invalidArgument("sandbox: network \"" + spec.network + "\" is not supported yet");
   }
   struct stat st;
@@ -201,6 +205,15 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
   if (!spec.rootInside) RETURN_IF_ERROR(chownTree(spec.workspaceDir, kAgentUid, kAgentGid));
   ASSIGN_OR_RETURN(int listenFd, listenOn(paths.socket));
   FdCloser listenGuard(listenFd);
+  std::optional<egress::NsEgress> egress;
+  if (spec.network == "allowlist") {
+    ASSIGN_OR_RETURN(egress, egress::prepareNsEgress(spec, paths.net, egressProxy()));
+  }
+  std::optional<image::NsImage> baseImage;
+  if (!spec.image.empty()) {
+    ASSIGN_OR_RETURN(baseImage, image::NsImage::prepare(opts_.stateDir, opts_.imagesDir,
+                                                        runtimeBinary_, spec.image));
+  }
   ASSIGN_OR_RETURN(DiskImage disk, DiskImage::create(paths.image, spec.diskMb));
   ASSIGN_OR_RETURN(SandboxCgroup cgroup, SandboxCgroup::create(cgroups_, spec.id, spec));
   Result<std::vector<int>> procs = cgroup.openProcs();
@@ -216,6 +229,12 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
   plan.binFd = runtimeFd_.get();
   plan.cgroupFds = *procs;
   plan.args = runtimeArgs(spec);
+  if (egress) egress->addTo(plan);
+  if (Status imageSt = baseImage ? baseImage->applyTo(plan, paths) : Status::ok(); !imageSt) {
+    for (int fd : *procs) close(fd);
+    (void)cgroup.remove();
+    return imageSt;  // disk: released by its destructor
+  }
   plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
               "LANG=C.UTF-8", "HOME=/root"};
   Result<ContainedChild> child = cloneContained(plan);
@@ -224,8 +243,17 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
     (void)cgroup.remove();
     return child.status();  // disk: released by its destructor
   }
-  return std::unique_ptr<Sandbox>(new NsSandbox(spec.id, paths, lockFd, std::move(child).value(),
-                                                std::move(cgroup), std::move(disk)));
+  auto sandbox = std::make_unique<NsSandbox>(spec.id, paths, lockFd, std::move(child).value(),
+                                             std::move(cgroup), std::move(disk));
+  if (egress) sandbox->keepEgress(std::move(egress->listener));
+  return std::unique_ptr<Sandbox>(std::move(sandbox));
+}
+
+egress::EgressProxy& NsBackend::egressProxy() {
+  if (opts_.egressProxy) return *opts_.egressProxy;
+  std::lock_guard lock(egressMu_);
+  if (!ownEgress_) ownEgress_ = egress::newStandaloneEgressProxy();
+  return *ownEgress_;
 }
 
 }  // namespace
@@ -245,7 +273,8 @@ Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBacke
   std::string runtime = runtimeBinaryFor(opts.kilnBinary);
   int runtimeFd = open(runtime.c_str(), O_PATH | O_CLOEXEC);
   if (runtimeFd < 0) return errnoStatus("sandbox: open " + runtime, errno);
-  return std::unique_ptr<SandboxBackend>(new NsBackend(opts, std::move(cgroups), runtimeFd));
+  return std::unique_ptr<SandboxBackend>(
+      new NsBackend(opts, std::move(cgroups), runtime, runtimeFd));
 }
 
 }  // namespace kiln::sandbox

@@ -120,11 +120,23 @@ Status prepareSharedLayers(const std::string& stateDir) {
   return prepareEtcMask(stateDir + "/.etcmask");
 }
 
+Status removeSandboxFiles(const SandboxPaths& paths) {
+  Status st;
+  if (access(paths.net.c_str(), F_OK) == 0) st = removeTree(paths.net);
+  for (const std::string* f : {&paths.socket, &paths.image, &paths.log}) {
+    if (unlink(f->c_str()) != 0 && errno != ENOENT && st.isOk()) {
+      st = errnoStatus("sandbox: remove " + *f, errno);
+    }
+  }
+  return st;
+}
+
 SandboxPaths SandboxPaths::of(const std::string& stateDir, const std::string& runDir,
                               const std::string& id) {
   SandboxPaths p;
   p.socket = runDir + "/" + id + ".sock";
   p.log = runDir + "/" + id + ".log";
+  p.net = runDir + "/" + id + ".net";
   p.image = stateDir + "/" + id + ".img";
   p.rw = stateDir + "/.mnt";
   p.newRoot = p.rw + "/m";

@@ -14,6 +14,8 @@
 //   <run>/<id>.log    the runtime's stderr; created first (O_EXCL: the id is taken) and removed
 //                     last; flock'ed by the live sandbox's owner (reclaim.h)
 //   <run>/<id>.sock   the runtime's listening socket
+//   <run>/<id>.net/   network "allowlist" only: the egress proxy's socket px.sock, bind-mounted
+//                     at /run/kiln inside
 //   <state>/<id>.img  the disk-quota image, if any (on disk: it holds the sandbox's writes)
 // Nothing of a sandbox's writes lands on the host filesystem outside its image.
 #pragma once
@@ -33,10 +35,13 @@ Status prepareSharedLayers(const std::string& stateDir);
 std::string runDirFor(const std::string& stateDir);
 
 struct SandboxPaths {
-  std::string socket, log, image, rw, newRoot, skel, etcMask;
+  std::string socket, log, net, image, rw, newRoot, skel, etcMask;
   static SandboxPaths of(const std::string& stateDir, const std::string& runDir,
                          const std::string& id);
 };
+
+// Removes a sandbox's own files (socket, net dir, image, log: the log last, it marks the id).
+Status removeSandboxFiles(const SandboxPaths& paths);
 
 // Recursively removes dir without following symlinks or crossing mount points.
 Status removeTree(const std::string& dir);

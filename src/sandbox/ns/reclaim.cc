@@ -94,7 +94,7 @@ bool endsWith(const std::string& s, const std::string& suffix) {
 }
 
 struct StaleEntries {
-  std::set<std::string> ids;      // from <id>.log / .sock / .img
+  std::set<std::string> ids;      // from <id>.log / .sock / .img / .net
   std::set<std::string> legacy;   // <id>/ directories
 };
 
@@ -108,7 +108,11 @@ Result<StaleEntries> listEntries(const std::string& stateDir) {
     struct stat st;
     if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
-      out.legacy.insert(name);
+      if (endsWith(name, ".net")) {  // an allowlist sandbox's egress socket dir
+        out.ids.insert(name.substr(0, name.size() - 4));
+      } else {
+        out.legacy.insert(name);
+      }
       continue;
     }
     for (const char* ext : {".log", ".sock", ".img"}) {
@@ -150,11 +154,8 @@ Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir,
     Result<int> lock = lockSandboxState(paths.log);
     if (!lock && lock.status().code() == Code::kConflict) continue;  // live
     Status st = reclaimOne(id, paths.image, cgroups, report);
-    for (const std::string* f : {&paths.socket, &paths.image, &paths.log}) {
-      if (unlink(f->c_str()) != 0 && errno != ENOENT && st.isOk()) {
-        st = errnoStatus("sandbox: remove " + *f, errno);
-      }
-    }
+    Status rm = removeSandboxFiles(paths);
+    if (st.isOk()) st = rm;
     if (lock) close(*lock);
     if (!st && first.isOk()) first = st;
     report.sandboxes += st.isOk();

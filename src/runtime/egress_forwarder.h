@@ -1,0 +1,22 @@
+// EgressForwarder: makes the host's egress proxy reachable as an HTTP proxy URL inside a
+// sandbox in allowlist mode. Listens on 127.0.0.1:<port> in the sandbox's network namespace and
+// relays every connection to the proxy's unix socket (bind-mounted in). Runs on its own thread
+// for the life of the runtime.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace kiln::runtime {
+
+inline constexpr uint16_t kEgressProxyPort = 3128;
+
+// Binds 127.0.0.1:port (so commands can connect as soon as this returns) and starts relaying.
+Status startEgressForwarder(const std::string& proxySocket, uint16_t port = kEgressProxyPort);
+
+// HTTP_PROXY, HTTPS_PROXY (both cases) = http://127.0.0.1:<port>; NO_PROXY = localhost,127.0.0.1.
+std::vector<std::string> egressProxyEnv(uint16_t port = kEgressProxyPort);
+
+}  // namespace kiln::runtime

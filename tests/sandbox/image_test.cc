@@ -1,0 +1,221 @@
+// Base images: the spec and name rules, a real debootstrap build through `kiln image build`,
+// and real sandboxes running on the image instead of the host's system dirs.
+//
+// debootstrap takes one to two minutes here, so the tests share one image, built once into a
+// cache dir ($KILN_TEST_IMAGE_CACHE, default /var/tmp/kiln-test-images) under a file lock and
+// reused by later tests and later runs while its spec is unchanged.
+#include "sandbox/image/image.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include "egress_upstream.h"
+#include "sandbox_fixture.h"
+#include "support/temp_dir.h"
+
+namespace kiln::sandbox::testing {
+namespace {
+
+using image::ImageSpec;
+using image::resolveImageRootfs;
+using image::validImageName;
+
+constexpr const char* kImageName = "test-bookworm-jq";
+
+std::string imageCache() {
+  const char* env = getenv("KILN_TEST_IMAGE_CACHE");
+  return env && *env ? env : "/var/tmp/kiln-test-images";
+}
+
+TEST(ImageSpecTest, ParsesAndValidates) {
+  auto spec = ImageSpec::fromJson(R"({"suite":"trixie","packages":["git","python3-minimal"]})");
+  ASSERT_TRUE(spec.isOk()) << spec.status().toString();
+  EXPECT_EQ(spec->suite, "trixie");
+  EXPECT_EQ(spec->mirror, image::kDefaultMirror);
+  EXPECT_EQ(spec->packages, (std::vector<std::string>{"git", "python3-minimal"}));
+  EXPECT_TRUE(ImageSpec::fromJson("{}").isOk());
+  for (const char* bad : {"[]", "not json", R"({"suite":"Bookworm"})", R"({"suit":"bookworm"})",
+                          R"({"packages":["ok","--force-yes"]})", R"({"packages":"git"})",
+                          R"({"mirror":"file:///etc"})", R"({"packages":["a,b"]})"}) {
+    EXPECT_EQ(ImageSpec::fromJson(bad).status().code(), Code::kInvalidArgument) << bad;
+  }
+  EXPECT_TRUE(validImageName("py3.11-dev_x"));
+  for (const char* bad : {"", "-x", "Upper", "a/b", "..", ".hidden", "a b"}) {
+    EXPECT_FALSE(validImageName(bad)) << bad;
+  }
+}
+
+TEST(ImageSpecTest, ResolvesNamesAndPaths) {
+  std::string dir = tempDir("img");
+  std::filesystem::create_directories(dir + "/good/rootfs/usr");
+  std::filesystem::create_directories(dir + "/good/rootfs/etc");
+  std::filesystem::create_directories(dir + "/bare/rootfs/usr");
+  auto byName = resolveImageRootfs(dir, "good");
+  ASSERT_TRUE(byName.isOk()) << byName.status().toString();
+  EXPECT_EQ(*byName, dir + "/good/rootfs");
+  EXPECT_EQ(resolveImageRootfs("", dir + "/good").value(), dir + "/good/rootfs");
+  EXPECT_EQ(resolveImageRootfs("", dir + "/good/rootfs").value(), dir + "/good/rootfs");
+  EXPECT_EQ(resolveImageRootfs(dir, "missing").status().code(), Code::kNotFound);
+  EXPECT_EQ(resolveImageRootfs(dir, "bare").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(resolveImageRootfs(dir, "good/../bare").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(resolveImageRootfs(dir, "../etc").status().code(), Code::kInvalidArgument);
+  std::filesystem::remove_all(dir);
+}
+
+// The shared image, built by the real CLI on first use. Returns the images dir, or "" after
+// recording a failure.
+std::string sharedImage() {
+  const std::string cache = imageCache();
+  std::filesystem::create_directories(cache);
+  int lock = open((cache + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  flock(lock, LOCK_EX);
+  std::string out;
+  int rc = 0;
+  if (!std::filesystem::exists(cache + "/" + kImageName + "/manifest.json")) {
+    rc =
+        kiln::testing::shell(std::string(KILN_BINARY) + " image --images-dir " + cache + " build " +
+                                 kImageName + " --package jq --deb-cache " + cache + "/debs",
+                             &out);
+  }
+  flock(lock, LOCK_UN);
+  close(lock);
+  EXPECT_EQ(rc, 0) << out;
+  return rc == 0 ? cache : "";
+}
+
+class ImageSandboxTest : public NsSandboxTest {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "images need root (debootstrap, namespaces)";
+    images_ = sharedImage();
+    ASSERT_FALSE(images_.empty());
+    state_ = tempDir("st");
+    auto backend = newNamespaceBackend({state_, KILN_BINARY, nullptr, images_});
+    ASSERT_TRUE(backend.isOk()) << backend.status().toString();
+    backend_ = std::move(backend).value();
+  }
+  std::string rootfs() const { return images_ + "/" + kImageName + "/rootfs"; }
+
+  std::string images_;
+};
+
+TEST_F(ImageSandboxTest, BuildWroteAManifestAndTheExtraPackages) {
+  std::string out;
+  ASSERT_EQ(kiln::testing::shell(
+                std::string(KILN_BINARY) + " image --images-dir " + images_ + " list", &out),
+            0);
+  auto line = out.find(std::string("\"name\":\"") + kImageName + "\"");
+  ASSERT_NE(line, std::string::npos) << out;
+  EXPECT_NE(out.find("\"packages\":[\"jq\"]"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"suite\":\"bookworm\""), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(rootfs() + "/usr/bin/jq"));
+  EXPECT_NE(readText(rootfs() + "/var/lib/dpkg/status").find("Package: jq\n"), std::string::npos);
+  // No half-built leftovers next to it.
+  for (const auto& e : std::filesystem::directory_iterator(images_)) {
+    EXPECT_EQ(e.path().filename().string().rfind(".build-", 0), std::string::npos) << e.path();
+  }
+}
+
+TEST_F(ImageSandboxTest, CommandsRunOnTheImageNotTheHost) {
+  Sandbox* sb = create({.image = kImageName});
+  ASSERT_NE(sb, nullptr);
+  EXPECT_EQ(run(sb, "cat /etc/debian_version"), readText(rootfs() + "/etc/debian_version"));
+  EXPECT_EQ(run(sb, "dpkg-query -W -f='${Status}' jq"), "install ok installed");
+  EXPECT_EQ(run(sb, "echo '{\"a\":41}' | jq .a+1"), "42\n");
+  // cmake is on the host (a build dependency of kiln), never in a minbase image.
+  ASSERT_TRUE(std::filesystem::exists("/usr/bin/cmake"));
+  EXPECT_EQ(run(sb, "test -e /usr/bin/cmake && echo HOST || echo IMAGE"), "IMAGE\n");
+  EXPECT_EQ(run(sb, "id -u; pwd; echo $HOME"), "1000\n/workspace\n/home/agent\n");
+  // The runtime contract works as ever (files through the runtime, not a shell).
+  auto w = call(sb, "/files/write", {{"path", "note.txt"}, {"content", "on the image\n"}});
+  ASSERT_TRUE(w.isOk()) << w.status().toString();
+  EXPECT_EQ(run(sb, "cat /workspace/note.txt"), "on the image\n");
+}
+
+TEST_F(ImageSandboxTest, WritesNeverReachTheImage) {
+  SandboxSpec spec;
+  spec.image = rootfs();  // by path this time
+  spec.rootInside = true;
+  Sandbox* sb = create(spec);
+  ASSERT_NE(sb, nullptr);
+  const std::string probe = "kiln-image-probe-" + std::to_string(getpid());
+  EXPECT_EQ(run(sb, "touch /usr/" + probe + " /etc/" + probe + " /var/" + probe +
+                        " && rm /usr/bin/jq && echo done"),
+            "done\n");
+  for (const char* dir : {"/usr/", "/etc/", "/var/"}) {
+    EXPECT_FALSE(std::filesystem::exists(rootfs() + dir + probe)) << dir;
+  }
+  EXPECT_TRUE(std::filesystem::exists(rootfs() + "/usr/bin/jq"));
+  // When the runtime needs the host's loader and libraries (no static kiln-runtime), they are
+  // mounted for it read-only; commands cannot add to them either way.
+  EXPECT_EQ(run(sb, "touch /run/kiln-host/lib/x 2>/dev/null && echo wrote || echo refused"),
+            "refused\n");
+}
+
+TEST_F(ImageSandboxTest, UnknownImageFailsCreationCleanly) {
+  int mounts = countMounts();
+  SandboxSpec spec;
+  spec.id = uniqueId("noimg");
+  spec.workspaceDir = newWorkspace();
+  spec.image = "no-such-image";
+  auto sb = backend_->create(spec);
+  EXPECT_EQ(sb.status().code(), Code::kNotFound) << sb.status().toString();
+  EXPECT_FALSE(std::filesystem::exists(state_ + "/" + spec.id));
+  EXPECT_EQ(countMounts(), mounts);
+}
+
+TEST_F(ImageSandboxTest, DestroyLeavesNoMounts) {
+  int mounts = countMounts();
+  Sandbox* sb = create({.image = kImageName});
+  ASSERT_NE(sb, nullptr);
+  EXPECT_EQ(run(sb, "echo up"), "up\n");
+  ASSERT_TRUE(sb->destroy().isOk());
+  EXPECT_EQ(countMounts(), mounts);
+}
+
+TEST_F(ImageSandboxTest, AllowlistEgressWorksOnAnImage) {
+  TestUpstream http(TestUpstream::Mode::kHttp, "0.0.0.0");
+  const std::string host = "127.0.0.2:" + std::to_string(http.port());
+  SandboxSpec spec;
+  spec.image = kImageName;
+  spec.network = "allowlist";
+  spec.allowHosts = {host};
+  Sandbox* sb = create(spec);
+  ASSERT_NE(sb, nullptr);
+  // No python or curl in minbase: bash's /dev/tcp speaks to the proxy port directly.
+  std::string out = run(sb, "bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128; printf \"GET http://" +
+                                host + "/img HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3'");
+  EXPECT_NE(out.find("hello /img"), std::string::npos) << out;
+}
+
+TEST_F(ImageSandboxTest, CliImageFlag) {
+  std::string out;
+  std::string state = tempDir("cli");
+  dirs_.push_back(state);
+  int rc = kiln::testing::shell(std::string(KILN_BINARY) + " sandbox exec --state-dir " + state +
+                                    " --images-dir " + images_ + " --image " + kImageName +
+                                    " -- cat /etc/debian_version",
+                                &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, readText(rootfs() + "/etc/debian_version"));
+}
+
+TEST(ImageBuildTest, FailedBuildLeavesNothingBehind) {
+  if (geteuid() != 0) GTEST_SKIP() << "debootstrap needs root";
+  std::string dir = tempDir("imgfail");
+  std::string out;
+  // A suite the archive does not have: debootstrap fails after fetching the Release file.
+  int rc = kiln::testing::shell(std::string(KILN_BINARY) + " image --images-dir " + dir +
+                                    " build broken --suite no-such-suite",
+                                &out);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("debootstrap failed"), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::is_empty(dir)) << out;
+  rc = kiln::testing::shell(
+      std::string(KILN_BINARY) + " image --images-dir " + dir + " build Bad/Name", &out);
+  EXPECT_NE(rc, 0);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace kiln::sandbox::testing
