@@ -86,20 +86,6 @@ bool isStringArray(const json& v) {
          std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_string(); });
 }
 
-// "https://user@host:8443/path" → "host"; "" when there is no host.
-std::string urlHost(const std::string& url) {
-  size_t start = url.find("://");
-  start = start == std::string::npos ? 0 : start + 3;
-  size_t end = url.find_first_of("/?#", start);
-  std::string authority = url.substr(start, end == std::string::npos ? end : end - start);
-  if (size_t at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
-  if (!authority.empty() && authority[0] == '[') {
-    size_t close = authority.find(']');
-    return close == std::string::npos ? "" : authority.substr(1, close - 1);
-  }
-  if (size_t colon = authority.find(':'); colon != std::string::npos) authority.resize(colon);
-  return authority;
-}
 
 bool isHostName(const std::string& h) {
   if (h.empty() || h.size() > 253) return false;
@@ -369,6 +355,20 @@ Task<Result<CliOutcome>> runCliAgent(const CliPlan& plan, int timeoutMs, runtime
       parser.finalText().empty() ? "The agent CLI exited with status 0." : parser.finalText();
   if (r->exitCode != 0 || r->timedOut) out.failure = failureFor(*r, timeoutMs, out.outputTail);
   co_return out;
+}
+
+std::string urlHost(const std::string& url) {
+  size_t start = url.find("://");
+  start = start == std::string::npos ? 0 : start + 3;
+  size_t end = url.find_first_of("/?#", start);
+  std::string authority = url.substr(start, end == std::string::npos ? end : end - start);
+  if (size_t at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
+  if (!authority.empty() && authority[0] == '[') {
+    size_t close = authority.find(']');
+    return close == std::string::npos ? "" : authority.substr(1, close - 1);
+  }
+  if (size_t colon = authority.find(':'); colon != std::string::npos) authority.resize(colon);
+  return authority;
 }
 
 }  // namespace kiln::agent

@@ -55,6 +55,9 @@ Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& mod
 std::vector<std::string> cliAllowHosts(const std::string& agent, const nlohmann::json& spec,
                                        const EnvLookup& env);
 
+// "https://user@host:8443/path" → "host", "git@host:path" → "host"; "" when there is none.
+std::string urlHost(const std::string& url);
+
 // Quotes one word for /bin/sh.
 std::string shellQuote(std::string_view word);
 

@@ -227,6 +227,35 @@ std::optional<std::string> pushUnsupported(const std::string& repoUrl) {
 // A diff on a throwaway index: what gets committed and reviewed.
 json freshDiffArgs(const std::string& base) { return {{"base", base}, {"fresh", true}}; }
 
+// The job's sandbox. Egress goes through the allowlist proxy when the job lists hosts, runs an
+// agent CLI (its model API host), or pushes over HTTP(S) (the remote's host); else none.
+sandbox::SandboxSpec sandboxSpecFor(const store::Job& job, const std::string& workspaceDir) {
+  sandbox::SandboxSpec spec;
+  spec.id = randomToken(6);
+  spec.workspaceDir = workspaceDir;
+  const json sb = job.spec.value("sandbox", json::object());
+  spec.cpus = sb.value("cpus", 0);
+  spec.memoryMb = sb.value("memoryMb", 0);
+  spec.diskMb = sb.value("diskMb", 0);
+  spec.network = sb.value("network", "none");
+  spec.image = sb.value("image", "");
+  for (const auto& h : sb.value("allowHosts", json::array()))
+    if (h.is_string()) spec.allowHosts.push_back(h.get<std::string>());
+  for (auto& h : cliAllowHosts(job.agent, job.spec, processEnv()))
+    spec.allowHosts.push_back(std::move(h));
+  const std::string& remote = job.repoUrl;
+  bool httpRemote = remote.rfind("https://", 0) == 0 || remote.rfind("http://", 0) == 0;
+  if (job.spec.value("push", false) && httpRemote) {
+    // host[:port] of the remote: the proxy matches an explicit port too.
+    size_t start = remote.find("://") + 3;
+    std::string authority = remote.substr(start, remote.find_first_of("/?#", start) - start);
+    if (size_t at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
+    if (!authority.empty()) spec.allowHosts.push_back(authority);
+  }
+  if (!spec.allowHosts.empty()) spec.network = "allowlist";
+  return spec;
+}
+
 // A failure that ends the job, with the stable code shown to users.
 struct JobFailure {
   std::string code;
@@ -483,14 +512,7 @@ Task<std::optional<JobFailure>> JobRun::provision() {
     }
   }
 
-  sandbox::SandboxSpec spec;
-  spec.id = randomToken(6);
-  spec.workspaceDir = dir;
-  const json sb = job_.spec.value("sandbox", json::object());
-  spec.cpus = sb.value("cpus", 0);
-  spec.memoryMb = sb.value("memoryMb", 0);
-  spec.diskMb = sb.value("diskMb", 0);
-  spec.network = sb.value("network", "none");
+  sandbox::SandboxSpec spec = sandboxSpecFor(job_, dir);
   auto created = co_await d_.pool->run([&] { return d_.backend->create(spec); });
   if (!created.isOk()) co_return JobFailure{"sandbox_error", created.status().message()};
   sandbox_ = std::shared_ptr<sandbox::Sandbox>(std::move(created).value());

@@ -10,6 +10,7 @@
 #include "support/fake_llm.h"
 #include "support/http_client.h"
 #include "support/kiln_process.h"
+#include "support/script_server.h"
 #include "support/temp_dir.h"
 
 namespace kiln::testing {
@@ -57,19 +58,21 @@ class AgentE2eTest : public ::testing::Test {
     makeBuggyRepo(dir_.file("repo"));
   }
 
-  void start(const json& script, std::vector<std::string> serveArgs = {}) {
+  void start(const json& script, std::vector<std::string> serveArgs = {},
+             std::vector<std::pair<std::string, std::string>> extraEnv = {}) {
     llm_ = std::make_unique<FakeLlm>(script, dir_.path());
     std::vector<std::pair<std::string, std::string>> env = {
         {"OPENAI_BASE_URL", llm_->url() + "/v1"}, {"OPENAI_API_KEY", "sk-test"},
         {"ANTHROPIC_BASE_URL", llm_->url()},      {"ANTHROPIC_API_KEY", "sk-ant-test"},
         {"KILN_LLM_RETRY_BASE_MS", "10"},         {"KILN_LLM_MAX_ATTEMPTS", "4"}};
+    env.insert(env.end(), extraEnv.begin(), extraEnv.end());
     kiln_ = std::make_unique<KilnProcess>(dir_.file("data"), serveArgs, env);
     client_ = std::make_unique<HttpClient>("127.0.0.1", kiln_->port());
     client_->setBearer(kiln_->token());
   }
 
   std::string createJob(json body) {
-    body["repoUrl"] = dir_.file("repo");
+    if (!body.contains("repoUrl")) body["repoUrl"] = dir_.file("repo");
     if (!body.contains("taskDesc")) body["taskDesc"] = "Fix the failing test in test_calc.py";
     if (!body.contains("agent")) body["agent"] = "openai";
     if (!body.contains("model")) body["model"] = "gpt-4o";
@@ -291,6 +294,46 @@ TEST_F(AgentE2eTest, ContinueGivesAFinishedJobAFollowUpInTheSameWorkspace) {
   std::string d = diff(id);
   EXPECT_NE(d.find("a.txt"), std::string::npos) << d;
   EXPECT_NE(d.find("b.txt"), std::string::npos) << d;
+}
+
+TEST_F(AgentE2eTest, PushSendsTheBranchToAnHttpRemoteThroughTheEgressProxy) {
+  // A bare repo served over smart HTTP on 127.0.0.2: the host's loopback, which the sandbox
+  // (its own network namespace) reaches only through the egress proxy.
+  std::string root = dir_.file("git");
+  ASSERT_EQ(shell("mkdir -p " + root + " && git clone -q --bare " + dir_.file("repo") + " " +
+                  root + "/app.git && git -C " + root + "/app.git config http.receivepack true"),
+            0);
+  GitHttpServer git(root, "127.0.0.2");
+  start(json::array({turn("", "edit_file",
+                          {{"path", "calc.py"}, {"old_str", "a - b"}, {"new_str", "a + b"}}),
+                     finish("fixed add()")}),
+        {}, {{"KILN_GIT_PUSH_TOKEN", "t0ken"}});
+  std::string url = "http://127.0.0.2:" + std::to_string(git.port()) + "/app.git";
+  std::string id = createJob({{"repoUrl", url}, {"push", true}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  json s = steps(id);
+  ASSERT_GE(s.size(), 2u);
+  EXPECT_EQ(s.back()["toolCalled"], "git_push") << s.back().dump();
+  EXPECT_EQ(s.back()["toolArguments"].dump().find("t0ken"), std::string::npos)
+      << "the token is never stored";
+  std::string commit = json::parse(s[s.size() - 2]["toolOutput"].get<std::string>())["commit"];
+  std::string pushed;
+  ASSERT_EQ(shell("git --git-dir=" + root + "/app.git rev-parse refs/heads/kiln/" + id, &pushed),
+            0);
+  EXPECT_EQ(pushed.substr(0, 40), commit);
+  bool sawToken = false;
+  for (const auto& a : git.authorizations())
+    sawToken |= a == "Basic eC1hY2Nlc3MtdG9rZW46dDBrZW4=";  // x-access-token:t0ken
+  EXPECT_TRUE(sawToken);
+}
+
+TEST_F(AgentE2eTest, PushToALocalPathFailsWithAClearMessage) {
+  start(json::array({finish("nothing to do")}));
+  json job = finished(createJob({{"push", true}}));
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
+  EXPECT_EQ(errorCode(job), "delivery_failed");
+  EXPECT_NE(job["error"].value("message", "").find("network remote"), std::string::npos);
 }
 
 // --- caps ----------------------------------------------------------------------------------

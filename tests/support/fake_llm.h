@@ -2,12 +2,13 @@
 // scripted trajectory in both wire formats and logging every request it gets. Killed at scope
 // exit. Throws std::runtime_error if it does not start.
 #pragma once
-#include <sys/types.h>
-
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "support/script_server.h"
 
 namespace kiln::testing {
 
@@ -19,16 +20,15 @@ class FakeLlm {
   FakeLlm(const FakeLlm&) = delete;
   FakeLlm& operator=(const FakeLlm&) = delete;
 
-  uint16_t port() const { return port_; }
+  uint16_t port() const { return server_->port(); }
   // "http://127.0.0.1:<port>" (+ "/v1" for OpenAI-style base URLs).
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port()); }
   // The requests received so far: {"n", "path", "headers", "body"} each.
   std::vector<nlohmann::json> requests() const;
 
  private:
   std::string logPath_;
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
+  std::unique_ptr<ScriptServer> server_;
 };
 
 }  // namespace kiln::testing

@@ -45,8 +45,8 @@ Status parseSandbox(const json& body, json& spec) {
   if (it == body.end() || it->is_null()) return Status::ok();
   RETURN_IF_ERROR(
       checkObject(*it, "sandbox",
-                  {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts"}));
-  std::optional<std::string> backend, network;
+                  {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts", "image"}));
+  std::optional<std::string> backend, network, image;
   std::optional<double> cpus;
   std::optional<int64_t> memory, disk;
   RETURN_IF_ERROR(optionalString(*it, "sandbox", "backend", kMaxName, backend));
@@ -54,6 +54,7 @@ Status parseSandbox(const json& body, json& spec) {
   RETURN_IF_ERROR(optionalInt(*it, "sandbox", "memoryMb", 16, 1 << 22, memory));
   RETURN_IF_ERROR(optionalInt(*it, "sandbox", "diskMb", 1, 1 << 24, disk));
   RETURN_IF_ERROR(optionalString(*it, "sandbox", "network", kMaxName, network));
+  RETURN_IF_ERROR(optionalString(*it, "sandbox", "image", kMaxName, image));
   if (backend && *backend != "ns" && *backend != "microvm") {
     return invalidArgument("sandbox.backend must be \"ns\" or \"microvm\"");
   }
@@ -72,6 +73,7 @@ Status parseSandbox(const json& body, json& spec) {
   if (disk) s["diskMb"] = *disk;
   if (network) s["network"] = *network;
   if (hosts != it->end()) s["allowHosts"] = *hosts;
+  if (image) s["image"] = *image;
   spec["sandbox"] = std::move(s);
   return Status::ok();
 }
