@@ -126,21 +126,38 @@ Task<Result<json>> RuntimeClient::call(const std::string& path, const json& body
   co_return answer;
 }
 
-Task<Status> RuntimeClient::health() {
+Task<Result<std::string>> RuntimeClient::get(const std::string& target) {
   Result<Socket> sock = co_await connectTo(ex_, socketPath_);
   if (!sock) co_return sock.status();
   error_code ec;
-  http::request<http::empty_body> req{http::verb::get, "/health", 11};
+  http::request<http::empty_body> req{http::verb::get, target, 11};
   req.set(http::field::host, "runtime");
   req.keep_alive(false);
   co_await http::async_write(*sock, req, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return transportError("write /health", ec);
+  if (ec) co_return transportError("write " + target, ec);
   beast::flat_buffer buffer;
-  http::response<http::string_body> res;
-  co_await http::async_read(*sock, buffer, res, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return transportError("read /health", ec);
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(kMaxResponseBytes);
+  co_await http::async_read(*sock, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return transportError("read " + target, ec);
+  const auto& res = parser.get();
   if (res.result_int() != 200) co_return errorFromBody(res.result_int(), res.body());
-  co_return Status::ok();
+  co_return res.body();
+}
+
+Task<Status> RuntimeClient::health() {
+  const std::string target = "/health";
+  auto body = co_await get(target);
+  co_return body.status();
+}
+
+Task<Result<json>> RuntimeClient::events(int64_t after) {
+  const std::string target = "/events?after=" + std::to_string(after);
+  auto body = co_await get(target);
+  if (!body) co_return body.status();
+  json answer = json::parse(*body, nullptr, false);
+  if (!answer.is_array()) co_return internalError("runtime: /events: invalid JSON answer");
+  co_return answer;
 }
 
 Task<Result<ExecResult>> RuntimeClient::exec(const ExecRequest& r, ChunkFn onChunk) {

@@ -49,8 +49,11 @@ class RuntimeClient {
   // coroutine's by-value parameters built from temporaries twice.
   Task<Result<nlohmann::json>> call(const std::string& path, const nlohmann::json& body);
   Task<Status> health();
+  // GET /events?after=N: the runtime's event log after seq N (docs/runtime.md).
+  Task<Result<nlohmann::json>> events(int64_t after);
 
  private:
+  Task<Result<std::string>> get(const std::string& target);
   asio::any_io_executor ex_;
   std::string socketPath_;
 };

@@ -108,7 +108,8 @@ int exitCodeOf(int status) {
 
 }  // namespace
 
-ProcessTable::ProcessTable(CommandJail jail) : jail_(std::move(jail)) {
+ProcessTable::ProcessTable(CommandJail jail, EventLog* events)
+    : jail_(std::move(jail)), events_(events) {
   reaper_ = std::thread([this] { reapLoop(); });
 }
 
@@ -122,6 +123,28 @@ ProcessTable::~ProcessTable() {
   // runtime process, so it is left to the process exit.
   reaper_.detach();
 }
+
+namespace {
+
+nlohmann::json exitFields(pid_t pid, int status) {
+  nlohmann::json f = {{"pid", pid}};
+  if (WIFSIGNALED(status)) {
+    f["signal"] = WTERMSIG(status);
+    f["exitCode"] = 128 + WTERMSIG(status);
+  } else {
+    f["exitCode"] = WEXITSTATUS(status);
+  }
+  return f;
+}
+
+nlohmann::json startFields(pid_t pid, const std::vector<std::string>& argv) {
+  std::string cmd;
+  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
+  if (cmd.size() > 200) cmd = cmd.substr(0, 200) + "...";
+  return {{"pid", pid}, {"cmd", cmd}};
+}
+
+}  // namespace
 
 void ProcessTable::reapLoop() {
   for (;;) {
@@ -138,7 +161,10 @@ void ProcessTable::reapLoop() {
       continue;
     }
     auto it = waiters_.find(pid);
-    if (it == waiters_.end()) continue;  // an orphan re-parented to PID 1
+    if (it == waiters_.end()) {  // an orphan re-parented to PID 1
+      if (events_) events_->append("orphan_exit", exitFields(pid, status));
+      continue;
+    }
     it->second->status = status;
     uint64_t one = 1;
     (void)!write(it->second->eventFd, &one, sizeof one);
@@ -292,6 +318,7 @@ Result<SpawnOutcome> ProcessTable::run(const SpawnRequest& req, const OutputFn& 
   Fd inR(in[0]), inW(in[1]);
   if (inR.fd < 0) return errnoStatus("stdin", errno);
   ASSIGN_OR_RETURN(auto waiter, spawn(req, inR.fd, outW.fd, errW.fd));
+  if (events_) events_->append("exec_start", startFields(waiter->pid, req.argv));
   outW.reset();
   errW.reset();
   inR.reset();
@@ -308,6 +335,12 @@ Result<SpawnOutcome> ProcessTable::run(const SpawnRequest& req, const OutputFn& 
     }
   }
   outcome.exitCode = exitCodeOf(waiter->status.load());
+  if (events_) {
+    nlohmann::json f = exitFields(waiter->pid, waiter->status.load());
+    f["timedOut"] = outcome.timedOut;
+    f["durationMs"] = outcome.durationMs;
+    events_->append("exec_exit", std::move(f));
+  }
   return outcome;
 }
 

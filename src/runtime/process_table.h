@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "runtime/event_log.h"
 
 namespace kiln::runtime {
 
@@ -52,7 +53,8 @@ using OutputFn = std::function<bool(std::string_view stream, std::string_view da
 
 class ProcessTable {
  public:
-  explicit ProcessTable(CommandJail jail);
+  // `events` (optional, must outlive the table) receives exec_start / exec_exit / orphan_exit.
+  explicit ProcessTable(CommandJail jail, EventLog* events = nullptr);
   ~ProcessTable();
 
   // Runs the command in its own session/process group, pumps its output to onOutput, enforces
@@ -65,6 +67,7 @@ class ProcessTable {
   void reapLoop();
 
   CommandJail jail_;
+  EventLog* events_;
   std::mutex mu_;
   std::condition_variable childAdded_;
   std::map<pid_t, std::shared_ptr<Waiter>> waiters_;  // GUARDED_BY(mu_)

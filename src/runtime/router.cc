@@ -64,7 +64,7 @@ Result<std::unique_ptr<Router>> Router::create(RuntimeConfig config) {
 Router::Router(RuntimeConfig config, std::unique_ptr<WorkspaceFs> fs)
     : config_(std::move(config)),
       fs_(std::move(fs)),
-      table_(config_.jail),
+      table_(config_.jail, &events_),
       git_(table_, CommandEnv{config_.workspace, commandEnv(json::object())}) {}
 
 std::vector<std::string> Router::commandEnv(const json& extra) const {
@@ -84,6 +84,17 @@ std::vector<std::string> Router::commandEnv(const json& extra) const {
   return out;
 }
 
+json Router::eventsSince(const std::string& target) const {
+  // ?after=N: only events with a larger seq (N from a previous answer's last event).
+  int64_t after = 0;
+  if (size_t at = target.find("after="); at != std::string::npos) {
+    after = std::strtoll(target.c_str() + at + 6, nullptr, 10);
+  }
+  json out = json::array();
+  for (auto& e : events_.since(after, 1000)) out.push_back(std::move(e));
+  return out;
+}
+
 bool Router::handle(Socket& sock, const Request& req) {
   bool keepAlive = req.keep_alive();
   std::string target(req.target());
@@ -91,9 +102,8 @@ bool Router::handle(Socket& sock, const Request& req) {
     writeJson(sock, 200, {{"ok", true}}, keepAlive);
     return keepAlive;
   }
-  if (req.method() == http::verb::get && target == "/events") {
-    // Not implemented yet: an empty NDJSON stream that ends at once (docs/runtime.md).
-    writeJson(sock, 200, json::array(), keepAlive);
+  if (req.method() == http::verb::get && (target == "/events" || target.rfind("/events?", 0) == 0)) {
+    writeJson(sock, 200, eventsSince(target), keepAlive);
     return keepAlive;
   }
   if (req.method() != http::verb::post) {

@@ -34,9 +34,11 @@ class Router {
   Result<nlohmann::json> dispatch(const std::string& target, const nlohmann::json& body);
   void streamExec(Socket& sock, const nlohmann::json& body);
   std::vector<std::string> commandEnv(const nlohmann::json& extra) const;
+  nlohmann::json eventsSince(const std::string& target) const;
 
   RuntimeConfig config_;
   std::unique_ptr<WorkspaceFs> fs_;
+  EventLog events_;  // before table_: the table reports into it
   ProcessTable table_;
   GitOps git_;
 };

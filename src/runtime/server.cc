@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -116,6 +117,9 @@ int runtimeMain(int argc, char** argv) {
   sigprocmask(SIG_SETMASK, &none, nullptr);
   // A client that disconnects mid-stream must not kill PID 1.
   signal(SIGPIPE, SIG_IGN);
+  // Orphans of commands come to us (and are reaped, reported on /events) even when we are not
+  // PID 1 (a runtime run outside a sandbox).
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
   int listenFd = args->listenFd;
   if (listenFd >= 0) {
     fcntl(listenFd, F_SETFD, FD_CLOEXEC);

@@ -329,6 +329,62 @@ TEST_F(RuntimeTest, GitPushSendsTheBranchToTheRemote) {
   EXPECT_FALSE(missing.isOk());
 }
 
+TEST_F(RuntimeTest, EventsLogCommandsAndOrphansAfterASeq) {
+  auto first = run(
+      [this]() -> Task<Result<json>> {
+        asio::any_io_executor ex = co_await asio::this_coro::executor;
+        RuntimeClient client(ex, socket_);
+        co_return co_await client.events(0);
+      }());
+  ASSERT_TRUE(first.isOk()) << first.status().toString();
+  int64_t last = first->empty() ? 0 : first->back()["seq"].get<int64_t>();
+  ExecRequest req;
+  req.cmd = "sleep 0.2 & exit 3";  // leaves an orphan behind
+  req.cwd = ws_;
+  auto r = exec(req);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exitCode, 3);
+  json events;
+  for (int i = 0; i < 100; ++i) {
+    auto e = run(
+        [this, last]() -> Task<Result<json>> {
+          asio::any_io_executor ex = co_await asio::this_coro::executor;
+          RuntimeClient client(ex, socket_);
+          co_return co_await client.events(last);
+        }());
+    ASSERT_TRUE(e.isOk()) << e.status().toString();
+    events = *e;
+    bool orphan = false;
+    for (const auto& ev : events) orphan |= ev["type"] == "orphan_exit";
+    if (orphan) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GE(events.size(), 3u) << events.dump();
+  EXPECT_EQ(events[0]["type"], "exec_start");
+  EXPECT_NE(events[0]["cmd"].get<std::string>().find("sleep 0.2"), std::string::npos);
+  EXPECT_GT(events[0]["seq"].get<int64_t>(), last);
+  bool sawExit = false, sawOrphan = false;
+  for (const auto& ev : events) {
+    if (ev["type"] == "exec_exit") {
+      sawExit = true;
+      EXPECT_EQ(ev["exitCode"], 3);
+      EXPECT_EQ(ev["pid"], events[0]["pid"]);
+    }
+    sawOrphan |= ev["type"] == "orphan_exit";
+  }
+  EXPECT_TRUE(sawExit && sawOrphan) << events.dump();
+  // after = the newest seq: nothing new.
+  int64_t newest = events.back()["seq"];
+  auto none = run(
+      [this, newest]() -> Task<Result<json>> {
+        asio::any_io_executor ex = co_await asio::this_coro::executor;
+        RuntimeClient client(ex, socket_);
+        co_return co_await client.events(newest);
+      }());
+  ASSERT_TRUE(none.isOk());
+  EXPECT_TRUE(none->empty()) << none->dump();
+}
+
 TEST_F(RuntimeTest, MalformedBodyIsA400) {
   auto r = call("/files/read", json::array());
   EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
