@@ -76,6 +76,13 @@ class RuntimeTest : public ::testing::Test {
     ioc.run();
     return std::move(*out);
   }
+  Result<json> events(int64_t after) {
+    return run([this, after]() -> Task<Result<json>> {
+      asio::any_io_executor ex = co_await asio::this_coro::executor;
+      RuntimeClient client(ex, socket_);
+      co_return co_await client.events(after);
+    }());
+  }
   Result<json> call(const std::string& path, json body) {
     asio::io_context ioc;
     RuntimeClient client(ioc.get_executor(), socket_);
@@ -330,12 +337,7 @@ TEST_F(RuntimeTest, GitPushSendsTheBranchToTheRemote) {
 }
 
 TEST_F(RuntimeTest, EventsLogCommandsAndOrphansAfterASeq) {
-  auto first = run(
-      [this]() -> Task<Result<json>> {
-        asio::any_io_executor ex = co_await asio::this_coro::executor;
-        RuntimeClient client(ex, socket_);
-        co_return co_await client.events(0);
-      }());
+  auto first = events(0);
   ASSERT_TRUE(first.isOk()) << first.status().toString();
   int64_t last = first->empty() ? 0 : first->back()["seq"].get<int64_t>();
   ExecRequest req;
@@ -344,43 +346,33 @@ TEST_F(RuntimeTest, EventsLogCommandsAndOrphansAfterASeq) {
   auto r = exec(req);
   ASSERT_TRUE(r.isOk());
   EXPECT_EQ(r->exitCode, 3);
-  json events;
+  json got;
   for (int i = 0; i < 100; ++i) {
-    auto e = run(
-        [this, last]() -> Task<Result<json>> {
-          asio::any_io_executor ex = co_await asio::this_coro::executor;
-          RuntimeClient client(ex, socket_);
-          co_return co_await client.events(last);
-        }());
+    auto e = events(last);
     ASSERT_TRUE(e.isOk()) << e.status().toString();
-    events = *e;
+    got = *e;
     bool orphan = false;
-    for (const auto& ev : events) orphan |= ev["type"] == "orphan_exit";
+    for (const auto& ev : got) orphan |= ev["type"] == "orphan_exit";
     if (orphan) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  ASSERT_GE(events.size(), 3u) << events.dump();
-  EXPECT_EQ(events[0]["type"], "exec_start");
-  EXPECT_NE(events[0]["cmd"].get<std::string>().find("sleep 0.2"), std::string::npos);
-  EXPECT_GT(events[0]["seq"].get<int64_t>(), last);
+  ASSERT_GE(got.size(), 3u) << got.dump();
+  EXPECT_EQ(got[0]["type"], "exec_start");
+  EXPECT_NE(got[0]["cmd"].get<std::string>().find("sleep 0.2"), std::string::npos);
+  EXPECT_GT(got[0]["seq"].get<int64_t>(), last);
   bool sawExit = false, sawOrphan = false;
-  for (const auto& ev : events) {
+  for (const auto& ev : got) {
     if (ev["type"] == "exec_exit") {
       sawExit = true;
       EXPECT_EQ(ev["exitCode"], 3);
-      EXPECT_EQ(ev["pid"], events[0]["pid"]);
+      EXPECT_EQ(ev["pid"], got[0]["pid"]);
     }
     sawOrphan |= ev["type"] == "orphan_exit";
   }
-  EXPECT_TRUE(sawExit && sawOrphan) << events.dump();
+  EXPECT_TRUE(sawExit && sawOrphan) << got.dump();
   // after = the newest seq: nothing new.
-  int64_t newest = events.back()["seq"];
-  auto none = run(
-      [this, newest]() -> Task<Result<json>> {
-        asio::any_io_executor ex = co_await asio::this_coro::executor;
-        RuntimeClient client(ex, socket_);
-        co_return co_await client.events(newest);
-      }());
+  int64_t newest = got.back()["seq"];
+  auto none = events(newest);
   ASSERT_TRUE(none.isOk());
   EXPECT_TRUE(none->empty()) << none->dump();
 }
