@@ -76,6 +76,13 @@ void addRun(CLI::App& app, Flags& f, int& code) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-usd", f.run.maxUsd, "stop once the model spend exceeds this")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--approve-before", f.run.approvals,
+                  "pause for `kiln approve` before this action: commit, push (repeatable)");
+  cmd->add_flag("--push", f.run.push,
+                "push branch kiln/<job> to the repo's remote at the end (an http(s) remote; "
+                "token from the server's KILN_GIT_PUSH_TOKEN)");
+  cmd->add_option("--allow-host", f.run.allowHosts,
+                  "let the sandbox reach this host through the egress proxy (repeatable)");
   cmd->add_option("task", f.run.task, "what the agent should do")->required();
   cmd->callback([&] { code = runCommand(f.run, f.client); });
 }

@@ -42,6 +42,14 @@ Result<nlohmann::json> buildJobRequest(const RunFlags& flags, const std::string&
   if (flags.maxSteps) limits["maxSteps"] = *flags.maxSteps;
   if (flags.maxUsd) limits["maxUsd"] = *flags.maxUsd;
   if (!limits.empty()) req["limits"] = limits;
+  for (const auto& gate : flags.approvals) {
+    if (gate != "commit" && gate != "push") {
+      return invalidArgument("--approve-before: '" + gate + "' is not a gate (commit, push)");
+    }
+  }
+  if (!flags.approvals.empty()) req["approvals"] = flags.approvals;
+  if (flags.push) req["push"] = true;
+  if (!flags.allowHosts.empty()) req["sandbox"]["allowHosts"] = flags.allowHosts;
   return req;
 }
 

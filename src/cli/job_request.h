@@ -18,6 +18,9 @@ struct RunFlags {
   std::vector<std::string> passEnv;   // cli.env
   std::optional<int> maxSteps;
   std::optional<double> maxUsd;
+  std::vector<std::string> approvals;   // gates: commit, push
+  bool push = false;
+  std::vector<std::string> allowHosts;  // sandbox egress allowlist
   std::vector<std::string> task;
 };
 

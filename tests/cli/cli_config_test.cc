@@ -155,6 +155,22 @@ TEST(CliJobRequestTest, CommandMeansTheCliAgentAndPassEnvFillsCliEnv) {
   EXPECT_EQ((*buildJobRequest(flags, "/"))["agent"], "claude");
 }
 
+TEST(CliJobRequestTest, GatesPushAndAllowHosts) {
+  RunFlags f;
+  f.repo = "https://example.com/r.git";
+  f.task = {"do", "it"};
+  f.approvals = {"commit", "push"};
+  f.push = true;
+  f.allowHosts = {"pypi.org"};
+  auto req = buildJobRequest(f, "/here");
+  ASSERT_TRUE(req.isOk()) << req.status().toString();
+  EXPECT_EQ((*req)["approvals"], nlohmann::json({"commit", "push"}));
+  EXPECT_EQ((*req)["push"], true);
+  EXPECT_EQ((*req)["sandbox"]["allowHosts"], nlohmann::json({"pypi.org"}));
+  f.approvals = {"deploy"};
+  EXPECT_EQ(buildJobRequest(f, "/here").status().code(), Code::kInvalidArgument);
+}
+
 TEST(CliJobRequestTest, RejectsEmptyTaskOrRepo) {
   RunFlags flags;
   flags.repo = "/r";
