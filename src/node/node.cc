@@ -157,6 +157,8 @@ void NodeImpl::shutdown() {
   ioc_.stop();
   for (auto& t : threads_)
     if (t.joinable()) t.join();
+  // No job runs any more: unmount the workspaces of runs that did not get to end.
+  (void)workspace::Workspaces(opts_.dataDir + "/workspaces", "").releaseAll();
   std::error_code ec;
   fs::remove(opts_.dataDir + "/server.json", ec);
   done_.notify_all();

@@ -90,17 +90,6 @@ TEST_F(SpineTest, MockJobRunsEndToEndAndReplaysFromLastEventId) {
   for (const auto& st : s) ranTests |= st.value("toolOutput", "").find("tests passed") != std::string::npos;
   EXPECT_TRUE(ranTests) << steps->body;
 
-  // The work is committed on kiln/<jobId> in the job's workspace. It is an overlay the run
-  // unmounts as it ends (right after its last event): wait for that, then mount it to look.
-  workspace::Workspaces ws(kiln_->dataDir() + "/workspaces", kiln_->dataDir() + "/repos");
-  for (int i = 0; i < 100 && workspace::isMountPoint(ws.mountDir(id)); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ASSERT_FALSE(workspace::isMountPoint(ws.mountDir(id))) << "the workspace stayed mounted";
-  ASSERT_TRUE(ws.reattach(id));
-  std::string out;
-  EXPECT_EQ(shell("git -c safe.directory=* -C " + kiln_->dataDir() + "/workspaces/" + id + " log --oneline kiln/" + id, &out), 0) << out;
-  ws.release(id);
-
   // Reconnecting with Last-Event-ID: N replays exactly the events after N.
   const size_t n = 3;
   std::vector<SseEvent> replay = stream(id, {{"Last-Event-ID", std::to_string(n)}});
@@ -110,6 +99,16 @@ TEST_F(SpineTest, MockJobRunsEndToEndAndReplaysFromLastEventId) {
     EXPECT_EQ(replay[i].type, events[i + n].type);
     EXPECT_EQ(replay[i].data, events[i + n].data);
   }
+
+  // The work is committed on kiln/<jobId> in the job's workspace: an overlay mounted while a run
+  // of the job is going. Once the server stopped (its runs ended), mount it to look.
+  kiln_->kill(SIGTERM);
+  workspace::Workspaces ws(dir_.file("data") + "/workspaces", dir_.file("data") + "/repos");
+  EXPECT_FALSE(workspace::isMountPoint(ws.mountDir(id))) << "the workspace stayed mounted";
+  ASSERT_TRUE(ws.reattach(id));
+  std::string out;
+  EXPECT_EQ(shell("git -c safe.directory=* -C " + ws.dir(id) + " log --oneline kiln/" + id, &out), 0) << out;
+  ws.release(id);
 }
 
 TEST_F(SpineTest, BadInputGetsJsonErrorsAndTheServerKeepsServing) {
