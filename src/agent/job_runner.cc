@@ -13,6 +13,7 @@
 #include "agent/tools.h"
 #include "common/ids.h"
 #include "runtime/client.h"
+#include "workspace/cache.h"
 #include "workspace/repo.h"
 
 namespace kiln::agent {
@@ -384,6 +385,8 @@ class JobRun {
 };
 
 Task<void> JobRun::run() {
+  const workspace::Workspaces workspaces(d_.workspacesDir, d_.reposDir);
+  workspaces.beginUse(job_.id);
   auto f = co_await provision();
   if (!f && !handle_->cancelled() && !leaseLost_) {
     if (deliverNow_)
@@ -393,6 +396,8 @@ Task<void> JobRun::run() {
   }
   if (f && !handle_->cancelled() && !leaseLost_) co_await fail(*f);
   co_await destroySandbox();
+  // The workspace's overlay is unmounted; its layers stay for a resume or a follow-up.
+  co_await d_.pool->run([&] { workspaces.endUse(job_.id); });
   if (handle_->cancelled()) {
     spdlog::info("job {}: cancelled ({})", job_.id, handle_->cancelReason());
   }
@@ -484,12 +489,16 @@ Task<std::optional<JobFailure>> JobRun::provision() {
     u.events = statusEvents(JobStatus::kProvisioning);
     if (!co_await update(u)) co_return std::nullopt;
   }
-  // The workspace is reused when it survived (a resume on the same node); otherwise it is
-  // cloned fresh at the base commit.
-  std::string dir = d_.workspacesDir + "/" + job_.id;
-  bool reuse = !job_.baseCommit.empty() && std::filesystem::exists(dir + "/.git");
-  // A job that already ran elsewhere (or lost its workspace) is rebuilt: clone at the base
-  // commit, then apply the newest stored workspace patch inside the sandbox.
+  // The workspace is reused when it survived (a resume or follow-up on the same node: an
+  // overlay's layers are remounted); otherwise it is created fresh at the base commit.
+  const workspace::Workspaces workspaces(d_.workspacesDir, d_.reposDir);
+  std::string dir = workspaces.dir(job_.id);
+  bool reuse = false;
+  if (!job_.baseCommit.empty()) {
+    reuse = co_await d_.pool->run([&] { return workspaces.reattach(job_.id); });
+  }
+  // A job that already ran elsewhere (or lost its workspace) is rebuilt: a workspace at the base
+  // commit, then the newest stored workspace patch applied inside the sandbox.
   bool rebuild = !reuse && !job_.baseCommit.empty();
   // A git command killed with its sandbox (node crash) leaves *.lock files behind; nothing else
   // can be using this workspace now that we hold the lease.
@@ -497,11 +506,7 @@ Task<std::optional<JobFailure>> JobRun::provision() {
   if (!reuse) {
     std::string ref = job_.baseCommit.empty() ? job_.ref : job_.baseCommit;
     auto ws = co_await d_.pool->run([&]() -> Result<workspace::PreparedWorkspace> {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-      std::filesystem::create_directories(d_.workspacesDir, ec);
-      if (job_.repoUrl.empty()) return workspace::initEmptyWorkspace(dir);
-      return workspace::cloneWorkspace(job_.repoUrl, ref, dir);
+      return workspaces.create(job_.id, job_.repoUrl, ref);
     });
     if (!ws.isOk()) co_return JobFailure{"repo_unreachable", ws.status().message()};
     if (job_.baseCommit.empty()) {

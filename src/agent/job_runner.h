@@ -26,6 +26,8 @@ struct RunnerDeps {
   Clock* clock = nullptr;
   std::string nodeId;
   std::string workspacesDir;  // <dataDir>/workspaces
+  // <dataDir>/repos: the repo cache job workspaces are overlays on (plain clones when empty).
+  std::string reposDir;
   // The server's limits for jobs that do not set them (NodeOptions::defaultLimits).
   nlohmann::json defaultLimits = nlohmann::json::object();
 };

@@ -18,6 +18,7 @@
 #include "sandbox/sandbox.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
+#include "workspace/cache.h"
 
 namespace kiln::node {
 namespace {
@@ -116,6 +117,11 @@ Status NodeImpl::init() {
   deps.clock = &RealClock::instance();
   deps.nodeId = opts_.nodeId;
   deps.workspacesDir = opts_.dataDir + "/workspaces";
+  deps.reposDir = opts_.dataDir + "/repos";
+  // A node killed mid-job leaves its workspace mounts behind: drop them; resumed jobs remount.
+  if (int n = workspace::Workspaces(deps.workspacesDir, deps.reposDir).releaseAll(); n > 0) {
+    spdlog::info("unmounted {} workspaces left by a previous run", n);
+  }
   deps.defaultLimits = opts_.defaultLimits;
   scheduler_ = std::make_unique<scheduler::Scheduler>(
       ioc_, deps, scheduler::SchedulerOptions{opts_.nodeId, opts_.maxJobs, opts_.leaseMs, 1000});
@@ -151,6 +157,8 @@ void NodeImpl::shutdown() {
   ioc_.stop();
   for (auto& t : threads_)
     if (t.joinable()) t.join();
+  // No job runs any more: unmount the workspaces of runs that did not get to end.
+  (void)workspace::Workspaces(opts_.dataDir + "/workspaces", "").releaseAll();
   std::error_code ec;
   fs::remove(opts_.dataDir + "/server.json", ec);
   done_.notify_all();

@@ -6,6 +6,7 @@
 #include "support/http_client.h"
 #include "support/kiln_process.h"
 #include "support/temp_dir.h"
+#include "workspace/cache.h"
 
 namespace kiln::testing {
 namespace {
@@ -89,10 +90,6 @@ TEST_F(SpineTest, MockJobRunsEndToEndAndReplaysFromLastEventId) {
   for (const auto& st : s) ranTests |= st.value("toolOutput", "").find("tests passed") != std::string::npos;
   EXPECT_TRUE(ranTests) << steps->body;
 
-  // The work is committed on kiln/<jobId> in the job's workspace.
-  std::string out;
-  EXPECT_EQ(shell("git -c safe.directory=* -C " + kiln_->dataDir() + "/workspaces/" + id + " log --oneline kiln/" + id, &out), 0) << out;
-
   // Reconnecting with Last-Event-ID: N replays exactly the events after N.
   const size_t n = 3;
   std::vector<SseEvent> replay = stream(id, {{"Last-Event-ID", std::to_string(n)}});
@@ -102,6 +99,16 @@ TEST_F(SpineTest, MockJobRunsEndToEndAndReplaysFromLastEventId) {
     EXPECT_EQ(replay[i].type, events[i + n].type);
     EXPECT_EQ(replay[i].data, events[i + n].data);
   }
+
+  // The work is committed on kiln/<jobId> in the job's workspace: an overlay mounted while a run
+  // of the job is going. Once the server stopped (its runs ended), mount it to look.
+  kiln_->kill(SIGTERM);
+  workspace::Workspaces ws(dir_.file("data") + "/workspaces", dir_.file("data") + "/repos");
+  EXPECT_FALSE(workspace::isMountPoint(ws.mountDir(id))) << "the workspace stayed mounted";
+  ASSERT_TRUE(ws.reattach(id));
+  std::string out;
+  EXPECT_EQ(shell("git -c safe.directory=* -C " + ws.dir(id) + " log --oneline kiln/" + id, &out), 0) << out;
+  ws.release(id);
 }
 
 TEST_F(SpineTest, BadInputGetsJsonErrorsAndTheServerKeepsServing) {

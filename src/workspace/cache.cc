@@ -1,0 +1,361 @@
+#include "workspace/cache.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <sstream>
+
+#include "common/ids.h"
+#include "common/subprocess.h"
+
+namespace kiln::workspace {
+namespace fs = std::filesystem;
+namespace {
+
+// The sandbox's agent user: base checkouts are owned by it up front, so the sandbox's chown of
+// /workspace finds nothing to change (a chown through the overlay would copy every file up).
+constexpr uid_t kAgentUid = 1000;
+constexpr gid_t kAgentGid = 1000;
+
+ProcessOptions gitOptions(int timeoutMs) {
+  ProcessOptions o;
+  o.timeoutMs = timeoutMs;
+  o.env = {{"GIT_TERMINAL_PROMPT", "0"},
+           {"GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh"},
+           {"GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"},
+           {"GIT_CONFIG_NOSYSTEM", "1"}};
+  return o;
+}
+
+std::string lastLine(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  auto pos = s.rfind("fatal: ");
+  if (pos != std::string::npos) s = s.substr(pos + 7);
+  auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+std::string trimmed(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// Runs git (repos kiln owns, so any owner is safe); the output, or Unprocessable with git's reason.
+Result<std::string> git(const std::vector<std::string>& args, const std::string& what,
+                        int timeoutMs = 60'000) {
+  std::vector<std::string> argv = {"git", "-c", "safe.directory=*"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto out = runProcess(argv, gitOptions(timeoutMs));
+  if (!out.isOk()) return out.status();
+  if (out->timedOut) return Status(Code::kUnprocessable, what + ": timed out");
+  if (out->exitCode != 0) return Status(Code::kUnprocessable, what + ": " + lastLine(out->err));
+  return out->out;
+}
+
+bool isCommitSha(const std::string& ref) {
+  static const std::regex kSha("^[0-9a-f]{7,40}$");
+  return std::regex_match(ref, kSha);
+}
+
+// An exclusive flock held for the object's lifetime.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ >= 0) {
+      while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+      }
+    }
+  }
+  ~FileLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileLock(const FileLock&) = delete;
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+Status chownTree(const std::string& root, uid_t uid, gid_t gid) {
+  if (::lchown(root.c_str(), uid, gid) != 0) return internalError("chown " + root);
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (::lchown(it->path().c_str(), uid, gid) != 0) {
+      return internalError("chown " + it->path().string() + ": " + strerror(errno));
+    }
+  }
+  if (ec) return internalError("walk " + root + ": " + ec.message());
+  return Status::ok();
+}
+
+std::string unescapeMountPath(const std::string& s) {
+  std::string r;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      r += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
+      i += 3;
+    } else {
+      r += s[i];
+    }
+  }
+  return r;
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+bool isMountPoint(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(path, ec);
+  if (ec) return false;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mountPoint;
+    if (!(fields >> id >> parent >> devno >> root >> mountPoint)) continue;
+    if (unescapeMountPath(mountPoint) == p.string()) return true;
+  }
+  return false;
+}
+
+RepoCache::RepoCache(std::string reposDir) : dir_(std::move(reposDir)) {}
+
+std::string RepoCache::keyFor(const std::string& url) { return sha256Hex(url); }
+
+Result<BaseCheckout> RepoCache::baseCheckout(const std::string& url, const std::string& ref) {
+  if (!ref.empty() && ref[0] == '-') return invalidArgument("ref must not start with '-'");
+  const std::string key = keyFor(url);
+  std::error_code ec;
+  fs::create_directories(dir_ + "/checkouts", ec);
+  if (ec) return internalError("create " + dir_ + "/checkouts: " + ec.message());
+  FileLock lock(dir_ + "/" + key + ".lock");
+  if (!lock.ok()) return internalError("lock " + dir_ + "/" + key + ".lock");
+
+  const std::string mirror = dir_ + "/" + key + ".git";
+  bool fetched = false;
+  if (!fs::exists(mirror + "/HEAD")) {
+    const std::string tmp = mirror + ".tmp";
+    fs::remove_all(tmp, ec);
+    // --no-hardlinks: for a local repo, the mirror must not share files with the user's
+    // repository (checkouts hard-link the mirror's objects and are chowned to the agent).
+    RETURN_IF_ERROR(git({"clone", "-q", "--mirror", "--no-hardlinks", "--", url, tmp},
+                        "git clone " + url, 15 * 60'000)
+                        .status());
+    fs::rename(tmp, mirror, ec);
+    if (ec) return internalError("rename " + tmp + ": " + ec.message());
+    fetched = true;
+  }
+  auto resolve = [&](const std::string& rev) {
+    return git({"-C", mirror, "rev-parse", "-q", "--verify", rev + "^{commit}"}, "resolve " + rev);
+  };
+  // Branches move: fetch them every time. A commit only when the mirror lacks it.
+  if (!fetched && (!isCommitSha(ref) || !resolve(ref).isOk())) {
+    RETURN_IF_ERROR(
+        git({"-C", mirror, "fetch", "-q", "--prune", "origin"}, "git fetch " + url, 15 * 60'000)
+            .status());
+  }
+
+  BaseCheckout base;
+  if (ref.empty()) {
+    auto head = git({"-C", mirror, "symbolic-ref", "-q", "--short", "HEAD"}, "default branch");
+    if (head.isOk()) base.branch = trimmed(*head);
+    auto c = resolve("HEAD");
+    if (!c.isOk()) {
+      return Status(Code::kUnprocessable, "repository " + url + " has no commits");
+    }
+    base.commit = trimmed(*c);
+  } else if (auto b = resolve("refs/heads/" + ref); !isCommitSha(ref) && b.isOk()) {
+    base.branch = ref;
+    base.commit = trimmed(*b);
+  } else {
+    auto c = resolve(ref);
+    if (!c.isOk()) return Status(Code::kUnprocessable, "ref '" + ref + "' not found in " + url);
+    base.commit = trimmed(*c);
+  }
+
+  base.dir = dir_ + "/checkouts/" + key + "-" + base.commit;
+  if (fs::exists(base.dir)) return base;
+  const std::string tmp = dir_ + "/checkouts/.tmp-" + key + "-" + base.commit;
+  fs::remove_all(tmp, ec);
+  // --local hard-links the mirror's objects: no copy, and no alternates (a host path the sandbox
+  // could not see).
+  RETURN_IF_ERROR(git({"clone", "-q", "--local", "--no-checkout", "--", mirror, tmp},
+                      "clone from the cache", 15 * 60'000)
+                      .status());
+  RETURN_IF_ERROR(
+      git({"-C", tmp, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", base.commit},
+          "checkout " + base.commit, 15 * 60'000)
+          .status());
+  RETURN_IF_ERROR(git({"-C", tmp, "remote", "set-url", "origin", url}, "set origin").status());
+  RETURN_IF_ERROR(chownTree(tmp, kAgentUid, kAgentGid));
+  // The index records each file's owner and ctime, which the chown just changed: refresh it here
+  // once, or every job's first `git status` would re-read the whole tree and copy the index up.
+  RETURN_IF_ERROR(
+      git({"-C", tmp, "update-index", "-q", "--refresh"}, "refresh the index", 15 * 60'000)
+          .status());
+  if (::lchown((tmp + "/.git/index").c_str(), kAgentUid, kAgentGid) != 0) {
+    return internalError("chown " + tmp + "/.git/index");
+  }
+  fs::rename(tmp, base.dir, ec);
+  if (ec) return internalError("rename " + tmp + ": " + ec.message());
+  return base;
+}
+
+Workspaces::Workspaces(std::string workspacesDir, std::string reposDir)
+    : wsDir_(std::move(workspacesDir)), reposDir_(std::move(reposDir)) {}
+
+void Workspaces::release(const std::string& jobId) const {
+  const std::string m = mountDir(jobId);
+  for (int i = 0; i < 16 && isMountPoint(m); ++i) {
+    if (::umount2(m.c_str(), MNT_DETACH) != 0) break;
+  }
+}
+
+namespace {
+std::mutex gUsesMu;
+std::map<std::string, int> gUses;  // GUARDED_BY(gUsesMu): mount dir -> runs using it
+}  // namespace
+
+void Workspaces::beginUse(const std::string& jobId) const {
+  std::lock_guard lock(gUsesMu);
+  ++gUses[mountDir(jobId)];
+}
+
+void Workspaces::endUse(const std::string& jobId) const {
+  std::lock_guard lock(gUsesMu);
+  auto it = gUses.find(mountDir(jobId));
+  if (it != gUses.end() && --it->second > 0) return;
+  if (it != gUses.end()) gUses.erase(it);
+  // Under the lock, so a run starting now sees the workspace mounted (and counted) or unmounted.
+  release(jobId);
+}
+
+int Workspaces::releaseAll() const {
+  std::error_code ec;
+  const std::string prefix = fs::weakly_canonical(wsDir_ + "/.layers", ec).string() + "/";
+  if (ec) return 0;
+  std::vector<std::string> mounts;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mountPoint;
+    if (!(fields >> id >> parent >> devno >> root >> mountPoint)) continue;
+    mountPoint = unescapeMountPath(mountPoint);
+    if (mountPoint.rfind(prefix, 0) == 0) mounts.push_back(mountPoint);
+  }
+  int n = 0;
+  for (const auto& m : mounts) n += ::umount2(m.c_str(), MNT_DETACH) == 0;
+  return n;
+}
+
+Status Workspaces::mountLayers(const std::string& jobId, const std::string& lower) const {
+  const std::string l = layersDir(jobId), m = mountDir(jobId);
+  for (const std::string& p : {l, lower}) {
+    if (p.find_first_of(",:\\") != std::string::npos) {
+      return invalidArgument("overlay: path has ',', ':' or '\\': " + p);
+    }
+  }
+  std::error_code ec;
+  fs::create_directories(m, ec);
+  const std::string opts = "lowerdir=" + lower + ",upperdir=" + l + "/u,workdir=" + l + "/w";
+  if (::mount("overlay", m.c_str(), "overlay", 0, opts.c_str()) != 0) {
+    return internalError("mount overlay on " + m + ": " + strerror(errno));
+  }
+  return Status::ok();
+}
+
+Status Workspaces::drop(const std::string& jobId) const {
+  release(jobId);
+  if (isMountPoint(mountDir(jobId))) {
+    return internalError("workspace of " + jobId + " is still mounted at " + mountDir(jobId));
+  }
+  std::error_code ec;
+  fs::remove_all(layersDir(jobId), ec);
+  fs::remove(dir(jobId), ec);  // the symlink (or an empty dir)
+  fs::remove_all(dir(jobId), ec);
+  return Status::ok();
+}
+
+bool Workspaces::reattach(const std::string& jobId) const {
+  const std::string d = dir(jobId), l = layersDir(jobId), m = mountDir(jobId);
+  std::error_code ec;
+  if (fs::exists(l + "/u", ec)) {
+    // Removing workspaces/<jobId> discards the workspace, as it does for a plain clone.
+    if (!fs::is_symlink(d, ec)) return false;
+    if (isMountPoint(m)) return fs::exists(m + "/.git", ec);  // left over: reuse, never stack
+    const std::string lower = trimmed(readFile(l + "/base"));
+    if (::geteuid() != 0 || lower.empty() || !fs::exists(lower + "/.git", ec)) return false;
+    return mountLayers(jobId, lower).isOk();
+  }
+  return !fs::is_symlink(d, ec) && fs::exists(d + "/.git", ec);
+}
+
+Result<PreparedWorkspace> Workspaces::mountOverlay(const std::string& jobId,
+                                                   const BaseCheckout& base) const {
+  const std::string d = dir(jobId), l = layersDir(jobId), m = mountDir(jobId);
+  std::error_code ec;
+  fs::create_directories(l + "/u", ec);
+  fs::create_directories(l + "/w", ec);
+  if (ec) return internalError("create " + l + ": " + ec.message());
+  // The upper dir's root is the workspace root: owned by the agent like the base checkout.
+  if (::chown((l + "/u").c_str(), kAgentUid, kAgentGid) != 0) return internalError("chown " + l);
+  {
+    std::ofstream out(l + "/base");
+    out << base.dir << "\n";
+    if (!out) return internalError("write " + l + "/base");
+  }
+  RETURN_IF_ERROR(mountLayers(jobId, base.dir));
+  fs::create_symlink(".layers/" + jobId + "/m", d, ec);
+  if (ec) return internalError("symlink " + d + ": " + ec.message());
+  if (!base.branch.empty()) {
+    // On the branch the ref named, as a clone would be; only HEAD and one ref file are copied up.
+    auto st = git({"-C", m, "update-ref", "refs/heads/" + base.branch, base.commit}, "branch");
+    if (st.isOk()) {
+      st = git({"-C", m, "symbolic-ref", "HEAD", "refs/heads/" + base.branch}, "branch");
+    }
+    if (!st.isOk()) return st.status();
+  }
+  return PreparedWorkspace{d, base.commit};
+}
+
+Result<PreparedWorkspace> Workspaces::create(const std::string& jobId, const std::string& url,
+                                             const std::string& ref) const {
+  const std::string d = dir(jobId);
+  RETURN_IF_ERROR(drop(jobId));
+  std::error_code ec;
+  fs::create_directories(wsDir_, ec);
+  if (url.empty()) return initEmptyWorkspace(d);
+  if (reposDir_.empty() || ::geteuid() != 0) return cloneWorkspace(url, ref, d);
+  auto base = RepoCache(reposDir_).baseCheckout(url, ref);
+  if (!base.isOk()) {
+    if (base.status().code() == Code::kUnprocessable) return base.status();
+    spdlog::warn("workspace {}: repo cache failed, cloning instead: {}", jobId,
+                 base.status().toString());
+  } else {
+    auto ws = mountOverlay(jobId, *base);
+    if (ws.isOk()) return ws;
+    spdlog::warn("workspace {}: overlay unavailable, cloning instead: {}", jobId,
+                 ws.status().toString());
+  }
+  // The cache or the overlay failed on this host: a plain clone still works.
+  RETURN_IF_ERROR(drop(jobId));
+  return cloneWorkspace(url, ref, d);
+}
+
+}  // namespace kiln::workspace
