@@ -69,12 +69,23 @@ void Scheduler::launch(store::Job job) {
   auto handle = std::make_shared<agent::JobHandle>(job.id);
   {
     std::lock_guard lock(mu_);
+    if (running_.count(job.id)) {
+      // The job's previous run (it paused or finished, and a reply or follow-up made it
+      // claimable again at once) is still tearing down its sandbox: start this run when that
+      // one is gone, so one job never has two runs at a time.
+      auto retry = std::make_shared<asio::steady_timer>(strand_, std::chrono::milliseconds(10));
+      retry->async_wait([this, retry, job = std::move(job)](boost::system::error_code) mutable {
+        if (stopping_) return;  // the claimed lease lapses; another node resumes the job
+        launch(std::move(job));
+      });
+      return;
+    }
     running_[job.id] = handle;
   }
   spdlog::info("scheduler: running job {} ({})", job.id, store::jobStatusName(job.status));
   std::string id = job.id;
   asio::co_spawn(asio::make_strand(ioc_), agent::runJob(deps_, std::move(job), handle),
-                 [this, id](std::exception_ptr e) {
+                 [this, id, handle](std::exception_ptr e) {
                    if (e) {
                      try {
                        std::rethrow_exception(e);
@@ -84,7 +95,8 @@ void Scheduler::launch(store::Job job) {
                    }
                    {
                      std::lock_guard lock(mu_);
-                     running_.erase(id);
+                     auto it = running_.find(id);
+                     if (it != running_.end() && it->second == handle) running_.erase(it);
                    }
                    idle_.notify_all();
                    wake();  // a slot is free
