@@ -23,6 +23,28 @@
 namespace kiln::node {
 namespace {
 
+// Workspaces of jobs that finished more than KILN_WORKSPACE_RETENTION_HOURS ago (default 168,
+// a week: long enough for `continue`, which otherwise rebuilds from the stored patch) or that
+// the store does not know, and the base checkouts nothing sits on any more.
+void collectWorkspaces(const workspace::Workspaces& workspaces, store::Store& store,
+                       int64_t nowMs) {
+  int64_t hours = 168;
+  if (const char* env = std::getenv("KILN_WORKSPACE_RETENTION_HOURS"); env && *env) {
+    hours = std::max<int64_t>(0, std::strtoll(env, nullptr, 10));
+  }
+  const int64_t retentionMs = hours * 3'600'000;
+  auto keep = [&](const std::string& jobId) {
+    auto job = store.getJob(jobId);
+    if (!job.isOk()) return job.status().code() != Code::kNotFound;  // unsure: keep
+    return !store::isTerminal(job->status) || nowMs - job->updatedAt < retentionMs;
+  };
+  auto gone = workspaces.collect(keep);
+  if (gone.workspaces + gone.checkouts > 0) {
+    spdlog::info("removed {} old workspaces and {} unused base checkouts", gone.workspaces,
+                 gone.checkouts);
+  }
+}
+
 namespace fs = std::filesystem;
 
 // Reads the admin token, creating it (mode 0600) and registering its hash on first start.
@@ -119,9 +141,11 @@ Status NodeImpl::init() {
   deps.workspacesDir = opts_.dataDir + "/workspaces";
   deps.reposDir = opts_.dataDir + "/repos";
   // A node killed mid-job leaves its workspace mounts behind: drop them; resumed jobs remount.
-  if (int n = workspace::Workspaces(deps.workspacesDir, deps.reposDir).releaseAll(); n > 0) {
+  const workspace::Workspaces workspaces(deps.workspacesDir, deps.reposDir);
+  if (int n = workspaces.releaseAll(); n > 0) {
     spdlog::info("unmounted {} workspaces left by a previous run", n);
   }
+  collectWorkspaces(workspaces, *store_, RealClock::instance().nowMs());
   deps.defaultLimits = opts_.defaultLimits;
   scheduler_ = std::make_unique<scheduler::Scheduler>(
       ioc_, deps, scheduler::SchedulerOptions{opts_.nodeId, opts_.maxJobs, opts_.leaseMs, 1000});

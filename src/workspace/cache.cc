@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "common/ids.h"
@@ -262,6 +263,43 @@ int Workspaces::releaseAll() const {
   int n = 0;
   for (const auto& m : mounts) n += ::umount2(m.c_str(), MNT_DETACH) == 0;
   return n;
+}
+
+Workspaces::Collected Workspaces::collect(
+    const std::function<bool(const std::string& jobId)>& keep) const {
+  Collected out;
+  std::error_code ec;
+  std::set<std::string> ids;
+  for (const std::string& d : {wsDir_, wsDir_ + "/.layers"}) {
+    for (auto it = fs::directory_iterator(d, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (!name.empty() && name[0] != '.') ids.insert(name);
+    }
+    ec.clear();
+  }
+  for (const auto& id : ids) {
+    if (keep(id)) continue;
+    if (drop(id).isOk()) ++out.workspaces;
+  }
+  if (reposDir_.empty()) return out;
+  std::set<std::string> inUse;
+  for (auto it = fs::directory_iterator(wsDir_ + "/.layers", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string base = trimmed(readFile(it->path().string() + "/base"));
+    if (!base.empty()) inUse.insert(fs::weakly_canonical(base, ec).string());
+    ec.clear();
+  }
+  ec.clear();
+  for (auto it = fs::directory_iterator(reposDir_ + "/checkouts", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.empty() || name[0] == '.') continue;  // .tmp-…: being built
+    std::error_code rmEc;
+    if (inUse.count(fs::weakly_canonical(it->path(), rmEc).string())) continue;
+    if (fs::remove_all(it->path(), rmEc) > 0 && !rmEc) ++out.checkouts;
+  }
+  return out;
 }
 
 Status Workspaces::mountLayers(const std::string& jobId, const std::string& lower) const {

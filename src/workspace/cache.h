@@ -19,6 +19,7 @@
 // same node remounts them; removing workspaces/<jobId> discards the workspace (the next run
 // rebuilds it). Without root or overlayfs, workspaces/<jobId> is a plain clone instead.
 #pragma once
+#include <functional>
 #include <string>
 
 #include "common/result.h"
@@ -79,6 +80,14 @@ class Workspaces {
   // Unmounts every workspace (at node start: a crashed node leaves its mounts behind, even of
   // jobs that had ended); the jobs that resume remount theirs. Returns how many.
   int releaseAll() const;
+  // Drops the workspace of every job for which keep(jobId) is false, then every base checkout
+  // that no remaining workspace sits on. For node start, before any job runs (the mirrors stay:
+  // they make the next job of a repo cheap). Returns how many workspaces and checkouts went.
+  struct Collected {
+    int workspaces = 0;
+    int checkouts = 0;
+  };
+  Collected collect(const std::function<bool(const std::string& jobId)>& keep) const;
 
  private:
   Result<PreparedWorkspace> mountOverlay(const std::string& jobId, const BaseCheckout& base) const;

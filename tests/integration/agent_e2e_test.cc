@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "support/fake_llm.h"
@@ -334,6 +335,35 @@ TEST_F(AgentE2eTest, PushToALocalPathFailsWithAClearMessage) {
   ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
   EXPECT_EQ(errorCode(job), "delivery_failed");
   EXPECT_NE(job["error"].value("message", "").find("network remote"), std::string::npos);
+}
+
+TEST_F(AgentE2eTest, FinishedWorkspacesPastRetentionAreCollectedAndContinueRebuildsThem) {
+  start(json::array({
+            turn("", "write_file", {{"path", "a.txt"}, {"content", "one\n"}}),
+            finish("wrote a"),
+            turn("", "write_file", {{"path", "b.txt"}, {"content", "two\n"}}),
+            finish("wrote b"),
+        }),
+        {}, {{"KILN_WORKSPACE_RETENTION_HOURS", "0"}});
+  std::string id = createJob({{"taskDesc", "Write a.txt"}});
+  ASSERT_EQ(finished(id).value("status", ""), "COMPLETED");
+  const std::string ws = kiln_->dataDir() + "/workspaces/" + id;
+  ASSERT_TRUE(std::filesystem::exists(ws + "/.git") || std::filesystem::is_symlink(ws));
+  kiln_->restart();  // the node's start collects finished workspaces past retention
+  client_ = std::make_unique<HttpClient>("127.0.0.1", kiln_->port());
+  client_->setBearer(kiln_->token());
+  EXPECT_FALSE(std::filesystem::exists(ws) || std::filesystem::is_symlink(ws));
+  EXPECT_FALSE(std::filesystem::exists(kiln_->dataDir() + "/workspaces/.layers/" + id));
+
+  auto r = client_->postJson("/api/v1/jobs/" + id + "/continue",
+                             json{{"taskDesc", "Now also write b.txt"}});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->status, 200) << r->body;
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  std::string d = diff(id);
+  EXPECT_NE(d.find("a.txt"), std::string::npos) << "rebuilt from the stored patch: " << d;
+  EXPECT_NE(d.find("b.txt"), std::string::npos) << d;
 }
 
 // --- caps ----------------------------------------------------------------------------------

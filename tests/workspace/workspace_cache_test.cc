@@ -263,5 +263,31 @@ TEST_F(WorkspaceCacheTest, WithoutACacheAJobGetsAPlainClone) {
   EXPECT_FALSE(fs::exists(tmp_.file("repos")));
 }
 
+TEST_F(WorkspaceCacheTest, CollectDropsUnkeptWorkspacesAndTheCheckoutsOnlyTheyUsed) {
+  ASSERT_TRUE(make("job-old").isOk());
+  const std::string oldBase = baseOf("job-old");
+  git(repo_, "commit -q --allow-empty -m newer");
+  ASSERT_TRUE(make("job-live").isOk());
+  ASSERT_TRUE(make("job-shares").isOk());
+  const std::string liveBase = baseOf("job-live");
+  ASSERT_NE(oldBase, liveBase);
+  ASSERT_EQ(baseOf("job-shares"), liveBase);
+  ws_.release("job-old");
+  ws_.release("job-shares");
+  std::ofstream(ws_.layersDir("job-shares") + "/u/mine.txt") << "x";
+
+  auto gone = ws_.collect([](const std::string& id) { return id == "job-live"; });
+  EXPECT_EQ(gone.workspaces, 2);
+  EXPECT_EQ(gone.checkouts, 1);  // only job-old's: job-live still sits on the other one
+  EXPECT_FALSE(fs::exists(ws_.dir("job-old")));
+  EXPECT_FALSE(fs::exists(ws_.layersDir("job-shares")));
+  EXPECT_FALSE(fs::exists(oldBase));
+  EXPECT_TRUE(fs::exists(liveBase + "/big.bin"));
+  EXPECT_TRUE(fs::exists(ws_.dir("job-live") + "/big.bin"));
+  // The mirror stays: a next job of the repo is still cheap.
+  EXPECT_TRUE(fs::exists(tmp_.file("repos") + "/" + RepoCache::keyFor(repo_) + ".git"));
+  EXPECT_EQ(ws_.collect([](const std::string&) { return true; }).workspaces, 0);
+}
+
 }  // namespace
 }  // namespace kiln::workspace
