@@ -17,6 +17,7 @@
 
 #include "common/ids.h"
 #include "common/subprocess.h"
+#include "workspace/host_git.h"
 
 namespace kiln::workspace {
 namespace fs = std::filesystem;
@@ -27,24 +28,6 @@ namespace {
 constexpr uid_t kAgentUid = 1000;
 constexpr gid_t kAgentGid = 1000;
 
-ProcessOptions gitOptions(int timeoutMs) {
-  ProcessOptions o;
-  o.timeoutMs = timeoutMs;
-  o.env = {{"GIT_TERMINAL_PROMPT", "0"},
-           {"GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh"},
-           {"GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"},
-           {"GIT_CONFIG_NOSYSTEM", "1"}};
-  return o;
-}
-
-std::string lastLine(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  auto pos = s.rfind("fatal: ");
-  if (pos != std::string::npos) s = s.substr(pos + 7);
-  auto nl = s.find('\n');
-  return nl == std::string::npos ? s : s.substr(0, nl);
-}
-
 std::string trimmed(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 // Runs git (repos kiln owns, so any owner is safe); the output, or Unprocessable with git's reason.
@@ -52,10 +35,10 @@ Result<std::string> git(const std::vector<std::string>& args, const std::string&
                         int timeoutMs = 60'000) {
   std::vector<std::string> argv = {"git", "-c", "safe.directory=*"};
   argv.insert(argv.end(), args.begin(), args.end());
-  auto out = runProcess(argv, gitOptions(timeoutMs));
+  auto out = runProcess(argv, hostGitOptions(timeoutMs));
   if (!out.isOk()) return out.status();
   if (out->timedOut) return Status(Code::kUnprocessable, what + ": timed out");
-  if (out->exitCode != 0) return Status(Code::kUnprocessable, what + ": " + lastLine(out->err));
+  if (out->exitCode != 0) return Status(Code::kUnprocessable, what + ": " + gitErrorLine(out->err));
   return out->out;
 }
 
@@ -110,6 +93,20 @@ std::string unescapeMountPath(const std::string& s) {
   return r;
 }
 
+// The mount points of this process's mount namespace (/proc/self/mountinfo), unescaped.
+std::vector<std::string> mountPoints() {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mountPoint;
+    if (fields >> id >> parent >> devno >> root >> mountPoint)
+      out.push_back(unescapeMountPath(mountPoint));
+  }
+  return out;
+}
+
 std::string readFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -123,14 +120,8 @@ bool isMountPoint(const std::string& path) {
   std::error_code ec;
   fs::path p = fs::weakly_canonical(path, ec);
   if (ec) return false;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, mountPoint;
-    if (!(fields >> id >> parent >> devno >> root >> mountPoint)) continue;
-    if (unescapeMountPath(mountPoint) == p.string()) return true;
-  }
+  for (const auto& m : mountPoints())
+    if (m == p.string()) return true;
   return false;
 }
 
@@ -250,18 +241,9 @@ int Workspaces::releaseAll() const {
   std::error_code ec;
   const std::string prefix = fs::weakly_canonical(wsDir_ + "/.layers", ec).string() + "/";
   if (ec) return 0;
-  std::vector<std::string> mounts;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, mountPoint;
-    if (!(fields >> id >> parent >> devno >> root >> mountPoint)) continue;
-    mountPoint = unescapeMountPath(mountPoint);
-    if (mountPoint.rfind(prefix, 0) == 0) mounts.push_back(mountPoint);
-  }
   int n = 0;
-  for (const auto& m : mounts) n += ::umount2(m.c_str(), MNT_DETACH) == 0;
+  for (const auto& m : mountPoints())
+    if (m.rfind(prefix, 0) == 0) n += ::umount2(m.c_str(), MNT_DETACH) == 0;
   return n;
 }
 

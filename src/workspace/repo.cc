@@ -7,29 +7,10 @@
 #include <regex>
 
 #include "common/subprocess.h"
+#include "workspace/host_git.h"
 
 namespace kiln::workspace {
 namespace {
-
-// git must never prompt, and must never use a transport that runs commands (ext::, fd::).
-ProcessOptions gitOptions(int timeoutMs) {
-  ProcessOptions o;
-  o.timeoutMs = timeoutMs;
-  o.env = {{"GIT_TERMINAL_PROMPT", "0"},
-           {"GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh"},
-           {"GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"},
-           {"GIT_CONFIG_NOSYSTEM", "1"}};
-  return o;
-}
-
-std::string firstLine(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  // git prints "fatal: ..." last; keep the most telling line.
-  auto pos = s.rfind("fatal: ");
-  if (pos != std::string::npos) s = s.substr(pos + 7);
-  auto nl = s.find('\n');
-  return nl == std::string::npos ? s : s.substr(0, nl);
-}
 
 bool isCommitSha(const std::string& ref) {
   static const std::regex kSha("^[0-9a-f]{7,40}$");
@@ -79,7 +60,7 @@ Status checkReachable(const std::string& url, const std::string& ref, int timeou
   std::vector<std::string> argv = {"git", "ls-remote", "--quiet", "--", url};
   bool checkRef = !ref.empty() && !isCommitSha(ref);
   if (checkRef) argv.push_back(ref);
-  auto out = runProcess(argv, gitOptions(timeoutMs));
+  auto out = runProcess(argv, hostGitOptions(timeoutMs));
   if (!out.isOk()) return out.status();
   if (out->timedOut) {
     return Status(Code::kUnprocessable, "repository " + url + " did not answer within " +
@@ -87,7 +68,7 @@ Status checkReachable(const std::string& url, const std::string& ref, int timeou
   }
   if (out->exitCode != 0) {
     return Status(Code::kUnprocessable,
-                  "repository " + url + " is not reachable: " + firstLine(out->err));
+                  "repository " + url + " is not reachable: " + gitErrorLine(out->err));
   }
   if (checkRef && out->out.empty()) {
     return Status(Code::kUnprocessable, "ref '" + ref + "' not found in " + url);
@@ -105,38 +86,38 @@ Result<PreparedWorkspace> cloneWorkspace(const std::string& url, const std::stri
     argv.push_back(ref);
   }
   argv.insert(argv.end(), {"--", url, dir});
-  auto out = runProcess(argv, gitOptions(15 * 60'000));
+  auto out = runProcess(argv, hostGitOptions(15 * 60'000));
   if (!out.isOk()) return out.status();
   if (out->exitCode != 0 || out->timedOut) {
     return Status(Code::kUnprocessable, "git clone " + url + ": " +
-                                            (out->timedOut ? "timed out" : firstLine(out->err)));
+                                            (out->timedOut ? "timed out" : gitErrorLine(out->err)));
   }
-  auto run = [&](std::vector<std::string> a) { return runProcess(a, gitOptions(60'000)); };
+  auto run = [&](std::vector<std::string> a) { return runProcess(a, hostGitOptions(60'000)); };
   if (!ref.empty() && isCommitSha(ref)) {
     auto co = run({"git", "-C", dir, "checkout", "-q", "--detach", ref});
     if (!co.isOk()) return co.status();
     if (co->exitCode != 0) {
-      return Status(Code::kUnprocessable, "checkout " + ref + ": " + firstLine(co->err));
+      return Status(Code::kUnprocessable, "checkout " + ref + ": " + gitErrorLine(co->err));
     }
   }
   auto head = run({"git", "-C", dir, "rev-parse", "HEAD"});
   if (!head.isOk()) return head.status();
   if (head->exitCode != 0) {
-    return Status(Code::kUnprocessable, "repository has no commits: " + firstLine(head->err));
+    return Status(Code::kUnprocessable, "repository has no commits: " + gitErrorLine(head->err));
   }
   PreparedWorkspace ws{dir, head->out.substr(0, head->out.find('\n'))};
   return ws;
 }
 
 Result<PreparedWorkspace> initEmptyWorkspace(const std::string& dir) {
-  auto run = [&](std::vector<std::string> a) { return runProcess(a, gitOptions(60'000)); };
+  auto run = [&](std::vector<std::string> a) { return runProcess(a, hostGitOptions(60'000)); };
   for (auto argv : {std::vector<std::string>{"git", "init", "-q", "-b", "main", dir},
                     std::vector<std::string>{"git", "-C", dir, "-c", "user.name=kiln", "-c",
                                              "user.email=kiln@localhost", "commit", "-q",
                                              "--allow-empty", "-m", "kiln: empty workspace"}}) {
     auto out = run(argv);
     if (!out.isOk()) return out.status();
-    if (out->exitCode != 0) return internalError("git init workspace: " + firstLine(out->err));
+    if (out->exitCode != 0) return internalError("git init workspace: " + gitErrorLine(out->err));
   }
   auto head = run({"git", "-C", dir, "rev-parse", "HEAD"});
   if (!head.isOk()) return head.status();
