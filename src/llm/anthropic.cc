@@ -217,14 +217,9 @@ class AnthropicProvider : public HttpProvider {
 
  protected:
   HttpRequest buildRequest(const std::vector<Message>& context) const override {
-    HttpRequest req;
-    req.url = config().baseUrl + "/v1/messages";
-    req.headers.push_back("Content-Type: application/json");
-    req.headers.push_back("anthropic-version: 2023-06-01");
-    if (config().stream) req.headers.push_back("Accept: text/event-stream");
-    if (!config().apiKey.empty()) req.headers.push_back("x-api-key: " + config().apiKey);
-    req.body = dumpJson(requestBody(config(), context));
-    return req;
+    std::vector<std::string> headers = {"anthropic-version: 2023-06-01"};
+    if (!config().apiKey.empty()) headers.push_back("x-api-key: " + config().apiKey);
+    return postJson("/v1/messages", std::move(headers), requestBody(config(), context));
   }
 
   std::unique_ptr<TurnParser> makeParser() const override {

@@ -66,6 +66,17 @@ std::string dumpJson(const json& j) {
 HttpProvider::HttpProvider(LlmConfig config, asio::any_io_executor ex)
     : config_(std::move(config)), ex_(ex), http_(ex), rng_(std::random_device{}()) {}
 
+HttpRequest HttpProvider::postJson(const std::string& path, std::vector<std::string> headers,
+                                   const nlohmann::json& body) const {
+  HttpRequest req;
+  req.url = config_.baseUrl + path;
+  req.headers.push_back("Content-Type: application/json");
+  if (config_.stream) req.headers.push_back("Accept: text/event-stream");
+  for (auto& h : headers) req.headers.push_back(std::move(h));
+  req.body = dumpJson(body);
+  return req;
+}
+
 HttpRequest HttpProvider::request(const std::vector<Message>& context) const {
   HttpRequest req = buildRequest(context);
   req.timeout = config_.timeout;

@@ -34,6 +34,10 @@ class HttpProvider : public agent::Provider {
  protected:
   virtual HttpRequest buildRequest(const std::vector<agent::Message>& context) const = 0;
   virtual std::unique_ptr<TurnParser> makeParser() const = 0;
+  // A JSON POST to baseUrl + path with the wire format's own headers (auth, version); adds
+  // Content-Type, and Accept: text/event-stream when streaming.
+  HttpRequest postJson(const std::string& path, std::vector<std::string> headers,
+                       const nlohmann::json& body) const;
 
  private:
   HttpRequest request(const std::vector<agent::Message>& context) const;

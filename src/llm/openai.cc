@@ -190,13 +190,9 @@ class OpenAiProvider : public HttpProvider {
 
  protected:
   HttpRequest buildRequest(const std::vector<Message>& context) const override {
-    HttpRequest req;
-    req.url = config().baseUrl + "/chat/completions";
-    req.headers.push_back("Content-Type: application/json");
-    if (config().stream) req.headers.push_back("Accept: text/event-stream");
-    if (!config().apiKey.empty()) req.headers.push_back("Authorization: Bearer " + config().apiKey);
-    req.body = dumpJson(requestBody(config(), context));
-    return req;
+    std::vector<std::string> headers;
+    if (!config().apiKey.empty()) headers.push_back("Authorization: Bearer " + config().apiKey);
+    return postJson("/chat/completions", std::move(headers), requestBody(config(), context));
   }
 
   std::unique_ptr<TurnParser> makeParser() const override {
