@@ -248,10 +248,8 @@ sandbox::SandboxSpec sandboxSpecFor(const store::Job& job, const std::string& wo
   bool httpRemote = remote.rfind("https://", 0) == 0 || remote.rfind("http://", 0) == 0;
   if (job.spec.value("push", false) && httpRemote) {
     // host[:port] of the remote: the proxy matches an explicit port too.
-    size_t start = remote.find("://") + 3;
-    std::string authority = remote.substr(start, remote.find_first_of("/?#", start) - start);
-    if (size_t at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
-    if (!authority.empty()) spec.allowHosts.push_back(authority);
+    if (std::string authority = urlAuthority(remote); !authority.empty())
+      spec.allowHosts.push_back(authority);
   }
   if (!spec.allowHosts.empty()) spec.network = "allowlist";
   return spec;
