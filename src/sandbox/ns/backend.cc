@@ -83,8 +83,6 @@ std::string runtimeBinaryFor(const std::string& kilnBinary) {
   return access(runtime.c_str(), X_OK) == 0 ? runtime : kilnBinary;
 }
 
-Status removeStateFiles(const SandboxPaths& paths) { return removeSandboxFiles(paths); }
-
 class NsSandbox : public Sandbox {
  public:
   NsSandbox(std::string id, SandboxPaths paths, int lockFd, ContainedChild child,
@@ -112,7 +110,7 @@ class NsSandbox : public Sandbox {
     if (!breach_) breach_ = cgroup_.breach();
     Status st = cgroup_.remove();
     Status diskSt = disk_.release();
-    Status rmSt = removeStateFiles(paths_);
+    Status rmSt = removeSandboxFiles(paths_);
     // Only now that nothing is left may a reclaim in another process see the state as stale.
     lockFd_.reset();
     if (st.isOk()) st = diskSt;
@@ -194,7 +192,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
   if (sandbox) {
     (void)lockFd.release();  // owned by the sandbox now
   } else {
-    (void)removeStateFiles(paths);
+    (void)removeSandboxFiles(paths);
   }
   return sandbox;
 }
