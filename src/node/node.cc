@@ -130,6 +130,7 @@ Status NodeImpl::init() {
   ASSIGN_OR_RETURN(backend_, sandbox::newNamespaceBackend({opts_.dataDir + "/sandboxes",
                                                            opts_.kilnBinary, egress_.get(),
                                                            opts_.dataDir + "/images"}));
+  for (const std::string& l : backend_->limitations()) spdlog::warn("sandbox: {}", l);
 
   agent::RunnerDeps deps;
   deps.store = store_.get();

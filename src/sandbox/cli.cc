@@ -17,7 +17,9 @@ namespace {
 
 struct ExecOptions {
   SandboxSpec spec;
-  std::string stateDir = "/tmp/kiln-sbx";
+  // One per user: a rootless user must not share (or be refused) root's.
+  std::string stateDir =
+      geteuid() == 0 ? "/tmp/kiln-sbx" : "/tmp/kiln-sbx-" + std::to_string(geteuid());
   std::string imagesDir = node::defaultDataDir() + "/images";
   int timeoutMs = 0;
   std::vector<std::string> command;
@@ -69,6 +71,11 @@ int runExec(ExecOptions& o) {
   o.spec.id = "x" + std::to_string(getpid());
   int code = 1;
   auto backend = newNamespaceBackend({o.stateDir, selfBinary(), nullptr, o.imagesDir});
+  if (backend) {
+    for (const std::string& l : (*backend)->limitations()) {
+      std::fprintf(stderr, "kiln sandbox: warning: %s\n", l.c_str());
+    }
+  }
   auto sb = backend ? (*backend)->create(o.spec) : Result<std::unique_ptr<Sandbox>>(backend.status());
   if (!sb) {
     std::fprintf(stderr, "kiln sandbox: %s\n", sb.status().message().c_str());
@@ -94,7 +101,10 @@ int runExec(ExecOptions& o) {
 }  // namespace
 
 int sandboxCommandMain(int argc, char** argv) {
-  CLI::App app{"kiln sandbox: run commands in a fresh namespace sandbox", "kiln sandbox"};
+  CLI::App app{"kiln sandbox: run commands in a fresh namespace sandbox (as root; run by any "
+               "other user, each sandbox also gets a user namespace: rootless mode, see "
+               "docs/runtime.md)",
+               "kiln sandbox"};
   app.require_subcommand(1);
   ExecOptions o;
   CLI::App* exec = app.add_subcommand("exec", "run one command in a fresh sandbox");

@@ -61,6 +61,9 @@ class SandboxBackend {
   virtual ~SandboxBackend() = default;
   virtual Result<std::unique_ptr<Sandbox>> create(const SandboxSpec& spec) = 0;
   virtual std::string name() const = 0;
+  // What this backend cannot enforce on this host (e.g. rootless mode without a delegated
+  // cgroup: no memory limit), one sentence each, for the operator's log. Empty: everything.
+  virtual std::vector<std::string> limitations() const { return {}; }
 };
 
 struct NamespaceBackendOptions {
@@ -77,6 +80,9 @@ struct NamespaceBackendOptions {
   std::string imagesDir;
 };
 
+// As root: the full backend. Otherwise rootless mode (docs/runtime.md, "Rootless mode"): each
+// sandbox also gets a user namespace, limits come from a delegated cgroup if there is one, and
+// the disk quota is the size of a tmpfs. Fails when the host disallows user namespaces.
 Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBackendOptions& opts);
 
 }  // namespace kiln::sandbox

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
 #include <mutex>
 
 #include "sandbox/egress/ns_egress.h"
@@ -140,10 +141,11 @@ class NsSandbox : public Sandbox {
 
 class NsBackend : public SandboxBackend {
  public:
-  NsBackend(NamespaceBackendOptions opts, CgroupLayout cgroups, std::string runtimeBinary,
-            int runtimeFd)
+  NsBackend(NamespaceBackendOptions opts, bool rootless, CgroupLayout cgroups,
+            std::string runtimeBinary, int runtimeFd)
       : opts_(std::move(opts)),
         runDir_(runDirFor(opts_.stateDir)),
+        rootless_(rootless),
         cgroups_(std::move(cgroups)),
         runtimeBinary_(std::move(runtimeBinary)),
         runtimeFd_(runtimeFd) {}
@@ -152,7 +154,8 @@ class NsBackend : public SandboxBackend {
 
   // SandboxBackend
   Result<std::unique_ptr<Sandbox>> create(const SandboxSpec& spec) override;
-  std::string name() const override { return "namespace"; }
+  std::string name() const override { return rootless_ ? "namespace (rootless)" : "namespace"; }
+  std::vector<std::string> limitations() const override;
 
  private:
   Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths,
@@ -161,7 +164,9 @@ class NsBackend : public SandboxBackend {
 
   const NamespaceBackendOptions opts_;
   const std::string runDir_;
-  const CgroupLayout cgroups_;
+  // Not root: each sandbox gets a user namespace mapping kiln's uid to the one user inside.
+  const bool rootless_;
+  const CgroupLayout cgroups_;  // empty in rootless mode without delegation
   const std::string runtimeBinary_;  // kiln-runtime next to kiln, else kiln itself
   const FdCloser runtimeFd_;  // O_PATH fd of the runtime executable, exec'd by every sandbox
   std::mutex egressMu_;
@@ -200,7 +205,10 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
 Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
                                                   const SandboxPaths& paths, int logFd,
                                                   int lockFd) {
-  if (!spec.rootInside) RETURN_IF_ERROR(chownTree(spec.workspaceDir, kAgentUid, kAgentGid));
+  // Rootless: kiln's own files are the inside user's already (and nothing else can be chowned).
+  if (!spec.rootInside && !rootless_) {
+    RETURN_IF_ERROR(chownTree(spec.workspaceDir, kAgentUid, kAgentGid));
+  }
   ASSIGN_OR_RETURN(int listenFd, listenOn(paths.socket));
   FdCloser listenGuard(listenFd);
   std::optional<egress::NsEgress> egress;
@@ -212,7 +220,9 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
     ASSIGN_OR_RETURN(baseImage, image::NsImage::prepare(opts_.stateDir, opts_.imagesDir,
                                                         runtimeBinary_, spec.image));
   }
-  ASSIGN_OR_RETURN(DiskImage disk, DiskImage::create(paths.image, spec.diskMb));
+  // Rootless: no loop devices; the quota is the size of the layers' tmpfs.
+  ASSIGN_OR_RETURN(DiskImage disk, rootless_ ? Result<DiskImage>(DiskImage::onTmpfs(spec.diskMb))
+                                             : DiskImage::create(paths.image, spec.diskMb));
   ASSIGN_OR_RETURN(SandboxCgroup cgroup, SandboxCgroup::create(cgroups_, spec.id, spec));
   Result<std::vector<int>> procs = cgroup.openProcs();
   if (!procs) {
@@ -220,7 +230,14 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
     return procs.status();
   }
   ContainPlan plan;
-  plan.mounts = buildMountPlan(paths, spec, disk.device());
+  if (rootless_) {
+    const std::string inside = spec.rootInside ? "0" : std::to_string(kAgentUid);
+    const std::string insideGid = spec.rootInside ? "0" : std::to_string(kAgentGid);
+    plan.userNs = {true, inside + " " + std::to_string(geteuid()) + " 1",
+                   insideGid + " " + std::to_string(getegid()) + " 1"};
+    if (cgroups_.parents.empty()) plan.nprocLimit = spec.pids > 0 ? spec.pids : kDefaultPids;
+  }
+  plan.mounts = buildMountPlan(paths, spec, disk.device(), rootless_);
   plan.newRoot = paths.newRoot;
   plan.listenFd = listenFd;
   plan.logFd = logFd;
@@ -247,6 +264,12 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
   return std::unique_ptr<Sandbox>(std::move(sandbox));
 }
 
+std::vector<std::string> NsBackend::limitations() const {
+  if (!cgroups_.parents.empty()) return {};
+  return {"rootless mode without a delegated cgroup (see docs/runtime.md, \"Rootless mode\"): "
+          "memory and cpu limits are not enforced, and the process limit is RLIMIT_NPROC"};
+}
+
 egress::EgressProxy& NsBackend::egressProxy() {
   if (opts_.egressProxy) return *opts_.egressProxy;
   std::lock_guard lock(egressMu_);
@@ -254,17 +277,42 @@ egress::EgressProxy& NsBackend::egressProxy() {
   return *ownEgress_;
 }
 
+// Rootless mode needs unprivileged user namespaces, which hosts can switch off.
+Status checkUserNamespaces() {
+  auto sysctl = [](const char* path) {
+    std::ifstream in(path);
+    long v = -1;
+    return in >> v ? v : -1;
+  };
+  const char* why = nullptr;
+  if (sysctl("/proc/sys/user/max_user_namespaces") == 0) {
+    why = "user.max_user_namespaces is 0";
+  } else if (sysctl("/proc/sys/kernel/unprivileged_userns_clone") == 0) {
+    why = "kernel.unprivileged_userns_clone is 0";
+  } else if (sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == 1) {
+    why = "kernel.apparmor_restrict_unprivileged_userns is 1";
+  }
+  if (!why) return Status::ok();
+  return Status(Code::kPermissionDenied,
+                std::string("sandbox: not root, and this host does not allow unprivileged user "
+                            "namespaces (") + why + "): run kiln as root, or allow them");
+}
+
 }  // namespace
 
 Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBackendOptions& opts) {
-  if (geteuid() != 0) {
-    return Status(Code::kPermissionDenied, "sandbox: the namespace backend needs root");
-  }
+  const bool rootless = geteuid() != 0;
+  if (rootless) RETURN_IF_ERROR(checkUserNamespaces());
   if (access(opts.kilnBinary.c_str(), X_OK) != 0) {
     return errnoStatus("sandbox: kiln binary " + opts.kilnBinary, errno);
   }
   RETURN_IF_ERROR(prepareSharedLayers(opts.stateDir));
-  ASSIGN_OR_RETURN(CgroupLayout cgroups, CgroupLayout::probe());
+  CgroupLayout cgroups;
+  if (rootless) {
+    cgroups = CgroupLayout::probeDelegated();
+  } else {
+    ASSIGN_OR_RETURN(cgroups, CgroupLayout::probe());
+  }
   // What a crashed predecessor left: its sandboxes died with it (parent-death signal), their
   // cgroups, state dirs and any lingering loop device or mount did not.
   (void)reclaimStaleSandboxes(opts.stateDir, runDirFor(opts.stateDir), cgroups);
@@ -272,7 +320,7 @@ Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBacke
   int runtimeFd = open(runtime.c_str(), O_PATH | O_CLOEXEC);
   if (runtimeFd < 0) return errnoStatus("sandbox: open " + runtime, errno);
   return std::unique_ptr<SandboxBackend>(
-      new NsBackend(opts, std::move(cgroups), runtime, runtimeFd));
+      new NsBackend(opts, rootless, std::move(cgroups), runtime, runtimeFd));
 }
 
 }  // namespace kiln::sandbox

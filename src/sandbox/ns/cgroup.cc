@@ -17,7 +17,6 @@ namespace {
 
 constexpr const char* kV1Root = "/sys/fs/cgroup";
 constexpr const char* kV1Controllers[] = {"memory", "pids", "cpu"};
-constexpr int kDefaultPids = 1024;
 constexpr int64_t kCpuPeriodUs = 100'000;
 
 Status writeFile(const std::string& path, const std::string& value) {
@@ -117,6 +116,24 @@ Result<CgroupLayout> CgroupLayout::probe() {
   for (const char* controller : kV1Controllers) {
     std::string parent = std::string(kV1Root) + "/" + controller + "/kiln";
     RETURN_IF_ERROR(makeDir(parent));
+    layout.parents.push_back(parent);
+  }
+  return layout;
+}
+
+CgroupLayout CgroupLayout::probeDelegated() {
+  auto delegated = [](const std::string& dir) { return access(dir.c_str(), W_OK | X_OK) == 0; };
+  CgroupLayout layout;
+  if (auto root = unifiedRoot()) {
+    if (delegated(*root + "/kiln")) {
+      layout.v2 = true;
+      layout.parents.push_back(*root + "/kiln");
+    }
+    return layout;
+  }
+  for (const char* controller : kV1Controllers) {
+    std::string parent = std::string(kV1Root) + "/" + controller + "/kiln";
+    if (!delegated(parent)) return CgroupLayout{};
     layout.parents.push_back(parent);
   }
   return layout;

@@ -14,6 +14,9 @@
 
 namespace kiln::sandbox {
 
+// The process limit of a sandbox whose spec sets none.
+inline constexpr int kDefaultPids = 1024;
+
 // Where this host keeps sandbox cgroups: probed once per backend, immutable afterwards (so
 // safe to share across threads).
 struct CgroupLayout {
@@ -24,6 +27,11 @@ struct CgroupLayout {
   // Finds the hierarchies, creates the kiln/ parents (enabling v2 controllers) and makes task
   // migrations cheap (favorDynamicMigrations).
   static Result<CgroupLayout> probe();
+  // Rootless mode: kiln may not create the kiln/ parents, only use them when the operator
+  // delegated them to its user (created them and chowned them; on cgroup v2 kiln must also run
+  // inside the delegated subtree, the kernel's rule for moving a task). Empty when they are not
+  // writable: sandboxes then get no cgroup.
+  static CgroupLayout probeDelegated();
   // Directory of sandbox `id` in each hierarchy, in the order of parents.
   std::vector<std::string> dirsOf(const std::string& id) const;
 };

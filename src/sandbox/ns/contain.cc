@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -84,6 +85,29 @@ int stdioToLog() {
   return 0;
 }
 
+int writeProcFile(const char* path, const char* text, size_t size) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  ssize_t n = write(fd, text, size);
+  int err = n == static_cast<ssize_t>(size) ? 0 : (n < 0 ? errno : EIO);
+  close(fd);
+  return err;
+}
+
+// Our own maps, written from inside the new user namespace (allowed for a single id equal to
+// the creator's own; gid_map only once setgroups is denied).
+int mapIds(const UserNsPlan& ns, const char** failed) {
+  int err;
+  *failed = "deny setgroups";
+  if ((err = writeProcFile("/proc/self/setgroups", "deny", 4)) != 0) return err;
+  *failed = "write gid_map";
+  if ((err = writeProcFile("/proc/self/gid_map", ns.gidMap.data(), ns.gidMap.size())) != 0) {
+    return err;
+  }
+  *failed = "write uid_map";
+  return writeProcFile("/proc/self/uid_map", ns.uidMap.data(), ns.uidMap.size());
+}
+
 int execRuntime(const ChildArgs& a) {
   syscall(SYS_execveat, kBinary, "", a.argv, a.envp, AT_EMPTY_PATH);
   return errno;
@@ -96,12 +120,20 @@ int containMain(void* arg) {
   const ContainPlan& plan = *a.plan;
   int err;
   if ((err = remapFds(a)) != 0) _exit(1);  // cannot even report
+  if (plan.userNs.enabled) {
+    const char* failed = "map ids";
+    if ((err = mapIds(plan.userNs, &failed)) != 0) fail(failed, err);
+  }
   // First, so that the mounts below (tmpfs pages) are charged to the sandbox.
   if ((err = joinCgroups(a.cgroups)) != 0) fail("join cgroup", err);
   // If kiln dies (even kill -9), the sandbox's PID 1 dies with it, and with it the whole pid
   // namespace: no orphaned sandbox keeps running an agent's commands. The signal follows the
   // creating thread, which is a long-lived pool thread.
   if ((err = check(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0))) != 0) fail("set parent-death signal", err);
+  if (plan.nprocLimit > 0) {
+    const rlimit lim{static_cast<rlim_t>(plan.nprocLimit), static_cast<rlim_t>(plan.nprocLimit)};
+    if ((err = check(setrlimit(RLIMIT_NPROC, &lim))) != 0) fail("set process limit", err);
+  }
   if ((err = check(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr))) != 0) {
     fail("make / private", err);
   }
@@ -175,7 +207,8 @@ Result<ContainedChild> cloneContained(ContainPlan& plan) {
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     // Returns once the child exec'd or exited (CLONE_VFORK).
-    pid = clone(containMain, static_cast<char*>(stack) + kChildStack, kCloneFlags, &args);
+    const int flags = kCloneFlags | (plan.userNs.enabled ? CLONE_NEWUSER : 0);
+    pid = clone(containMain, static_cast<char*>(stack) + kChildStack, flags, &args);
     cloneErr = errno;
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }

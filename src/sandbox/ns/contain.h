@@ -1,5 +1,6 @@
 // Contain: the child side of sandbox creation, nsjail-style. cloneContained() clones a child in
-// new mount/pid/net/uts/ipc namespaces; the child runs a flat list of named steps (each fails
+// new mount/pid/net/uts/ipc namespaces (and a new user namespace in rootless mode, where kiln is
+// not root); the child runs a flat list of named steps (each fails
 // with its name and errno, reported to the parent through a CLOEXEC pipe): it moves itself into
 // its cgroup, builds its root, and finally execs the runtime as PID 1.
 // The child shares the memory of a multi-threaded process (CLONE_VM | CLONE_VFORK, like
@@ -16,7 +17,21 @@
 
 namespace kiln::sandbox {
 
+// Rootless mode: the sandbox gets its own user namespace in which kiln's one host uid/gid is
+// mapped to a single id inside (1000, or 0 for a root-inside sandbox). Without newuidmap (no
+// setuid helpers), one id is all an unprivileged process may map: the child writes the maps
+// itself, with setgroups denied first as the kernel requires.
+struct UserNsPlan {
+  bool enabled = false;
+  std::string uidMap;  // "<inside> <host> 1"
+  std::string gidMap;
+};
+
 struct ContainPlan {
+  UserNsPlan userNs;
+  // RLIMIT_NPROC of the sandbox, 0 = unchanged. The stand-in for a pids cgroup where there is
+  // none (rootless without delegation): counted per user namespace, so per sandbox.
+  int nprocLimit = 0;
   MountPlan mounts;
   std::string newRoot;
   std::string hostname = "kiln";

@@ -59,6 +59,7 @@ DiskImage& DiskImage::operator=(DiskImage&& o) noexcept {
   std::swap(loopFd_, o.loopFd_);
   std::swap(imageFd_, o.imageFd_);
   std::swap(baselineBytes_, o.baselineBytes_);
+  std::swap(tmpfsMb_, o.tmpfsMb_);
   return *this;
 }
 
@@ -91,6 +92,12 @@ Result<DiskImage> DiskImage::create(const std::string& path, int sizeMb) {
   return disk;
 }
 
+DiskImage DiskImage::onTmpfs(int sizeMb) {
+  DiskImage disk;
+  disk.tmpfsMb_ = std::max(sizeMb, 0);
+  return disk;
+}
+
 uint64_t DiskImage::peakUsedBytes() const {
   struct stat st;
   if (imageFd_ < 0 || fstat(imageFd_, &st) != 0) return 0;
@@ -108,7 +115,7 @@ uint64_t DiskImage::reservedBytes(uint64_t blockSize) const {
 }
 
 std::optional<LimitBreach> DiskImage::breach(pid_t rootPid) const {
-  if (device_.empty() || rootPid <= 0) return std::nullopt;
+  if ((device_.empty() && tmpfsMb_ == 0) || rootPid <= 0) return std::nullopt;
   struct statvfs st;
   std::string root = "/proc/" + std::to_string(rootPid) + "/root/";
   if (statvfs(root.c_str(), &st) != 0) return std::nullopt;
@@ -121,7 +128,8 @@ std::optional<LimitBreach> DiskImage::breach(pid_t rootPid) const {
   // full, ext4 forces writeback before it answers ENOSPC), hence the wider slack.
   bool fullNow = avail <= slack;
   uint64_t peakSlack = std::max<uint64_t>(kHighWaterSlackBytes, total / 50);
-  bool filledBefore = peakUsedBytes() + reservedBytes(st.f_frsize) + peakSlack >= total;
+  bool filledBefore = !device_.empty() &&
+                      peakUsedBytes() + reservedBytes(st.f_frsize) + peakSlack >= total;
   if (!fullNow && !filledBefore) return std::nullopt;
   return LimitBreach{"disk", "disk quota exhausted (" + std::to_string(total >> 20) + " MiB)"};
 }

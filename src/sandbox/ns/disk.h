@@ -22,6 +22,9 @@ class DiskImage {
 
   // The image at path, sizeMb large; no image when sizeMb <= 0.
   static Result<DiskImage> create(const std::string& path, int sizeMb);
+  // Rootless mode (no loop devices): the quota is the size of the tmpfs holding the writable
+  // layers (buildMountPlan); only a full layer is reported as a breach, not an earlier one.
+  static DiskImage onTmpfs(int sizeMb);
 
   // "/dev/loopN", or empty without an image.
   const std::string& device() const { return device_; }
@@ -44,6 +47,7 @@ class DiskImage {
   int loopFd_ = -1;
   int imageFd_ = -1;
   uint64_t baselineBytes_ = 0;  // allocated by mkfs
+  int tmpfsMb_ = 0;             // onTmpfs()
 };
 
 }  // namespace kiln::sandbox

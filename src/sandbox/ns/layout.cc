@@ -47,7 +47,8 @@ Status prepareSkeleton(const std::string& skel) {
   chmod((skel + "/tmp").c_str(), 01777);
   chmod((skel + "/var/tmp").c_str(), 01777);
   chmod((skel + "/root").c_str(), 0700);
-  if (chown((skel + "/home/agent").c_str(), kAgentUid, kAgentGid) != 0) {
+  // Rootless mode: our own files are the agent's inside (the one mapped id).
+  if (geteuid() == 0 && chown((skel + "/home/agent").c_str(), kAgentUid, kAgentGid) != 0) {
     return errnoStatus("chown home/agent", errno);
   }
   // Debian is usr-merged: /bin, /lib... are symlinks into /usr.
@@ -104,7 +105,9 @@ std::string runDirFor(const std::string& stateDir) {
   uint64_t h = 14695981039346656037ull;  // FNV-1a: stable across builds and restarts
   for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
   struct statfs fs;
-  bool runIsTmpfs = statfs("/run", &fs) == 0 && fs.f_type == TMPFS_MAGIC;
+  // /run is root's: rootless mode uses /dev/shm.
+  bool runIsTmpfs =
+      statfs("/run", &fs) == 0 && fs.f_type == TMPFS_MAGIC && access("/run", W_OK) == 0;
   char name[40];
   std::snprintf(name, sizeof name, "/kiln-%016llx", static_cast<unsigned long long>(h));
   return std::string(runIsTmpfs ? "/run" : "/dev/shm") + name;

@@ -5,8 +5,9 @@
 //                     (or of the disk-quota image) holding that sandbox's writable layers
 //                     (r: rootfs, u: /usr, e: /etc; *w: overlay workdirs) and m/, the mount
 //                     point of its new root. Every sandbox mounts over the same directory.
-//   <run>             = /run/kiln-<hash of state> (/dev/shm/... where /run is no tmpfs): the
-//                     per-sandbox files, on tmpfs. On the host's ext4 every sandbox's inodes
+//   <run>             = /run/kiln-<hash of state> (/dev/shm/... where /run is no tmpfs or not
+//                     writable, as in rootless mode): the per-sandbox files, on tmpfs. On the
+//                     host's ext4 every sandbox's inodes
 //                     cost milliseconds: an rmdir (discard) ~4 ms, and under churn each new
 //                     inode scans past the recently deleted ones (a third of the CPU of 100
 //                     concurrent creates).

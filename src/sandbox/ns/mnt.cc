@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -15,17 +16,35 @@ constexpr unsigned long kNoSuidDev = MS_NOSUID | MS_NODEV;
 constexpr int kLayersTmpfsMb = 2048;
 
 MountStep overlay(const std::string& name, const std::string& lower, const std::string& upper,
-                  const std::string& work, const std::string& target, unsigned long flags) {
+                  const std::string& work, const std::string& target, unsigned long flags,
+                  bool userNs) {
   // volatile: no syncs of the upper fs. The layers die with the sandbox, and without it every
   // unmount at destroy syncs the whole host filesystem under the upper dir (tens of ms).
+  // userxattr: in a user namespace the trusted.* xattrs overlayfs keeps are out of reach.
   return {name, "overlay", target, "overlay",
-          "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",volatile", flags};
+          "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",volatile" +
+              (userNs ? ",userxattr" : ""),
+          flags};
+}
+
+// The flags of the mount under path that a bind remount must repeat: in a user namespace the
+// host's are locked, and a remount that would clear one (noexec, an atime mode) is refused.
+unsigned long lockedFlagsOf(const std::string& path) {
+  struct statvfs st;
+  if (statvfs(path.c_str(), &st) != 0) return 0;
+  unsigned long flags = 0;
+  if (st.f_flag & ST_RDONLY) flags |= MS_RDONLY;
+  if (st.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  if (st.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (st.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (st.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  return flags;
 }
 
 }  // namespace
 
 MountPlan buildMountPlan(const SandboxPaths& p, const SandboxSpec& spec,
-                         const std::string& diskDevice) {
+                         const std::string& diskDevice, bool userNs) {
   MountPlan plan;
   const std::string& r = p.newRoot;
   const std::string& rw = p.rw;
@@ -36,22 +55,25 @@ MountPlan buildMountPlan(const SandboxPaths& p, const SandboxSpec& spec,
     plan.mounts.push_back({"mount disk image", diskDevice, rw, "ext4", "noinit_itable",
                            kNoSuidDev});
   } else {
-    // tmpfs pages are charged to the sandbox's memory cgroup.
+    // tmpfs pages are charged to the sandbox's memory cgroup. Without a disk image (rootless
+    // mode: no loop devices), the tmpfs size is the disk quota.
+    int sizeMb = spec.diskMb > 0 ? spec.diskMb : kLayersTmpfsMb;
     plan.mounts.push_back({"mount layers tmpfs", "tmpfs", rw, "tmpfs",
-                           "mode=700,size=" + std::to_string(kLayersTmpfsMb) + "m", kNoSuidDev});
+                           "mode=700,size=" + std::to_string(sizeMb) + "m", kNoSuidDev});
   }
   for (const char* d : {"/r", "/rw", "/u", "/uw", "/e", "/ew", "/m"}) {
     plan.makeDirs.push_back(rw + d);
   }
   auto& m = plan.mounts;
-  m.push_back(overlay("mount rootfs", p.skel, rw + "/r", rw + "/rw", r, MS_NOSUID));
+  m.push_back(overlay("mount rootfs", p.skel, rw + "/r", rw + "/rw", r, MS_NOSUID, userNs));
   // Writes to /usr and /etc land in the sandbox's upper dirs and never reach the host.
-  m.push_back(overlay("mount /usr", "/usr", rw + "/u", rw + "/uw", r + "/usr", MS_NOSUID));
+  m.push_back(overlay("mount /usr", "/usr", rw + "/u", rw + "/uw", r + "/usr", MS_NOSUID,
+                      userNs));
   m.push_back(overlay("mount /etc", p.etcMask + ":/etc", rw + "/e", rw + "/ew", r + "/etc",
-                      kNoSuidDev));
+                      kNoSuidDev, userNs));
   m.push_back({"bind /workspace", spec.workspaceDir, r + "/workspace", "", "", MS_BIND});
   m.push_back({"remount /workspace", "", r + "/workspace", "", "",
-               MS_BIND | MS_REMOUNT | kNoSuidDev});
+               MS_BIND | MS_REMOUNT | kNoSuidDev | lockedFlagsOf(spec.workspaceDir)});
   m.push_back({"mount /proc", "proc", r + "/proc", "proc", "", kNoSuidDev | MS_NOEXEC});
   int tmpMb = spec.diskMb > 0 ? spec.diskMb : 1024;
   m.push_back({"mount /tmp", "tmpfs", r + "/tmp", "tmpfs",
@@ -63,7 +85,8 @@ MountPlan buildMountPlan(const SandboxPaths& p, const SandboxSpec& spec,
                kNoSuidDev, true});
   for (auto [name, maj, min] : {std::tuple{"null", 1u, 3u}, {"zero", 1u, 5u}, {"full", 1u, 7u},
                                 {"random", 1u, 8u}, {"urandom", 1u, 9u}, {"tty", 5u, 0u}}) {
-    plan.devices.push_back({r + "/dev/" + name, maj, min});
+    plan.devices.push_back({r + "/dev/" + name, maj, min,
+                            userNs ? std::string("/dev/") + name : std::string()});
   }
   plan.symlinks = {{"pts/ptmx", r + "/dev/ptmx"},      {"/proc/self/fd", r + "/dev/fd"},
                    {"/proc/self/fd/0", r + "/dev/stdin"}, {"/proc/self/fd/1", r + "/dev/stdout"},
@@ -103,6 +126,15 @@ int applyMountPlan(const MountPlan& plan, const char** failed) {
     }
   }
   for (const DeviceNode& d : plan.devices) {
+    if (!d.hostPath.empty()) {
+      int fd = open(d.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd < 0 || close(fd) != 0 ||
+          mount(d.hostPath.c_str(), d.path.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+        *failed = "bind /dev node";
+        return errno;
+      }
+      continue;
+    }
     if (mknod(d.path.c_str(), S_IFCHR | 0666, makedev(d.major, d.minor)) != 0 ||
         chmod(d.path.c_str(), 0666) != 0) {
       *failed = "mknod /dev";

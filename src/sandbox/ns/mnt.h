@@ -23,6 +23,9 @@ struct MountStep {
 struct DeviceNode {
   std::string path;
   unsigned major, minor;
+  // In a user namespace (rootless mode) nodes cannot be made: the host's node at this path is
+  // bind-mounted over an empty file instead.
+  std::string hostPath;
 };
 
 struct SymlinkStep {
@@ -37,8 +40,12 @@ struct MountPlan {
   std::vector<MountStep> late;  // after the device nodes: read-only remounts, masks
 };
 
+// diskDevice: the disk-quota image's loop device, or empty: the writable layers are then a
+// tmpfs of spec.diskMb (the quota) or 2 GiB. userNs: the mounts are made from inside a user
+// namespace (rootless mode): overlays keep their metadata in user.* xattrs, and device nodes
+// are bind-mounted from the host.
 MountPlan buildMountPlan(const SandboxPaths& paths, const SandboxSpec& spec,
-                         const std::string& diskDevice);
+                         const std::string& diskDevice, bool userNs);
 
 // Child side. Each returns 0 or errno and sets *failed to the name of the failing step.
 int applyMountPlan(const MountPlan& plan, const char** failed);

@@ -1,0 +1,176 @@
+// Rootless mode: the namespace backend run by an unprivileged user (here `nobody`, switched to
+// with setpriv), where each sandbox also gets a user namespace mapping that one uid inside.
+// Real `kiln sandbox exec` processes; the test itself needs root only to become nobody and to
+// delegate cgroups.
+#include <gtest/gtest.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "support/temp_dir.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using kiln::testing::shell;
+
+constexpr uid_t kNobody = 65534;
+
+bool userNamespacesAllowed() {
+  std::ifstream in("/proc/sys/user/max_user_namespaces");
+  long n = 0;
+  return in >> n && n > 0;
+}
+
+class RootlessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (to run kiln as nobody)";
+    if (!userNamespacesAllowed()) GTEST_SKIP() << "user namespaces are disabled on this host";
+    if (access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "setpriv (util-linux) missing";
+    // A home for nobody's kiln: the binaries (the build dir may sit under /root) and the state.
+    char tmpl[] = "/tmp/krootless-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    const std::string bin = std::string(KILN_BINARY);
+    const std::string runtime = bin.substr(0, bin.rfind('/') + 1) + "kiln-runtime";
+    fs::copy_file(bin, dir_ + "/kiln");
+    if (fs::exists(runtime)) fs::copy_file(runtime, dir_ + "/kiln-runtime");
+    ASSERT_EQ(shell("chown -R nobody:nogroup " + dir_), 0);
+  }
+  void TearDown() override {
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  // `kiln sandbox exec [flags] -- sh -c script` as nobody; its stdout+stderr in *out.
+  int execAsNobody(const std::string& flags, const std::string& script, std::string* out) {
+    std::string quoted;
+    for (char c : script) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return shell("cd " + dir_ + " && setpriv --reuid=nobody --regid=nogroup --clear-groups " +
+                     "env HOME=" + dir_ + " ./kiln sandbox exec --state-dir " + dir_ + "/state " +
+                     flags + " -- sh -c '" + quoted + "'",
+                 out);
+  }
+
+  std::string dir_;
+};
+
+TEST_F(RootlessTest, CommandsRunAsTheAgentInTheirOwnUserNamespace) {
+  std::string out;
+  ASSERT_EQ(execAsNobody("", "id -u; id -g; cat /proc/self/uid_map; hostname", &out), 0) << out;
+  EXPECT_NE(out.find("1000\n1000\n"), std::string::npos) << out;
+  // kiln's one uid (nobody) is the only id mapped, as the agent.
+  EXPECT_NE(out.find("1000      65534          1"), std::string::npos) << out;
+  EXPECT_NE(out.find("kiln\n"), std::string::npos) << out;
+  // Without a delegated cgroup the operator is told what is not enforced.
+  EXPECT_NE(out.find("warning: rootless mode without a delegated cgroup"), std::string::npos)
+      << out;
+}
+
+TEST_F(RootlessTest, TheWorkspaceIsTheAgentsAndItsWritesReachTheHostAsKilnsUser) {
+  const std::string ws = dir_ + "/ws";
+  ASSERT_EQ(mkdir(ws.c_str(), 0755), 0);
+  ASSERT_EQ(chown(ws.c_str(), kNobody, kNobody), 0);
+  std::string out;
+  ASSERT_EQ(execAsNobody("--workspace " + ws, "echo fixed > /workspace/a.txt && stat -c %u /workspace/a.txt", &out), 0) << out;
+  EXPECT_NE(out.find("1000"), std::string::npos) << out;
+  struct stat st;
+  ASSERT_EQ(stat((ws + "/a.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kNobody);
+}
+
+TEST_F(RootlessTest, EscapeAttemptsFailInside) {
+  const std::string marker = "/usr/kiln-rootless-marker";
+  std::string out;
+  int rc = execAsNobody("",
+                        "cat /etc/shadow && echo READ-SHADOW; "
+                        "ls -A /root | grep . && echo SAW-ROOT; "
+                        "mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED; "
+                        "unshare -U true 2>/dev/null && echo UNSHARED; "
+                        "echo x > " + marker + " 2>/dev/null; "
+                        "kill -9 1 2>/dev/null; sleep 0.1; "
+                        "[ $(ls /proc | grep -c '^[0-9]') -lt 10 ] || echo SAW-HOST-PIDS; "
+                        "cat /sys/class/net/*/address 2>/dev/null | grep -v 00:00:00:00:00:00 && echo HAS-NIC; "
+                        "echo done",
+                        &out);
+  EXPECT_EQ(rc, 0) << out;
+  for (const char* escaped : {"READ-SHADOW", "SAW-ROOT", "MOUNTED", "UNSHARED", "SAW-HOST-PIDS",
+                              "HAS-NIC"}) {
+    EXPECT_EQ(out.find(escaped), std::string::npos) << escaped << "\n" << out;
+  }
+  // PID 1 (the runtime) shrugged off the SIGKILL: the command's output came back.
+  EXPECT_NE(out.find("done"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(marker));
+}
+
+TEST_F(RootlessTest, RootInsideHoldsNoCapabilities) {
+  std::string out;
+  ASSERT_EQ(execAsNobody("--root", "id -u; grep CapEff /proc/self/status", &out), 0) << out;
+  EXPECT_NE(out.find("0\nCapEff:\t0000000000000000"), std::string::npos) << out;
+}
+
+TEST_F(RootlessTest, AForkBombIsBoundedByTheProcessLimit) {
+  std::string out;
+  // The shell itself may fail once it cannot fork: its exit code does not matter.
+  (void)execAsNobody("--pids 40", "for i in $(seq 100); do sleep 30 & done; echo spawned", &out);
+  EXPECT_NE(out.find("Cannot fork"), std::string::npos) << out;
+  // The sleeps died with the sandbox.
+  std::string left;
+  EXPECT_NE(shell("pgrep -u nobody -x sleep", &left), 0) << left;
+}
+
+TEST_F(RootlessTest, TheDiskQuotaIsEnforcedWithoutLoopDevices) {
+  std::string out;
+  int rc = execAsNobody("--disk-mb 16",
+                        "dd if=/dev/zero of=/home/agent/big bs=1M count=64 2>&1 | grep -c 'No space'",
+                        &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("limit disk"), std::string::npos) << out;
+}
+
+// An operator delegates cgroups to kiln's user (cgroup v1 here: chown of the kiln/ parents).
+TEST_F(RootlessTest, ADelegatedCgroupEnforcesTheMemoryLimit) {
+  std::string controllers;
+  std::ifstream("/sys/fs/cgroup/unified/cgroup.controllers") >> controllers;
+  if (controllers.find("memory") != std::string::npos || !fs::exists("/sys/fs/cgroup/memory")) {
+    GTEST_SKIP() << "delegation is tested on cgroup v1 hosts (v2 needs kiln inside the subtree)";
+  }
+  const char* kControllers[] = {"memory", "pids", "cpu"};
+  for (const char* c : kControllers) {
+    const std::string parent = std::string("/sys/fs/cgroup/") + c + "/kiln";
+    fs::create_directories(parent);
+    ASSERT_EQ(chown(parent.c_str(), kNobody, kNobody), 0) << parent;
+  }
+  std::string out;
+  int rc = execAsNobody("--memory-mb 64",
+                        "head -c 300m /dev/zero | tail > /dev/null; echo status=$?", &out);
+  for (const char* c : kControllers) {
+    (void)!chown((std::string("/sys/fs/cgroup/") + c + "/kiln").c_str(), 0, 0);
+  }
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("status=137"), std::string::npos) << out;
+  EXPECT_NE(out.find("limit memory"), std::string::npos) << out;
+  EXPECT_EQ(out.find("warning: rootless"), std::string::npos) << out;
+}
+
+// The whole spine as an unprivileged user: `kiln run` starts an embedded server whose jobs get
+// rootless sandboxes; the mock agent's change comes back as the diff.
+TEST_F(RootlessTest, KilnRunCompletesATaskAsAnUnprivilegedUser) {
+  const std::string repo = dir_ + "/repo";
+  kiln::testing::makeSampleRepo(repo);
+  ASSERT_EQ(shell("chown -R nobody:nogroup " + repo), 0);
+  std::string out;
+  int rc = shell("cd " + dir_ + " && setpriv --reuid=nobody --regid=nogroup --clear-groups " +
+                     "env HOME=" + dir_ + " KILN_DATA_DIR=" + dir_ + "/data ./kiln run --repo " +
+                     repo + " 'Add a farewell function'",
+                 &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("diff --git"), std::string::npos) << out;
+}
+
+}  // namespace
