@@ -194,6 +194,26 @@ Concurrent concurrentCreates(sandbox::SandboxBackend& backend, const std::string
   return c;
 }
 
+// n runs of fn started at once, one thread each; the latency of each from the common start.
+template <typename Fn>
+std::vector<double> concurrently(int n, Fn fn) {
+  std::vector<double> latency(n);
+  std::latch start(n + 1);
+  std::vector<std::thread> threads;
+  Clock::time_point t0;
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      fn(i);
+      latency[i] = msSince(t0);
+    });
+  }
+  t0 = Clock::now();
+  start.arrive_and_wait();
+  for (auto& t : threads) t.join();
+  return latency;
+}
+
 void row(const char* name, const std::vector<double>& v, double baseP50) {
   std::printf("%-34s %9.2f %9.2f %9.2f", name, pct(v, 50), pct(v, 99), pct(v, 100));
   if (baseP50 > 0) std::printf("   %6.2fx", pct(v, 50) / baseP50);
@@ -232,6 +252,15 @@ int main(int argc, char** argv) {
   FirstRequest first = benchFirstRequest(**backend, ws, std::max(20, runs / 4));
   double tput = execThroughput(**backend, ws, 1000);
   auto conc = concurrentCreates(**backend, ws, 100);
+  // The same burst for whole lifecycles, kiln's beside bwrap's: what 100 at once cost on this
+  // machine's cores, whatever the sandbox.
+  auto kConc = concurrently(100, [&](int i) {
+    auto sb = backend.value()->create({.id = "l" + std::to_string(i), .workspaceDir = ws,
+                                       .memoryMb = 512, .pids = 256});
+    if (sb && !execTrue(**sb)) std::fprintf(stderr, "exec true failed\n");
+    if (sb) (void)(*sb)->destroy();
+  });
+  auto bConc = concurrently(100, [&](int) { spawnWait(bwrap); });
 
   std::printf("\nsandbox_bench: %d runs each, %u cores\n\n", runs,
               std::thread::hardware_concurrency());
@@ -246,10 +275,16 @@ int main(int argc, char** argv) {
   row("bwrap --unshare-all ... true", b, pct(b, 50));
   row("fork+exec true", f, pct(b, 50));
   row("kiln create, 100 concurrent", conc.latency, 0);
+  row("kiln lifecycle, 100 concurrent", kConc, pct(bConc, 50));
+  row("bwrap ... true, 100 concurrent", bConc, pct(bConc, 50));
   std::printf("\nkiln lifecycle p50 / bwrap p50        : %.2fx\n", pct(k.total, 50) / pct(b, 50));
   std::printf("kiln lifecycle p50 / fork+exec p50    : %.1fx\n", pct(k.total, 50) / pct(f, 50));
   std::printf("100-concurrent create p99 / single p50: %.2fx\n",
               pct(conc.latency, 99) / pct(k.create, 50));
+  const double kRatio = pct(kConc, 99) / pct(k.total, 50), bRatio = pct(bConc, 99) / pct(b, 50);
+  std::printf("100-concurrent lifecycle p99 / single p50: kiln %.1fx, bwrap %.1fx (kiln/bwrap "
+              "%.2f)\n",
+              kRatio, bRatio, kRatio / bRatio);
   unsigned cores = std::thread::hardware_concurrency();
   std::printf("100-concurrent: all created in %.0f ms; CPU per sandbox (create+destroy) %.2f ms,\n"
               "  so 100 need >= %.0f ms on %u cores\n",
