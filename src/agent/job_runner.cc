@@ -275,6 +275,13 @@ JobFailure limitFailure(const sandbox::LimitBreach& b) {
   return JobFailure{"sandbox_limit", b.message, {{"resource", b.resource}}};
 }
 
+JobFailure wallBudgetFailure(int64_t maxWallSeconds, bool commandKilled) {
+  return JobFailure{"budget_exceeded",
+                    "ran longer than " + std::to_string(maxWallSeconds) + " s" +
+                        (commandKilled ? " (the running command was killed)" : ""),
+                    {{"limit", "maxWallSeconds"}}};
+}
+
 JobFailure loopFailure(const LoopVerdict& v) {
   return JobFailure{"loop_detected", "the agent is stuck: " + v.reason, {{"rule", v.rule}}};
 }
@@ -289,12 +296,6 @@ JobFailure cliFailure(const json& f) {
   return JobFailure{f.value("code", "agent_failed"), f.value("message", ""), f};
 }
 
-// What is left of the job's wall-clock budget, for the CLI's single long command.
-int cliTimeoutMs(const store::Job& job, int64_t nowMs) {
-  int64_t wallMs = job.limits.value("maxWallSeconds", int64_t{3600}) * 1000;
-  int64_t left = wallMs - (job.startedAt > 0 ? nowMs - job.startedAt : 0);
-  return static_cast<int>(std::clamp<int64_t>(left, 1000, INT32_MAX));
-}
 
 class JobRun {
  public:
@@ -324,6 +325,9 @@ class JobRun {
   Task<Status> recordCliStep(CliStep& c);
   std::optional<JobFailure> cliBreach_;  // a budget the running CLI exceeded
   std::optional<JobFailure> checkCaps() const;
+  int64_t maxWallSeconds() const;
+  // What is left of the job's wall-clock budget (negative once it ran out).
+  int64_t wallLeftMs() const;
   int64_t contextThreshold() const { return job_.limits.value("contextTokens", int64_t{64000}); }
   // The summary of the newest finish call, and whether a commit followed it.
   std::string lastFinishSummary() const;
@@ -593,10 +597,17 @@ std::optional<JobFailure> JobRun::checkCaps() const {
     return breach("maxTokens", "reached the token limit of " + l["maxTokens"].dump());
   if (l.contains("maxUsd") && job_.tokenSpendUsd >= l["maxUsd"].get<double>())
     return breach("maxUsd", "reached the spend limit of $" + l["maxUsd"].dump());
-  int64_t maxWall = l.value("maxWallSeconds", 3600);
-  if (job_.startedAt > 0 && d_.clock->nowMs() - job_.startedAt >= maxWall * 1000)
-    return breach("maxWallSeconds", "ran longer than " + std::to_string(maxWall) + " s");
+  if (job_.startedAt > 0 && wallLeftMs() <= 0) return wallBudgetFailure(maxWallSeconds(), false);
   return std::nullopt;
+}
+
+int64_t JobRun::maxWallSeconds() const {
+  return job_.limits.value("maxWallSeconds", int64_t{3600});
+}
+
+int64_t JobRun::wallLeftMs() const {
+  const int64_t used = job_.startedAt > 0 ? d_.clock->nowMs() - job_.startedAt : 0;
+  return maxWallSeconds() * 1000 - used;
 }
 
 std::string JobRun::lastFinishSummary() const {
@@ -699,6 +710,7 @@ Task<std::optional<JobFailure>> JobRun::loop() {
       mark.inflightCall = inflightRecord(s);
       if (!co_await update(mark)) co_return std::nullopt;
       auto toolStart = std::chrono::steady_clock::now();
+      tools.setTimeLeftMs(std::max<int64_t>(wallLeftMs(), 1));
       Observation obs = co_await tools.execute(call);
       toolTime_ += std::chrono::steady_clock::now() - toolStart;
       co_await terminal.drain();
@@ -712,6 +724,7 @@ Task<std::optional<JobFailure>> JobRun::loop() {
       if (!st.isOk()) co_return recordFailure(st);
       // A limit that killed the command (or the whole sandbox) ends the job with its reason.
       if (auto breach = sandbox_->limitBreach()) co_return limitFailure(*breach);
+      if (obs.outOfTime) co_return wallBudgetFailure(maxWallSeconds(), true);
       if (obs.finish) co_return co_await deliver(obs.output);
       if (obs.askUser) {
         store::JobUpdate u;
@@ -751,7 +764,8 @@ Task<std::optional<JobFailure>> JobRun::runCli(TerminalStream& terminal) {
     if (!st.isOk()) recordErr = st;
     co_return st;
   };
-  const int timeoutMs = cliTimeoutMs(job_, d_.clock->nowMs());
+  // What is left of the job's wall-clock budget, for the CLI's single long command.
+  const int timeoutMs = static_cast<int>(std::clamp<int64_t>(wallLeftMs(), 1000, INT32_MAX));
   auto out = co_await runCliAgent(*plan, timeoutMs, *rt_, terminal, hooks);
   if (handle_->cancelled() || leaseLost_) co_return std::nullopt;
   if (cliBreach_) co_return cliBreach_;

@@ -215,6 +215,8 @@ Task<Observation> ToolExecutor::bash(const json& a) {
     req.timeoutMs = std::clamp(static_cast<int>(a["timeout_s"].get<double>() * 1000), 1000,
                                3600 * 1000);
   }
+  const bool cappedByBudget = timeLeftMs_ > 0 && timeLeftMs_ < req.timeoutMs;
+  if (cappedByBudget) req.timeoutMs = static_cast<int>(timeLeftMs_);
   auto r = co_await rt_.exec(req, onTerminal_);
   if (!r.isOk()) co_return errorObservation("exec failed: " + r.status().message());
   Observation o;
@@ -222,7 +224,12 @@ Task<Observation> ToolExecutor::bash(const json& a) {
   o.exitCode = r->exitCode;
   o.isError = r->exitCode != 0;
   o.mutating = true;  // any command may change the workspace
-  if (r->timedOut) o.output += "\n[timed out after " + std::to_string(req.timeoutMs / 1000) + " s]";
+  o.outOfTime = r->timedOut && cappedByBudget;
+  if (o.outOfTime) {
+    o.output += "\n[killed: the job's wall-clock budget ran out]";
+  } else if (r->timedOut) {
+    o.output += "\n[timed out after " + std::to_string(req.timeoutMs / 1000) + " s]";
+  }
   o.output += "\n[exit code " + std::to_string(r->exitCode) + "]";
   co_return o;
 }

@@ -20,6 +20,7 @@ struct Observation {
   bool mutating = false;   // the call tried to change the workspace
   bool finish = false;     // finish: the job is done; output is the summary
   bool askUser = false;    // ask_user: pause; output is the question
+  bool outOfTime = false;  // bash: killed because the job's wall-clock budget ran out
 };
 
 // JSON-schema descriptions of the tools, in OpenAI function format (name, description,
@@ -32,6 +33,8 @@ class ToolExecutor {
       : rt_(rt), onTerminal_(std::move(onTerminal)) {}
 
   Task<Observation> execute(const ToolCall& call);
+  // What is left of the job's wall-clock budget (0 = no cap): no command outlives it.
+  void setTimeLeftMs(int64_t ms) { timeLeftMs_ = ms; }
 
  private:
   Task<Observation> bash(const nlohmann::json& args);
@@ -40,6 +43,7 @@ class ToolExecutor {
 
   runtime::RuntimeClient& rt_;
   runtime::ChunkFn onTerminal_;
+  int64_t timeLeftMs_ = 0;
 };
 
 }  // namespace kiln::agent

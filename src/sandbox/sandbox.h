@@ -37,7 +37,7 @@ struct SandboxSpec {
 
 // Why a sandbox was killed by a limit, if it was.
 struct LimitBreach {
-  std::string resource;  // "memory" | "pids" | "disk" | "time"
+  std::string resource;  // "memory" | "pids" | "disk"
   std::string message;
 };
 

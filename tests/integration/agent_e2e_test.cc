@@ -411,6 +411,25 @@ INSTANTIATE_TEST_SUITE_P(
             json::array({bash("sleep 1.5"), bash("echo never")}), 1}),
     [](const auto& info) { return std::string(info.param.limit); });
 
+// A command may not outlive the job's wall-clock budget: it is killed when the budget runs out,
+// not at its own (here one-hour) timeout.
+TEST_F(AgentE2eTest, ACommandOutlivingTheWallClockBudgetIsKilled) {
+  start(json::array({turn("", "bash", {{"command", "sleep 600"}, {"timeout_s", 3600}}),
+                     finish("never")}));
+  std::string id = createJob({{"limits", {{"maxWallSeconds", 2}}}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
+  EXPECT_EQ(errorCode(job), "budget_exceeded") << job.dump();
+  EXPECT_EQ(job["error"].value("limit", ""), "maxWallSeconds") << job.dump();
+  EXPECT_NE(job["error"].value("message", "").find("command was killed"), std::string::npos)
+      << job.dump();
+  json s = steps(id);
+  ASSERT_EQ(s.size(), 1u) << s.dump();
+  EXPECT_NE(s[0]["toolOutput"].get<std::string>().find("[killed: the job's wall-clock budget"),
+            std::string::npos)
+      << s.dump();
+}
+
 TEST_F(AgentE2eTest, ServerDefaultLimitsApplyToJobsThatSetNone) {
   start(distinctEchoes(5, 100), {"--default-limits", R"({"maxSteps": 3})"});
   json job = finished(createJob({}));
