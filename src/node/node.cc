@@ -25,7 +25,8 @@ namespace {
 
 // Workspaces of jobs that finished more than KILN_WORKSPACE_RETENTION_HOURS ago (default 168,
 // a week: long enough for `continue`, which otherwise rebuilds from the stored patch) or that
-// the store does not know, and the base checkouts nothing sits on any more.
+// the store does not know, the base checkouts nothing sits on any more, and the repo mirrors
+// no checkout comes from that no job used within the same period.
 void collectWorkspaces(const workspace::Workspaces& workspaces, store::Store& store,
                        int64_t nowMs) {
   int64_t hours = 168;
@@ -38,10 +39,10 @@ void collectWorkspaces(const workspace::Workspaces& workspaces, store::Store& st
     if (!job.isOk()) return job.status().code() != Code::kNotFound;  // unsure: keep
     return !store::isTerminal(job->status) || nowMs - job->updatedAt < retentionMs;
   };
-  auto gone = workspaces.collect(keep);
-  if (gone.workspaces + gone.checkouts > 0) {
-    spdlog::info("removed {} old workspaces and {} unused base checkouts", gone.workspaces,
-                 gone.checkouts);
+  auto gone = workspaces.collect(keep, nowMs - retentionMs);
+  if (gone.workspaces + gone.checkouts + gone.mirrors > 0) {
+    spdlog::info("removed {} old workspaces, {} unused base checkouts and {} idle repo mirrors",
+                 gone.workspaces, gone.checkouts, gone.mirrors);
   }
 }
 

@@ -11,9 +11,11 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include "common/ids.h"
 #include "common/subprocess.h"
@@ -47,14 +49,32 @@ bool isCommitSha(const std::string& ref) {
   return std::regex_match(ref, kSha);
 }
 
-// An exclusive flock held for the object's lifetime.
+// An exclusive flock held for the object's lifetime. Its holder may unlink the lock file (as
+// collect() does with a dropped mirror's): whoever then wakes holding the unlinked inode sees
+// that the path no longer names it and locks the path anew, so two holders never coexist.
 class FileLock {
  public:
-  explicit FileLock(const std::string& path) {
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ >= 0) {
-      while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+  enum class Mode { kWait, kTry };
+  explicit FileLock(const std::string& path, Mode mode = Mode::kWait) {
+    const int op = LOCK_EX | (mode == Mode::kTry ? LOCK_NB : 0);
+    for (;;) {
+      fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (fd_ < 0) return;
+      int rc;
+      while ((rc = ::flock(fd_, op)) != 0 && errno == EINTR) {
       }
+      struct stat held, named;
+      if (rc != 0 || ::fstat(fd_, &held) != 0) {  // busy (kTry), or a real failure
+        ::close(fd_);
+        fd_ = -1;
+        return;
+      }
+      if (::stat(path.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+          held.st_ino == named.st_ino) {
+        return;
+      }
+      ::close(fd_);  // unlinked while we waited: lock whatever the path names now
+      fd_ = -1;
     }
   }
   ~FileLock() {
@@ -66,6 +86,32 @@ class FileLock {
  private:
   int fd_ = -1;
 };
+
+// A mirror's last use is its directory's mtime, set each time a job uses the mirror and synced
+// so that a crash loses at most that one use (collect() then sees the use before it).
+Status markMirrorUsed(const std::string& mirror) {
+  const int fd = ::open(mirror.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errnoStatus("open " + mirror, errno);
+  int rc = ::futimens(fd, nullptr);
+  if (rc == 0) rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return errnoStatus("mark " + mirror + " used", err);
+  return Status::ok();
+}
+
+// Milliseconds since the Unix epoch of the mirror's last use, or nullopt if it is gone.
+std::optional<int64_t> mirrorLastUseMs(const std::string& mirror) {
+  struct stat st;
+  if (::stat(mirror.c_str(), &st) != 0) return std::nullopt;
+  return int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+}
+
+// The key of the mirror a base checkout (repos/checkouts/<key>-<commit>) was cloned from.
+std::string mirrorKeyOf(const std::string& checkout) {
+  const std::string name = fs::path(checkout).filename().string();
+  return name.substr(0, name.find('-'));
+}
 
 Status chownTree(const std::string& root, uid_t uid, gid_t gid) {
   if (::lchown(root.c_str(), uid, gid) != 0) return internalError("chown " + root);
@@ -152,6 +198,7 @@ Result<BaseCheckout> RepoCache::baseCheckout(const std::string& url, const std::
     if (ec) return internalError("rename " + tmp + ": " + ec.message());
     fetched = true;
   }
+  RETURN_IF_ERROR(markMirrorUsed(mirror));
   auto resolve = [&](const std::string& rev) {
     return git({"-C", mirror, "rev-parse", "-q", "--verify", rev + "^{commit}"}, "resolve " + rev);
   };
@@ -247,8 +294,98 @@ int Workspaces::releaseAll() const {
   return n;
 }
 
-Workspaces::Collected Workspaces::collect(
-    const std::function<bool(const std::string& jobId)>& keep) const {
+namespace {
+
+// The base checkouts the workspaces under `layersDir` sit on, as canonical paths.
+std::set<std::string> checkoutsInUse(const std::string& layersDir) {
+  std::set<std::string> inUse;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(layersDir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::error_code pathEc;
+    std::string base = trimmed(readFile(it->path().string() + "/base"));
+    if (!base.empty()) inUse.insert(fs::weakly_canonical(base, pathEc).string());
+  }
+  return inUse;
+}
+
+int collectCheckouts(const std::string& reposDir, const std::set<std::string>& inUse) {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(reposDir + "/checkouts", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.empty() || name[0] == '.') continue;  // .tmp-…: being built
+    std::error_code rmEc;
+    if (inUse.count(fs::weakly_canonical(it->path(), rmEc).string())) continue;
+    if (fs::remove_all(it->path(), rmEc) > 0 && !rmEc) ++n;
+  }
+  return n;
+}
+
+bool hasCheckoutOf(const std::string& reposDir, const std::string& key) {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(reposDir + "/checkouts", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(key + "-", 0) == 0) return true;
+  }
+  return ec && ec != std::errc::no_such_file_or_directory;  // unsure: as if there were one
+}
+
+// Drops the mirror of `key` (and its lock) if no checkout comes from it and no job used it since
+// `unusedSinceMs`; also what an interrupted clone or removal left. Skips a mirror in use: its
+// lock is busy. True if a mirror went.
+bool collectMirror(const std::string& reposDir, const std::string& key, int64_t unusedSinceMs) {
+  const std::string lockPath = reposDir + "/" + key + ".lock";
+  const std::string mirror = reposDir + "/" + key + ".git";
+  // The lock baseCheckout() holds while it clones, fetches or builds a checkout from the mirror.
+  FileLock lock(lockPath, FileLock::Mode::kTry);
+  if (!lock.ok()) return false;
+  // Re-checked under the lock: another node may have built a checkout or used the mirror since.
+  if (hasCheckoutOf(reposDir, key)) return false;
+  if (auto used = mirrorLastUseMs(mirror); used && *used >= unusedSinceMs) return false;
+  // Renamed first to the name a clone clears before it starts, so a crash mid-removal leaves no
+  // half-deleted mirror in place.
+  const std::string doomed = mirror + ".tmp";
+  std::error_code ec;
+  fs::remove_all(doomed, ec);
+  const bool existed = fs::exists(mirror, ec);
+  if (existed) {
+    fs::rename(mirror, doomed, ec);
+    if (ec) return false;
+    fs::remove_all(doomed, ec);
+  }
+  ::unlink(lockPath.c_str());
+  return existed;
+}
+
+int collectMirrors(const std::string& reposDir, const std::set<std::string>& inUse,
+                   int64_t unusedSinceMs) {
+  std::set<std::string> used;
+  for (const auto& c : inUse) used.insert(mirrorKeyOf(c));
+  std::set<std::string> keys;  // of mirrors, their locks, and clones a crash left unfinished
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(reposDir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    for (std::string_view suffix : {".git", ".git.tmp", ".lock"}) {
+      if (name.size() > suffix.size() && name.ends_with(suffix)) {
+        keys.insert(name.substr(0, name.size() - suffix.size()));
+      }
+    }
+  }
+  int n = 0;
+  for (const auto& key : keys) {
+    if (!used.count(key)) n += collectMirror(reposDir, key, unusedSinceMs);
+  }
+  return n;
+}
+
+}  // namespace
+
+Workspaces::Collected Workspaces::collect(const std::function<bool(const std::string& jobId)>& keep,
+                                          int64_t mirrorsUnusedSinceMs) const {
   Collected out;
   std::error_code ec;
   std::set<std::string> ids;
@@ -265,22 +402,9 @@ Workspaces::Collected Workspaces::collect(
     if (drop(id).isOk()) ++out.workspaces;
   }
   if (reposDir_.empty()) return out;
-  std::set<std::string> inUse;
-  for (auto it = fs::directory_iterator(wsDir_ + "/.layers", ec);
-       !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    std::string base = trimmed(readFile(it->path().string() + "/base"));
-    if (!base.empty()) inUse.insert(fs::weakly_canonical(base, ec).string());
-    ec.clear();
-  }
-  ec.clear();
-  for (auto it = fs::directory_iterator(reposDir_ + "/checkouts", ec);
-       !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    if (name.empty() || name[0] == '.') continue;  // .tmp-…: being built
-    std::error_code rmEc;
-    if (inUse.count(fs::weakly_canonical(it->path(), rmEc).string())) continue;
-    if (fs::remove_all(it->path(), rmEc) > 0 && !rmEc) ++out.checkouts;
-  }
+  const std::set<std::string> inUse = checkoutsInUse(wsDir_ + "/.layers");
+  out.checkouts = collectCheckouts(reposDir_, inUse);
+  out.mirrors = collectMirrors(reposDir_, inUse, mirrorsUnusedSinceMs);
   return out;
 }
 

@@ -4,7 +4,8 @@
 // Layout under the data dir:
 //   repos/<key>.git                   bare mirror of one repo URL (key = sha256 of the URL),
 //                                     cloned once, fetched when a job asks for a branch or for
-//                                     a commit it lacks
+//                                     a commit it lacks; the directory's mtime is its last use
+//                                     by a job (set and synced on every use)
 //   repos/<key>.lock                  flock guarding the mirror and its checkouts
 //   repos/checkouts/<key>-<commit>/   read-only base checkout (detached HEAD at <commit>, origin
 //                                     set to the URL): a `git clone --local` of the mirror, so its
@@ -19,6 +20,7 @@
 // same node remounts them; removing workspaces/<jobId> discards the workspace (the next run
 // rebuilds it). Without root or overlayfs, workspaces/<jobId> is a plain clone instead.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -81,13 +83,18 @@ class Workspaces {
   // jobs that had ended); the jobs that resume remount theirs. Returns how many.
   int releaseAll() const;
   // Drops the workspace of every job for which keep(jobId) is false, then every base checkout
-  // that no remaining workspace sits on. For node start, before any job runs (the mirrors stay:
-  // they make the next job of a repo cheap). Returns how many workspaces and checkouts went.
+  // that no remaining workspace sits on, then every mirror that no remaining checkout or
+  // workspace comes from and that no job used since `mirrorsUnusedSinceMs` (ms since the Unix
+  // epoch; a recently used mirror stays, it makes the repo's next job cheap). A mirror whose lock
+  // is held (another node fetching it) is left alone. For node start, before this node runs
+  // jobs. Returns how many of each went.
   struct Collected {
     int workspaces = 0;
     int checkouts = 0;
+    int mirrors = 0;
   };
-  Collected collect(const std::function<bool(const std::string& jobId)>& keep) const;
+  Collected collect(const std::function<bool(const std::string& jobId)>& keep,
+                    int64_t mirrorsUnusedSinceMs) const;
 
  private:
   Result<PreparedWorkspace> mountOverlay(const std::string& jobId, const BaseCheckout& base) const;

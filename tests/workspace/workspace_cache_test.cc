@@ -1,9 +1,12 @@
 // The repo cache and overlay workspaces (src/workspace/cache.h), with real git and real overlayfs
 // mounts on the host.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -48,6 +51,23 @@ std::string git(const std::string& dir, const std::string& args) {
   return out;
 }
 
+int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr int64_t kHourMs = 3'600'000;
+
+// Sets the mtime (and atime) of `path` to `ms` since the epoch.
+void setMtimeMs(const std::string& path, int64_t ms) {
+  struct timespec ts[2];
+  ts[0].tv_sec = ms / 1000;
+  ts[0].tv_nsec = (ms % 1000) * 1'000'000;
+  ts[1] = ts[0];
+  ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), ts, 0), 0) << path << ": " << strerror(errno);
+}
+
 class WorkspaceCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -70,6 +90,14 @@ class WorkspaceCacheTest : public ::testing::Test {
     jobs_.push_back(jobId);
     return ws_.create(jobId, repo_, ref);
   }
+  std::string mirror() const {
+    return tmp_.file("repos") + "/" + RepoCache::keyFor(repo_) + ".git";
+  }
+  std::string mirrorLock() const {
+    return tmp_.file("repos") + "/" + RepoCache::keyFor(repo_) + ".lock";
+  }
+  // Marks the mirror last used `hours` ago, as a node would see it after that long idle.
+  void ageMirror(int64_t hours) { setMtimeMs(mirror(), nowMs() - hours * kHourMs); }
   std::string baseOf(const std::string& jobId) {
     std::string b = readAll(ws_.layersDir(jobId) + "/base");
     return b.substr(0, b.find('\n'));
@@ -276,7 +304,8 @@ TEST_F(WorkspaceCacheTest, CollectDropsUnkeptWorkspacesAndTheCheckoutsOnlyTheyUs
   ws_.release("job-shares");
   std::ofstream(ws_.layersDir("job-shares") + "/u/mine.txt") << "x";
 
-  auto gone = ws_.collect([](const std::string& id) { return id == "job-live"; });
+  auto gone =
+      ws_.collect([](const std::string& id) { return id == "job-live"; }, nowMs() - kHourMs);
   EXPECT_EQ(gone.workspaces, 2);
   EXPECT_EQ(gone.checkouts, 1);  // only job-old's: job-live still sits on the other one
   EXPECT_FALSE(fs::exists(ws_.dir("job-old")));
@@ -286,7 +315,92 @@ TEST_F(WorkspaceCacheTest, CollectDropsUnkeptWorkspacesAndTheCheckoutsOnlyTheyUs
   EXPECT_TRUE(fs::exists(ws_.dir("job-live") + "/big.bin"));
   // The mirror stays: a next job of the repo is still cheap.
   EXPECT_TRUE(fs::exists(tmp_.file("repos") + "/" + RepoCache::keyFor(repo_) + ".git"));
-  EXPECT_EQ(ws_.collect([](const std::string&) { return true; }).workspaces, 0);
+  EXPECT_EQ(gone.mirrors, 0);
+  EXPECT_EQ(ws_.collect([](const std::string&) { return true; }, nowMs() - kHourMs).workspaces, 0);
+}
+
+const auto kKeepNone = [](const std::string&) { return false; };
+
+TEST_F(WorkspaceCacheTest, CollectDropsAMirrorIdlePastTheWindowThatNothingComesFrom) {
+  ASSERT_TRUE(make("job-a").isOk());
+  ws_.release("job-a");
+  ageMirror(48);
+  auto gone = ws_.collect(kKeepNone, nowMs() - 24 * kHourMs);
+  EXPECT_EQ(gone.workspaces, 1);
+  EXPECT_EQ(gone.checkouts, 1);
+  EXPECT_EQ(gone.mirrors, 1);
+  EXPECT_FALSE(fs::exists(mirror()));
+  EXPECT_FALSE(fs::exists(mirror() + ".tmp"));
+  EXPECT_FALSE(fs::exists(mirrorLock()));
+  EXPECT_TRUE(fs::is_empty(tmp_.file("repos/checkouts")));
+  EXPECT_EQ(ws_.collect(kKeepNone, nowMs()).mirrors, 0);
+}
+
+TEST_F(WorkspaceCacheTest, CollectKeepsAMirrorAJobUsedWithinTheWindow) {
+  ASSERT_TRUE(make("job-a").isOk());
+  ws_.release("job-a");
+  // Idle long ago, then used again by a job whose commit the mirror already has (no clone, and
+  // no fetch for a commit it has): that use counts too.
+  ageMirror(48);
+  ASSERT_TRUE(make("job-b", git(repo_, "rev-parse HEAD")).isOk());
+  ws_.release("job-b");
+  auto gone = ws_.collect(kKeepNone, nowMs() - 24 * kHourMs);
+  EXPECT_EQ(gone.workspaces, 2);
+  EXPECT_EQ(gone.checkouts, 1);
+  EXPECT_EQ(gone.mirrors, 0);
+  EXPECT_TRUE(fs::exists(mirror() + "/HEAD"));
+}
+
+TEST_F(WorkspaceCacheTest, CollectKeepsAnIdleMirrorWhoseCheckoutAKeptWorkspaceSitsOn) {
+  ASSERT_TRUE(make("job-live").isOk());
+  ws_.release("job-live");
+  const std::string base = baseOf("job-live");
+  ageMirror(48);
+  auto gone =
+      ws_.collect([](const std::string& id) { return id == "job-live"; }, nowMs() - 24 * kHourMs);
+  EXPECT_EQ(gone.workspaces, 0);
+  EXPECT_EQ(gone.checkouts, 0);
+  EXPECT_EQ(gone.mirrors, 0);
+  EXPECT_TRUE(fs::exists(mirror() + "/HEAD"));
+  EXPECT_TRUE(fs::exists(base + "/big.bin"));
+  ASSERT_TRUE(ws_.reattach("job-live"));
+  EXPECT_TRUE(fs::exists(ws_.dir("job-live") + "/big.bin"));
+}
+
+TEST_F(WorkspaceCacheTest, CollectLeavesAMirrorWhoseLockIsHeld) {
+  ASSERT_TRUE(make("job-a").isOk());
+  ws_.release("job-a");
+  ageMirror(48);
+  // Another node fetching the mirror holds its lock (flock: per open file, so this conflicts
+  // with collect's own open in this process).
+  const int fd = ::open(mirrorLock().c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  EXPECT_EQ(ws_.collect(kKeepNone, nowMs() - 24 * kHourMs).mirrors, 0);
+  EXPECT_TRUE(fs::exists(mirror() + "/HEAD"));
+  ::close(fd);
+  EXPECT_EQ(ws_.collect(kKeepNone, nowMs() - 24 * kHourMs).mirrors, 1);
+  EXPECT_FALSE(fs::exists(mirror()));
+}
+
+TEST_F(WorkspaceCacheTest, CreateAfterItsMirrorWasCollectedClonesItAgain) {
+  ASSERT_TRUE(make("job-a").isOk());
+  ws_.release("job-a");
+  ageMirror(48);
+  ASSERT_EQ(ws_.collect(kKeepNone, nowMs() - 24 * kHourMs).mirrors, 1);
+  ASSERT_FALSE(fs::exists(mirror()));
+  git(repo_, "commit -q --allow-empty -m since");
+  auto b = make("job-b");
+  ASSERT_TRUE(b.isOk()) << b.status().toString();
+  EXPECT_TRUE(isMountPoint(b->dir));
+  EXPECT_EQ(b->baseCommit, git(repo_, "rev-parse HEAD"));
+  EXPECT_TRUE(fs::exists(b->dir + "/big.bin"));
+  EXPECT_EQ(git(b->dir, "status --porcelain"), "");
+  EXPECT_TRUE(fs::exists(mirror() + "/HEAD"));
+  EXPECT_TRUE(fs::exists(mirrorLock()));
+  // Freshly cloned is freshly used.
+  ws_.release("job-b");
+  EXPECT_EQ(ws_.collect(kKeepNone, nowMs() - 24 * kHourMs).mirrors, 0);
 }
 
 }  // namespace
