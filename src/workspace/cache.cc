@@ -87,13 +87,13 @@ class FileLock {
   int fd_ = -1;
 };
 
-// A mirror's last use is its directory's mtime, set each time a job uses the mirror and synced
-// so that a crash loses at most that one use (collect() then sees the use before it).
+// A mirror's last use is its directory's mtime, set each time a job uses the mirror. Not synced
+// (a journal commit per job): a use a crash loses belongs to a job whose workspace, kept within
+// the retention period, still holds the mirror's checkout, and so the mirror.
 Status markMirrorUsed(const std::string& mirror) {
   const int fd = ::open(mirror.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return errnoStatus("open " + mirror, errno);
-  int rc = ::futimens(fd, nullptr);
-  if (rc == 0) rc = ::fsync(fd);
+  const int rc = ::futimens(fd, nullptr);
   const int err = errno;
   ::close(fd);
   if (rc != 0) return errnoStatus("mark " + mirror + " used", err);

@@ -5,7 +5,7 @@
 //   repos/<key>.git                   bare mirror of one repo URL (key = sha256 of the URL),
 //                                     cloned once, fetched when a job asks for a branch or for
 //                                     a commit it lacks; the directory's mtime is its last use
-//                                     by a job (set and synced on every use)
+//                                     by a job (set on every use)
 //   repos/<key>.lock                  flock guarding the mirror and its checkouts
 //   repos/checkouts/<key>-<commit>/   read-only base checkout (detached HEAD at <commit>, origin
 //                                     set to the URL): a `git clone --local` of the mirror, so its
