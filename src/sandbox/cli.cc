@@ -22,6 +22,7 @@ struct ExecOptions {
       geteuid() == 0 ? "/tmp/kiln-sbx" : "/tmp/kiln-sbx-" + std::to_string(geteuid());
   std::string imagesDir = node::defaultDataDir() + "/images";
   int timeoutMs = 0;
+  bool userNamespace = false;
   std::vector<std::string> command;
 };
 
@@ -70,7 +71,8 @@ int runExec(ExecOptions& o) {
   }
   o.spec.id = "x" + std::to_string(getpid());
   int code = 1;
-  auto backend = newNamespaceBackend({o.stateDir, selfBinary(), nullptr, o.imagesDir});
+  auto backend =
+      newNamespaceBackend({o.stateDir, selfBinary(), nullptr, o.imagesDir, o.userNamespace});
   if (backend) {
     for (const std::string& l : (*backend)->limitations()) {
       std::fprintf(stderr, "kiln sandbox: warning: %s\n", l.c_str());
@@ -124,6 +126,9 @@ int sandboxCommandMain(int argc, char** argv) {
   exec->add_option("--state-dir", o.stateDir, "host dir for sandbox state");
   exec->add_option("--timeout-ms", o.timeoutMs, "kill the command after this long");
   exec->add_flag("--root", o.spec.rootInside, "run as root inside (still no capabilities)");
+  exec->add_flag("--userns", o.userNamespace,
+                 "as root: a user namespace too, so ids inside are unprivileged on the host "
+                 "(rootless mode always has one)");
   exec->add_option("command", o.command, "command and arguments (after --)")->required();
   try {
     app.parse(argc, argv);

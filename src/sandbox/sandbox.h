@@ -78,7 +78,16 @@ struct NamespaceBackendOptions {
   egress::EgressProxy* egressProxy = nullptr;
   // Where named images live (<dataDir>/images); empty: only image paths are accepted.
   std::string imagesDir;
+  // As root: give each sandbox a user namespace as well, mapping 65536 host ids from a base
+  // (the `kiln` entry of /etc/subuid and /etc/subgid, else 3000000) to 0.. inside, so that root
+  // and the agent inside are unprivileged ids on the host (docs/runtime.md, "User namespaces as
+  // root"). Ignored in rootless mode, which always has one.
+  bool userNamespace = false;
 };
+
+// The host uid that owns the agent's files (its workspace) under these options: 1000 as root,
+// base + 1000 with a user namespace as root, kiln's own uid in rootless mode.
+unsigned agentHostUid(const NamespaceBackendOptions& opts);
 
 // As root: the full backend. Otherwise rootless mode (docs/runtime.md, "Rootless mode"): each
 // sandbox also gets a user namespace, limits come from a delegated cgroup if there is one, and

@@ -5,14 +5,16 @@
 
 namespace kiln::sandbox::egress {
 
-void NsEgress::addTo(ContainPlan& plan) const {
+Status NsEgress::addTo(ContainPlan& plan) const {
   const std::string target = plan.newRoot + kInsideSocketDir;
-  plan.mounts.mounts.push_back(
-      {"bind /run/kiln", hostDir, target, "", "", MS_BIND, /*mkdirTarget=*/true});
+  ASSIGN_OR_RETURN(int tree, plan.addBindSource(hostDir));
+  plan.mounts.mounts.push_back(bindStep("bind /run/kiln", hostDir, target, tree,
+                                        /*mkdirTarget=*/true));
   plan.mounts.mounts.push_back({"remount /run/kiln", "", target, "", "",
                                 MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC});
   plan.args.push_back("--egress-socket");
   plan.args.push_back(kInsideSocket);
+  return Status::ok();
 }
 
 Result<NsEgress> prepareNsEgress(const SandboxSpec& spec, const std::string& netDir,

@@ -20,7 +20,7 @@ struct NsEgress {
   std::unique_ptr<EgressListener> listener;  // owned by the sandbox; closing it cuts egress
 
   // Adds the socket dir mount and the runtime flag to a plan built for newRoot.
-  void addTo(ContainPlan& plan) const;
+  Status addTo(ContainPlan& plan) const;
   std::string hostDir;
 };
 

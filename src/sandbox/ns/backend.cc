@@ -61,6 +61,34 @@ Result<int> listenOn(const std::string& path) {
   return fd;
 }
 
+constexpr unsigned kDefaultIdBase = 3'000'000;
+constexpr unsigned kIdCount = 65536;
+
+// The first id of a range of at least kIdCount for `user` in an /etc/subuid-style file.
+std::optional<unsigned> subordinateBase(const char* file, const std::string& user) {
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    const size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos || line.substr(0, a) != user) continue;
+    try {
+      unsigned long base = std::stoul(line.substr(a + 1, b - a - 1));
+      unsigned long count = std::stoul(line.substr(b + 1));
+      if (count >= kIdCount && base > 0 && base + kIdCount <= 0xFFFFFFFEul) return base;
+    } catch (const std::exception&) {
+    }
+  }
+  return std::nullopt;
+}
+
+// The ids root and the agent inside have on the host (layout.h).
+SandboxIds sandboxIds(const NamespaceBackendOptions& opts) {
+  if (geteuid() != 0) return {geteuid(), geteuid(), getegid(), getegid()};
+  if (!opts.userNamespace) return {};
+  const unsigned uidBase = subordinateBase("/etc/subuid", "kiln").value_or(kDefaultIdBase);
+  const unsigned gidBase = subordinateBase("/etc/subgid", "kiln").value_or(uidBase);
+  return {uidBase, uidBase + kAgentUid, gidBase, gidBase + kAgentGid};
+}
+
 bool validId(const std::string& id) {
   if (id.empty() || id.size() > 40) return false;
   for (char c : id) {
@@ -141,11 +169,13 @@ class NsSandbox : public Sandbox {
 
 class NsBackend : public SandboxBackend {
  public:
-  NsBackend(NamespaceBackendOptions opts, bool rootless, CgroupLayout cgroups,
+  NsBackend(NamespaceBackendOptions opts, SandboxIds ids, CgroupLayout cgroups,
             std::string runtimeBinary, int runtimeFd)
       : opts_(std::move(opts)),
         runDir_(runDirFor(opts_.stateDir)),
-        rootless_(rootless),
+        rootless_(geteuid() != 0),
+        userNs_(rootless_ || opts_.userNamespace),
+        ids_(ids),
         cgroups_(std::move(cgroups)),
         runtimeBinary_(std::move(runtimeBinary)),
         runtimeFd_(runtimeFd) {}
@@ -154,18 +184,27 @@ class NsBackend : public SandboxBackend {
 
   // SandboxBackend
   Result<std::unique_ptr<Sandbox>> create(const SandboxSpec& spec) override;
-  std::string name() const override { return rootless_ ? "namespace (rootless)" : "namespace"; }
+  std::string name() const override {
+    return rootless_ ? "namespace (rootless)" : userNs_ ? "namespace (user namespace)" : "namespace";
+  }
   std::vector<std::string> limitations() const override;
 
  private:
   Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths,
                                          int logFd, int lockFd);
+  // Everything the child needs beyond the fds, computed before the clone.
+  Status fillPlan(ContainPlan& plan, const SandboxSpec& spec, const SandboxPaths& paths,
+                  const std::string& diskDevice, const egress::NsEgress* egress,
+                  const image::NsImage* baseImage) const;
   egress::EgressProxy& egressProxy();
 
   const NamespaceBackendOptions opts_;
   const std::string runDir_;
   // Not root: each sandbox gets a user namespace mapping kiln's uid to the one user inside.
   const bool rootless_;
+  // Rootless, or root with opts_.userNamespace: a range of host ids mapped from 0 inside.
+  const bool userNs_;
+  const SandboxIds ids_;  // the host ids of root and the agent inside
   const CgroupLayout cgroups_;  // empty in rootless mode without delegation
   const std::string runtimeBinary_;  // kiln-runtime next to kiln, else kiln itself
   const FdCloser runtimeFd_;  // O_PATH fd of the runtime executable, exec'd by every sandbox
@@ -183,6 +222,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
     return invalidArgument("sandbox: workspace is not a directory: " + spec.workspaceDir);
   }
   SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, spec.id);
+  paths.skel = skeletonFor(opts_.stateDir, ids_);
   // The log comes first and goes last: its existence marks the id as taken.
   FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
                       0600));
@@ -206,23 +246,26 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
                                                   const SandboxPaths& paths, int logFd,
                                                   int lockFd) {
   // Rootless: kiln's own files are the inside user's already (and nothing else can be chowned).
-  if (!spec.rootInside && !rootless_) {
-    RETURN_IF_ERROR(chownTree(spec.workspaceDir, kAgentUid, kAgentGid));
+  if (!rootless_ && (!spec.rootInside || ids_.root != 0)) {
+    RETURN_IF_ERROR(chownTree(spec.workspaceDir, spec.rootInside ? ids_.root : ids_.agent,
+                              spec.rootInside ? ids_.rootGid : ids_.agentGid));
   }
   ASSIGN_OR_RETURN(int listenFd, listenOn(paths.socket));
   FdCloser listenGuard(listenFd);
   std::optional<egress::NsEgress> egress;
   if (spec.network == "allowlist") {
     ASSIGN_OR_RETURN(egress, egress::prepareNsEgress(spec, paths.net, egressProxy()));
+    // The runtime (root inside) connects to the proxy's socket.
+    if (ids_.root != 0 && !rootless_) RETURN_IF_ERROR(chownTree(paths.net, ids_.root, ids_.rootGid));
   }
   std::optional<image::NsImage> baseImage;
   if (!spec.image.empty()) {
     ASSIGN_OR_RETURN(baseImage, image::NsImage::prepare(opts_.stateDir, opts_.imagesDir,
                                                         runtimeBinary_, spec.image));
   }
-  // Rootless: no loop devices; the quota is the size of the layers' tmpfs.
-  ASSIGN_OR_RETURN(DiskImage disk, rootless_ ? Result<DiskImage>(DiskImage::onTmpfs(spec.diskMb))
-                                             : DiskImage::create(paths.image, spec.diskMb));
+  // In a user namespace: no ext4 mount; the quota is the size of the layers' tmpfs.
+  ASSIGN_OR_RETURN(DiskImage disk, userNs_ ? Result<DiskImage>(DiskImage::onTmpfs(spec.diskMb))
+                                           : DiskImage::create(paths.image, spec.diskMb));
   ASSIGN_OR_RETURN(SandboxCgroup cgroup, SandboxCgroup::create(cgroups_, spec.id, spec));
   Result<std::vector<int>> procs = cgroup.openProcs();
   if (!procs) {
@@ -230,33 +273,22 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
     return procs.status();
   }
   ContainPlan plan;
-  if (rootless_) {
-    const std::string inside = spec.rootInside ? "0" : std::to_string(kAgentUid);
-    const std::string insideGid = spec.rootInside ? "0" : std::to_string(kAgentGid);
-    plan.userNs = {true, inside + " " + std::to_string(geteuid()) + " 1",
-                   insideGid + " " + std::to_string(getegid()) + " 1"};
-    if (cgroups_.parents.empty()) plan.nprocLimit = spec.pids > 0 ? spec.pids : kDefaultPids;
-  }
-  plan.mounts = buildMountPlan(paths, spec, disk.device(), rootless_);
-  plan.newRoot = paths.newRoot;
   plan.listenFd = listenFd;
   plan.logFd = logFd;
-  plan.binFd = runtimeFd_.get();
   plan.cgroupFds = *procs;
-  plan.args = runtimeArgs(spec);
-  if (egress) egress->addTo(plan);
-  if (Status imageSt = baseImage ? baseImage->applyTo(plan, paths) : Status::ok(); !imageSt) {
-    for (int fd : *procs) close(fd);
-    (void)cgroup.remove();
-    return imageSt;  // disk: released by its destructor
-  }
-  plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-              "LANG=C.UTF-8", "HOME=/root"};
-  Result<ContainedChild> child = cloneContained(plan);
+  Status planned = fillPlan(plan, spec, paths, disk.device(), egress ? &*egress : nullptr,
+                            baseImage ? &*baseImage : nullptr);
+  Result<ContainedChild> child = planned ? cloneContained(plan) : Result<ContainedChild>(planned);
   for (int fd : *procs) close(fd);
   if (!child) {
     (void)cgroup.remove();
     return child.status();  // disk: released by its destructor
+  }
+  if (userNs_ && !rootless_) {
+    // PID 1 may not shield itself from the OOM killer in its namespace (it lacks
+    // CAP_SYS_RESOURCE on the host): we do it for it, as it does itself without one.
+    std::ofstream adj("/proc/" + std::to_string(child->pid()) + "/oom_score_adj");
+    adj << "-1000";
   }
   auto sandbox = std::make_unique<NsSandbox>(spec.id, paths, lockFd, std::move(child).value(),
                                              std::move(cgroup), std::move(disk));
@@ -268,6 +300,31 @@ std::vector<std::string> NsBackend::limitations() const {
   if (!cgroups_.parents.empty()) return {};
   return {"rootless mode without a delegated cgroup (see docs/runtime.md, \"Rootless mode\"): "
           "memory and cpu limits are not enforced, and the process limit is RLIMIT_NPROC"};
+}
+
+Status NsBackend::fillPlan(ContainPlan& plan, const SandboxSpec& spec, const SandboxPaths& paths,
+                           const std::string& diskDevice, const egress::NsEgress* egress,
+                           const image::NsImage* baseImage) const {
+  if (rootless_) {
+    const std::string inside = spec.rootInside ? "0" : std::to_string(kAgentUid);
+    const std::string insideGid = spec.rootInside ? "0" : std::to_string(kAgentGid);
+    plan.userNs = {true, false, inside + " " + std::to_string(geteuid()) + " 1",
+                   insideGid + " " + std::to_string(getegid()) + " 1"};
+    if (cgroups_.parents.empty()) plan.nprocLimit = spec.pids > 0 ? spec.pids : kDefaultPids;
+  } else if (userNs_) {
+    const std::string count = " " + std::to_string(kIdCount);
+    plan.userNs = {true, true, "0 " + std::to_string(ids_.root) + count,
+                   "0 " + std::to_string(ids_.rootGid) + count};
+  }
+  ASSIGN_OR_RETURN(int workspace, plan.addBindSource(spec.workspaceDir));
+  plan.mounts = buildMountPlan(paths, spec, workspace, diskDevice, userNs_);
+  plan.newRoot = paths.newRoot;
+  plan.binFd = runtimeFd_.get();
+  plan.args = runtimeArgs(spec);
+  plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+              "LANG=C.UTF-8", "HOME=/root"};
+  if (egress) RETURN_IF_ERROR(egress->addTo(plan));
+  return baseImage ? baseImage->applyTo(plan, paths) : Status::ok();
 }
 
 egress::EgressProxy& NsBackend::egressProxy() {
@@ -300,13 +357,16 @@ Status checkUserNamespaces() {
 
 }  // namespace
 
+unsigned agentHostUid(const NamespaceBackendOptions& opts) { return sandboxIds(opts).agent; }
+
 Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBackendOptions& opts) {
   const bool rootless = geteuid() != 0;
   if (rootless) RETURN_IF_ERROR(checkUserNamespaces());
   if (access(opts.kilnBinary.c_str(), X_OK) != 0) {
     return errnoStatus("sandbox: kiln binary " + opts.kilnBinary, errno);
   }
-  RETURN_IF_ERROR(prepareSharedLayers(opts.stateDir));
+  const SandboxIds ids = sandboxIds(opts);
+  RETURN_IF_ERROR(prepareSharedLayers(opts.stateDir, ids));
   CgroupLayout cgroups;
   if (rootless) {
     cgroups = CgroupLayout::probeDelegated();
@@ -320,7 +380,7 @@ Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBacke
   int runtimeFd = open(runtime.c_str(), O_PATH | O_CLOEXEC);
   if (runtimeFd < 0) return errnoStatus("sandbox: open " + runtime, errno);
   return std::unique_ptr<SandboxBackend>(
-      new NsBackend(opts, rootless, std::move(cgroups), runtime, runtimeFd));
+      new NsBackend(opts, ids, std::move(cgroups), runtime, runtimeFd));
 }
 
 }  // namespace kiln::sandbox

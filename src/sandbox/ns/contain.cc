@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/mount.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -25,9 +27,11 @@ constexpr size_t kChildStack = 256 << 10;
 constexpr int kCloneFlags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
                             CLONE_NEWIPC | CLONE_VM | CLONE_VFORK | SIGCHLD;
 // Fixed fd slots inside the child (all others are closed). Cgroup fds follow kLog.
-enum ChildFd { kListen = 3, kError = 4, kBinary = 5, kLog = 6, kCgroups = 7 };
+// Fixed fd slots inside the child (all others are closed): path sources, then cgroup fds.
+enum ChildFd { kListen = 3, kError = 4, kBinary = 5, kLog = 6, kGo = 7, kPaths = 8, kCgroups = 10 };
+constexpr int kMaxPaths = 2;
 constexpr int kMaxCgroups = 3;
-constexpr int kFixedFds = 4;  // listen, error, binary, log
+constexpr int kFixedFds = 5;  // listen, error, binary, log, go
 
 struct ErrorRecord {
   char step[60];
@@ -36,8 +40,11 @@ struct ErrorRecord {
 
 struct ChildArgs {
   const ContainPlan* plan;
-  // Host numbers (all >= 16) of listen, error(write), binary, log, then the cgroup fds.
-  int fds[kFixedFds + kMaxCgroups];
+  // Host numbers (all >= 16) of listen, error(write), binary, log, go(read: the parent wrote
+  // the id maps; a copy of the error pipe's write end when unused), the path sources, then the
+  // cgroup fds.
+  int fds[kFixedFds + kMaxPaths + kMaxCgroups];
+  int paths;
   int cgroups;
   char* const* argv;
   char* const* envp;
@@ -55,14 +62,18 @@ int check(int rc) { return rc == 0 ? 0 : errno; }
 
 int remapFds(const ChildArgs& a) {
   if (dup2(a.fds[0], kListen) < 0) return errno;
-  const int slots[] = {kError, kBinary, kLog};
-  for (int i = 0; i < 3; ++i) {
+  const int slots[] = {kError, kBinary, kLog, kGo};
+  for (int i = 0; i < 4; ++i) {
     if (dup3(a.fds[i + 1], slots[i], O_CLOEXEC) < 0) return errno;
   }
+  for (int i = 0; i < a.paths; ++i) {
+    if (dup3(a.fds[kFixedFds + i], kPaths + i, O_CLOEXEC) < 0) return errno;
+  }
   for (int i = 0; i < a.cgroups; ++i) {
-    if (dup3(a.fds[kFixedFds + i], kCgroups + i, O_CLOEXEC) < 0) return errno;
+    if (dup3(a.fds[kFixedFds + a.paths + i], kCgroups + i, O_CLOEXEC) < 0) return errno;
   }
   // Never leak the rest of kiln's fds (databases, other sandboxes' sockets) into the sandbox.
+  for (int slot = kPaths + a.paths; slot < kCgroups; ++slot) close(slot);
   return check(close_range(kCgroups + a.cgroups, ~0U, 0));
 }
 
@@ -108,6 +119,16 @@ int mapIds(const UserNsPlan& ns, const char** failed) {
   return writeProcFile("/proc/self/uid_map", ns.uidMap.data(), ns.uidMap.size());
 }
 
+// From the host root's ids (unmapped in our namespace: nobody inside, who may create no file on
+// a filesystem mounted there) to root inside, which keeps the capabilities across exec. Before
+// the parent-death signal is set: a change of ids clears it.
+int becomeRootInside() {
+  if (setgroups(0, nullptr) != 0 || setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0) {
+    return errno;
+  }
+  return 0;
+}
+
 int execRuntime(const ChildArgs& a) {
   syscall(SYS_execveat, kBinary, "", a.argv, a.envp, AT_EMPTY_PATH);
   return errno;
@@ -120,7 +141,16 @@ int containMain(void* arg) {
   const ContainPlan& plan = *a.plan;
   int err;
   if ((err = remapFds(a)) != 0) _exit(1);  // cannot even report
-  if (plan.userNs.enabled) {
+  if (plan.userNs.parentWritesMaps) {
+    // Until the parent has written the maps, we are nobody in our user namespace.
+    char go = 0;
+    ssize_t n;
+    while ((n = read(kGo, &go, 1)) < 0 && errno == EINTR) {
+    }
+    if (n != 1) _exit(1);  // the parent gave up on us
+    close(kGo);
+    if ((err = becomeRootInside()) != 0) fail("become root inside", err);
+  } else if (plan.userNs.enabled) {
     const char* failed = "map ids";
     if ((err = mapIds(plan.userNs, &failed)) != 0) fail(failed, err);
   }
@@ -170,7 +200,37 @@ Status childOutcome(int errorFd) {
                          : internalError("sandbox: child died during setup");
 }
 
+// The parent's half of a user namespace whose maps it writes (UserNsPlan::parentWritesMaps).
+Status writeMapsFor(pid_t pid, const UserNsPlan& ns) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  for (const auto& [file, map] : {std::pair{"/uid_map", &ns.uidMap}, {"/gid_map", &ns.gidMap}}) {
+    int fd = open((proc + file).c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errnoStatus(std::string("sandbox: open ") + file, errno);
+    ssize_t n = write(fd, map->data(), map->size());
+    int err = errno;
+    close(fd);
+    if (n != static_cast<ssize_t>(map->size())) {
+      return errnoStatus(std::string("sandbox: write ") + file, n < 0 ? err : EIO);
+    }
+  }
+  return Status::ok();
+}
+
 }  // namespace
+
+ContainPlan::~ContainPlan() {
+  for (int fd : pathFds) close(fd);
+}
+
+Result<int> ContainPlan::addBindSource(const std::string& hostDir) {
+  if (geteuid() != 0) return -1;
+  if (pathFds.size() >= kMaxPaths) return internalError("sandbox: too many bind sources");
+  int fd = static_cast<int>(
+      syscall(SYS_open_tree, AT_FDCWD, hostDir.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (fd < 0) return errnoStatus("sandbox: open_tree " + hostDir, errno);
+  pathFds.push_back(fd);
+  return kPaths + static_cast<int>(pathFds.size()) - 1;
+}
 
 void ContainedChild::kill() {
   if (pid_ > 0) {
@@ -182,14 +242,26 @@ void ContainedChild::kill() {
 }
 
 Result<ContainedChild> cloneContained(ContainPlan& plan) {
-  if (plan.cgroupFds.size() > kMaxCgroups) return invalidArgument("sandbox: too many cgroups");
-  int error[2];
+  if (plan.cgroupFds.size() > kMaxCgroups || plan.pathFds.size() > kMaxPaths) {
+    return invalidArgument("sandbox: too many cgroups or path sources");
+  }
+  const bool waitForMaps = plan.userNs.enabled && plan.userNs.parentWritesMaps;
+  int error[2], go[2] = {-1, -1};
   if (pipe2(error, O_CLOEXEC) != 0) return errnoStatus("sandbox: pipe", errno);
-  // Copies at fd >= 16 so the child's dup2 into slots 3..9 never clobbers a source.
-  ChildArgs args{&plan, {}, static_cast<int>(plan.cgroupFds.size()), nullptr, nullptr};
-  int hostFds[kFixedFds + kMaxCgroups] = {plan.listenFd, error[1], plan.binFd, plan.logFd};
-  for (int i = 0; i < args.cgroups; ++i) hostFds[kFixedFds + i] = plan.cgroupFds[i];
-  int nFds = kFixedFds + args.cgroups;
+  if (waitForMaps && pipe2(go, O_CLOEXEC) != 0) {
+    int err = errno;
+    close(error[0]);
+    close(error[1]);
+    return errnoStatus("sandbox: pipe", err);
+  }
+  // Copies at fd >= 16 so the child's dup2 into slots 3..10 never clobbers a source.
+  ChildArgs args{&plan, {}, static_cast<int>(plan.pathFds.size()),
+                 static_cast<int>(plan.cgroupFds.size()), nullptr, nullptr};
+  int hostFds[kFixedFds + kMaxPaths + kMaxCgroups] = {plan.listenFd, error[1], plan.binFd,
+                                                      plan.logFd, waitForMaps ? go[0] : error[1]};
+  int nFds = kFixedFds;
+  for (int fd : plan.pathFds) hostFds[nFds++] = fd;
+  for (int fd : plan.cgroupFds) hostFds[nFds++] = fd;
   bool fdsOk = true;
   for (int i = 0; i < nFds; ++i) {
     args.fds[i] = fcntl(hostFds[i], F_DUPFD_CLOEXEC, 16);
@@ -206,29 +278,40 @@ Result<ContainedChild> cloneContained(ContainPlan& plan) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    // Returns once the child exec'd or exited (CLONE_VFORK).
-    const int flags = kCloneFlags | (plan.userNs.enabled ? CLONE_NEWUSER : 0);
+    // Returns once the child exec'd or exited (CLONE_VFORK), or at once when it must wait for
+    // its maps (then the child runs beside us until it execs).
+    int flags = kCloneFlags | (plan.userNs.enabled ? CLONE_NEWUSER : 0);
+    if (waitForMaps) flags &= ~CLONE_VFORK;
     pid = clone(containMain, static_cast<char*>(stack) + kChildStack, flags, &args);
     cloneErr = errno;
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }
-  if (stack != MAP_FAILED) munmap(stack, kChildStack);
   for (int i = 0; i < nFds; ++i) {
     if (args.fds[i] >= 0) close(args.fds[i]);
   }
   close(error[1]);
+  if (go[0] >= 0) close(go[0]);
   if (pid < 0) {
+    if (go[1] >= 0) close(go[1]);
+    if (stack != MAP_FAILED) munmap(stack, kChildStack);
     close(error[0]);
     return errnoStatus("sandbox: clone", cloneErr);
   }
   ContainedChild child;
   child.pid_ = pid;
-  Status st = childOutcome(error[0]);
-  close(error[0]);
-  if (!st) {
-    child.kill();
-    return st;
+  Status st;
+  if (waitForMaps) {
+    st = writeMapsFor(pid, plan.userNs);
+    // The go byte, or (maps failed) its absence: the child exits when the pipe closes.
+    if (st && write(go[1], "g", 1) != 1) st = errnoStatus("sandbox: release child", errno);
+    close(go[1]);
   }
+  if (st) st = childOutcome(error[0]);
+  close(error[0]);
+  if (!st) child.kill();  // before the stack goes: the child may still be running on it
+  // The child is past exec (or gone): its stack is ours again.
+  if (stack != MAP_FAILED) munmap(stack, kChildStack);
+  if (!st) return st;
   return child;
 }
 

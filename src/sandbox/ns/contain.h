@@ -1,6 +1,6 @@
 // Contain: the child side of sandbox creation, nsjail-style. cloneContained() clones a child in
-// new mount/pid/net/uts/ipc namespaces (and a new user namespace in rootless mode, where kiln is
-// not root); the child runs a flat list of named steps (each fails
+// new mount/pid/net/uts/ipc namespaces (and a new user namespace in rootless mode, or as root
+// with the user-namespace option); the child runs a flat list of named steps (each fails
 // with its name and errno, reported to the parent through a CLOEXEC pipe): it moves itself into
 // its cgroup, builds its root, and finally execs the runtime as PID 1.
 // The child shares the memory of a multi-threaded process (CLONE_VM | CLONE_VFORK, like
@@ -17,17 +17,38 @@
 
 namespace kiln::sandbox {
 
-// Rootless mode: the sandbox gets its own user namespace in which kiln's one host uid/gid is
-// mapped to a single id inside (1000, or 0 for a root-inside sandbox). Without newuidmap (no
-// setuid helpers), one id is all an unprivileged process may map: the child writes the maps
-// itself, with setgroups denied first as the kernel requires.
+// A user namespace for the sandbox, in two flavours:
+// - rootless mode: kiln's one host uid/gid is mapped to a single id inside (1000, or 0 for a
+//   root-inside sandbox). Without newuidmap (no setuid helpers), one id is all an unprivileged
+//   process may map: the child writes its maps itself, setgroups denied first as the kernel
+//   requires, and the clone stays vfork-style.
+// - root with the user-namespace option: a range of host ids (65536 from a base) is mapped
+//   from 0 inside. Only a writer in the parent namespace may map a range, so the parent writes
+//   the maps while the child waits on a pipe: that clone shares memory without suspending the
+//   parent (the child still touches nothing but its stack and the plan).
 struct UserNsPlan {
   bool enabled = false;
-  std::string uidMap;  // "<inside> <host> 1"
+  // The range flavour: once the maps are written the child becomes root inside (a host id from
+  // the range), with every capability of its namespace but none over kiln's own dirs; what it
+  // mounts from those comes as fds (ContainPlan::addBindSource).
+  bool parentWritesMaps = false;
+  std::string uidMap;  // "<inside> <host> <count>"
   std::string gidMap;
 };
 
 struct ContainPlan {
+  ContainPlan() = default;
+  ContainPlan(const ContainPlan&) = delete;
+  ContainPlan& operator=(const ContainPlan&) = delete;
+  ~ContainPlan();
+
+  // A bind mount of a host directory, made here as a detached mount (open_tree, closed with the
+  // plan) that the child attaches (MountStep::treeFd = the returned fd number inside the child),
+  // so that the child needs no permission on the path to it (as root in a user namespace it has
+  // none on kiln's 0700 data and run dirs). At most two. -1 in rootless mode (detaching needs
+  // privilege there; the child, as kiln's own user, binds the path itself).
+  Result<int> addBindSource(const std::string& hostDir);
+
   UserNsPlan userNs;
   // RLIMIT_NPROC of the sandbox, 0 = unchanged. The stand-in for a pids cgroup where there is
   // none (rootless without delegation): counted per user namespace, so per sandbox.
@@ -42,6 +63,7 @@ struct ContainPlan {
   // cgroup.procs of each of the sandbox's cgroups, open for writing: the child writes itself
   // in first, so that every later step and process is accounted there.
   std::vector<int> cgroupFds;
+  std::vector<int> pathFds;  // addBindSource()
   std::vector<std::string> args;  // argv of the runtime, argv[0] included
   std::vector<std::string> env;
 };

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <optional>
 
 namespace kiln::sandbox {
 namespace {
@@ -41,15 +42,19 @@ Status writeText(const std::string& path, const std::string& text) {
   return out ? Status::ok() : errnoStatus("write " + path, errno);
 }
 
-Status prepareSkeleton(const std::string& skel) {
+// ids: the host ids of root and of the agent inside; nullopt in rootless mode, where our own
+// files are the agent's (the one mapped id) and nothing can be chowned.
+Status prepareSkeleton(const std::string& skel, std::optional<SandboxIds> ids) {
   RETURN_IF_ERROR(mkdirIfMissing(skel, 0755));
   for (const char* d : kSkelDirs) RETURN_IF_ERROR(mkdirIfMissing(skel + "/" + d, 0755));
   chmod((skel + "/tmp").c_str(), 01777);
   chmod((skel + "/var/tmp").c_str(), 01777);
   chmod((skel + "/root").c_str(), 0700);
-  // Rootless mode: our own files are the agent's inside (the one mapped id).
-  if (geteuid() == 0 && chown((skel + "/home/agent").c_str(), kAgentUid, kAgentGid) != 0) {
-    return errnoStatus("chown home/agent", errno);
+  if (ids) {
+    RETURN_IF_ERROR(chownTree(skel, ids->root, ids->rootGid));
+    if (chown((skel + "/home/agent").c_str(), ids->agent, ids->agentGid) != 0) {
+      return errnoStatus("chown home/agent", errno);
+    }
   }
   // Debian is usr-merged: /bin, /lib... are symlinks into /usr.
   for (const char* link : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
@@ -113,11 +118,17 @@ std::string runDirFor(const std::string& stateDir) {
   return std::string(runIsTmpfs ? "/run" : "/dev/shm") + name;
 }
 
-Status prepareSharedLayers(const std::string& stateDir) {
+std::string skeletonFor(const std::string& stateDir, const SandboxIds& ids) {
+  return ids.root == 0 ? stateDir + "/.skel" : stateDir + "/.skel-" + std::to_string(ids.root);
+}
+
+Status prepareSharedLayers(const std::string& stateDir, const SandboxIds& ids) {
   static std::mutex mu;
   std::lock_guard lock(mu);
   RETURN_IF_ERROR(mkdirIfMissing(stateDir, 0711));
-  RETURN_IF_ERROR(prepareSkeleton(stateDir + "/.skel"));
+  const bool rootless = geteuid() != 0;
+  RETURN_IF_ERROR(prepareSkeleton(skeletonFor(stateDir, ids),
+                                  rootless ? std::nullopt : std::optional<SandboxIds>(ids)));
   RETURN_IF_ERROR(mkdirIfMissing(stateDir + "/.mnt", 0700));
   RETURN_IF_ERROR(prepareRunDir(runDirFor(stateDir)));
   return prepareEtcMask(stateDir + "/.etcmask");

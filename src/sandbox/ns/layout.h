@@ -1,5 +1,6 @@
 // Host-side directory layout of the namespace backend. Shared, created once per backend:
 //   <state>/.skel     lower layer of every rootfs: mount points + usr-merge symlinks
+//                     (.skel-<base> with a user namespace as root, owned by the mapped ids)
 //   <state>/.etcmask  upper lower-layer over host /etc: whiteouts hiding secrets, our passwd
 //   <state>/.mnt      mount point, inside each sandbox's own mount namespace only, of a tmpfs
 //                     (or of the disk-quota image) holding that sandbox's writable layers
@@ -29,8 +30,21 @@ namespace kiln::sandbox {
 inline constexpr unsigned kAgentUid = 1000;
 inline constexpr unsigned kAgentGid = 1000;
 
-// Creates the shared skeleton and /etc mask under stateDir, and its run dir (idempotent).
-Status prepareSharedLayers(const std::string& stateDir);
+// The host ids that root and the agent (uid 1000) inside a sandbox have: themselves as root;
+// shifted by the mapping base with a user namespace as root (then the skeleton is
+// .skel-<base>, owned accordingly); in rootless mode, kiln's own uid for both.
+struct SandboxIds {
+  unsigned root = 0;
+  unsigned agent = kAgentUid;
+  unsigned rootGid = 0;
+  unsigned agentGid = kAgentGid;
+};
+
+// Creates the shared skeleton (for ids) and /etc mask under stateDir, and its run dir
+// (idempotent).
+Status prepareSharedLayers(const std::string& stateDir, const SandboxIds& ids);
+// The skeleton directory prepareSharedLayers made for ids.
+std::string skeletonFor(const std::string& stateDir, const SandboxIds& ids);
 
 // The tmpfs directory holding the per-sandbox files of the backend over stateDir.
 std::string runDirFor(const std::string& stateDir);

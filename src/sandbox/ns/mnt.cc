@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/mount.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -43,7 +44,13 @@ unsigned long lockedFlagsOf(const std::string& path) {
 
 }  // namespace
 
-MountPlan buildMountPlan(const SandboxPaths& p, const SandboxSpec& spec,
+MountStep bindStep(const std::string& name, const std::string& hostDir, const std::string& target,
+                   int treeFd, bool mkdirTarget) {
+  if (treeFd >= 0) return {name, "", target, "", "", 0, mkdirTarget, false, treeFd};
+  return {name, hostDir, target, "", "", MS_BIND, mkdirTarget};
+}
+
+MountPlan buildMountPlan(const SandboxPaths& p, const SandboxSpec& spec, int workspaceTreeFd,
                          const std::string& diskDevice, bool userNs) {
   MountPlan plan;
   const std::string& r = p.newRoot;
@@ -71,7 +78,7 @@ MountPlan buildMountPlan(const SandboxPaths& p, const SandboxSpec& spec,
                       userNs));
   m.push_back(overlay("mount /etc", p.etcMask + ":/etc", rw + "/e", rw + "/ew", r + "/etc",
                       kNoSuidDev, userNs));
-  m.push_back({"bind /workspace", spec.workspaceDir, r + "/workspace", "", "", MS_BIND});
+  m.push_back(bindStep("bind /workspace", spec.workspaceDir, r + "/workspace", workspaceTreeFd));
   m.push_back({"remount /workspace", "", r + "/workspace", "", "",
                MS_BIND | MS_REMOUNT | kNoSuidDev | lockedFlagsOf(spec.workspaceDir)});
   m.push_back({"mount /proc", "proc", r + "/proc", "proc", "", kNoSuidDev | MS_NOEXEC});
@@ -116,6 +123,14 @@ int applyMountPlan(const MountPlan& plan, const char** failed) {
     if (s.mkdirTarget && mkdir(s.target.c_str(), 0755) != 0 && errno != EEXIST) {
       *failed = s.name.c_str();
       return errno;
+    }
+    if (s.treeFd >= 0) {
+      if (syscall(SYS_move_mount, s.treeFd, "", AT_FDCWD, s.target.c_str(),
+                  MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+        *failed = s.name.c_str();
+        return errno;
+      }
+      continue;
     }
     const char* src = s.source.empty() ? nullptr : s.source.c_str();
     const char* fstype = s.fstype.empty() ? nullptr : s.fstype.c_str();

@@ -18,7 +18,13 @@ struct MountStep {
   bool mkdirTarget = false;
   // Skipped when the target does not exist (kernel-dependent /proc files).
   bool optional = false;
+  // >= 0: instead of mount(), attach this detached mount (ContainPlan::addBindSource) there.
+  int treeFd = -1;
 };
+
+// Bind hostDir (by path, or the detached mount treeFd when >= 0) at target.
+MountStep bindStep(const std::string& name, const std::string& hostDir, const std::string& target,
+                   int treeFd, bool mkdirTarget = false);
 
 struct DeviceNode {
   std::string path;
@@ -44,7 +50,9 @@ struct MountPlan {
 // tmpfs of spec.diskMb (the quota) or 2 GiB. userNs: the mounts are made from inside a user
 // namespace (rootless mode): overlays keep their metadata in user.* xattrs, and device nodes
 // are bind-mounted from the host.
-MountPlan buildMountPlan(const SandboxPaths& paths, const SandboxSpec& spec,
+// workspaceTreeFd: the detached bind mount of spec.workspaceDir, as the child's fd
+// (ContainPlan::addBindSource), or -1: the child binds the path.
+MountPlan buildMountPlan(const SandboxPaths& paths, const SandboxSpec& spec, int workspaceTreeFd,
                          const std::string& diskDevice, bool userNs);
 
 // Child side. Each returns 0 or errno and sets *failed to the name of the failing step.
