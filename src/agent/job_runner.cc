@@ -387,7 +387,7 @@ class JobRun {
 };
 
 Task<void> JobRun::run() {
-  const workspace::Workspaces workspaces(d_.workspacesDir, d_.reposDir);
+  const workspace::Workspaces workspaces(d_.workspacesDir, d_.reposDir, d_.agentUid);
   workspaces.beginUse(job_.id);
   auto f = co_await provision();
   if (!f && !handle_->cancelled() && !leaseLost_) {
@@ -493,7 +493,7 @@ Task<std::optional<JobFailure>> JobRun::provision() {
   }
   // The workspace is reused when it survived (a resume or follow-up on the same node: an
   // overlay's layers are remounted); otherwise it is created fresh at the base commit.
-  const workspace::Workspaces workspaces(d_.workspacesDir, d_.reposDir);
+  const workspace::Workspaces workspaces(d_.workspacesDir, d_.reposDir, d_.agentUid);
   std::string dir = workspaces.dir(job_.id);
   bool reuse = false;
   if (!job_.baseCommit.empty()) {

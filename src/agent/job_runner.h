@@ -30,6 +30,8 @@ struct RunnerDeps {
   std::string reposDir;
   // The server's limits for jobs that do not set them (NodeOptions::defaultLimits).
   nlohmann::json defaultLimits = nlohmann::json::object();
+  // The host uid of the agent's files (sandbox::agentHostUid): workspaces are made for it.
+  unsigned agentUid = 1000;
 };
 
 // The scheduler's handle on a running job: lets a stop request, a lost lease or a shutdown

@@ -48,6 +48,10 @@ void addServe(CLI::App& app, Flags& f, int& code) {
                   "limits for jobs that set none, as JSON, e.g. '{\"maxSteps\":100,"
                   "\"maxUsd\":5,\"maxWallSeconds\":1800,\"contextTokens\":64000}' "
                   "(env KILN_DEFAULT_LIMITS; built in: 50 steps, 3600 s, 64000 tokens)");
+  cmd->add_flag("--sandbox-userns", f.serve.sandboxUserNs,
+                "as root: give each sandbox a user namespace too, so that root and the agent "
+                "inside are unprivileged ids on the host (env KILN_SANDBOX_USERNS=1; run by "
+                "another user, kiln is in rootless mode and always does)");
   cmd->callback([&] {
     if (f.serveMaxJobs > 0) f.serve.maxJobs = f.serveMaxJobs;
     code = serveCommand(f.serve, f.client);

@@ -77,6 +77,11 @@ Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const Env
   }
   ASSIGN_OR_RETURN(opts.defaultLimits, parseDefaultLimits(firstOf(
                                             flags.defaultLimits, env("KILN_DEFAULT_LIMITS"), "")));
+  const std::string userNs = env("KILN_SANDBOX_USERNS").value_or("");
+  if (userNs != "" && userNs != "0" && userNs != "1") {
+    return invalidArgument("KILN_SANDBOX_USERNS must be 0 or 1, got '" + userNs + "'");
+  }
+  opts.sandboxUserNamespace = flags.sandboxUserNs || userNs == "1";
   if (opts.listen.rfind(':') == std::string::npos) {
     return invalidArgument("listen address must be HOST:PORT, got '" + opts.listen + "'");
   }

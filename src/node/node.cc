@@ -128,9 +128,11 @@ Status NodeImpl::init() {
   ASSIGN_OR_RETURN(token_, ensureAdminToken(opts_.dataDir, *store_));
   // One egress proxy on the I/O threads serves every sandbox of the node in allowlist mode.
   egress_ = sandbox::egress::newEgressProxy(ioc_.get_executor());
-  ASSIGN_OR_RETURN(backend_, sandbox::newNamespaceBackend({opts_.dataDir + "/sandboxes",
-                                                           opts_.kilnBinary, egress_.get(),
-                                                           opts_.dataDir + "/images"}));
+  const sandbox::NamespaceBackendOptions sandboxOpts{opts_.dataDir + "/sandboxes",
+                                                     opts_.kilnBinary, egress_.get(),
+                                                     opts_.dataDir + "/images",
+                                                     opts_.sandboxUserNamespace};
+  ASSIGN_OR_RETURN(backend_, sandbox::newNamespaceBackend(sandboxOpts));
   for (const std::string& l : backend_->limitations()) spdlog::warn("sandbox: {}", l);
 
   agent::RunnerDeps deps;
@@ -149,6 +151,7 @@ Status NodeImpl::init() {
   }
   collectWorkspaces(workspaces, *store_, RealClock::instance().nowMs());
   deps.defaultLimits = opts_.defaultLimits;
+  deps.agentUid = sandbox::agentHostUid(sandboxOpts);
   scheduler_ = std::make_unique<scheduler::Scheduler>(
       ioc_, deps, scheduler::SchedulerOptions{opts_.nodeId, opts_.maxJobs, opts_.leaseMs, 1000});
 

@@ -25,6 +25,8 @@ struct NodeOptions {
   // Limits for jobs that do not set them: {maxSteps, maxTokens, maxUsd, maxWallSeconds,
   // contextTokens}; unset keys keep the built-in defaults (50 steps, 3600 s, 64000 tokens).
   nlohmann::json defaultLimits = nlohmann::json::object();
+  // As root: each sandbox gets a user namespace too (NamespaceBackendOptions::userNamespace).
+  bool sandboxUserNamespace = false;
 };
 
 // Resolves defaults (data dir, store URL, binary path) in place.

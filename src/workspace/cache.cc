@@ -27,8 +27,7 @@ namespace {
 
 // The sandbox's agent user: base checkouts are owned by it up front, so the sandbox's chown of
 // /workspace finds nothing to change (a chown through the overlay would copy every file up).
-constexpr uid_t kAgentUid = 1000;
-constexpr gid_t kAgentGid = 1000;
+constexpr unsigned kAgentUid = 1000;
 
 std::string trimmed(const std::string& s) { return s.substr(0, s.find('\n')); }
 
@@ -171,7 +170,8 @@ bool isMountPoint(const std::string& path) {
   return false;
 }
 
-RepoCache::RepoCache(std::string reposDir) : dir_(std::move(reposDir)) {}
+RepoCache::RepoCache(std::string reposDir, unsigned owner)
+    : dir_(std::move(reposDir)), owner_(owner) {}
 
 std::string RepoCache::keyFor(const std::string& url) { return sha256Hex(url); }
 
@@ -227,9 +227,11 @@ Result<BaseCheckout> RepoCache::baseCheckout(const std::string& url, const std::
     base.commit = trimmed(*c);
   }
 
-  base.dir = dir_ + "/checkouts/" + key + "-" + base.commit;
+  const std::string name =
+      key + "-" + base.commit + (owner_ == kAgentUid ? "" : "-u" + std::to_string(owner_));
+  base.dir = dir_ + "/checkouts/" + name;
   if (fs::exists(base.dir)) return base;
-  const std::string tmp = dir_ + "/checkouts/.tmp-" + key + "-" + base.commit;
+  const std::string tmp = dir_ + "/checkouts/.tmp-" + name;
   fs::remove_all(tmp, ec);
   // --local hard-links the mirror's objects: no copy, and no alternates (a host path the sandbox
   // could not see).
@@ -241,13 +243,13 @@ Result<BaseCheckout> RepoCache::baseCheckout(const std::string& url, const std::
           "checkout " + base.commit, 15 * 60'000)
           .status());
   RETURN_IF_ERROR(git({"-C", tmp, "remote", "set-url", "origin", url}, "set origin").status());
-  RETURN_IF_ERROR(chownTree(tmp, kAgentUid, kAgentGid));
+  RETURN_IF_ERROR(chownTree(tmp, owner_, owner_));
   // The index records each file's owner and ctime, which the chown just changed: refresh it here
   // once, or every job's first `git status` would re-read the whole tree and copy the index up.
   RETURN_IF_ERROR(
       git({"-C", tmp, "update-index", "-q", "--refresh"}, "refresh the index", 15 * 60'000)
           .status());
-  if (::lchown((tmp + "/.git/index").c_str(), kAgentUid, kAgentGid) != 0) {
+  if (::lchown((tmp + "/.git/index").c_str(), owner_, owner_) != 0) {
     return internalError("chown " + tmp + "/.git/index");
   }
   fs::rename(tmp, base.dir, ec);
@@ -255,8 +257,8 @@ Result<BaseCheckout> RepoCache::baseCheckout(const std::string& url, const std::
   return base;
 }
 
-Workspaces::Workspaces(std::string workspacesDir, std::string reposDir)
-    : wsDir_(std::move(workspacesDir)), reposDir_(std::move(reposDir)) {}
+Workspaces::Workspaces(std::string workspacesDir, std::string reposDir, unsigned agentUid)
+    : wsDir_(std::move(workspacesDir)), reposDir_(std::move(reposDir)), agentUid_(agentUid) {}
 
 void Workspaces::release(const std::string& jobId) const {
   const std::string m = mountDir(jobId);
@@ -458,7 +460,7 @@ Result<PreparedWorkspace> Workspaces::mountOverlay(const std::string& jobId,
   fs::create_directories(l + "/w", ec);
   if (ec) return internalError("create " + l + ": " + ec.message());
   // The upper dir's root is the workspace root: owned by the agent like the base checkout.
-  if (::chown((l + "/u").c_str(), kAgentUid, kAgentGid) != 0) return internalError("chown " + l);
+  if (::chown((l + "/u").c_str(), agentUid_, agentUid_) != 0) return internalError("chown " + l);
   {
     std::ofstream out(l + "/base");
     out << base.dir << "\n";
@@ -486,7 +488,7 @@ Result<PreparedWorkspace> Workspaces::create(const std::string& jobId, const std
   fs::create_directories(wsDir_, ec);
   if (url.empty()) return initEmptyWorkspace(d);
   if (reposDir_.empty() || ::geteuid() != 0) return cloneWorkspace(url, ref, d);
-  auto base = RepoCache(reposDir_).baseCheckout(url, ref);
+  auto base = RepoCache(reposDir_, agentUid_).baseCheckout(url, ref);
   if (!base.isOk()) {
     if (base.status().code() == Code::kUnprocessable) return base.status();
     spdlog::warn("workspace {}: repo cache failed, cloning instead: {}", jobId,

@@ -38,7 +38,10 @@ struct BaseCheckout {
 
 class RepoCache {
  public:
-  explicit RepoCache(std::string reposDir);
+  // owner: the host uid (and gid) the base checkouts belong to: the agent's inside its sandbox
+  // (1000, or another id when the sandbox maps ids: sandbox::agentHostUid). Checkouts of
+  // another owner than 1000 are kept apart (<key>-<commit>-u<owner>).
+  explicit RepoCache(std::string reposDir, unsigned owner = 1000);
   // The base checkout of `url` at `ref` (a branch, tag or commit; the default branch if empty),
   // creating the mirror and the checkout as needed. A branch or default-branch ref always fetches
   // first, so it resolves to the remote's newest commit, as a fresh clone would. Safe to call from
@@ -50,6 +53,7 @@ class RepoCache {
 
  private:
   std::string dir_;
+  unsigned owner_;
 };
 
 // Whether `path` is a mount point in this process's mount namespace (/proc/self/mountinfo).
@@ -58,7 +62,8 @@ bool isMountPoint(const std::string& path);
 // Job workspaces under `workspacesDir`, on base checkouts from `reposDir` (no cache when empty).
 class Workspaces {
  public:
-  Workspaces(std::string workspacesDir, std::string reposDir);
+  // agentUid: the host uid of the agent's files (RepoCache's owner).
+  Workspaces(std::string workspacesDir, std::string reposDir, unsigned agentUid = 1000);
   std::string dir(const std::string& jobId) const { return wsDir_ + "/" + jobId; }
   std::string layersDir(const std::string& jobId) const { return wsDir_ + "/.layers/" + jobId; }
   std::string mountDir(const std::string& jobId) const { return layersDir(jobId) + "/m"; }
@@ -104,6 +109,7 @@ class Workspaces {
 
   std::string wsDir_;
   std::string reposDir_;
+  unsigned agentUid_;
 };
 
 }  // namespace kiln::workspace

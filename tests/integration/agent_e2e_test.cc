@@ -3,6 +3,7 @@
 // repo in a real sandbox. Covers the bug-fix trajectory, ask_user/reply, each budget cap, loop
 // detection, context compression, LLM errors, bad tool calls and approval gates.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -410,6 +411,32 @@ INSTANTIATE_TEST_SUITE_P(
         Cap{"maxWallSeconds", {{"maxWallSeconds", 1}},
             json::array({bash("sleep 1.5"), bash("echo never")}), 1}),
     [](const auto& info) { return std::string(info.param.limit); });
+
+// `kiln serve --sandbox-userns`: the job's sandbox maps a range of host ids, and its workspace
+// (an overlay over the repo cache) belongs to the agent's host id from that range.
+TEST_F(AgentE2eTest, ABugFixRunsInAUserNamespaceSandbox) {
+  start(json::array({
+            turn("Fix it.", "edit_file",
+                 {{"path", "calc.py"}, {"old_str", "return a - b"}, {"new_str", "return a + b"}}),
+            bash("python3 -B test_calc.py && touch made-by-agent && cat /proc/self/uid_map"),
+            finish("fixed"),
+        }),
+        {"--sandbox-userns"});
+  std::string id = createJob({});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  EXPECT_NE(diff(id).find("+    return a + b"), std::string::npos);
+  json s = steps(id);
+  ASSERT_GE(s.size(), 2u) << s.dump();
+  const std::string out = s[1]["toolOutput"];
+  EXPECT_NE(out.find("OK"), std::string::npos) << out;
+  EXPECT_NE(out.find("65536"), std::string::npos) << "a range is mapped: " << out;
+  // The overlay is unmounted once the job ends; its upper layer keeps what the agent wrote.
+  struct stat st;
+  ASSERT_EQ(
+      stat(dir_.file("data/workspaces/.layers/" + id + "/u/made-by-agent").c_str(), &st), 0);
+  EXPECT_GT(st.st_uid, 65535u) << "the agent is no low host id";
+}
 
 // A command may not outlive the job's wall-clock budget: it is killed when the budget runs out,
 // not at its own (here one-hour) timeout.

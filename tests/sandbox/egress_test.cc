@@ -221,5 +221,22 @@ TEST_F(SandboxEgressTest, CliAllowHostFlag) {
   EXPECT_NE(out.find("--allow-host needs --network allowlist"), std::string::npos) << out;
 }
 
+// The runtime reaches the proxy's socket when it is root of its own user namespace: the socket
+// dir, under kiln's 0700 run dir, comes in as a detached mount.
+TEST_F(SandboxEgressTest, CliAllowHostWithAUserNamespace) {
+  std::string ws = newWorkspace();
+  std::ofstream(ws + "/fetch.py") << kFetchPy;
+  std::string state = tempDir("cliu");
+  dirs_.push_back(state);
+  std::string out;
+  int rc = kiln::testing::shell(std::string(KILN_BINARY) + " sandbox exec --userns --state-dir " +
+                                    state + " --workspace " + ws +
+                                    " --network allowlist --allow-host " + httpHost() +
+                                    " -- python3 fetch.py http://" + httpHost() + "/userns",
+                                &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, "200 hello /userns\n");
+}
+
 }  // namespace
 }  // namespace kiln::sandbox::testing

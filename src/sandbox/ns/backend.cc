@@ -221,8 +221,8 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
   if (stat(spec.workspaceDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return invalidArgument("sandbox: workspace is not a directory: " + spec.workspaceDir);
   }
-  SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, spec.id);
-  paths.skel = skeletonFor(opts_.stateDir, ids_);
+  SandboxPaths paths =
+      SandboxPaths::of(opts_.stateDir, runDir_, layersDirFor(opts_.stateDir, ids_), spec.id);
   // The log comes first and goes last: its existence marks the id as taken.
   FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
                       0600));

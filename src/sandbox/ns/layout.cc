@@ -118,20 +118,26 @@ std::string runDirFor(const std::string& stateDir) {
   return std::string(runIsTmpfs ? "/run" : "/dev/shm") + name;
 }
 
-std::string skeletonFor(const std::string& stateDir, const SandboxIds& ids) {
-  return ids.root == 0 ? stateDir + "/.skel" : stateDir + "/.skel-" + std::to_string(ids.root);
+std::string layersDirFor(const std::string& stateDir, const SandboxIds& ids) {
+  return ids.root == 0 || geteuid() != 0 ? stateDir : runDirFor(stateDir) + ".u";
 }
 
 Status prepareSharedLayers(const std::string& stateDir, const SandboxIds& ids) {
   static std::mutex mu;
   std::lock_guard lock(mu);
   RETURN_IF_ERROR(mkdirIfMissing(stateDir, 0711));
+  const std::string layers = layersDirFor(stateDir, ids);
+  if (layers != stateDir) {
+    // Traversable by the sandboxes' mapped ids; holds nothing secret (layout.h).
+    RETURN_IF_ERROR(mkdirIfMissing(layers, 0711));
+    chmod(layers.c_str(), 0711);
+  }
   const bool rootless = geteuid() != 0;
-  RETURN_IF_ERROR(prepareSkeleton(skeletonFor(stateDir, ids),
+  RETURN_IF_ERROR(prepareSkeleton(layers + "/.skel",
                                   rootless ? std::nullopt : std::optional<SandboxIds>(ids)));
-  RETURN_IF_ERROR(mkdirIfMissing(stateDir + "/.mnt", 0700));
+  RETURN_IF_ERROR(mkdirIfMissing(layers + "/.mnt", 0700));
   RETURN_IF_ERROR(prepareRunDir(runDirFor(stateDir)));
-  return prepareEtcMask(stateDir + "/.etcmask");
+  return prepareEtcMask(layers + "/.etcmask");
 }
 
 Status removeSandboxFiles(const SandboxPaths& paths) {
@@ -146,16 +152,16 @@ Status removeSandboxFiles(const SandboxPaths& paths) {
 }
 
 SandboxPaths SandboxPaths::of(const std::string& stateDir, const std::string& runDir,
-                              const std::string& id) {
+                              const std::string& layersDir, const std::string& id) {
   SandboxPaths p;
   p.socket = runDir + "/" + id + ".sock";
   p.log = runDir + "/" + id + ".log";
   p.net = runDir + "/" + id + ".net";
   p.image = stateDir + "/" + id + ".img";
-  p.rw = stateDir + "/.mnt";
+  p.rw = layersDir + "/.mnt";
   p.newRoot = p.rw + "/m";
-  p.skel = stateDir + "/.skel";
-  p.etcMask = stateDir + "/.etcmask";
+  p.skel = layersDir + "/.skel";
+  p.etcMask = layersDir + "/.etcmask";
   return p;
 }
 

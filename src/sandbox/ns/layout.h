@@ -1,6 +1,7 @@
 // Host-side directory layout of the namespace backend. Shared, created once per backend:
 //   <state>/.skel     lower layer of every rootfs: mount points + usr-merge symlinks
-//                     (.skel-<base> with a user namespace as root, owned by the mapped ids)
+//                     (.skel, .etcmask, .mnt: in <run>.u instead with a user namespace as root,
+//                     layersDirFor())
 //   <state>/.etcmask  upper lower-layer over host /etc: whiteouts hiding secrets, our passwd
 //   <state>/.mnt      mount point, inside each sandbox's own mount namespace only, of a tmpfs
 //                     (or of the disk-quota image) holding that sandbox's writable layers
@@ -31,8 +32,8 @@ inline constexpr unsigned kAgentUid = 1000;
 inline constexpr unsigned kAgentGid = 1000;
 
 // The host ids that root and the agent (uid 1000) inside a sandbox have: themselves as root;
-// shifted by the mapping base with a user namespace as root (then the skeleton is
-// .skel-<base>, owned accordingly); in rootless mode, kiln's own uid for both.
+// shifted by the mapping base with a user namespace as root; in rootless mode, kiln's own uid
+// for both.
 struct SandboxIds {
   unsigned root = 0;
   unsigned agent = kAgentUid;
@@ -40,11 +41,13 @@ struct SandboxIds {
   unsigned agentGid = kAgentGid;
 };
 
-// Creates the shared skeleton (for ids) and /etc mask under stateDir, and its run dir
-// (idempotent).
+// Creates the state dir, its run dir, and in the layers dir the shared skeleton (owned as ids
+// say) and /etc mask (idempotent).
 Status prepareSharedLayers(const std::string& stateDir, const SandboxIds& ids);
-// The skeleton directory prepareSharedLayers made for ids.
-std::string skeletonFor(const std::string& stateDir, const SandboxIds& ids);
+// Where the shared layers (.skel, .etcmask, .mnt) live: the state dir, except with a user
+// namespace as root: <run>.u (0711), since the sandbox's root, a mapped id, must reach them
+// and kiln's data dir (0700) is closed to it.
+std::string layersDirFor(const std::string& stateDir, const SandboxIds& ids);
 
 // The tmpfs directory holding the per-sandbox files of the backend over stateDir.
 std::string runDirFor(const std::string& stateDir);
@@ -52,7 +55,7 @@ std::string runDirFor(const std::string& stateDir);
 struct SandboxPaths {
   std::string socket, log, net, image, rw, newRoot, skel, etcMask;
   static SandboxPaths of(const std::string& stateDir, const std::string& runDir,
-                         const std::string& id);
+                         const std::string& layersDir, const std::string& id);
 };
 
 // Removes a sandbox's own files (socket, net dir, image, log: the log last, it marks the id).

@@ -149,7 +149,7 @@ Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir,
   ReclaimReport report;
   Status first;
   for (const std::string& id : entries.ids) {
-    SandboxPaths paths = SandboxPaths::of(stateDir, runDir, id);
+    SandboxPaths paths = SandboxPaths::of(stateDir, runDir, stateDir, id);
     // Without a log, the rest is debris of a create or destroy cut short.
     Result<int> lock = lockSandboxState(paths.log);
     if (!lock && lock.status().code() == Code::kConflict) continue;  // live
