@@ -227,7 +227,10 @@ int main(int argc, char** argv) {
   std::string kiln = argc > 2 ? argv[2] : KILN_BINARY;
   std::string state = "/tmp/kbench", ws = "/tmp/kbench-ws";
   std::filesystem::create_directories(ws);
-  auto backend = sandbox::newNamespaceBackend({state, kiln, nullptr, ""});
+  // KILN_BENCH_USERNS=1: the same as root with a user namespace per sandbox.
+  const char* userNs = std::getenv("KILN_BENCH_USERNS");
+  auto backend = sandbox::newNamespaceBackend(
+      {state, kiln, nullptr, "", userNs != nullptr && std::string(userNs) == "1"});
   if (!backend) {
     std::fprintf(stderr, "%s\n", backend.status().toString().c_str());
     return 1;
