@@ -48,11 +48,9 @@ class RootlessTest : public ::testing::Test {
 
   // `kiln sandbox exec [flags] -- sh -c script` as nobody; its stdout+stderr in *out.
   int execAsNobody(const std::string& flags, const std::string& script, std::string* out) {
-    std::string quoted;
-    for (char c : script) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
     return shell("cd " + dir_ + " && setpriv --reuid=nobody --regid=nogroup --clear-groups " +
                      "env HOME=" + dir_ + " ./kiln sandbox exec --state-dir " + dir_ + "/state " +
-                     flags + " -- sh -c '" + quoted + "'",
+                     flags + " -- sh -c " + kiln::testing::shellQuote(script),
                  out);
   }
 

@@ -25,11 +25,9 @@ class UserNsTest : public ::testing::Test {
   }
 
   int exec(const std::string& flags, const std::string& script, std::string* out) {
-    std::string quoted;
-    for (char c : script) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
     return shell(std::string(KILN_BINARY) + " sandbox exec --userns --state-dir " +
-                     dir_.file("state") + " --workspace " + ws_ + " " + flags + " -- sh -c '" +
-                     quoted + "'",
+                     dir_.file("state") + " --workspace " + ws_ + " " + flags + " -- sh -c " +
+                     kiln::testing::shellQuote(script),
                  out);
   }
 

@@ -19,14 +19,14 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+std::string shellQuote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 int shell(const std::string& cmd, std::string* out) {
-  FILE* p = popen(("bash -c '" + [&] {
-                    std::string q;
-                    for (char c : cmd) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-                    return q;
-                  }() + "' 2>&1")
-                      .c_str(),
-                  "r");
+  FILE* p = popen(("bash -c " + shellQuote(cmd) + " 2>&1").c_str(), "r");
   if (!p) return -1;
   char buf[4096];
   size_t n;

@@ -19,6 +19,8 @@ class TempDir {
 
 // Runs a shell command (bash -c), returns its exit code; output goes to `out` if given.
 int shell(const std::string& cmd, std::string* out = nullptr);
+// s as one single-quoted shell word.
+std::string shellQuote(const std::string& s);
 
 // Creates a small git repository with one commit at `dir`: a Makefile with a `test` target that
 // runs ./test.sh, a hello.py and a README.
