@@ -265,6 +265,38 @@ TEST_F(SandboxNsTest, BackendStartReclaimsWhatACrashedOwnerLeft) {
   EXPECT_EQ(run(live, "echo alive"), "alive\n");
 }
 
+// A kiln killed -9 whose temporary data dir was then deleted (a test run, say) leaves cgroups no
+// state dir names. A backend over any state dir removes those that are empty and old; a fresh
+// empty one (a create in flight elsewhere) and a busy one stay.
+TEST_F(SandboxNsTest, BackendStartRemovesOldEmptyCgroupsOfNoStateDir) {
+  const std::string old = uniqueId("orph"), fresh = uniqueId("fresh"), busy = uniqueId("busy");
+  pid_t sleeper = spawnQuiet({"/bin/sleep", "60"});
+  ASSERT_GT(sleeper, 0);
+  const std::vector<std::string> parents = cgroupParents();
+  ASSERT_FALSE(parents.empty());
+  for (const auto& parent : parents) {
+    for (const auto& id : {old, fresh, busy}) std::filesystem::create_directory(parent + "/" + id);
+    std::ofstream(parent + "/" + busy + "/cgroup.procs") << sleeper;
+  }
+  const timespec hourAgo[2] = {{time(nullptr) - 3600, 0}, {time(nullptr) - 3600, 0}};
+  for (const auto& id : {old, busy}) {
+    ASSERT_EQ(utimensat(AT_FDCWD, (parents[0] + "/" + id).c_str(), hourAgo, 0), 0);
+  }
+
+  dirs_.push_back(tempDir("orphan-state"));
+  auto other = newNamespaceBackend({dirs_.back(), KILN_BINARY, nullptr, ""});
+  ASSERT_TRUE(other.isOk()) << other.status().toString();
+
+  EXPECT_EQ(countCgroups(old), 0);
+  EXPECT_EQ(countCgroups(fresh), static_cast<int>(parents.size()));
+  EXPECT_EQ(countCgroups(busy), static_cast<int>(parents.size()));
+  kill(sleeper, SIGKILL);
+  EXPECT_TRUE(waitKilled(sleeper));
+  for (const auto& parent : parents) {
+    for (const auto& id : {fresh, busy}) rmdir((parent + "/" + id).c_str());
+  }
+}
+
 }  // namespace
 }  // namespace kiln::sandbox::testing
 

@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -270,6 +272,27 @@ Status SandboxCgroup::remove() {
   Status result = removeDirs(dirs_);
   dirs_.clear();
   return result;
+}
+
+int removeOrphanedCgroups(const CgroupLayout& layout, int64_t minAgeSeconds) {
+  if (layout.parents.empty()) return 0;
+  const time_t cutoff = time(nullptr) - minAgeSeconds;
+  std::vector<std::string> orphans;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(layout.parents[0], ec)) {
+    struct stat st;
+    if (!e.is_directory(ec) || stat(e.path().c_str(), &st) != 0 || st.st_mtime > cutoff) continue;
+    const std::string id = e.path().filename();
+    const std::vector<std::string> dirs = layout.dirsOf(id);
+    bool empty = std::all_of(dirs.begin(), dirs.end(), [](const std::string& dir) {
+      std::string procs = readFile(dir + "/cgroup.procs");
+      return procs.find_first_not_of(" \n") == std::string::npos;
+    });
+    if (empty) orphans.push_back(id);
+  }
+  int n = 0;
+  for (const std::string& id : orphans) n += removeDirs(layout.dirsOf(id)).isOk();
+  return n;
 }
 
 Status removeStaleCgroup(const CgroupLayout& layout, const std::string& id) {

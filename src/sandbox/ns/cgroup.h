@@ -74,4 +74,10 @@ class SandboxCgroup {
 // any process still inside, then removes them. Missing directories are not an error.
 Status removeStaleCgroup(const CgroupLayout& layout, const std::string& id);
 
+// Removes the sandbox cgroups that hold no process and were made more than minAgeSeconds ago:
+// those of a crashed kiln whose state dir is gone too (a temporary data dir), which no reclaim
+// by state would find. A live sandbox always has its PID 1 in them but for the moment between
+// mkdir and its first step. Returns how many sandboxes' cgroups went.
+int removeOrphanedCgroups(const CgroupLayout& layout, int64_t minAgeSeconds);
+
 }  // namespace kiln::sandbox

@@ -123,6 +123,9 @@ Result<StaleEntries> listEntries(const std::string& stateDir) {
   return out;
 }
 
+// No create takes this long between making a sandbox's cgroups and its PID 1 joining them.
+constexpr int64_t kOrphanCgroupAgeSeconds = 600;
+
 // Reclaims one stale sandbox whose lock (if any) the caller holds.
 // files: the sandbox's disk image, or its directory in the earlier layout.
 Status reclaimOne(const std::string& id, const std::string& files, const CgroupLayout& cgroups,
@@ -170,6 +173,7 @@ Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir,
     if (!st && first.isOk()) first = st;
     report.sandboxes += st.isOk();
   }
+  report.orphanCgroups = removeOrphanedCgroups(cgroups, kOrphanCgroupAgeSeconds);
   if (!first) return first;
   return report;
 }

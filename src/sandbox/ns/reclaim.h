@@ -22,10 +22,12 @@ struct ReclaimReport {
   int cgroups = 0;    // of which had cgroups left
   int loops = 0;      // loop devices detached
   int mounts = 0;     // host mounts detached
+  int orphanCgroups = 0;  // empty sandbox cgroups of no state dir (removeOrphanedCgroups)
 };
 
 // Cleans up every stale sandbox of the backend over stateDir (files in runDir and stateDir,
-// layout.h). Best effort: the first failure is returned after trying all of them.
+// layout.h), then the empty sandbox cgroups over 10 minutes old of any backend on this host.
+// Best effort: the first failure is returned after trying all of them.
 Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir,
                                            const std::string& runDir,
                                            const CgroupLayout& cgroups);
