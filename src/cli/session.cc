@@ -50,8 +50,11 @@ Result<std::unique_ptr<ServerSession>> ServerSession::connectOrEmbed(
     const ClientSettings& settings) {
   if (!settings.server.empty()) return connect(settings);
   if (discoverServer(settings)) return connect(settings);
-  node::NodeOptions opts;
-  opts.listen = "127.0.0.1:0";
+  // The server settings from the environment (KILN_STORE, KILN_DEFAULT_LIMITS,
+  // KILN_SANDBOX_USERNS...), as `kiln serve` reads them; a port of its own.
+  ServeFlags flags;
+  flags.listen = "127.0.0.1:0";
+  ASSIGN_OR_RETURN(node::NodeOptions opts, resolveServeOptions(flags, processEnv()));
   opts.dataDir = settings.dataDir;
   RETURN_IF_ERROR(node::resolveDefaults(opts));
   auto node = node::Node::start(opts);
