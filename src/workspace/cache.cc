@@ -17,6 +17,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "common/file_tree.h"
 #include "common/ids.h"
 #include "common/subprocess.h"
 #include "workspace/host_git.h"
@@ -110,19 +111,6 @@ std::optional<int64_t> mirrorLastUseMs(const std::string& mirror) {
 std::string mirrorKeyOf(const std::string& checkout) {
   const std::string name = fs::path(checkout).filename().string();
   return name.substr(0, name.find('-'));
-}
-
-Status chownTree(const std::string& root, uid_t uid, gid_t gid) {
-  if (::lchown(root.c_str(), uid, gid) != 0) return internalError("chown " + root);
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (::lchown(it->path().c_str(), uid, gid) != 0) {
-      return internalError("chown " + it->path().string() + ": " + strerror(errno));
-    }
-  }
-  if (ec) return internalError("walk " + root + ": " + ec.message());
-  return Status::ok();
 }
 
 std::string unescapeMountPath(const std::string& s) {

@@ -24,6 +24,7 @@
 #pragma once
 #include <string>
 
+#include "common/file_tree.h"
 #include "common/result.h"
 
 namespace kiln::sandbox {
@@ -61,9 +62,5 @@ struct SandboxPaths {
 // Removes a sandbox's own files (socket, net dir, image, log: the log last, it marks the id).
 Status removeSandboxFiles(const SandboxPaths& paths);
 
-// Recursively removes dir without following symlinks or crossing mount points.
-Status removeTree(const std::string& dir);
-// Recursively chowns dir to uid/gid (not following symlinks), skipping entries already owned.
-Status chownTree(const std::string& dir, unsigned uid, unsigned gid);
 
 }  // namespace kiln::sandbox

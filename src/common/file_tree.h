@@ -1,0 +1,19 @@
+// Whole-directory-tree operations on the host: ownership and removal, never following symlinks
+// or crossing into other mounts.
+#pragma once
+#include <string>
+
+#include "common/result.h"
+
+namespace kiln {
+
+// Recursively chowns dir to uid/gid (not following symlinks, staying on dir's filesystem),
+// skipping entries already owned. Fails with the first entry that cannot be chowned (one removed
+// meanwhile is skipped). Reentrant: safe from many threads at once.
+Status chownTree(const std::string& dir, unsigned uid, unsigned gid);
+
+// Recursively removes dir without following symlinks or crossing mount points. A missing dir is
+// not an error.
+Status removeTree(const std::string& dir);
+
+}  // namespace kiln
