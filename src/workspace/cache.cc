@@ -163,7 +163,9 @@ RepoCache::RepoCache(std::string reposDir, unsigned owner)
 
 std::string RepoCache::keyFor(const std::string& url) { return sha256Hex(url); }
 
-Result<BaseCheckout> RepoCache::baseCheckout(const std::string& url, const std::string& ref) {
+Result<BaseCheckout> RepoCache::baseCheckout(
+    const std::string& url, const std::string& ref,
+    const std::function<Status(const BaseCheckout&)>& claim) {
   if (!ref.empty() && ref[0] == '-') return invalidArgument("ref must not start with '-'");
   const std::string key = keyFor(url);
   std::error_code ec;
@@ -218,7 +220,11 @@ Result<BaseCheckout> RepoCache::baseCheckout(const std::string& url, const std::
   const std::string name =
       key + "-" + base.commit + (owner_ == kAgentUid ? "" : "-u" + std::to_string(owner_));
   base.dir = dir_ + "/checkouts/" + name;
-  if (fs::exists(base.dir)) return base;
+  auto claimed = [&]() -> Result<BaseCheckout> {
+    if (claim) RETURN_IF_ERROR(claim(base));
+    return base;
+  };
+  if (fs::exists(base.dir)) return claimed();
   const std::string tmp = dir_ + "/checkouts/.tmp-" + name;
   fs::remove_all(tmp, ec);
   // --local hard-links the mirror's objects: no copy, and no alternates (a host path the sandbox
@@ -242,7 +248,7 @@ Result<BaseCheckout> RepoCache::baseCheckout(const std::string& url, const std::
   }
   fs::rename(tmp, base.dir, ec);
   if (ec) return internalError("rename " + tmp + ": " + ec.message());
-  return base;
+  return claimed();
 }
 
 Workspaces::Workspaces(std::string workspacesDir, std::string reposDir, unsigned agentUid)
@@ -299,7 +305,11 @@ std::set<std::string> checkoutsInUse(const std::string& layersDir) {
   return inUse;
 }
 
-int collectCheckouts(const std::string& reposDir, const std::set<std::string>& inUse) {
+// Drops the checkouts no workspace under layersDir sits on. Each goes under its repo's lock,
+// taken without waiting (busy: in use), after checking again that no workspace claimed it since
+// (a create elsewhere claims its checkout under that lock: RepoCache::baseCheckout).
+int collectCheckouts(const std::string& reposDir, const std::string& layersDir,
+                     const std::set<std::string>& inUse) {
   int n = 0;
   std::error_code ec;
   for (auto it = fs::directory_iterator(reposDir + "/checkouts", ec);
@@ -307,7 +317,11 @@ int collectCheckouts(const std::string& reposDir, const std::set<std::string>& i
     std::string name = it->path().filename().string();
     if (name.empty() || name[0] == '.') continue;  // .tmp-…: being built
     std::error_code rmEc;
-    if (inUse.count(fs::weakly_canonical(it->path(), rmEc).string())) continue;
+    const std::string canonical = fs::weakly_canonical(it->path(), rmEc).string();
+    if (inUse.count(canonical)) continue;
+    FileLock lock(reposDir + "/" + mirrorKeyOf(it->path().string()) + ".lock",
+                  FileLock::Mode::kTry);
+    if (!lock.ok() || checkoutsInUse(layersDir).count(canonical)) continue;
     if (fs::remove_all(it->path(), rmEc) > 0 && !rmEc) ++n;
   }
   return n;
@@ -393,7 +407,7 @@ Workspaces::Collected Workspaces::collect(const std::function<bool(const std::st
   }
   if (reposDir_.empty()) return out;
   const std::set<std::string> inUse = checkoutsInUse(wsDir_ + "/.layers");
-  out.checkouts = collectCheckouts(reposDir_, inUse);
+  out.checkouts = collectCheckouts(reposDir_, wsDir_ + "/.layers", inUse);
   out.mirrors = collectMirrors(reposDir_, inUse, mirrorsUnusedSinceMs);
   return out;
 }
@@ -449,11 +463,6 @@ Result<PreparedWorkspace> Workspaces::mountOverlay(const std::string& jobId,
   if (ec) return internalError("create " + l + ": " + ec.message());
   // The upper dir's root is the workspace root: owned by the agent like the base checkout.
   if (::chown((l + "/u").c_str(), agentUid_, agentUid_) != 0) return internalError("chown " + l);
-  {
-    std::ofstream out(l + "/base");
-    out << base.dir << "\n";
-    if (!out) return internalError("write " + l + "/base");
-  }
   RETURN_IF_ERROR(mountLayers(jobId, base.dir));
   fs::create_symlink(".layers/" + jobId + "/m", d, ec);
   if (ec) return internalError("symlink " + d + ": " + ec.message());
@@ -476,7 +485,16 @@ Result<PreparedWorkspace> Workspaces::create(const std::string& jobId, const std
   fs::create_directories(wsDir_, ec);
   if (url.empty()) return initEmptyWorkspace(d);
   if (reposDir_.empty() || ::geteuid() != 0) return cloneWorkspace(url, ref, d);
-  auto base = RepoCache(reposDir_, agentUid_).baseCheckout(url, ref);
+  // The workspace's claim on its base checkout, written under the repo lock (collect()).
+  const std::string layers = layersDir(jobId);
+  auto claim = [&layers](const BaseCheckout& b) -> Status {
+    std::error_code ec;
+    fs::create_directories(layers, ec);
+    std::ofstream out(layers + "/base");
+    out << b.dir << "\n";
+    return out ? Status::ok() : internalError("write " + layers + "/base");
+  };
+  auto base = RepoCache(reposDir_, agentUid_).baseCheckout(url, ref, claim);
   if (!base.isOk()) {
     if (base.status().code() == Code::kUnprocessable) return base.status();
     spdlog::warn("workspace {}: repo cache failed, cloning instead: {}", jobId,

@@ -46,7 +46,12 @@ class RepoCache {
   // creating the mirror and the checkout as needed. A branch or default-branch ref always fetches
   // first, so it resolves to the remote's newest commit, as a fresh clone would. Safe to call from
   // several threads and processes at once.
-  Result<BaseCheckout> baseCheckout(const std::string& url, const std::string& ref);
+  // claim, if given, runs while the repo's lock is still held, once the checkout exists: what it
+  // records (a workspace's base file) is then seen by any collect() before it may remove the
+  // checkout, which it does under the same lock.
+  Result<BaseCheckout> baseCheckout(
+      const std::string& url, const std::string& ref,
+      const std::function<Status(const BaseCheckout&)>& claim = nullptr);
 
   static std::string keyFor(const std::string& url);
   const std::string& dir() const { return dir_; }

@@ -383,6 +383,24 @@ TEST_F(WorkspaceCacheTest, CollectLeavesAMirrorWhoseLockIsHeld) {
   EXPECT_FALSE(fs::exists(mirror()));
 }
 
+// A checkout goes only under its repo's lock: a node preparing a workspace from it holds that
+// lock until the workspace has claimed it, so collect never removes a checkout being claimed.
+TEST_F(WorkspaceCacheTest, CollectLeavesACheckoutWhoseRepoLockIsHeld) {
+  ASSERT_TRUE(make("job-a").isOk());
+  const std::string base = baseOf("job-a");
+  ws_.release("job-a");
+  const int fd = ::open(mirrorLock().c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  auto gone = ws_.collect(kKeepNone, nowMs() - 24 * kHourMs);
+  EXPECT_EQ(gone.workspaces, 1);
+  EXPECT_EQ(gone.checkouts, 0);
+  EXPECT_TRUE(fs::exists(base + "/big.bin"));
+  ::close(fd);
+  EXPECT_EQ(ws_.collect(kKeepNone, nowMs() - 24 * kHourMs).checkouts, 1);
+  EXPECT_FALSE(fs::exists(base));
+}
+
 TEST_F(WorkspaceCacheTest, CreateAfterItsMirrorWasCollectedClonesItAgain) {
   ASSERT_TRUE(make("job-a").isOk());
   ws_.release("job-a");
