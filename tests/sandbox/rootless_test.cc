@@ -131,6 +131,21 @@ TEST_F(RootlessTest, TheDiskQuotaIsEnforcedWithoutLoopDevices) {
   EXPECT_NE(out.find("limit disk"), std::string::npos) << out;
 }
 
+// Allowlist egress: the runtime (kiln's user inside) reaches the host's proxy, which answers
+// for itself (metadata addresses are always refused).
+TEST_F(RootlessTest, AllowlistEgressReachesTheProxy) {
+  std::string out;
+  int rc = execAsNobody(
+      "--network allowlist --allow-host example.com",
+      "echo $HTTPS_PROXY; python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', "
+      "3128)); s.sendall(b'CONNECT 169.254.169.254:80 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'); "
+      "print(s.recv(100).split(b'\\r\\n')[0].decode())\"",
+      &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("http://127.0.0.1:3128"), std::string::npos) << out;
+  EXPECT_NE(out.find("HTTP/1.1 403"), std::string::npos) << out;
+}
+
 // An operator delegates cgroups to kiln's user (cgroup v1 here: chown of the kiln/ parents).
 TEST_F(RootlessTest, ADelegatedCgroupEnforcesTheMemoryLimit) {
   std::string controllers;
