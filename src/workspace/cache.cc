@@ -314,13 +314,18 @@ int collectCheckouts(const std::string& reposDir, const std::string& layersDir,
   std::error_code ec;
   for (auto it = fs::directory_iterator(reposDir + "/checkouts", ec);
        !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    if (name.empty() || name[0] == '.') continue;  // .tmp-…: being built
+    const std::string name = it->path().filename().string();
     std::error_code rmEc;
+    if (name.rfind(".tmp-", 0) == 0) {
+      // Being built (its repo's lock is held), or left half-built by a crash: then it goes.
+      FileLock lock(reposDir + "/" + mirrorKeyOf(name.substr(5)) + ".lock", FileLock::Mode::kTry);
+      if (lock.ok()) fs::remove_all(it->path(), rmEc);
+      continue;
+    }
+    if (name.empty() || name[0] == '.') continue;
     const std::string canonical = fs::weakly_canonical(it->path(), rmEc).string();
     if (inUse.count(canonical)) continue;
-    FileLock lock(reposDir + "/" + mirrorKeyOf(it->path().string()) + ".lock",
-                  FileLock::Mode::kTry);
+    FileLock lock(reposDir + "/" + mirrorKeyOf(name) + ".lock", FileLock::Mode::kTry);
     if (!lock.ok() || checkoutsInUse(layersDir).count(canonical)) continue;
     if (fs::remove_all(it->path(), rmEc) > 0 && !rmEc) ++n;
   }

@@ -384,11 +384,16 @@ TEST_F(WorkspaceCacheTest, CollectLeavesAMirrorWhoseLockIsHeld) {
 }
 
 // A checkout goes only under its repo's lock: a node preparing a workspace from it holds that
-// lock until the workspace has claimed it, so collect never removes a checkout being claimed.
+// lock until the workspace has claimed it, so collect never removes a checkout being claimed or
+// built.
 TEST_F(WorkspaceCacheTest, CollectLeavesACheckoutWhoseRepoLockIsHeld) {
   ASSERT_TRUE(make("job-a").isOk());
   const std::string base = baseOf("job-a");
   ws_.release("job-a");
+  // And one being built (or, once nobody holds the lock, left half-built by a crash).
+  const std::string building =
+      tmp_.file("repos/checkouts/.tmp-" + RepoCache::keyFor(repo_) + "-0123abcd");
+  fs::create_directories(building + "/sub");
   const int fd = ::open(mirrorLock().c_str(), O_RDWR | O_CLOEXEC);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX), 0);
@@ -396,9 +401,11 @@ TEST_F(WorkspaceCacheTest, CollectLeavesACheckoutWhoseRepoLockIsHeld) {
   EXPECT_EQ(gone.workspaces, 1);
   EXPECT_EQ(gone.checkouts, 0);
   EXPECT_TRUE(fs::exists(base + "/big.bin"));
+  EXPECT_TRUE(fs::exists(building));
   ::close(fd);
   EXPECT_EQ(ws_.collect(kKeepNone, nowMs() - 24 * kHourMs).checkouts, 1);
   EXPECT_FALSE(fs::exists(base));
+  EXPECT_FALSE(fs::exists(building));
 }
 
 TEST_F(WorkspaceCacheTest, CreateAfterItsMirrorWasCollectedClonesItAgain) {
