@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 
 #include "egress_upstream.h"
 #include "sandbox_fixture.h"
@@ -130,6 +131,33 @@ TEST_F(ImageSandboxTest, CommandsRunOnTheImageNotTheHost) {
   auto w = call(sb, "/files/write", {{"path", "note.txt"}, {"content", "on the image\n"}});
   ASSERT_TRUE(w.isOk()) << w.status().toString();
   EXPECT_EQ(run(sb, "cat /workspace/note.txt"), "on the image\n");
+}
+
+// With a user namespace as root, the sandbox's root (a mapped id) cannot enter kiln's 0700 dirs:
+// the image comes in as a detached mount. Here the state dir sits under a 0700 dir as a node's
+// does (<data-dir>/sandboxes).
+TEST_F(ImageSandboxTest, ImagesWorkWithAUserNamespaceAsRoot) {
+  const std::string closed = tempDir("closed");
+  dirs_.push_back(closed);
+  ASSERT_EQ(chmod(closed.c_str(), 0700), 0);
+  // The shared images, seen under the closed dir as a node's <data-dir>/images are.
+  const std::string images = closed + "/images";
+  std::filesystem::create_directory(images);
+  ASSERT_EQ(mount(images_.c_str(), images.c_str(), nullptr, MS_BIND, nullptr), 0);
+  struct Unmount {  // before the fixture removes `closed`, which would reach through the bind
+    std::string dir;
+    ~Unmount() { umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{images};
+  auto backend = newNamespaceBackend({closed + "/sandboxes", KILN_BINARY, nullptr, images, true});
+  ASSERT_TRUE(backend.isOk()) << backend.status().toString();
+  backend_ = std::move(backend).value();
+  Sandbox* sb = create({.image = kImageName});
+  ASSERT_NE(sb, nullptr);
+  EXPECT_EQ(run(sb, "cat /etc/debian_version"), readText(rootfs() + "/etc/debian_version"));
+  EXPECT_EQ(run(sb, "echo '{\"a\":41}' | jq .a+1"), "42\n");
+  const std::string map = run(sb, "cat /proc/self/uid_map");
+  EXPECT_NE(map.find("65536"), std::string::npos) << map;
+  EXPECT_EQ(run(sb, "id -u"), "1000\n");
 }
 
 TEST_F(ImageSandboxTest, WritesNeverReachTheImage) {

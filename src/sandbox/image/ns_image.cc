@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
 
 #include "sandbox/image/image.h"
@@ -99,10 +100,30 @@ Result<NsImage> NsImage::prepare(const std::string& stateDir, const std::string&
 Status NsImage::applyTo(ContainPlan& plan, const SandboxPaths& paths) const {
   const std::string& r = plan.newRoot;
   auto& mounts = plan.mounts.mounts;
+  // Root in a user namespace (a mapped id) cannot enter kiln's 0700 data dir, where images and
+  // the state dir live: their dirs come in as detached mounts (ContainPlan::addBindSource).
+  const bool detached = plan.userNs.parentWritesMaps;
+  auto bind = [&](const char* name, const std::string& hostPath, const std::string& target,
+                  bool mkdirTarget) -> Result<MountStep> {
+    int tree = -1;
+    if (detached) {
+      ASSIGN_OR_RETURN(tree, plan.addBindSource(hostPath));
+    }
+    return bindStep(name, hostPath, target, tree, mkdirTarget);
+  };
+  std::string rootfs = rootfs_;
+  if (detached) {
+    // Attached inside the layers tmpfs, before the overlays that use it.
+    rootfs = paths.rw + "/i";
+    auto rootfsAt = std::find_if(mounts.begin(), mounts.end(),
+                                 [&](const MountStep& m) { return m.target == r; });
+    ASSIGN_OR_RETURN(MountStep step, bind("attach image", rootfs_, rootfs, true));
+    mounts.insert(rootfsAt, step);
+  }
   // Rootfs: the skeleton stays on top (mount points, /workspace, /home/agent), the image under.
   RETURN_IF_ERROR(editLowerDir(mounts, r, [&](std::string& lower) {
     if (lower != paths.skel) return false;
-    lower += ":" + rootfs_;
+    lower += ":" + rootfs;
     return true;
   }));
   for (const char* dir : {"/usr", "/etc"}) {
@@ -110,15 +131,18 @@ Status NsImage::applyTo(ContainPlan& plan, const SandboxPaths& paths) const {
       // "/usr" or "<etc mask>:/etc": the host dir is the last layer.
       const size_t at = lower.rfind(dir);
       if (at == std::string::npos || at + strlen(dir) != lower.size()) return false;
-      lower.replace(at, std::string::npos, rootfs_ + dir);
+      lower.replace(at, std::string::npos, rootfs + dir);
       return true;
     }));
   }
   if (!loaderFd_) return Status::ok();
   const std::string inside = r + kHostDirInside;
-  mounts.push_back({"bind /run/kiln-host", hostDir_, inside, "", "", MS_BIND, true});
-  mounts.push_back({"bind kiln binary", kilnBinary_, inside + "/kiln", "", "", MS_BIND});
-  mounts.push_back({"bind host libraries", libDir_, inside + "/lib", "", "", MS_BIND});
+  ASSIGN_OR_RETURN(MountStep hostDir, bind("bind /run/kiln-host", hostDir_, inside, true));
+  mounts.push_back(hostDir);
+  ASSIGN_OR_RETURN(MountStep binary, bind("bind kiln binary", kilnBinary_, inside + "/kiln", false));
+  mounts.push_back(binary);
+  ASSIGN_OR_RETURN(MountStep libs, bind("bind host libraries", libDir_, inside + "/lib", false));
+  mounts.push_back(libs);
   for (const char* sub : {"", "/kiln", "/lib"}) {
     mounts.push_back(
         {std::string("remount /run/kiln-host") + sub, "", inside + sub, "", "", kReadOnlyRemount});

@@ -28,9 +28,10 @@ constexpr int kCloneFlags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NE
                             CLONE_NEWIPC | CLONE_VM | CLONE_VFORK | SIGCHLD;
 // Fixed fd slots inside the child (all others are closed). Cgroup fds follow kLog.
 // Fixed fd slots inside the child (all others are closed): path sources, then cgroup fds.
-enum ChildFd { kListen = 3, kError = 4, kBinary = 5, kLog = 6, kGo = 7, kPaths = 8, kCgroups = 10 };
-constexpr int kMaxPaths = 2;
+enum ChildFd { kListen = 3, kError = 4, kBinary = 5, kLog = 6, kGo = 7, kPaths = 8, kCgroups = 14 };
+constexpr int kMaxPaths = kCgroups - kPaths;
 constexpr int kMaxCgroups = 3;
+constexpr int kFirstSource = kCgroups + kMaxCgroups;  // host copies of the fds start here
 constexpr int kFixedFds = 5;  // listen, error, binary, log, go
 
 struct ErrorRecord {
@@ -40,9 +41,9 @@ struct ErrorRecord {
 
 struct ChildArgs {
   const ContainPlan* plan;
-  // Host numbers (all >= 16) of listen, error(write), binary, log, go(read: the parent wrote
-  // the id maps; a copy of the error pipe's write end when unused), the path sources, then the
-  // cgroup fds.
+  // Host numbers (all >= kFirstSource) of listen, error(write), binary, log, go(read: the
+  // parent wrote the id maps; a copy of the error pipe's write end when unused), the path
+  // sources, then the cgroup fds.
   int fds[kFixedFds + kMaxPaths + kMaxCgroups];
   int paths;
   int cgroups;
@@ -254,7 +255,7 @@ Result<ContainedChild> cloneContained(ContainPlan& plan) {
     close(error[1]);
     return errnoStatus("sandbox: pipe", err);
   }
-  // Copies at fd >= 16 so the child's dup2 into slots 3..10 never clobbers a source.
+  // Copies at fd >= kFirstSource so the child's dup2 into its slots never clobbers a source.
   ChildArgs args{&plan, {}, static_cast<int>(plan.pathFds.size()),
                  static_cast<int>(plan.cgroupFds.size()), nullptr, nullptr};
   int hostFds[kFixedFds + kMaxPaths + kMaxCgroups] = {plan.listenFd, error[1], plan.binFd,
@@ -264,7 +265,7 @@ Result<ContainedChild> cloneContained(ContainPlan& plan) {
   for (int fd : plan.cgroupFds) hostFds[nFds++] = fd;
   bool fdsOk = true;
   for (int i = 0; i < nFds; ++i) {
-    args.fds[i] = fcntl(hostFds[i], F_DUPFD_CLOEXEC, 16);
+    args.fds[i] = fcntl(hostFds[i], F_DUPFD_CLOEXEC, kFirstSource);
     fdsOk = fdsOk && args.fds[i] >= 0;
   }
   std::vector<char*> argv = cStrings(plan.args), envp = cStrings(plan.env);

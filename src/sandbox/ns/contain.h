@@ -45,7 +45,7 @@ struct ContainPlan {
   // A bind mount of a host directory, made here as a detached mount (open_tree, closed with the
   // plan) that the child attaches (MountStep::treeFd = the returned fd number inside the child),
   // so that the child needs no permission on the path to it (as root in a user namespace it has
-  // none on kiln's 0700 data and run dirs). At most two. -1 in rootless mode (detaching needs
+  // none on kiln's 0700 data and run dirs). At most six. -1 in rootless mode (detaching needs
   // privilege there; the child, as kiln's own user, binds the path itself).
   Result<int> addBindSource(const std::string& hostDir);
 
