@@ -11,6 +11,7 @@
 #include <sys/mount.h>
 
 #include "egress_upstream.h"
+#include "nobody_kiln.h"
 #include "sandbox_fixture.h"
 #include "support/temp_dir.h"
 
@@ -158,6 +159,21 @@ TEST_F(ImageSandboxTest, ImagesWorkWithAUserNamespaceAsRoot) {
   const std::string map = run(sb, "cat /proc/self/uid_map");
   EXPECT_NE(map.find("65536"), std::string::npos) << map;
   EXPECT_EQ(run(sb, "id -u"), "1000\n");
+}
+
+// Rootless mode (kiln run by nobody) on an image: the image's files, owned by host root, are
+// nobody's inside; commands run as the agent, kiln's one mapped id.
+TEST_F(ImageSandboxTest, ImagesWorkInRootlessMode) {
+  if (std::string why = NobodyKiln::unavailable(); !why.empty()) GTEST_SKIP() << why;
+  NobodyKiln nobody;
+  ASSERT_TRUE(nobody.ok());
+  std::string out;
+  int rc = nobody.sandboxExec("--images-dir " + images_ + " --image " + kImageName,
+                              "id -u; cat /etc/debian_version; echo '{\"a\":41}' | jq .a+1", &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("1000\n" + readText(rootfs() + "/etc/debian_version") + "42\n"),
+            std::string::npos)
+      << out;
 }
 
 TEST_F(ImageSandboxTest, WritesNeverReachTheImage) {

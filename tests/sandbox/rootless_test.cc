@@ -3,7 +3,6 @@
 // Real `kiln sandbox exec` processes; the test itself needs root only to become nobody and to
 // delegate cgroups.
 #include <gtest/gtest.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "nobody_kiln.h"
 #include "support/temp_dir.h"
 
 namespace {
@@ -20,40 +20,21 @@ using kiln::testing::shell;
 
 constexpr uid_t kNobody = 65534;
 
-bool userNamespacesAllowed() {
-  std::ifstream in("/proc/sys/user/max_user_namespaces");
-  long n = 0;
-  return in >> n && n > 0;
-}
-
 class RootlessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (to run kiln as nobody)";
-    if (!userNamespacesAllowed()) GTEST_SKIP() << "user namespaces are disabled on this host";
-    if (access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "setpriv (util-linux) missing";
-    // A home for nobody's kiln: the binaries (the build dir may sit under /root) and the state.
-    char tmpl[] = "/tmp/krootless-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    const std::string bin = std::string(KILN_BINARY);
-    const std::string runtime = bin.substr(0, bin.rfind('/') + 1) + "kiln-runtime";
-    fs::copy_file(bin, dir_ + "/kiln");
-    if (fs::exists(runtime)) fs::copy_file(runtime, dir_ + "/kiln-runtime");
-    ASSERT_EQ(shell("chown -R nobody:nogroup " + dir_), 0);
-  }
-  void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
+    if (std::string why = kiln::sandbox::testing::NobodyKiln::unavailable(); !why.empty()) {
+      GTEST_SKIP() << why;
+    }
+    ASSERT_TRUE(kiln_.ok());
+    dir_ = kiln_.dir();
   }
 
-  // `kiln sandbox exec [flags] -- sh -c script` as nobody; its stdout+stderr in *out.
   int execAsNobody(const std::string& flags, const std::string& script, std::string* out) {
-    return shell("cd " + dir_ + " && setpriv --reuid=nobody --regid=nogroup --clear-groups " +
-                     "env HOME=" + dir_ + " ./kiln sandbox exec --state-dir " + dir_ + "/state " +
-                     flags + " -- sh -c " + kiln::testing::shellQuote(script),
-                 out);
+    return kiln_.sandboxExec(flags, script, out);
   }
 
+  kiln::sandbox::testing::NobodyKiln kiln_;
   std::string dir_;
 };
 
@@ -178,10 +159,9 @@ TEST_F(RootlessTest, KilnRunCompletesATaskAsAnUnprivilegedUser) {
   kiln::testing::makeSampleRepo(repo);
   ASSERT_EQ(shell("chown -R nobody:nogroup " + repo), 0);
   std::string out;
-  int rc = shell("cd " + dir_ + " && setpriv --reuid=nobody --regid=nogroup --clear-groups " +
-                     "env HOME=" + dir_ + " KILN_DATA_DIR=" + dir_ + "/data ./kiln run --repo " +
-                     repo + " 'Add a farewell function'",
-                 &out);
+  int rc = kiln_.shell("KILN_DATA_DIR=" + dir_ + "/data ./kiln run --repo " + repo +
+                           " 'Add a farewell function'",
+                       &out);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("diff --git"), std::string::npos) << out;
 }
