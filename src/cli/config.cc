@@ -2,9 +2,7 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 namespace kiln::cli {
 
@@ -106,14 +104,6 @@ Result<std::string> parseServerFile(const std::string& contents) {
     return invalidArgument("server.json: expected {\"url\": \"http://host:port\"}");
   }
   return j["url"].get<std::string>();
-}
-
-Result<std::string> readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return notFound(path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::string trimRight(std::string s) {

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "common/files.h"
 #include "common/result.h"
 #include "node/node.h"
 
@@ -53,9 +54,6 @@ ClientSettings resolveClientSettings(const ClientFlags& flags, const EnvLookup& 
 
 // Parses server.json's {"url": ...}; error when missing or malformed.
 Result<std::string> parseServerFile(const std::string& contents);
-
-// Reads a whole file; kNotFound when it does not exist.
-Result<std::string> readFile(const std::string& path);
 
 // Strips trailing whitespace/newlines (token files end with one).
 std::string trimRight(std::string s);

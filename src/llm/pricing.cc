@@ -3,9 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+
+#include "common/files.h"
 
 namespace kiln::llm {
 
@@ -65,11 +65,9 @@ Status PriceTable::mergeJson(const std::string& text) {
 }
 
 Status PriceTable::mergeFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return notFound("price table: cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return mergeJson(ss.str()).withContext(path);
+  Result<std::string> text = readFile(path);
+  if (!text) return notFound("price table: cannot read " + path);
+  return mergeJson(*text).withContext(path);
 }
 
 Price PriceTable::lookup(const std::string& model) const {

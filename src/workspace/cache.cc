@@ -17,7 +17,7 @@
 #include <sstream>
 #include <string_view>
 
-#include "common/file_tree.h"
+#include "common/files.h"
 #include "common/ids.h"
 #include "common/subprocess.h"
 #include "workspace/host_git.h"
@@ -140,12 +140,7 @@ std::vector<std::string> mountPoints() {
   return out;
 }
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string readFile(const std::string& path) { return kiln::readFile(path).valueOr(""); }
 
 }  // namespace
 

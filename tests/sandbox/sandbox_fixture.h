@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/files.h"
 #include "runtime/client.h"
 #include "sandbox/ns/layout.h"
 #include "sandbox/sandbox.h"
@@ -24,12 +25,7 @@ inline std::string tempDir(const char* tag) {
   return tmpl;
 }
 
-inline std::string readText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+inline std::string readText(const std::string& path) { return kiln::readFile(path).valueOr(""); }
 
 inline int countMounts() {
   std::ifstream in("/proc/self/mountinfo");

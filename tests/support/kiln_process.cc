@@ -7,24 +7,19 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "common/files.h"
 #include "support/http_client.h"
 
 namespace kiln::testing {
 namespace {
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+// A file of the server's data dir, empty until it exists.
+std::string readFile(const std::string& path) { return kiln::readFile(path).valueOr(""); }
 
 }  // namespace
 

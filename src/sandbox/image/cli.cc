@@ -7,9 +7,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
+#include "common/files.h"
 #include "node/node.h"
 #include "sandbox/image/image.h"
 
@@ -24,11 +23,9 @@ struct BuildFlags {
 Result<ImageSpec> specFrom(const BuildFlags& f) {
   ImageSpec spec;
   if (!f.specFile.empty()) {
-    std::ifstream in(f.specFile);
-    if (!in) return notFound("image: cannot read spec " + f.specFile);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    ASSIGN_OR_RETURN(spec, ImageSpec::fromJson(ss.str()));
+    Result<std::string> text = readFile(f.specFile);
+    if (!text) return notFound("image: cannot read spec " + f.specFile);
+    ASSIGN_OR_RETURN(spec, ImageSpec::fromJson(*text));
   }
   if (!f.suite.empty()) spec.suite = f.suite;
   if (!f.mirror.empty()) spec.mirror = f.mirror;

@@ -7,8 +7,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
+#include "common/files.h"
 #include "common/subprocess.h"
 
 namespace kiln::sandbox::image {
@@ -59,11 +59,9 @@ Status writeManifest(const std::string& path, const ImageManifest& m) {
 }
 
 Result<ImageManifest> readManifest(const std::string& dir) {
-  std::ifstream in(dir + "/manifest.json");
-  if (!in) return notFound("image: no manifest in " + dir);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
+  Result<std::string> text = readFile(dir + "/manifest.json");
+  if (!text) return notFound("image: no manifest in " + dir);
+  json j = json::parse(*text, nullptr, false);
   if (!j.is_object()) return invalidArgument("image: bad manifest in " + dir);
   ImageManifest m;
   m.name = j.value("name", "");

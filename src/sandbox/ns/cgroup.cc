@@ -1,5 +1,7 @@
 #include "sandbox/ns/cgroup.h"
 
+#include "common/files.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -31,12 +33,8 @@ Status writeFile(const std::string& path, const std::string& value) {
   return Status::ok();
 }
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+// A cgroup file's text; empty when it (or its cgroup) is missing.
+std::string readFile(const std::string& path) { return kiln::readFile(path).valueOr(""); }
 
 // Value of "key N" in a flat-keyed cgroup file (memory.events, pids.events, oom_control).
 int64_t keyedValue(const std::string& text, const std::string& key) {

@@ -24,7 +24,7 @@
 #pragma once
 #include <string>
 
-#include "common/file_tree.h"
+#include "common/files.h"
 #include "common/result.h"
 
 namespace kiln::sandbox {

@@ -1,4 +1,4 @@
-#include "common/file_tree.h"
+#include "common/files.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace kiln {
 namespace {
@@ -49,6 +51,14 @@ int chownChildren(int fd, dev_t dev, unsigned uid, unsigned gid) {
 }
 
 }  // namespace
+
+Result<std::string> readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return notFound(path + ": cannot open");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 Status chownTree(const std::string& dir, unsigned uid, unsigned gid) {
   int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

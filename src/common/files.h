@@ -1,11 +1,14 @@
-// Whole-directory-tree operations on the host: ownership and removal, never following symlinks
-// or crossing into other mounts.
+// Host file helpers: a whole file's contents, and whole-directory-tree operations (ownership and
+// removal, never following symlinks or crossing into other mounts).
 #pragma once
 #include <string>
 
 #include "common/result.h"
 
 namespace kiln {
+
+// The whole contents of the file at path; NotFound "PATH: cannot open" when it cannot be opened.
+Result<std::string> readFile(const std::string& path);
 
 // Recursively chowns dir to uid/gid (not following symlinks, staying on dir's filesystem),
 // skipping entries already owned. Fails with the first entry that cannot be chowned (one removed
