@@ -26,10 +26,9 @@ namespace {
 constexpr size_t kChildStack = 256 << 10;
 constexpr int kCloneFlags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
                             CLONE_NEWIPC | CLONE_VM | CLONE_VFORK | SIGCHLD;
-// Fixed fd slots inside the child (all others are closed). Cgroup fds follow kLog.
-// Fixed fd slots inside the child (all others are closed): path sources, then cgroup fds.
-enum ChildFd { kListen = 3, kError = 4, kBinary = 5, kLog = 6, kGo = 7, kPaths = 8, kCgroups = 14 };
-constexpr int kMaxPaths = kCgroups - kPaths;
+// Fixed fd slots inside the child (all others are closed): bind sources, then cgroup fds.
+enum ChildFd { kListen = 3, kError = 4, kBinary = 5, kLog = 6, kGo = 7, kBinds = 8, kCgroups = 14 };
+constexpr int kMaxBinds = kCgroups - kBinds;
 constexpr int kMaxCgroups = 3;
 constexpr int kFirstSource = kCgroups + kMaxCgroups;  // host copies of the fds start here
 constexpr int kFixedFds = 5;  // listen, error, binary, log, go
@@ -42,10 +41,10 @@ struct ErrorRecord {
 struct ChildArgs {
   const ContainPlan* plan;
   // Host numbers (all >= kFirstSource) of listen, error(write), binary, log, go(read: the
-  // parent wrote the id maps; a copy of the error pipe's write end when unused), the path
+  // parent wrote the id maps; a copy of the error pipe's write end when unused), the bind
   // sources, then the cgroup fds.
-  int fds[kFixedFds + kMaxPaths + kMaxCgroups];
-  int paths;
+  int fds[kFixedFds + kMaxBinds + kMaxCgroups];
+  int binds;
   int cgroups;
   char* const* argv;
   char* const* envp;
@@ -67,14 +66,14 @@ int remapFds(const ChildArgs& a) {
   for (int i = 0; i < 4; ++i) {
     if (dup3(a.fds[i + 1], slots[i], O_CLOEXEC) < 0) return errno;
   }
-  for (int i = 0; i < a.paths; ++i) {
-    if (dup3(a.fds[kFixedFds + i], kPaths + i, O_CLOEXEC) < 0) return errno;
+  for (int i = 0; i < a.binds; ++i) {
+    if (dup3(a.fds[kFixedFds + i], kBinds + i, O_CLOEXEC) < 0) return errno;
   }
   for (int i = 0; i < a.cgroups; ++i) {
-    if (dup3(a.fds[kFixedFds + a.paths + i], kCgroups + i, O_CLOEXEC) < 0) return errno;
+    if (dup3(a.fds[kFixedFds + a.binds + i], kCgroups + i, O_CLOEXEC) < 0) return errno;
   }
   // Never leak the rest of kiln's fds (databases, other sandboxes' sockets) into the sandbox.
-  for (int slot = kPaths + a.paths; slot < kCgroups; ++slot) close(slot);
+  for (int slot = kBinds + a.binds; slot < kCgroups; ++slot) close(slot);
   return check(close_range(kCgroups + a.cgroups, ~0U, 0));
 }
 
@@ -205,13 +204,8 @@ Status childOutcome(int errorFd) {
 Status writeMapsFor(pid_t pid, const UserNsPlan& ns) {
   const std::string proc = "/proc/" + std::to_string(pid);
   for (const auto& [file, map] : {std::pair{"/uid_map", &ns.uidMap}, {"/gid_map", &ns.gidMap}}) {
-    int fd = open((proc + file).c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return errnoStatus(std::string("sandbox: open ") + file, errno);
-    ssize_t n = write(fd, map->data(), map->size());
-    int err = errno;
-    close(fd);
-    if (n != static_cast<ssize_t>(map->size())) {
-      return errnoStatus(std::string("sandbox: write ") + file, n < 0 ? err : EIO);
+    if (int err = writeProcFile((proc + file).c_str(), map->data(), map->size()); err != 0) {
+      return errnoStatus(std::string("sandbox: write ") + file, err);
     }
   }
   return Status::ok();
@@ -220,17 +214,17 @@ Status writeMapsFor(pid_t pid, const UserNsPlan& ns) {
 }  // namespace
 
 ContainPlan::~ContainPlan() {
-  for (int fd : pathFds) close(fd);
+  for (int fd : bindFds) close(fd);
 }
 
 Result<int> ContainPlan::addBindSource(const std::string& hostDir) {
   if (geteuid() != 0) return -1;
-  if (pathFds.size() >= kMaxPaths) return internalError("sandbox: too many bind sources");
+  if (bindFds.size() >= kMaxBinds) return internalError("sandbox: too many bind sources");
   int fd = static_cast<int>(
       syscall(SYS_open_tree, AT_FDCWD, hostDir.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
   if (fd < 0) return errnoStatus("sandbox: open_tree " + hostDir, errno);
-  pathFds.push_back(fd);
-  return kPaths + static_cast<int>(pathFds.size()) - 1;
+  bindFds.push_back(fd);
+  return kBinds + static_cast<int>(bindFds.size()) - 1;
 }
 
 void ContainedChild::kill() {
@@ -243,8 +237,8 @@ void ContainedChild::kill() {
 }
 
 Result<ContainedChild> cloneContained(ContainPlan& plan) {
-  if (plan.cgroupFds.size() > kMaxCgroups || plan.pathFds.size() > kMaxPaths) {
-    return invalidArgument("sandbox: too many cgroups or path sources");
+  if (plan.cgroupFds.size() > kMaxCgroups || plan.bindFds.size() > kMaxBinds) {
+    return invalidArgument("sandbox: too many cgroups or bind sources");
   }
   const bool waitForMaps = plan.userNs.enabled && plan.userNs.parentWritesMaps;
   int error[2], go[2] = {-1, -1};
@@ -256,12 +250,12 @@ Result<ContainedChild> cloneContained(ContainPlan& plan) {
     return errnoStatus("sandbox: pipe", err);
   }
   // Copies at fd >= kFirstSource so the child's dup2 into its slots never clobbers a source.
-  ChildArgs args{&plan, {}, static_cast<int>(plan.pathFds.size()),
+  ChildArgs args{&plan, {}, static_cast<int>(plan.bindFds.size()),
                  static_cast<int>(plan.cgroupFds.size()), nullptr, nullptr};
-  int hostFds[kFixedFds + kMaxPaths + kMaxCgroups] = {plan.listenFd, error[1], plan.binFd,
+  int hostFds[kFixedFds + kMaxBinds + kMaxCgroups] = {plan.listenFd, error[1], plan.binFd,
                                                       plan.logFd, waitForMaps ? go[0] : error[1]};
   int nFds = kFixedFds;
-  for (int fd : plan.pathFds) hostFds[nFds++] = fd;
+  for (int fd : plan.bindFds) hostFds[nFds++] = fd;
   for (int fd : plan.cgroupFds) hostFds[nFds++] = fd;
   bool fdsOk = true;
   for (int i = 0; i < nFds; ++i) {

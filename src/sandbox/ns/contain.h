@@ -63,7 +63,7 @@ struct ContainPlan {
   // cgroup.procs of each of the sandbox's cgroups, open for writing: the child writes itself
   // in first, so that every later step and process is accounted there.
   std::vector<int> cgroupFds;
-  std::vector<int> pathFds;  // addBindSource()
+  std::vector<int> bindFds;  // addBindSource()
   std::vector<std::string> args;  // argv of the runtime, argv[0] included
   std::vector<std::string> env;
 };
