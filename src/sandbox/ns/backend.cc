@@ -176,6 +176,7 @@ class NsBackend : public SandboxBackend {
         rootless_(geteuid() != 0),
         userNs_(rootless_ || opts_.userNamespace),
         ids_(ids),
+        layersDir_(layersDirFor(opts_.stateDir, ids_)),
         cgroups_(std::move(cgroups)),
         runtimeBinary_(std::move(runtimeBinary)),
         runtimeFd_(runtimeFd) {}
@@ -197,6 +198,8 @@ class NsBackend : public SandboxBackend {
                   const std::string& diskDevice, const egress::NsEgress* egress,
                   const image::NsImage* baseImage) const;
   egress::EgressProxy& egressProxy();
+  // Root with a user namespace: root and the agent inside are ids of a mapped range.
+  bool mapsRange() const { return userNs_ && !rootless_; }
 
   const NamespaceBackendOptions opts_;
   const std::string runDir_;
@@ -205,6 +208,7 @@ class NsBackend : public SandboxBackend {
   // Rootless, or root with opts_.userNamespace: a range of host ids mapped from 0 inside.
   const bool userNs_;
   const SandboxIds ids_;  // the host ids of root and the agent inside
+  const std::string layersDir_;  // the shared layers (layersDirFor)
   const CgroupLayout cgroups_;  // empty in rootless mode without delegation
   const std::string runtimeBinary_;  // kiln-runtime next to kiln, else kiln itself
   const FdCloser runtimeFd_;  // O_PATH fd of the runtime executable, exec'd by every sandbox
@@ -221,8 +225,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
   if (stat(spec.workspaceDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return invalidArgument("sandbox: workspace is not a directory: " + spec.workspaceDir);
   }
-  SandboxPaths paths =
-      SandboxPaths::of(opts_.stateDir, runDir_, layersDirFor(opts_.stateDir, ids_), spec.id);
+  SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, layersDir_, spec.id);
   // The log comes first and goes last: its existence marks the id as taken.
   FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
                       0600));
@@ -246,7 +249,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
                                                   const SandboxPaths& paths, int logFd,
                                                   int lockFd) {
   // Rootless: kiln's own files are the inside user's already (and nothing else can be chowned).
-  if (!rootless_ && (!spec.rootInside || ids_.root != 0)) {
+  if (!rootless_ && (!spec.rootInside || mapsRange())) {
     RETURN_IF_ERROR(chownTree(spec.workspaceDir, spec.rootInside ? ids_.root : ids_.agent,
                               spec.rootInside ? ids_.rootGid : ids_.agentGid));
   }
@@ -256,7 +259,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
   if (spec.network == "allowlist") {
     ASSIGN_OR_RETURN(egress, egress::prepareNsEgress(spec, paths.net, egressProxy()));
     // The runtime (root inside) connects to the proxy's socket.
-    if (ids_.root != 0 && !rootless_) RETURN_IF_ERROR(chownTree(paths.net, ids_.root, ids_.rootGid));
+    if (mapsRange()) RETURN_IF_ERROR(chownTree(paths.net, ids_.root, ids_.rootGid));
   }
   std::optional<image::NsImage> baseImage;
   if (!spec.image.empty()) {
@@ -284,7 +287,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
     (void)cgroup.remove();
     return child.status();  // disk: released by its destructor
   }
-  if (userNs_ && !rootless_) {
+  if (mapsRange()) {
     // PID 1 may not shield itself from the OOM killer in its namespace (it lacks
     // CAP_SYS_RESOURCE on the host): we do it for it, as it does itself without one.
     std::ofstream adj("/proc/" + std::to_string(child->pid()) + "/oom_score_adj");
@@ -308,10 +311,10 @@ Status NsBackend::fillPlan(ContainPlan& plan, const SandboxSpec& spec, const San
   if (rootless_) {
     const std::string inside = spec.rootInside ? "0" : std::to_string(kAgentUid);
     const std::string insideGid = spec.rootInside ? "0" : std::to_string(kAgentGid);
-    plan.userNs = {true, false, inside + " " + std::to_string(geteuid()) + " 1",
-                   insideGid + " " + std::to_string(getegid()) + " 1"};
+    plan.userNs = {true, false, inside + " " + std::to_string(ids_.root) + " 1",
+                   insideGid + " " + std::to_string(ids_.rootGid) + " 1"};
     if (cgroups_.parents.empty()) plan.nprocLimit = spec.pids > 0 ? spec.pids : kDefaultPids;
-  } else if (userNs_) {
+  } else if (mapsRange()) {
     const std::string count = " " + std::to_string(kIdCount);
     plan.userNs = {true, true, "0 " + std::to_string(ids_.root) + count,
                    "0 " + std::to_string(ids_.rootGid) + count};
