@@ -40,6 +40,15 @@ Status writeText(const std::string& path, const std::string& text) {
   return out ? Status::ok() : errnoStatus("write " + path, errno);
 }
 
+Status chownIfNeeded(const std::string& path, unsigned uid, unsigned gid) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return errnoStatus("stat " + path, errno);
+  if ((st.st_uid != uid || st.st_gid != gid) && lchown(path.c_str(), uid, gid) != 0) {
+    return errnoStatus("chown " + path, errno);
+  }
+  return Status::ok();
+}
+
 // ids: the host ids of root and of the agent inside; nullopt in rootless mode, where our own
 // files are the agent's (the one mapped id) and nothing can be chowned.
 Status prepareSkeleton(const std::string& skel, std::optional<SandboxIds> ids) {
@@ -49,9 +58,13 @@ Status prepareSkeleton(const std::string& skel, std::optional<SandboxIds> ids) {
   chmod((skel + "/var/tmp").c_str(), 01777);
   chmod((skel + "/root").c_str(), 0700);
   if (ids) {
-    RETURN_IF_ERROR(chownTree(skel, ids->root, ids->rootGid));
-    if (chown((skel + "/home/agent").c_str(), ids->agent, ids->agentGid) != 0) {
-      return errnoStatus("chown home/agent", errno);
+    // Each dir to its owner, touched only when it differs: running sandboxes of another backend
+    // over this state dir see these dirs through their overlays.
+    RETURN_IF_ERROR(chownIfNeeded(skel, ids->root, ids->rootGid));
+    for (const std::string d : kSkelDirs) {
+      const bool agent = d == "home/agent";
+      RETURN_IF_ERROR(chownIfNeeded(skel + "/" + d, agent ? ids->agent : ids->root,
+                                    agent ? ids->agentGid : ids->rootGid));
     }
   }
   // Debian is usr-merged: /bin, /lib... are symlinks into /usr.
