@@ -50,7 +50,34 @@ int chownChildren(int fd, dev_t dev, unsigned uid, unsigned gid) {
   return err;
 }
 
+std::string unescapeMountPath(const std::string& s) {
+  std::string r;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      r += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
+      i += 3;
+    } else {
+      r += s[i];
+    }
+  }
+  return r;
+}
+
 }  // namespace
+
+std::vector<std::string> mountPoints() {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  for (std::string line; std::getline(in, line);) {
+    // id parent dev root mountpoint ...
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mountPoint;
+    if (fields >> id >> parent >> devno >> root >> mountPoint) {
+      out.push_back(unescapeMountPath(mountPoint));
+    }
+  }
+  return out;
+}
 
 Result<std::string> readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -14,7 +14,6 @@
 #include <optional>
 #include <regex>
 #include <set>
-#include <sstream>
 #include <string_view>
 
 #include "common/files.h"
@@ -113,32 +112,6 @@ std::string mirrorKeyOf(const std::string& checkout) {
   return name.substr(0, name.find('-'));
 }
 
-std::string unescapeMountPath(const std::string& s) {
-  std::string r;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      r += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
-      i += 3;
-    } else {
-      r += s[i];
-    }
-  }
-  return r;
-}
-
-// The mount points of this process's mount namespace (/proc/self/mountinfo), unescaped.
-std::vector<std::string> mountPoints() {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, mountPoint;
-    if (fields >> id >> parent >> devno >> root >> mountPoint)
-      out.push_back(unescapeMountPath(mountPoint));
-  }
-  return out;
-}
 
 std::string readFile(const std::string& path) { return kiln::readFile(path).valueOr(""); }
 

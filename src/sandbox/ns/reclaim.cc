@@ -15,7 +15,6 @@
 #include <set>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "sandbox/ns/layout.h"
@@ -53,11 +52,7 @@ int detachLoops(const std::string& path) {
 // Host mounts at or under dir, detached deepest first.
 int detachMounts(const std::string& dir) {
   std::vector<std::string> targets;
-  std::ifstream in("/proc/self/mountinfo");
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream fields(line);
-    std::string skip, target;
-    fields >> skip >> skip >> skip >> skip >> target;
+  for (const std::string& target : mountPoints()) {
     if (target == dir || under(target, dir)) targets.push_back(target);
   }
   std::sort(targets.rbegin(), targets.rend());
