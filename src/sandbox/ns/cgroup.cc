@@ -36,6 +36,14 @@ Status writeFile(const std::string& path, const std::string& value) {
 // A cgroup file's text; empty when it (or its cgroup) is missing.
 std::string readFile(const std::string& path) { return kiln::readFile(path).valueOr(""); }
 
+// The processes in the cgroup at dir (none when it is gone).
+std::vector<pid_t> processesIn(const std::string& dir) {
+  std::istringstream in(readFile(dir + "/cgroup.procs"));
+  std::vector<pid_t> pids;
+  for (pid_t pid; in >> pid;) pids.push_back(pid);
+  return pids;
+}
+
 // Value of "key N" in a flat-keyed cgroup file (memory.events, pids.events, oom_control).
 int64_t keyedValue(const std::string& text, const std::string& key) {
   std::istringstream in(text);
@@ -237,10 +245,7 @@ std::optional<LimitBreach> SandboxCgroup::breach() const {
 }
 
 int SandboxCgroup::processCount() const {
-  std::istringstream in(readFile(dirFor("pids") + "/cgroup.procs"));
-  int n = 0;
-  for (std::string line; std::getline(in, line);) n += !line.empty();
-  return n;
+  return static_cast<int>(processesIn(dirFor("pids")).size());
 }
 
 namespace {
@@ -282,10 +287,8 @@ int removeOrphanedCgroups(const CgroupLayout& layout, int64_t minAgeSeconds) {
     if (!e.is_directory(ec) || stat(e.path().c_str(), &st) != 0 || st.st_mtime > cutoff) continue;
     const std::string id = e.path().filename();
     const std::vector<std::string> dirs = layout.dirsOf(id);
-    bool empty = std::all_of(dirs.begin(), dirs.end(), [](const std::string& dir) {
-      std::string procs = readFile(dir + "/cgroup.procs");
-      return procs.find_first_not_of(" \n") == std::string::npos;
-    });
+    bool empty = std::all_of(dirs.begin(), dirs.end(),
+                             [](const std::string& dir) { return processesIn(dir).empty(); });
     if (empty) orphans.push_back(id);
   }
   int n = 0;
@@ -296,8 +299,7 @@ int removeOrphanedCgroups(const CgroupLayout& layout, int64_t minAgeSeconds) {
 Status removeStaleCgroup(const CgroupLayout& layout, const std::string& id) {
   std::vector<std::string> dirs = layout.dirsOf(id);
   for (const auto& dir : dirs) {
-    std::istringstream procs(readFile(dir + "/cgroup.procs"));
-    for (pid_t pid; procs >> pid;) {
+    for (pid_t pid : processesIn(dir)) {
       if (pid > 0) kill(pid, SIGKILL);
     }
   }
