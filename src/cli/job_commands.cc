@@ -31,6 +31,13 @@ Result<json> call(HttpClient& client, const std::string& method, const std::stri
   return jsonBody(*resp);
 }
 
+// One request to the discovered server: its parsed JSON body.
+Result<json> request(const ClientFlags& flags, const std::string& method,
+                     const std::string& target, const json& body = json::object()) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ServerSession> session, open(flags));
+  return call(session->client(), method, target, body);
+}
+
 std::string jobPath(const std::string& id) { return "/api/v1/jobs/" + id; }
 
 std::string joinWords(const std::vector<std::string>& words) {
@@ -66,11 +73,9 @@ RenderStyle terminalStyle(const std::string& jobId) {
 }
 
 int jobsCommand(const JobsFlags& flags, const ClientFlags& clientFlags) {
-  auto session = open(clientFlags);
-  if (!session) return fail(session.status().message());
   std::string target = "/api/v1/jobs?limit=" + std::to_string(flags.limit);
   if (!flags.status.empty()) target += "&status=" + urlEncode(normalizeStatus(flags.status));
-  auto body = call((*session)->client(), "GET", target);
+  auto body = request(clientFlags, "GET", target);
   if (!body) return fail(body.status().message());
   if (flags.json) {
     std::cout << body->dump(2) << "\n";
@@ -95,9 +100,7 @@ int logsCommand(const std::string& jobId, bool follow, const ClientFlags& client
 }
 
 int stopCommand(const std::string& jobId, const ClientFlags& clientFlags) {
-  auto session = open(clientFlags);
-  if (!session) return fail(session.status().message());
-  auto body = call((*session)->client(), "POST", jobPath(jobId) + "/stop");
+  auto body = request(clientFlags, "POST", jobPath(jobId) + "/stop");
   if (!body) return fail(body.status().message());
   std::cout << jobId << ": " << normalizeStatus(body->value("status", "stopped")) << "\n";
   return kExitOk;
@@ -107,9 +110,7 @@ int replyCommand(const std::string& jobId, const std::vector<std::string>& messa
                  const ClientFlags& clientFlags) {
   std::string text = joinWords(message);
   if (text.empty()) return fail("reply: the message is empty");
-  auto session = open(clientFlags);
-  if (!session) return fail(session.status().message());
-  auto body = call((*session)->client(), "POST", jobPath(jobId) + "/reply", {{"message", text}});
+  auto body = request(clientFlags, "POST", jobPath(jobId) + "/reply", {{"message", text}});
   if (!body) return fail(body.status().message());
   std::cout << jobId << ": reply sent";
   if (body->is_object() && body->contains("status")) {
@@ -120,9 +121,7 @@ int replyCommand(const std::string& jobId, const std::vector<std::string>& messa
 }
 
 int approveCommand(const std::string& jobId, const ClientFlags& clientFlags) {
-  auto session = open(clientFlags);
-  if (!session) return fail(session.status().message());
-  auto body = call((*session)->client(), "POST", jobPath(jobId) + "/approve", json::object());
+  auto body = request(clientFlags, "POST", jobPath(jobId) + "/approve");
   if (!body) return fail(body.status().message());
   std::cout << jobId << ": approved\n";
   return kExitOk;
@@ -132,10 +131,7 @@ int continueCommand(const std::string& jobId, const std::vector<std::string>& ta
                     const ClientFlags& clientFlags) {
   std::string text = joinWords(task);
   if (text.empty()) return fail("continue: the follow-up task is empty");
-  auto session = open(clientFlags);
-  if (!session) return fail(session.status().message());
-  auto body =
-      call((*session)->client(), "POST", jobPath(jobId) + "/continue", {{"taskDesc", text}});
+  auto body = request(clientFlags, "POST", jobPath(jobId) + "/continue", {{"taskDesc", text}});
   if (!body) return fail(body.status().message());
   std::cout << jobId << ": queued again with the follow-up (kiln logs -f " << jobId << ")\n";
   return kExitOk;
@@ -152,9 +148,7 @@ int diffCommand(const std::string& jobId, const ClientFlags& clientFlags) {
 }
 
 int statusCommand(const std::string& jobId, bool asJson, const ClientFlags& clientFlags) {
-  auto session = open(clientFlags);
-  if (!session) return fail(session.status().message());
-  auto body = call((*session)->client(), "GET", jobPath(jobId));
+  auto body = request(clientFlags, "GET", jobPath(jobId));
   if (!body) return fail(body.status().message());
   std::cout << body->dump(asJson ? -1 : 2) << "\n";
   return kExitOk;
