@@ -15,15 +15,6 @@ FakeLlm::FakeLlm(const nlohmann::json& script, const std::string& dir) {
 
 FakeLlm::~FakeLlm() = default;
 
-std::vector<nlohmann::json> FakeLlm::requests() const {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(logPath_);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded()) out.push_back(std::move(j));
-  }
-  return out;
-}
+std::vector<nlohmann::json> FakeLlm::requests() const { return readJsonLines(logPath_); }
 
 }  // namespace kiln::testing

@@ -60,12 +60,19 @@ GitHttpServer::GitHttpServer(const std::string& root, const std::string& bind)
     : logPath_(gitLogPath(root)),
       server_("git_http_server.py", {"--root", root, "--log", logPath_, "--bind", bind}) {}
 
+std::vector<nlohmann::json> readJsonLines(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded()) out.push_back(std::move(j));
+  }
+  return out;
+}
+
 std::vector<std::string> GitHttpServer::authorizations() const {
   std::vector<std::string> out;
-  std::ifstream in(logPath_);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
+  for (const auto& j : readJsonLines(logPath_)) {
     if (j.is_object()) out.push_back(j.value("authorization", ""));
   }
   return out;

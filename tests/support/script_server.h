@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,10 @@ class ScriptServer {
   pid_t pid_ = -1;
   uint16_t port_ = 0;
 };
+
+// The JSON values of a server's request log, one per line (lines that do not parse are
+// skipped: the server may be writing the last one).
+std::vector<nlohmann::json> readJsonLines(const std::string& path);
 
 // A git smart-HTTP server (tests/support/git_http_server.py) over the bare repos under `root`,
 // fetch and push enabled, bound to `bind`. Logs each request (method, path, Authorization) to
