@@ -107,6 +107,12 @@ class AgentE2eTest : public ::testing::Test {
     json s = r->json();
     return s.is_object() ? s["steps"] : s;
   }
+  // POSTs `action` (reply, continue, approve) with `body` to the job; fails unless it is accepted.
+  void act(const std::string& id, const std::string& action, const json& body) {
+    auto r = client_->postJson("/api/v1/jobs/" + id + "/" + action, body);
+    ASSERT_TRUE(r.isOk());
+    ASSERT_EQ(r->status, 200) << r->body;
+  }
   std::string diff(const std::string& id) {
     auto r = client_->get("/api/v1/jobs/" + id + "/diff");
     EXPECT_TRUE(r.isOk());
@@ -217,10 +223,7 @@ TEST_F(AgentE2eTest, AskUserPausesAndReplyResumesWithTheAnswerInContext) {
   ASSERT_EQ(questions.size(), 1u);
   EXPECT_EQ(questions[0]["question"], "Which greeting should I use?");
 
-  auto r = client_->postJson("/api/v1/jobs/" + id + "/reply",
-                             json{{"message", "Use the cowboy one, Howdy"}});
-  ASSERT_TRUE(r.isOk());
-  ASSERT_EQ(r->status, 200) << r->body;
+  ASSERT_NO_FATAL_FAILURE(act(id, "reply", {{"message", "Use the cowboy one, Howdy"}}));
   job = finished(id);
   ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump();
   auto reqs = llm_->requests();
@@ -247,10 +250,7 @@ TEST_F(AgentE2eTest, CommitGateWaitsForApprovalAndARefusalSendsTheAgentBack) {
   EXPECT_EQ(questions[0]["kind"], "approval");
 
   // A reply at the gate refuses it: the agent gets the reason and works on.
-  auto r = client_->postJson("/api/v1/jobs/" + id + "/reply",
-                             json{{"message", "Say final, not draft"}});
-  ASSERT_TRUE(r.isOk());
-  ASSERT_EQ(r->status, 200) << r->body;
+  ASSERT_NO_FATAL_FAILURE(act(id, "reply", {{"message", "Say final, not draft"}}));
   // Paused again at the gate after the second finish (status goes RUNNING → PAUSED).
   for (auto deadline = std::chrono::steady_clock::now() + 60s;
        llm_->requests().size() < 4 && std::chrono::steady_clock::now() < deadline;)
@@ -261,9 +261,7 @@ TEST_F(AgentE2eTest, CommitGateWaitsForApprovalAndARefusalSendsTheAgentBack) {
   ASSERT_EQ(reqs.size(), 4u);
   EXPECT_NE(reqs[2]["body"].dump().find("Say final, not draft"), std::string::npos);
 
-  r = client_->post("/api/v1/jobs/" + id + "/approve");
-  ASSERT_TRUE(r.isOk());
-  ASSERT_EQ(r->status, 200) << r->body;
+  ASSERT_NO_FATAL_FAILURE(act(id, "approve", json::object()));
   job = finished(id);
   ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
   EXPECT_TRUE(job["approval"].is_null());
@@ -282,10 +280,7 @@ TEST_F(AgentE2eTest, ContinueGivesAFinishedJobAFollowUpInTheSameWorkspace) {
   }));
   std::string id = createJob({{"taskDesc", "Write a.txt"}});
   ASSERT_EQ(finished(id).value("status", ""), "COMPLETED");
-  auto r = client_->postJson("/api/v1/jobs/" + id + "/continue",
-                             json{{"taskDesc", "Now also write b.txt"}});
-  ASSERT_TRUE(r.isOk());
-  ASSERT_EQ(r->status, 200) << r->body;
+  ASSERT_NO_FATAL_FAILURE(act(id, "continue", {{"taskDesc", "Now also write b.txt"}}));
   json job = finished(id);
   ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump();
   auto reqs = llm_->requests();
@@ -356,10 +351,7 @@ TEST_F(AgentE2eTest, FinishedWorkspacesPastRetentionAreCollectedAndContinueRebui
   EXPECT_FALSE(std::filesystem::exists(ws) || std::filesystem::is_symlink(ws));
   EXPECT_FALSE(std::filesystem::exists(kiln_->dataDir() + "/workspaces/.layers/" + id));
 
-  auto r = client_->postJson("/api/v1/jobs/" + id + "/continue",
-                             json{{"taskDesc", "Now also write b.txt"}});
-  ASSERT_TRUE(r.isOk());
-  ASSERT_EQ(r->status, 200) << r->body;
+  ASSERT_NO_FATAL_FAILURE(act(id, "continue", {{"taskDesc", "Now also write b.txt"}}));
   json job = finished(id);
   ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
   std::string d = diff(id);
