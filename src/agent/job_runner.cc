@@ -275,11 +275,14 @@ JobFailure limitFailure(const sandbox::LimitBreach& b) {
   return JobFailure{"sandbox_limit", b.message, {{"resource", b.resource}}};
 }
 
+JobFailure budgetFailure(const char* limit, std::string message) {
+  return JobFailure{"budget_exceeded", std::move(message), {{"limit", limit}}};
+}
+
 JobFailure wallBudgetFailure(int64_t maxWallSeconds, bool commandKilled) {
-  return JobFailure{"budget_exceeded",
-                    "ran longer than " + std::to_string(maxWallSeconds) + " s" +
-                        (commandKilled ? " (the running command was killed)" : ""),
-                    {{"limit", "maxWallSeconds"}}};
+  return budgetFailure("maxWallSeconds",
+                       "ran longer than " + std::to_string(maxWallSeconds) + " s" +
+                           (commandKilled ? " (the running command was killed)" : ""));
 }
 
 JobFailure loopFailure(const LoopVerdict& v) {
@@ -295,7 +298,6 @@ std::string approvalQuestion(const std::string& action, const std::string& jobId
 JobFailure cliFailure(const json& f) {
   return JobFailure{f.value("code", "agent_failed"), f.value("message", ""), f};
 }
-
 
 class JobRun {
  public:
@@ -587,16 +589,13 @@ Task<std::optional<JobFailure>> JobRun::provision() {
 
 std::optional<JobFailure> JobRun::checkCaps() const {
   const json& l = job_.limits;
-  auto breach = [](const char* limit, std::string msg) {
-    return JobFailure{"budget_exceeded", std::move(msg), {{"limit", limit}}};
-  };
   int maxSteps = l.value("maxSteps", 50);
   if (job_.stepCount >= maxSteps)
-    return breach("maxSteps", "reached the step limit of " + std::to_string(maxSteps));
+    return budgetFailure("maxSteps", "reached the step limit of " + std::to_string(maxSteps));
   if (l.contains("maxTokens") && job_.tokensIn + job_.tokensOut >= l["maxTokens"].get<int64_t>())
-    return breach("maxTokens", "reached the token limit of " + l["maxTokens"].dump());
+    return budgetFailure("maxTokens", "reached the token limit of " + l["maxTokens"].dump());
   if (l.contains("maxUsd") && job_.tokenSpendUsd >= l["maxUsd"].get<double>())
-    return breach("maxUsd", "reached the spend limit of $" + l["maxUsd"].dump());
+    return budgetFailure("maxUsd", "reached the spend limit of $" + l["maxUsd"].dump());
   if (job_.startedAt > 0 && wallLeftMs() <= 0) return wallBudgetFailure(maxWallSeconds(), false);
   return std::nullopt;
 }
