@@ -27,20 +27,14 @@ class RootlessTest : public ::testing::Test {
       GTEST_SKIP() << why;
     }
     ASSERT_TRUE(kiln_.ok());
-    dir_ = kiln_.dir();
-  }
-
-  int execAsNobody(const std::string& flags, const std::string& script, std::string* out) {
-    return kiln_.sandboxExec(flags, script, out);
   }
 
   kiln::sandbox::testing::NobodyKiln kiln_;
-  std::string dir_;
 };
 
 TEST_F(RootlessTest, CommandsRunAsTheAgentInTheirOwnUserNamespace) {
   std::string out;
-  ASSERT_EQ(execAsNobody("", "id -u; id -g; cat /proc/self/uid_map; hostname", &out), 0) << out;
+  ASSERT_EQ(kiln_.sandboxExec("", "id -u; id -g; cat /proc/self/uid_map; hostname", &out), 0) << out;
   EXPECT_NE(out.find("1000\n1000\n"), std::string::npos) << out;
   // kiln's one uid (nobody) is the only id mapped, as the agent.
   EXPECT_NE(out.find("1000      65534          1"), std::string::npos) << out;
@@ -51,11 +45,11 @@ TEST_F(RootlessTest, CommandsRunAsTheAgentInTheirOwnUserNamespace) {
 }
 
 TEST_F(RootlessTest, TheWorkspaceIsTheAgentsAndItsWritesReachTheHostAsKilnsUser) {
-  const std::string ws = dir_ + "/ws";
+  const std::string ws = kiln_.dir() + "/ws";
   ASSERT_EQ(mkdir(ws.c_str(), 0755), 0);
   ASSERT_EQ(chown(ws.c_str(), kNobody, kNobody), 0);
   std::string out;
-  ASSERT_EQ(execAsNobody("--workspace " + ws, "echo fixed > /workspace/a.txt && stat -c %u /workspace/a.txt", &out), 0) << out;
+  ASSERT_EQ(kiln_.sandboxExec("--workspace " + ws, "echo fixed > /workspace/a.txt && stat -c %u /workspace/a.txt", &out), 0) << out;
   EXPECT_NE(out.find("1000"), std::string::npos) << out;
   struct stat st;
   ASSERT_EQ(stat((ws + "/a.txt").c_str(), &st), 0);
@@ -65,7 +59,7 @@ TEST_F(RootlessTest, TheWorkspaceIsTheAgentsAndItsWritesReachTheHostAsKilnsUser)
 TEST_F(RootlessTest, EscapeAttemptsFailInside) {
   const std::string marker = "/usr/kiln-rootless-marker";
   std::string out;
-  int rc = execAsNobody("",
+  int rc = kiln_.sandboxExec("",
                         "cat /etc/shadow && echo READ-SHADOW; "
                         "ls -A /root | grep . && echo SAW-ROOT; "
                         "mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED; "
@@ -88,14 +82,14 @@ TEST_F(RootlessTest, EscapeAttemptsFailInside) {
 
 TEST_F(RootlessTest, RootInsideHoldsNoCapabilities) {
   std::string out;
-  ASSERT_EQ(execAsNobody("--root", "id -u; grep CapEff /proc/self/status", &out), 0) << out;
+  ASSERT_EQ(kiln_.sandboxExec("--root", "id -u; grep CapEff /proc/self/status", &out), 0) << out;
   EXPECT_NE(out.find("0\nCapEff:\t0000000000000000"), std::string::npos) << out;
 }
 
 TEST_F(RootlessTest, AForkBombIsBoundedByTheProcessLimit) {
   std::string out;
   // The shell itself may fail once it cannot fork: its exit code does not matter.
-  (void)execAsNobody("--pids 40", "for i in $(seq 100); do sleep 30 & done; echo spawned", &out);
+  (void)kiln_.sandboxExec("--pids 40", "for i in $(seq 100); do sleep 30 & done; echo spawned", &out);
   EXPECT_NE(out.find("Cannot fork"), std::string::npos) << out;
   // The sleeps died with the sandbox.
   std::string left;
@@ -104,7 +98,7 @@ TEST_F(RootlessTest, AForkBombIsBoundedByTheProcessLimit) {
 
 TEST_F(RootlessTest, TheDiskQuotaIsEnforcedWithoutLoopDevices) {
   std::string out;
-  int rc = execAsNobody("--disk-mb 16",
+  int rc = kiln_.sandboxExec("--disk-mb 16",
                         "dd if=/dev/zero of=/home/agent/big bs=1M count=64 2>&1 | grep -c 'No space'",
                         &out);
   EXPECT_EQ(rc, 0) << out;
@@ -116,7 +110,7 @@ TEST_F(RootlessTest, TheDiskQuotaIsEnforcedWithoutLoopDevices) {
 // for itself (metadata addresses are always refused).
 TEST_F(RootlessTest, AllowlistEgressReachesTheProxy) {
   std::string out;
-  int rc = execAsNobody(
+  int rc = kiln_.sandboxExec(
       "--network allowlist --allow-host example.com",
       "echo $HTTPS_PROXY; python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', "
       "3128)); s.sendall(b'CONNECT 169.254.169.254:80 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'); "
@@ -141,7 +135,7 @@ TEST_F(RootlessTest, ADelegatedCgroupEnforcesTheMemoryLimit) {
     ASSERT_EQ(chown(parent.c_str(), kNobody, kNobody), 0) << parent;
   }
   std::string out;
-  int rc = execAsNobody("--memory-mb 64",
+  int rc = kiln_.sandboxExec("--memory-mb 64",
                         "head -c 300m /dev/zero | tail > /dev/null; echo status=$?", &out);
   for (const char* c : kControllers) {
     (void)!chown((std::string("/sys/fs/cgroup/") + c + "/kiln").c_str(), 0, 0);
@@ -155,11 +149,11 @@ TEST_F(RootlessTest, ADelegatedCgroupEnforcesTheMemoryLimit) {
 // The whole spine as an unprivileged user: `kiln run` starts an embedded server whose jobs get
 // rootless sandboxes; the mock agent's change comes back as the diff.
 TEST_F(RootlessTest, KilnRunCompletesATaskAsAnUnprivilegedUser) {
-  const std::string repo = dir_ + "/repo";
+  const std::string repo = kiln_.dir() + "/repo";
   kiln::testing::makeSampleRepo(repo);
   ASSERT_EQ(shell("chown -R nobody:nogroup " + repo), 0);
   std::string out;
-  int rc = kiln_.shell("KILN_DATA_DIR=" + dir_ + "/data ./kiln run --repo " + repo +
+  int rc = kiln_.shell("KILN_DATA_DIR=" + kiln_.dir() + "/data ./kiln run --repo " + repo +
                            " 'Add a farewell function'",
                        &out);
   EXPECT_EQ(rc, 0) << out;
