@@ -31,7 +31,8 @@ class NobodyKiln {
     const std::string bin = KILN_BINARY;
     const std::string runtime = bin.substr(0, bin.rfind('/') + 1) + "kiln-runtime";
     std::filesystem::copy_file(bin, dir_ + "/kiln");
-    if (std::filesystem::exists(runtime)) std::filesystem::copy_file(runtime, dir_ + "/kiln-runtime");
+    if (std::filesystem::exists(runtime))
+      std::filesystem::copy_file(runtime, dir_ + "/kiln-runtime");
     ok_ = kiln::testing::shell("chown -R nobody:nogroup " + dir_) == 0;
   }
   ~NobodyKiln() {

@@ -34,7 +34,8 @@ class RootlessTest : public ::testing::Test {
 
 TEST_F(RootlessTest, CommandsRunAsTheAgentInTheirOwnUserNamespace) {
   std::string out;
-  ASSERT_EQ(kiln_.sandboxExec("", "id -u; id -g; cat /proc/self/uid_map; hostname", &out), 0) << out;
+  ASSERT_EQ(kiln_.sandboxExec("", "id -u; id -g; cat /proc/self/uid_map; hostname", &out), 0)
+      << out;
   EXPECT_NE(out.find("1000\n1000\n"), std::string::npos) << out;
   // kiln's one uid (nobody) is the only id mapped, as the agent.
   EXPECT_NE(out.find("1000      65534          1"), std::string::npos) << out;
@@ -49,7 +50,10 @@ TEST_F(RootlessTest, TheWorkspaceIsTheAgentsAndItsWritesReachTheHostAsKilnsUser)
   ASSERT_EQ(mkdir(ws.c_str(), 0755), 0);
   ASSERT_EQ(chown(ws.c_str(), kNobody, kNobody), 0);
   std::string out;
-  ASSERT_EQ(kiln_.sandboxExec("--workspace " + ws, "echo fixed > /workspace/a.txt && stat -c %u /workspace/a.txt", &out), 0) << out;
+  ASSERT_EQ(kiln_.sandboxExec("--workspace " + ws,
+                              "echo fixed > /workspace/a.txt && stat -c %u /workspace/a.txt", &out),
+            0)
+      << out;
   EXPECT_NE(out.find("1000"), std::string::npos) << out;
   struct stat st;
   ASSERT_EQ(stat((ws + "/a.txt").c_str(), &st), 0);
@@ -59,20 +63,23 @@ TEST_F(RootlessTest, TheWorkspaceIsTheAgentsAndItsWritesReachTheHostAsKilnsUser)
 TEST_F(RootlessTest, EscapeAttemptsFailInside) {
   const std::string marker = "/usr/kiln-rootless-marker";
   std::string out;
-  int rc = kiln_.sandboxExec("",
-                        "cat /etc/shadow && echo READ-SHADOW; "
-                        "ls -A /root | grep . && echo SAW-ROOT; "
-                        "mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED; "
-                        "unshare -U true 2>/dev/null && echo UNSHARED; "
-                        "echo x > " + marker + " 2>/dev/null; "
-                        "kill -9 1 2>/dev/null; sleep 0.1; "
-                        "[ $(ls /proc | grep -c '^[0-9]') -lt 10 ] || echo SAW-HOST-PIDS; "
-                        "cat /sys/class/net/*/address 2>/dev/null | grep -v 00:00:00:00:00:00 && echo HAS-NIC; "
-                        "echo done",
-                        &out);
+  int rc = kiln_.sandboxExec(
+      "",
+      "cat /etc/shadow && echo READ-SHADOW; "
+      "ls -A /root | grep . && echo SAW-ROOT; "
+      "mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED; "
+      "unshare -U true 2>/dev/null && echo UNSHARED; "
+      "echo x > " +
+          marker +
+          " 2>/dev/null; "
+          "kill -9 1 2>/dev/null; sleep 0.1; "
+          "[ $(ls /proc | grep -c '^[0-9]') -lt 10 ] || echo SAW-HOST-PIDS; "
+          "cat /sys/class/net/*/address 2>/dev/null | grep -v 00:00:00:00:00:00 && echo HAS-NIC; "
+          "echo done",
+      &out);
   EXPECT_EQ(rc, 0) << out;
-  for (const char* escaped : {"READ-SHADOW", "SAW-ROOT", "MOUNTED", "UNSHARED", "SAW-HOST-PIDS",
-                              "HAS-NIC"}) {
+  for (const char* escaped :
+       {"READ-SHADOW", "SAW-ROOT", "MOUNTED", "UNSHARED", "SAW-HOST-PIDS", "HAS-NIC"}) {
     EXPECT_EQ(out.find(escaped), std::string::npos) << escaped << "\n" << out;
   }
   // PID 1 (the runtime) shrugged off the SIGKILL: the command's output came back.
@@ -89,7 +96,8 @@ TEST_F(RootlessTest, RootInsideHoldsNoCapabilities) {
 TEST_F(RootlessTest, AForkBombIsBoundedByTheProcessLimit) {
   std::string out;
   // The shell itself may fail once it cannot fork: its exit code does not matter.
-  (void)kiln_.sandboxExec("--pids 40", "for i in $(seq 100); do sleep 30 & done; echo spawned", &out);
+  (void)kiln_.sandboxExec("--pids 40", "for i in $(seq 100); do sleep 30 & done; echo spawned",
+                          &out);
   EXPECT_NE(out.find("Cannot fork"), std::string::npos) << out;
   // The sleeps died with the sandbox.
   std::string left;
@@ -98,9 +106,9 @@ TEST_F(RootlessTest, AForkBombIsBoundedByTheProcessLimit) {
 
 TEST_F(RootlessTest, TheDiskQuotaIsEnforcedWithoutLoopDevices) {
   std::string out;
-  int rc = kiln_.sandboxExec("--disk-mb 16",
-                        "dd if=/dev/zero of=/home/agent/big bs=1M count=64 2>&1 | grep -c 'No space'",
-                        &out);
+  int rc = kiln_.sandboxExec(
+      "--disk-mb 16", "dd if=/dev/zero of=/home/agent/big bs=1M count=64 2>&1 | grep -c 'No space'",
+      &out);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("1\n"), std::string::npos) << out;
   EXPECT_NE(out.find("limit disk"), std::string::npos) << out;
@@ -136,7 +144,7 @@ TEST_F(RootlessTest, ADelegatedCgroupEnforcesTheMemoryLimit) {
   }
   std::string out;
   int rc = kiln_.sandboxExec("--memory-mb 64",
-                        "head -c 300m /dev/zero | tail > /dev/null; echo status=$?", &out);
+                             "head -c 300m /dev/zero | tail > /dev/null; echo status=$?", &out);
   for (const char* c : kControllers) {
     (void)!chown((std::string("/sys/fs/cgroup/") + c + "/kiln").c_str(), 0, 0);
   }

@@ -45,8 +45,7 @@ class UserNsTest : public ::testing::Test {
 
 TEST_F(UserNsTest, TheAgentAndRootInsideAreUnprivilegedIdsOnTheHost) {
   std::string out;
-  ASSERT_EQ(exec("", "id -u; printf \"MAP \"; cat /proc/self/uid_map; echo x > /workspace/a",
-                 &out),
+  ASSERT_EQ(exec("", "id -u; printf \"MAP \"; cat /proc/self/uid_map; echo x > /workspace/a", &out),
             0)
       << out;
   EXPECT_EQ(out.rfind("1000\n", 0), 0u) << out;
@@ -57,8 +56,7 @@ TEST_F(UserNsTest, TheAgentAndRootInsideAreUnprivilegedIdsOnTheHost) {
   EXPECT_EQ(st.st_uid, static_cast<uid_t>(base + 1000));
 
   out.clear();
-  ASSERT_EQ(exec("--root", "id -u; grep CapEff /proc/self/status; echo y > /workspace/b", &out),
-            0)
+  ASSERT_EQ(exec("--root", "id -u; grep CapEff /proc/self/status; echo y > /workspace/b", &out), 0)
       << out;
   EXPECT_NE(out.find("0\nCapEff:\t0000000000000000"), std::string::npos) << out;
   ASSERT_EQ(stat((ws_ + "/b").c_str(), &st), 0);
@@ -92,8 +90,8 @@ TEST_F(UserNsTest, CgroupLimitsStillApply) {
 
 TEST_F(UserNsTest, TheDiskQuotaIsTheLayersTmpfs) {
   std::string out;
-  exec("--disk-mb 16", "dd if=/dev/zero of=/home/agent/big bs=1M count=64 2>&1 | grep -c 'No space'",
-       &out);
+  exec("--disk-mb 16",
+       "dd if=/dev/zero of=/home/agent/big bs=1M count=64 2>&1 | grep -c 'No space'", &out);
   EXPECT_NE(out.find("1\n"), std::string::npos) << out;
   EXPECT_NE(out.find("limit disk"), std::string::npos) << out;
 }
