@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make demo: create a small git repo, run a mock-agent task on it end to end with an embedded
-# kiln server (sandboxed, streamed, recorded), and print the diff.
+# make demo: create a small git repo, start a kiln server, run a mock-agent task on it end to end
+# (sandboxed, streamed, recorded), print the diff and the web dashboard's sign-in link. From a
+# terminal the server keeps running for the dashboard until Ctrl-C.
 set -euo pipefail
 KILN=${1:-build/kiln}
 KILN=$(readlink -f "$KILN")
@@ -29,7 +30,21 @@ git -c user.name=demo -c user.email=demo@example.com commit -qm "hello: first ve
 
 echo "== kiln demo: repo $repo, data dir $work/data"
 export KILN_DATA_DIR="$work/data"
+mkdir -p "$KILN_DATA_DIR"
+"$KILN" serve --listen "${KILN_LISTEN:-127.0.0.1:0}" >"$work/serve.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+for _ in $(seq 1 300); do
+  "$KILN" ui >/dev/null 2>&1 && break
+  kill -0 $server 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+  sleep 0.1
+done
 status=0
 "$KILN" run --repo "$repo" "Add a farewell function next to greet" || status=$?
 echo "== done (exit $status). Data dir kept at $work/data; remove $work when done."
+"$KILN" ui
+if [ -t 0 ]; then
+  echo "== the server keeps running for the dashboard; Ctrl-C stops it"
+  wait $server || true
+fi
 exit $status

@@ -151,6 +151,9 @@ int parseAndRun(int argc, char** argv) {
   addRun(app, flags, code);
   addJobs(app, flags, code);
   addJobCommands(app, flags, code);
+  app.add_subcommand("ui", "Print the web dashboard's URL with a sign-in link")->callback([&] {
+    code = uiCommand(flags.client);
+  });
   setUpLogging();
   // The embedded node of `kiln run` logs only warnings: the live view is the output.
   if (argc > 1 && std::string(argv[1]) == "run" && !std::getenv("KILN_LOG_LEVEL")) {

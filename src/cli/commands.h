@@ -34,6 +34,8 @@ int continueCommand(const std::string& jobId, const std::vector<std::string>& ta
                     const ClientFlags& client);
 int diffCommand(const std::string& jobId, const ClientFlags& client);
 int statusCommand(const std::string& jobId, bool json, const ClientFlags& client);
+// Prints the dashboard URL and a sign-in link (URL#token=...).
+int uiCommand(const ClientFlags& client);
 
 // Flags + process env + default data dir.
 ClientSettings clientSettings(const ClientFlags& flags);

@@ -10,6 +10,8 @@ It replays a scripted trajectory, one entry per request, in order. The script is
    "usage": {"in": N, "out": M}}
   {"status": 429, "retry_after": 0, "message": "slow down"}   an error response
   {"disconnect": true}                                          a 200 cut off mid-body
+Several jobs can share one server with {"by_marker": {"MARKER": [entries], ...}}: a request
+whose body contains MARKER (put it in the job's task) takes the next entry of that list.
 Every request is appended to the log file as a JSON line: {"n", "path", "headers", "body"}.
 With --port 0 the chosen port is printed as stdout's first line.
 """
@@ -23,17 +25,24 @@ class Script:
     def __init__(self, path, log_path):
         with open(path) as f:
             data = json.load(f)
-        self.entries = data["turns"] if isinstance(data, dict) else data
+        self.entries = data.get("turns", []) if isinstance(data, dict) else data
+        self.by_marker = data.get("by_marker", {}) if isinstance(data, dict) else {}
+        self.taken = {}  # marker -> entries taken
         self.log_path = log_path
         self.lock = threading.Lock()
         self.n = 0
 
-    def take(self, path, headers, body):
+    def take(self, path, headers, body, raw):
         with self.lock:
             n = self.n
             self.n += 1
             with open(self.log_path, "a") as f:
                 f.write(json.dumps({"n": n, "path": path, "headers": headers, "body": body}) + "\n")
+            for marker, entries in self.by_marker.items():
+                if marker in raw:
+                    k = self.taken.get(marker, 0)
+                    self.taken[marker] = k + 1
+                    return n, (entries[k] if k < len(entries) else None)
             return n, (self.entries[n] if n < len(self.entries) else None)
 
 
@@ -187,7 +196,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw
         headers = {k.lower(): v for k, v in self.headers.items()}
-        n, entry = self.script.take(self.path, headers, body)
+        n, entry = self.script.take(self.path, headers, body, raw)
         anthropic = self.path.rstrip("/").endswith("/messages")
         if not self.path.rstrip("/").endswith(("/chat/completions", "/messages")):
             return self.send_json(404, openai_error(404, "no route " + self.path), {})

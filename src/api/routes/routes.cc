@@ -7,6 +7,7 @@ namespace kiln::api {
 std::shared_ptr<const Router> buildRouter() {
   auto r = std::make_shared<Router>();
   addSystemRoutes(*r);
+  addWebRoutes(*r);
   addJobReadRoutes(*r);
   addJobControlRoutes(*r);
   addTaskRoutes(*r);

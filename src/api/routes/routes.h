@@ -14,6 +14,7 @@ void addJobReadRoutes(Router& r);     // list, get, steps, diff, stream
 void addJobControlRoutes(Router& r);  // create, stop, reply, approve, continue
 void addTaskRoutes(Router& r);        // devin.baby aliases
 void addSystemRoutes(Router& r);      // healthz, metrics
+void addWebRoutes(Router& r);         // the dashboard page and its assets
 
 // The job named by the `{id}` path parameter if the request's tenant may see it; NotFound for
 // ids that are not UUIDs, unknown, or another tenant's.
