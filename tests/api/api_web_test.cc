@@ -29,7 +29,8 @@ TEST_F(ApiWebTest, EveryDashboardPathAnswersThePageWithoutAToken) {
   auto client = anonymous();
   auto& c = *client;
   std::string first;
-  for (std::string path : {"/", "/jobs", "/jobs/new", "/jobs/" + newUuid(), "/nodes"}) {
+  for (const std::string& path :
+       std::vector<std::string>{"/", "/jobs", "/jobs/new", "/jobs/" + newUuid(), "/nodes"}) {
     SCOPED_TRACE(path);
     auto r = c.get(path);
     ASSERT_TRUE(r.isOk());

@@ -155,6 +155,26 @@ TEST(CliEndToEndTest, ClearOneLineErrors) {
   EXPECT_EQ(serve.terminate(), 0) << serve.log();
 }
 
+TEST(CliEndToEndTest, UiPrintsTheDashboardWithASignInLink) {
+  TempDir tmp;
+  std::string data = tmp.file("data");
+  ServeProcess serve(data, tmp.path());
+  ASSERT_TRUE(serve.waitForServerFile(data + "/server.json")) << serve.log();
+  auto server = nlohmann::json::parse(slurp(data + "/server.json"), nullptr, false);
+  std::string url = server.value("url", "");
+  std::string token = slurp(data + "/admin.token");
+  token = token.substr(0, token.find('\n'));
+  std::string out;
+  ASSERT_EQ(kiln::testing::shell(kiln(data, "ui"), &out), 0) << out;
+  EXPECT_EQ(out,
+            "kiln dashboard: " + url + "/\nsign in with:   " + url + "/#token=" + token + "\n");
+  // A token the server refuses gives no link.
+  out.clear();
+  EXPECT_EQ(kiln::testing::shell(kiln(data, "--token wrong ui"), &out), 1);
+  EXPECT_EQ(out.rfind("kiln: unauthenticated: ", 0), 0u) << out;
+  EXPECT_EQ(serve.terminate(), 0) << serve.log();
+}
+
 TEST(CliEndToEndTest, RunWithoutServerStartsEmbeddedOne) {
   TempDir tmp;
   std::string data = tmp.file("data");

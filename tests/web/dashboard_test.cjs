@@ -352,7 +352,18 @@ test('10,000 terminal lines stay responsive', async () => {
   const t1 = Date.now();
   await page.reload();
   const lines = await waitTerminal(page, '10,000 rows replayed', (l) => l.filter((x) => rowRe.test(x)).length >= 10000, 60000);
-  figure('finished job: page load to 10,000 rows replayed', Date.now() - t1, 'ms');
+  const replayMs = Date.now() - t1;
+  figure('finished job: page load to 10,000 rows replayed', replayMs, 'ms');
+  // Baseline, same run: the page of the 60-line job.
+  const small = await newPage();
+  await small.goto(env.proxy.url + '/jobs/' + state.runId + '#token=' + encodeURIComponent(env.kiln.token));
+  const t3 = Date.now();
+  await small.reload();
+  await waitTerminal(small, 'the 60-line job replayed', (l) => l.includes('line 60 ok'));
+  const baseMs = Date.now() - t3;
+  figure('baseline: page load to a 60-line job replayed', baseMs, 'ms');
+  figure('10,000 lines / 60 lines page load', (replayMs / Math.max(1, baseMs)).toFixed(2), 'x');
+  await small.context().close();
   const rows = lines.filter((x) => rowRe.test(x));
   assert(rows.length === 10000 && rows[0] === 'row 00001' && rows[9999] === 'row 10000', 'every row once, in order');
   // Responsive: a keystroke in the follow-up box shows up, and the terminal scrolls.
@@ -427,6 +438,15 @@ test('500 jobs: the list loads and scrolls', async () => {
   const kiln = await h.startKiln(dir, { llmUrl: env.llm.url, args: ['--max-jobs', '1'] });
   try {
     // One job runs (a long sleep); the rest wait in the queue; some are stopped.
+    // Baseline, same server: the empty list.
+    const empty = await signedInPage(kiln.url, kiln.token);
+    const tb = Date.now();
+    await empty.reload();
+    await empty.getByText('No jobs yet.').waitFor();
+    const emptyMs = Date.now() - tb;
+    figure('baseline: empty job list shown after load', emptyMs, 'ms');
+    figure('baseline: longest main-thread task, empty list', await longestTask(empty), 'ms');
+    await empty.context().close();
     const ids = [];
     for (let i = 0; i < 500; i++) ids.push(await createJob(kiln, '[[web-block]]', { taskDesc: `[[web-block]] job ${i}` }));
     // The oldest job is the one running (the scheduler claims oldest first).
@@ -435,7 +455,9 @@ test('500 jobs: the list loads and scrolls', async () => {
     const t0 = Date.now();
     await page.reload();
     await page.locator('table.jobs tbody tr').nth(199).waitFor();
-    figure('500 jobs: first 200 rows shown after load', Date.now() - t0, 'ms');
+    const listMs = Date.now() - t0;
+    figure('500 jobs: first 200 rows shown after load', listMs, 'ms');
+    figure('200 rows / empty list load', (listMs / Math.max(1, emptyMs)).toFixed(2), 'x');
     const t1 = Date.now();
     await h.waitFor('all 500 rows after scrolling', async () => {
       await page.mouse.wheel(0, 4000);

@@ -27,8 +27,11 @@ export function usd(n) {
   return '$' + (n < 1 ? n.toFixed(4) : n.toFixed(2));
 }
 
+// One formatter: toLocaleString() builds a new one per call, which a 500-row list notices.
+const NUMBER = new Intl.NumberFormat('en-US');
+
 export function count(n) {
-  return typeof n === 'number' ? n.toLocaleString('en-US') : '—';
+  return typeof n === 'number' ? NUMBER.format(n) : '—';
 }
 
 export function age(iso, now = Date.now()) {
