@@ -46,5 +46,7 @@ echo "== done (exit $status). Data dir kept at $work/data; remove $work when don
 if [ -t 0 ]; then
   echo "== the server keeps running for the dashboard; Ctrl-C stops it"
   wait $server || true
+else
+  echo "== not run from a terminal: the server stops now (run it from one to keep the dashboard)"
 fi
 exit $status

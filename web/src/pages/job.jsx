@@ -153,43 +153,22 @@ export function JobView({ jobId }) {
         <StatusBadge status={job.status} />
       </div>
       <dl class="facts">
-        <div>
-          <dt>Repo</dt>
-          <dd title={job.repoUrl}>
-            {job.repoUrl || '(none)'}
-            {job.ref ? ' @ ' + job.ref : ''}
-          </dd>
-        </div>
-        <div>
-          <dt>Agent</dt>
-          <dd>
-            {job.agent}
-            {job.model ? ' · ' + job.model : ''}
-          </dd>
-        </div>
-        <div>
-          <dt>Steps</dt>
-          <dd>{count(job.steps)}</dd>
-        </div>
-        <div>
-          <dt>Tokens</dt>
-          <dd>
-            {count(job.tokensIn)} in · {count(job.tokensOut)} out
-          </dd>
-        </div>
-        <div>
-          <dt>Cost</dt>
-          <dd>{usd(job.tokenSpendUsd)}</dd>
-        </div>
-        <div>
-          <dt>Started</dt>
-          <dd>
-            <time datetime={job.createdAt}>{age(job.createdAt)} ago</time>
-          </dd>
-        </div>
+        {[
+          ['Repo', (job.repoUrl || '(none)') + (job.ref ? ' @ ' + job.ref : '')],
+          ['Agent', job.agent + (job.model ? ' · ' + job.model : '')],
+          ['Steps', count(job.steps)],
+          ['Tokens', `${count(job.tokensIn)} in · ${count(job.tokensOut)} out`],
+          ['Cost', usd(job.tokenSpendUsd)],
+          ['Started', <time datetime={job.createdAt}>{age(job.createdAt)} ago</time>],
+        ].map(([term, value]) => (
+          <div>
+            <dt>{term}</dt>
+            <dd>{value}</dd>
+          </div>
+        ))}
         <div>
           <dt>Stream</dt>
-          <dd class={'stream-' + streamState} data-stream-state={streamState}>
+          <dd class={'stream-' + streamState} data-stream-state={streamState} aria-live="polite">
             {STREAM_LABEL[streamState] || streamState}
           </dd>
         </div>
