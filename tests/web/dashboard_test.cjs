@@ -428,6 +428,10 @@ test('keyboard: skip link, navigation and a job link are reachable with Tab', as
   await page.goto(env.proxy.url + '/jobs/' + state.runId);
   await page.getByRole('tab', { name: 'Diff' }).click();
   await page.locator('.d2h-file-side-diff').first().waitFor();
+  // The diff's text is light on the dark page (a fixed dark colour once made it unreadable).
+  const rgb = await page.locator('.d2h-code-line-ctn').first().evaluate((el) => getComputedStyle(el).color);
+  const [r, g, b] = rgb.match(/\d+/g).map(Number);
+  assert(r + g + b > 400, 'diff text readable in dark mode: ' + rgb);
   await shot(page, 'job-diff-dark');
   await page.context().close();
 });
