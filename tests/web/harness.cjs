@@ -50,8 +50,27 @@ function makeBuggyRepo(dir) {
   git('commit', '-q', '-m', 'init');
 }
 
+// Every child still running; killed if the test process is interrupted (ctest's timeout, ^C), so
+// no `kiln serve` or fake LLM outlives the run.
+const running = new Set();
+function stopAllAndExit(code) {
+  const waits = [...running].map((c) => c.stop());
+  const timer = setTimeout(() => process.exit(code), 15000);
+  Promise.all(waits).finally(() => {
+    clearTimeout(timer);
+    process.exit(code);
+  });
+}
+process.once('SIGTERM', () => stopAllAndExit(143));
+process.once('SIGINT', () => stopAllAndExit(130));
+process.on('exit', () => {
+  for (const c of running) c.proc.kill('SIGKILL');
+});
+
 class Child {
   constructor(name, proc, logPath) {
+    running.add(this);
+    proc.on('exit', () => running.delete(this));
     this.name = name;
     this.proc = proc;
     this.logPath = logPath;
