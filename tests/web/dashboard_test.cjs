@@ -202,6 +202,7 @@ test('bad input shows the API error next to its field', async () => {
 
 test('create a job from the form (double click submits once); terminal lines appear live', async () => {
   const page = await signedInPage();
+  env.proxy.trickle = 7; // until the end of the cut test
   await page.goto(env.proxy.url + '/jobs/new');
   await page.fill('#f-repoUrl', env.repo);
   await page.fill('#f-taskDesc', '[[web-run]] Fix the failing test in test_calc.py');
@@ -251,6 +252,7 @@ test('cut the stream mid-job: it resumes with no duplicate or missing line', asy
   assert(resumed, 'a stream request with Last-Event-ID after the cut; saw:\n' + env.proxy.heads.slice(headsBefore).join('\n---\n'));
   assert(!/token/i.test(resumed.split('\r\n')[0]), 'the token is not in the stream URL');
   await waitStatus(page, 'COMPLETED');
+  env.proxy.trickle = 0;
 });
 
 test('the diff renders side by side and unified; steps and summary shown', async () => {

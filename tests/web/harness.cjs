@@ -186,7 +186,14 @@ async function startProxy(port) {
       }
     });
     client.pipe(upstream);
-    upstream.pipe(client);
+    // With `trickle` set, the server's bytes go on in small separate writes, so the page must
+    // put events together across reads (and a cut lands mid-event).
+    client.setNoDelay(true);
+    upstream.on('data', (d) => {
+      const n = proxy.trickle || d.length;
+      for (let i = 0; i < d.length; i += n) client.write(d.subarray(i, i + n));
+    });
+    upstream.on('end', () => client.end());
     const close = () => {
       client.destroy();
       upstream.destroy();
@@ -199,7 +206,8 @@ async function startProxy(port) {
     upstream.on('close', close);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return {
+  const proxy = {
+    trickle: 0,
     url: 'http://127.0.0.1:' + server.address().port,
     heads,
     cut() {
@@ -210,6 +218,7 @@ async function startProxy(port) {
     },
     close: () => new Promise((r) => server.close(r)),
   };
+  return proxy;
 }
 
 module.exports = { waitFor, sleep, makeBuggyRepo, startFakeLlm, startKiln, startProxy, apiCall, SOURCE_DIR };
