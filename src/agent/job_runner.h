@@ -1,8 +1,11 @@
-// JobRunner: runs one job from claim to a boundary: provisions the workspace and sandbox, then
-// drives the agent loop (model turn → tool calls through the runtime → step persisted → events)
-// until the job finishes, pauses, fails, or is cancelled. Every step is committed to the store
-// before the next model call. Runs as a coroutine on the job's strand; holds no thread while it
-// waits. Blocking work (store, clone, sandbox create/destroy) goes to the BlockingPool.
+// JobRunner: runs one job from claim to a boundary, in phases that each return an explicit
+// PhaseOutcome (agent/job_outcome.h): provisioning (agent/provisioning.h: workspace, sandbox,
+// history), the turn loop (agent/turn_loop.h: model turn → tool calls through the runtime →
+// step persisted → events), delivery (agent/delivery.h: commit, push, approval gates). The
+// phases share a JobSession (agent/job_session.h), the one writer of the job. Every step is
+// committed to the store before the next model call. Runs as a coroutine on the job's strand;
+// holds no thread while it waits. Blocking work (store, clone, sandbox create/destroy) goes to
+// the BlockingPool.
 #pragma once
 #include <atomic>
 #include <memory>
@@ -59,7 +62,8 @@ class JobHandle {
   std::shared_ptr<sandbox::Sandbox> sandbox_;  // GUARDED_BY(mu_)
 };
 
-// Runs the job to its next boundary. Never throws; failures are recorded on the job.
+// Runs the job to its next boundary. Never throws: an exception inside a phase is caught at
+// this boundary and recorded as the job's failure.
 Task<void> runJob(RunnerDeps deps, store::Job job, std::shared_ptr<JobHandle> handle);
 
 }  // namespace kiln::agent

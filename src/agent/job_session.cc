@@ -1,0 +1,156 @@
+#include "agent/job_session.h"
+
+#include <spdlog/spdlog.h>
+
+#include "agent/context.h"
+#include "agent/job_events.h"
+
+namespace kiln::agent {
+namespace {
+
+using json = nlohmann::json;
+using store::JobStatus;
+
+// `since`: the tree the runner saw last; the runtime skips the diff when nothing changed.
+json diffArgs(const std::string& base, const std::string& since) {
+  return {{"base", base}, {"since", since}};
+}
+
+}  // namespace
+
+JobSession::JobSession(RunnerDeps deps, store::Job job, std::shared_ptr<JobHandle> handle)
+    : deps_(std::move(deps)), job_(std::move(job)), handle_(std::move(handle)) {
+  if (!job_.limits.is_object()) job_.limits = json::object();
+  if (deps_.defaultLimits.is_object()) {
+    for (const auto& [key, value] : deps_.defaultLimits.items())
+      if (!job_.limits.contains(key)) job_.limits[key] = value;
+  }
+}
+
+Task<PhaseOutcome> JobSession::update(const store::JobUpdate& change) {
+  store::JobUpdate u = change;
+  u.ifOwner = deps_.nodeId;
+  auto r = co_await deps_.pool->run([&] { return deps_.store->updateJob(job_.id, u); });
+  if (!r.isOk()) co_return PhaseOutcome::retry("store: update the job: " + r.status().message());
+  if (!r->events.empty()) deps_.bus->publish(job_.id);
+  if (!r->applied) {
+    leaseLost_ = true;
+    co_return PhaseOutcome::stop("the lease is lost or the job's status changed");
+  }
+  co_return PhaseOutcome::next();
+}
+
+Task<PhaseOutcome> JobSession::record(const store::Step& done,
+                                      const std::vector<store::NewEvent>& events) {
+  store::Step step = done;
+  step.jobId = job_.id;
+  step.executedAt = deps_.clock->nowMs();
+  auto r =
+      co_await deps_.pool->run([&] { return deps_.store->recordStep(step, deps_.nodeId, events); });
+  if (!r.isOk()) {
+    if (r.status().code() == Code::kConflict) {
+      leaseLost_ = true;
+      co_return PhaseOutcome::stop("record step: " + r.status().message());
+    }
+    co_return PhaseOutcome::retry("store: record step " + std::to_string(step.stepNumber) + ": " +
+                                  r.status().message());
+  }
+  deps_.bus->publish(job_.id);
+  job_.stepCount = step.stepNumber;
+  job_.tokensIn += step.tokensIn;
+  job_.tokensOut += step.tokensOut;
+  job_.tokenSpendUsd += step.usd;
+  appendStep(ctx, step);
+  steps.push_back(std::move(step));
+  co_return PhaseOutcome::next();
+}
+
+Task<PhaseOutcome> JobSession::fail(const JobFailure& f) {
+  spdlog::warn("job {}: failed: {}: {}", job_.id, f.code, f.message);
+  store::JobUpdate u;
+  u.status = JobStatus::kFailed;
+  u.error = errorPayload(f);
+  u.releaseLease = true;
+  u.events = failEvents(*u.error);
+  PhaseOutcome o = co_await update(u);
+  if (o.goesOn()) co_return PhaseOutcome::end("failed");
+  co_return o;
+}
+
+Task<bool> JobSession::captureWorkspace(store::Step& s) {
+  const std::string path = "/git/diff";
+  const json body = diffArgs(job_.baseCommit, lastTree);
+  auto d = co_await rt->call(path, body);
+  bool changed = d.isOk() && d->value("tree", "") != lastTree;
+  if (changed) {
+    lastTree = d->value("tree", "");
+    s.workspacePatch = d->value("diff", "");
+  }
+  s.workspaceHash = lastTree;
+  co_return changed;
+}
+
+Task<void> JobSession::destroySandbox() {
+  if (!sandbox) co_return;
+  rt.reset();
+  auto sb = sandbox;
+  sandbox.reset();
+  handle_->setSandbox(nullptr);
+  // A named lambda capturing by reference: g++ 12 destroys a lambda temporary that owns a
+  // shared_ptr twice when it appears in a co_await expression.
+  auto destroy = [&sb] { return sb->destroy(); };
+  Status st = co_await deps_.pool->run(destroy);
+  if (!st.isOk()) spdlog::error("job {}: destroy sandbox: {}", job_.id, st.toString());
+}
+
+std::optional<JobFailure> JobSession::checkCaps() const {
+  const json& l = job_.limits;
+  int maxSteps = l.value("maxSteps", 50);
+  if (job_.stepCount >= maxSteps)
+    return budgetFailure("maxSteps", "reached the step limit of " + std::to_string(maxSteps));
+  if (l.contains("maxTokens") && job_.tokensIn + job_.tokensOut >= l["maxTokens"].get<int64_t>())
+    return budgetFailure("maxTokens", "reached the token limit of " + l["maxTokens"].dump());
+  if (l.contains("maxUsd") && job_.tokenSpendUsd >= l["maxUsd"].get<double>())
+    return budgetFailure("maxUsd", "reached the spend limit of $" + l["maxUsd"].dump());
+  if (job_.startedAt > 0 && wallLeftMs() <= 0) return wallBudgetFailure(maxWallSeconds(), false);
+  return std::nullopt;
+}
+
+int64_t JobSession::maxWallSeconds() const {
+  return job_.limits.value("maxWallSeconds", int64_t{3600});
+}
+
+int64_t JobSession::wallLeftMs() const {
+  const int64_t used = job_.startedAt > 0 ? deps_.clock->nowMs() - job_.startedAt : 0;
+  return maxWallSeconds() * 1000 - used;
+}
+
+int64_t JobSession::contextThreshold() const {
+  return job_.limits.value("contextTokens", int64_t{64000});
+}
+
+std::string JobSession::lastFinishSummary() const {
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    if (it->toolCalled == "finish") return it->toolOutput;
+  }
+  return "";
+}
+
+std::string JobSession::lastCommit() const {
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    if (it->toolCalled != "git_commit") continue;
+    json out = json::parse(it->toolOutput, nullptr, false);
+    return out.is_object() && out["commit"].is_string() ? out["commit"].get<std::string>() : "";
+  }
+  return "";
+}
+
+bool JobSession::committedSinceFinish() const {
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    if (it->toolCalled == "git_commit") return true;
+    if (it->toolCalled == "finish") return false;
+  }
+  return false;
+}
+
+}  // namespace kiln::agent

@@ -1,0 +1,17 @@
+// Provisioning: the first phase of a job run. Creates the job's provider, prepares its
+// workspace (reattached, created at the base commit, or rebuilt from the stored patch), takes a
+// sandbox, loads the stored steps into the context and records what a resume needs (an
+// interrupted call, a human's answer). The sandbox is taken in one place (acquireSandbox in
+// provisioning.cc): a backend choice or a warm pool plugs in there.
+#pragma once
+#include "agent/job_outcome.h"
+#include "agent/job_session.h"
+#include "common/asio.h"
+
+namespace kiln::agent {
+
+// kContinue with s.sandbox, s.rt, s.provider, s.steps and s.ctx set (and s.deliverNow when the
+// job resumes into delivery); otherwise why the run cannot go on.
+Task<PhaseOutcome> provision(JobSession& s);
+
+}  // namespace kiln::agent

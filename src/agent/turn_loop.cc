@@ -1,0 +1,230 @@
+#include "agent/turn_loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include "agent/cli_agent.h"
+#include "agent/context.h"
+#include "agent/job_events.h"
+#include "agent/loop_detector.h"
+#include "agent/step_timings.h"
+#include "agent/tools.h"
+
+namespace kiln::agent {
+namespace {
+
+using json = nlohmann::json;
+using store::JobStatus;
+
+StepRecord loopRecord(const store::Step& s, const Observation& obs) {
+  StepRecord r;
+  r.toolName = s.toolCalled;
+  r.argumentsJson = s.toolArguments.dump();
+  r.output = obs.output;
+  r.isError = obs.isError;
+  r.exitCode = obs.exitCode;
+  r.mutating = obs.mutating;
+  r.workspaceHashAfter = s.workspaceHash;
+  return r;
+}
+
+StepRecord talkRecord(const store::Step& s) {
+  StepRecord r;
+  r.hadToolCall = false;
+  r.output = s.plannerThought;
+  return r;
+}
+
+json inflightRecord(const store::Step& s) {
+  return {{"stepNumber", s.stepNumber},
+          {"plannerThought", s.plannerThought},
+          {"toolCalled", s.toolCalled},
+          {"toolArguments", s.toolArguments},
+          {"tokensIn", s.tokensIn},
+          {"tokensOut", s.tokensOut},
+          {"usd", s.usd}};
+}
+
+store::Step talkStep(int number, const ModelTurn& turn) {
+  store::Step s;
+  s.stepNumber = number;
+  s.phase = "planning";
+  s.plannerThought = turn.thought;
+  s.toolOutput = "Use a tool to act, or call finish with a summary when the task is done.";
+  s.tokensIn = turn.tokensIn, s.tokensOut = turn.tokensOut, s.usd = turn.usd;
+  return s;
+}
+
+// The step of the i-th call of `turn`; the turn's thought and tokens go on the first.
+store::Step callStep(int number, const ModelTurn& turn, size_t i) {
+  const ToolCall& call = turn.calls[i];
+  store::Step s;
+  s.stepNumber = number;
+  s.plannerThought = i == 0 ? turn.thought : "";
+  s.toolCalled = call.name;
+  s.toolArguments = call.arguments;
+  if (i == 0) s.tokensIn = turn.tokensIn, s.tokensOut = turn.tokensOut, s.usd = turn.usd;
+  return s;
+}
+
+// One run of the loop over model turns. Lives for the duration of runTurns.
+class TurnLoop {
+ public:
+  TurnLoop(JobSession& s, TerminalStream& terminal)
+      : s_(s),
+        terminal_(terminal),
+        tools_(*s.rt, [this](std::string_view stream, std::string_view data) {
+          terminal_.push(stream, data);
+        }) {
+    info_.jobId = s.job().id;
+    info_.taskDesc = s.job().taskDesc;
+    info_.repoUrl = s.job().repoUrl;
+    info_.model = s.job().model;
+  }
+
+  Task<PhaseOutcome> run();
+
+ private:
+  // Executes one tool call of a turn and records it as a step. kContinue to go on with the
+  // next call; anything else ends the loop.
+  Task<PhaseOutcome> executeCall(const ModelTurn& turn, size_t i);
+  Task<PhaseOutcome> compress();
+  // Stops at a step boundary and releases the lease so any node can resume the job at once.
+  Task<PhaseOutcome> releaseForHandover();
+
+  // Called right before each model request: records kiln's overhead since the last reply.
+  void noteRequest() {
+    if (replied_) stepTimings().record(std::chrono::steady_clock::now() - *replied_ - toolTime_);
+  }
+  void noteReply() {
+    replied_ = std::chrono::steady_clock::now();
+    toolTime_ = {};
+  }
+
+  JobSession& s_;
+  TerminalStream& terminal_;
+  ToolExecutor tools_;
+  TaskInfo info_;
+  LoopDetector loops_;
+  int64_t promptTokens_ = 0;  // the size of the last request, as the provider counted it
+  // For StepTimings: when the last model reply arrived, and how long its tools ran since.
+  std::optional<std::chrono::steady_clock::time_point> replied_;
+  std::chrono::steady_clock::duration toolTime_{};
+};
+
+Task<PhaseOutcome> TurnLoop::run() {
+  if (s_.lastTree.empty()) {  // the starting tree, so the first attempted change can be judged
+    store::Step baseline;
+    co_await s_.captureWorkspace(baseline);
+  }
+  loops_.setInitialWorkspaceHash(s_.lastTree);
+  while (!s_.stopped()) {
+    if (s_.handle().draining()) co_return co_await releaseForHandover();
+    if (auto f = s_.checkCaps()) co_return PhaseOutcome::fail(*f);
+    if (s_.contextThreshold() > 0 && promptTokens_ >= s_.contextThreshold()) {
+      PhaseOutcome o = co_await compress();
+      if (!o.goesOn()) co_return o;
+      continue;
+    }
+    noteRequest();
+    auto turn = co_await s_.provider->next(info_, s_.ctx);
+    noteReply();
+    if (!turn.isOk()) co_return PhaseOutcome::fail(llmFailure(turn.status()));
+    promptTokens_ = turn->tokensIn;
+    if (turn->calls.empty()) {
+      store::Step step = talkStep(s_.nextStep++, *turn);
+      PhaseOutcome o = co_await s_.record(step, eventList(stepEvent(step, false)));
+      if (!o.goesOn()) co_return o;
+      if (auto v = loops_.observe(talkRecord(step))) co_return PhaseOutcome::fail(loopFailure(*v));
+      continue;
+    }
+    for (size_t i = 0; i < turn->calls.size(); ++i) {
+      PhaseOutcome o = co_await executeCall(*turn, i);
+      if (!o.goesOn() || o.summary) co_return o;
+    }
+  }
+  co_return PhaseOutcome::stop(s_.leaseLost() ? "lease lost" : "cancelled");
+}
+
+Task<PhaseOutcome> TurnLoop::executeCall(const ModelTurn& turn, size_t i) {
+  const ToolCall& call = turn.calls[i];
+  store::Step step = callStep(s_.nextStep++, turn, i);
+  // Written before the call starts: if this node dies mid-call, the resumed job records the
+  // call as interrupted instead of running it a second time.
+  store::JobUpdate mark;
+  mark.inflightCall = inflightRecord(step);
+  PhaseOutcome o = co_await s_.update(mark);
+  if (!o.goesOn()) co_return o;
+  auto toolStart = std::chrono::steady_clock::now();
+  tools_.setTimeLeftMs(std::max<int64_t>(s_.wallLeftMs(), 1));
+  Observation obs = co_await tools_.execute(call);
+  toolTime_ += std::chrono::steady_clock::now() - toolStart;
+  co_await terminal_.drain();
+  if (s_.stopped()) co_return PhaseOutcome::stop("cancelled during a tool call");
+  step.toolOutput = obs.output;
+  std::vector<store::NewEvent> events;
+  if (obs.mutating && co_await s_.captureWorkspace(step)) events.push_back(diffEvent(step));
+  step.workspaceHash = s_.lastTree;
+  events.insert(events.begin(), stepEvent(step, obs.isError));
+  o = co_await s_.record(step, events);
+  if (!o.goesOn()) co_return o;
+  // A limit that killed the command (or the whole sandbox) ends the job with its reason.
+  if (auto breach = s_.sandbox->limitBreach()) co_return PhaseOutcome::fail(limitFailure(*breach));
+  if (obs.outOfTime) co_return PhaseOutcome::fail(wallBudgetFailure(s_.maxWallSeconds(), true));
+  if (obs.finish) co_return PhaseOutcome::finished(obs.output);
+  if (obs.askUser) {
+    store::JobUpdate u;
+    u.status = JobStatus::kPaused;
+    u.releaseLease = true;
+    u.ifStatusIn.push_back(JobStatus::kRunning);
+    u.events = pauseEvents(obs.output);
+    o = co_await s_.update(u);
+    if (!o.goesOn()) co_return o;
+    co_return PhaseOutcome::end("paused for a question");
+  }
+  if (auto v = loops_.observe(loopRecord(step, obs))) co_return PhaseOutcome::fail(loopFailure(*v));
+  co_return PhaseOutcome::next();
+}
+
+Task<PhaseOutcome> TurnLoop::compress() {
+  promptTokens_ = 0;
+  int keptFrom = firstKeptStep(s_.steps, s_.contextThreshold());
+  if (keptFrom == 0) co_return PhaseOutcome::next();  // too little history to compress
+  const std::vector<Message> request = summaryRequest(s_.ctx);
+  noteRequest();
+  auto turn = co_await s_.provider->next(info_, request);
+  noteReply();
+  if (!turn.isOk()) co_return PhaseOutcome::fail(llmFailure(turn.status()));
+  std::string summary = turn->thought;
+  // A model that answers with a tool call anyway: its arguments are the best summary it gave.
+  if (summary.empty() && !turn->calls.empty()) summary = turn->calls.front().arguments.dump();
+  store::Step step = compressionStep(s_.nextStep++, summary, keptFrom);
+  step.tokensIn = turn->tokensIn, step.tokensOut = turn->tokensOut, step.usd = turn->usd;
+  PhaseOutcome o =
+      co_await s_.record(step, eventList(stepEvent(step, false), compressedEvent(step)));
+  if (!o.goesOn()) co_return o;
+  s_.ctx = rebuildContext(s_.job(), s_.steps);
+  spdlog::info("job {}: context compressed (steps before {} summarised)", s_.job().id, keptFrom);
+  co_return PhaseOutcome::next();
+}
+
+Task<PhaseOutcome> TurnLoop::releaseForHandover() {
+  store::JobUpdate u;
+  u.releaseLease = true;
+  PhaseOutcome o = co_await s_.update(u);
+  if (!o.goesOn()) co_return o;
+  spdlog::info("job {}: released at step {} for another node", s_.job().id, s_.nextStep - 1);
+  co_return PhaseOutcome::end("handed over");
+}
+
+}  // namespace
+
+Task<PhaseOutcome> runTurns(JobSession& s) {
+  if (s.job().startedAt == 0) s.job().startedAt = s.deps().clock->nowMs();
+  TerminalStream terminal(co_await asio::this_coro::executor, *s.deps().store, *s.deps().bus,
+                          *s.deps().pool, s.job().id);
+  if (isCliAgent(s.job().agent)) co_return co_await runCliTurns(s, terminal);
+  TurnLoop loop(s, terminal);
+  co_return co_await loop.run();
+}
+
+}  // namespace kiln::agent
