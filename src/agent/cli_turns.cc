@@ -9,6 +9,8 @@
 namespace kiln::agent {
 namespace {
 
+using json = nlohmann::json;
+
 // Records the CLI's steps; remembers the first write that failed and a budget it used up.
 class CliStepRecorder {
  public:
@@ -17,6 +19,7 @@ class CliStepRecorder {
   Task<Status> record(CliStep& c) {
     store::Step& step = c.step;
     step.stepNumber = s_.nextStep++;
+    step.isError = c.isError;
     std::vector<store::NewEvent> events;
     if (co_await s_.captureWorkspace(step)) events.push_back(diffEvent(step));
     step.workspaceHash = s_.lastTree;
@@ -30,7 +33,7 @@ class CliStepRecorder {
       // The CLI cannot be asked to stop at a step boundary: end its run by killing the sandbox.
       auto sb = s_.sandbox;
       auto kill = [&sb] { return sb->destroy(); };
-      co_await s_.deps().pool->run(kill);
+      co_await s_.deps().slowPool->run(kill);
     }
     co_return Status::ok();
   }
@@ -49,7 +52,8 @@ class CliStepRecorder {
 
 Task<PhaseOutcome> runCliTurns(JobSession& s, TerminalStream& terminal) {
   const store::Job& job = s.job();
-  auto plan = resolveCliAgent(job.agent, job.model, job.spec, job.taskDesc, processEnv());
+  const json spec = s.spec().toJson();
+  auto plan = resolveCliAgent(job.agent, job.model, spec, job.taskDesc, processEnv());
   if (!plan.isOk()) co_return PhaseOutcome::fail({"invalid_argument", plan.status().message()});
   CliStepRecorder recorder(s);
   CliHooks hooks;

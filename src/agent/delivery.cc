@@ -12,15 +12,6 @@ namespace {
 using json = nlohmann::json;
 using store::JobStatus;
 
-// `approvals`: true (every gate), false, or the names of the gates.
-bool listed(const json& list, const std::string& item) {
-  if (list.is_boolean()) return list.get<bool>();
-  if (!list.is_array()) return false;
-  for (const auto& v : list)
-    if (v.is_string() && v.get<std::string>() == item) return true;
-  return false;
-}
-
 json pendingApproval(const std::string& action) {
   return {{"action", action}, {"state", "pending"}};
 }
@@ -129,21 +120,21 @@ std::string approvedAction(const json& approval) {
 
 Task<PhaseOutcome> deliver(JobSession& s, const std::string& summary) {
   const store::Job& job = s.job();
-  const json approvals = job.spec.contains("approvals") ? job.spec["approvals"] : json::array();
+  const api::request::Approvals approvals = s.spec().gates();
   const std::string approved = approvedAction(job.approval);
   std::string commit;
   if (s.committedSinceFinish()) {  // resumed past the commit (e.g. at the push gate)
     commit = s.lastCommit();
   } else {
-    if (listed(approvals, "commit") && approved != "commit") {
+    if (approvals.covers("commit") && approved != "commit") {
       const std::string action = "commit";
       co_return co_await pauseForApproval(s, action, summary);
     }
     PhaseOutcome o = co_await commitWork(s, summary, commit);
     if (!o.goesOn()) co_return o;
   }
-  if (job.spec.contains("push") && job.spec["push"] == true) {
-    if (listed(approvals, "push") && approved != "push") {
+  if (s.spec().push) {
+    if (approvals.covers("push") && approved != "push") {
       const std::string action = "push";
       co_return co_await pauseForApproval(s, action, summary);
     }

@@ -31,6 +31,24 @@ Task<PhaseOutcome> runPhases(JobSession& s) {
   co_return co_await deliver(s, *s.deliverNow);
 }
 
+// An unexpected failure: counted on the job, which is retried (its lease released, so a claim
+// takes it at once) until it has failed RunnerDeps::maxAttempts times, then FAILED "internal".
+Task<PhaseOutcome> countFailedAttempt(JobSession& s, const JobFailure& cause) {
+  const store::Job& job = s.job();
+  const int attempt = job.attempts + 1;
+  if (attempt >= s.deps().maxAttempts) {
+    JobFailure f{"internal", cause.message + " (attempt " + std::to_string(attempt) + " of " +
+                                 std::to_string(s.deps().maxAttempts) + ")"};
+    co_return co_await s.fail(f, true);
+  }
+  spdlog::warn("job {}: attempt {} of {} failed, retrying: {}", job.id, attempt,
+               s.deps().maxAttempts, cause.message);
+  store::JobUpdate u;
+  u.addAttempt = true;
+  u.releaseLease = true;
+  co_return co_await s.update(u);
+}
+
 // Ends the run as its outcome says: a failure is written, the rest only logged.
 Task<void> conclude(JobSession& s, const PhaseOutcome& o) {
   const std::string& id = s.job().id;
@@ -40,14 +58,21 @@ Task<void> conclude(JobSession& s, const PhaseOutcome& o) {
                                         : (o.why.empty() ? "lease lost" : o.why));
     co_return;
   }
-  if (o.kind == PhaseOutcome::Kind::kFail || o.kind == PhaseOutcome::Kind::kRetry) {
-    PhaseOutcome written = co_await s.fail(o.failure);
-    if (written.kind == PhaseOutcome::Kind::kRetry) {
-      spdlog::error("job {}: could not record its failure: {}", id, written.failure.message);
-    }
+  if (o.kind != PhaseOutcome::Kind::kFail && o.kind != PhaseOutcome::Kind::kRetry) {
+    spdlog::info("job {}: run ended ({})", id, o.why.empty() ? outcomeName(o.kind) : o.why);
     co_return;
   }
-  spdlog::info("job {}: run ended ({})", id, o.why.empty() ? outcomeName(o.kind) : o.why);
+  PhaseOutcome written;
+  if (o.kind == PhaseOutcome::Kind::kFail) {
+    written = co_await s.fail(o.failure);
+  } else {
+    written = co_await countFailedAttempt(s, o.failure);
+  }
+  // The store refused or failed the write: the lease lapses and a later claim runs the job
+  // again (an attempt not counted is not lost: the same failure comes back).
+  if (written.kind == PhaseOutcome::Kind::kRetry) {
+    spdlog::error("job {}: could not record the end of its run: {}", id, written.failure.message);
+  }
 }
 
 // The phases, with every exception caught here: a throw anywhere in the run becomes an
@@ -105,7 +130,7 @@ Task<void> runJob(RunnerDeps deps, store::Job job, std::shared_ptr<JobHandle> ha
     co_await conclude(s, o);
     co_await s.destroySandbox();
     // The workspace's overlay is unmounted; its layers stay for a resume or a follow-up.
-    co_await d.pool->run([&] { workspaces.endUse(id); });
+    co_await d.slowPool->run([&] { workspaces.endUse(id); });
   } catch (const std::exception& e) {
     spdlog::error("job {}: ending the run threw: {}", id, e.what());
   } catch (...) {

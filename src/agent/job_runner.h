@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 
+#include "api/request/job_spec.h"
 #include "common/asio.h"
 #include "common/blocking_pool.h"
 #include "common/clock.h"
@@ -24,7 +25,11 @@ namespace kiln::agent {
 struct RunnerDeps {
   store::Store* store = nullptr;
   events::EventBus* bus = nullptr;
+  // Short blocking calls: the store. Never given slow work, so a lease renewal is never queued
+  // behind a clone.
   BlockingPool* pool = nullptr;
+  // Slow blocking work: git clone, sandbox create/destroy, workspace mounts.
+  BlockingPool* slowPool = nullptr;
   sandbox::SandboxBackend* backend = nullptr;
   Clock* clock = nullptr;
   std::string nodeId;
@@ -32,7 +37,11 @@ struct RunnerDeps {
   // <dataDir>/repos: the repo cache job workspaces are overlays on (plain clones when empty).
   std::string reposDir;
   // The server's limits for jobs that do not set them (NodeOptions::defaultLimits).
-  nlohmann::json defaultLimits = nlohmann::json::object();
+  api::request::JobLimits defaultLimits;
+  // Runs of one job that may end in an unexpected failure (PhaseOutcome::kRetry: a store error,
+  // an exception, stored state the runner cannot read) before the job is FAILED with code
+  // "internal" instead of retried.
+  int maxAttempts = 3;
   // The host uid of the agent's files (sandbox::agentHostUid): workspaces are made for it.
   unsigned agentUid = 1000;
 };
@@ -41,8 +50,11 @@ struct RunnerDeps {
 // cancel it from any thread. Thread-safe.
 class JobHandle {
  public:
-  explicit JobHandle(std::string jobId) : jobId_(std::move(jobId)) {}
+  JobHandle(std::string jobId, int64_t leaseEpoch)
+      : jobId_(std::move(jobId)), leaseEpoch_(leaseEpoch) {}
   const std::string& jobId() const { return jobId_; }
+  // The epoch of the claim this run holds (store::Lease).
+  int64_t leaseEpoch() const { return leaseEpoch_; }
   bool cancelled() const { return cancelled_.load(); }
   // Asks the job to stop at the next step boundary and release its lease (graceful shutdown).
   void drain() { draining_ = true; }
@@ -55,6 +67,7 @@ class JobHandle {
 
  private:
   const std::string jobId_;
+  const int64_t leaseEpoch_;
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> draining_{false};
   mutable std::mutex mu_;

@@ -19,17 +19,24 @@ json diffArgs(const std::string& base, const std::string& since) {
 }  // namespace
 
 JobSession::JobSession(RunnerDeps deps, store::Job job, std::shared_ptr<JobHandle> handle)
-    : deps_(std::move(deps)), job_(std::move(job)), handle_(std::move(handle)) {
-  if (!job_.limits.is_object()) job_.limits = json::object();
-  if (deps_.defaultLimits.is_object()) {
-    for (const auto& [key, value] : deps_.defaultLimits.items())
-      if (!job_.limits.contains(key)) job_.limits[key] = value;
-  }
+    : deps_(std::move(deps)),
+      job_(std::move(job)),
+      handle_(std::move(handle)),
+      lease_{deps_.nodeId, job_.leaseEpoch} {}
+
+Status JobSession::loadSpec() {
+  auto limits = api::request::parseJobLimits(job_.limits, "limits");
+  if (!limits.isOk()) return limits.status().withContext("the job's stored limits");
+  limits_ = limits->withDefaults(deps_.defaultLimits);
+  auto spec = api::request::parseJobSpec(job_.spec);
+  if (!spec.isOk()) return spec.status().withContext("the job's stored spec");
+  spec_ = std::move(spec).value();
+  return Status::ok();
 }
 
 Task<PhaseOutcome> JobSession::update(const store::JobUpdate& change) {
   store::JobUpdate u = change;
-  u.ifOwner = deps_.nodeId;
+  u.ifLease = lease_;
   auto r = co_await deps_.pool->run([&] { return deps_.store->updateJob(job_.id, u); });
   if (!r.isOk()) co_return PhaseOutcome::retry("store: update the job: " + r.status().message());
   if (!r->events.empty()) deps_.bus->publish(job_.id);
@@ -45,8 +52,7 @@ Task<PhaseOutcome> JobSession::record(const store::Step& done,
   store::Step step = done;
   step.jobId = job_.id;
   step.executedAt = deps_.clock->nowMs();
-  auto r =
-      co_await deps_.pool->run([&] { return deps_.store->recordStep(step, deps_.nodeId, events); });
+  auto r = co_await deps_.pool->run([&] { return deps_.store->recordStep(step, lease_, events); });
   if (!r.isOk()) {
     if (r.status().code() == Code::kConflict) {
       leaseLost_ = true;
@@ -65,12 +71,13 @@ Task<PhaseOutcome> JobSession::record(const store::Step& done,
   co_return PhaseOutcome::next();
 }
 
-Task<PhaseOutcome> JobSession::fail(const JobFailure& f) {
+Task<PhaseOutcome> JobSession::fail(const JobFailure& f, bool countAttempt) {
   spdlog::warn("job {}: failed: {}: {}", job_.id, f.code, f.message);
   store::JobUpdate u;
   u.status = JobStatus::kFailed;
   u.error = errorPayload(f);
   u.releaseLease = true;
+  u.addAttempt = countAttempt;
   u.events = failEvents(*u.error);
   PhaseOutcome o = co_await update(u);
   if (o.goesOn()) co_return PhaseOutcome::end("failed");
@@ -99,35 +106,30 @@ Task<void> JobSession::destroySandbox() {
   // A named lambda capturing by reference: g++ 12 destroys a lambda temporary that owns a
   // shared_ptr twice when it appears in a co_await expression.
   auto destroy = [&sb] { return sb->destroy(); };
-  Status st = co_await deps_.pool->run(destroy);
+  Status st = co_await deps_.slowPool->run(destroy);
   if (!st.isOk()) spdlog::error("job {}: destroy sandbox: {}", job_.id, st.toString());
 }
 
 std::optional<JobFailure> JobSession::checkCaps() const {
-  const json& l = job_.limits;
-  int maxSteps = l.value("maxSteps", 50);
-  if (job_.stepCount >= maxSteps)
-    return budgetFailure("maxSteps", "reached the step limit of " + std::to_string(maxSteps));
-  if (l.contains("maxTokens") && job_.tokensIn + job_.tokensOut >= l["maxTokens"].get<int64_t>())
-    return budgetFailure("maxTokens", "reached the token limit of " + l["maxTokens"].dump());
-  if (l.contains("maxUsd") && job_.tokenSpendUsd >= l["maxUsd"].get<double>())
-    return budgetFailure("maxUsd", "reached the spend limit of $" + l["maxUsd"].dump());
+  const api::request::JobLimits& l = limits_;
+  if (job_.stepCount >= l.steps())
+    return budgetFailure("maxSteps", "reached the step limit of " + std::to_string(l.steps()));
+  if (l.maxTokens && job_.tokensIn + job_.tokensOut >= *l.maxTokens)
+    return budgetFailure("maxTokens", "reached the token limit of " + std::to_string(*l.maxTokens));
+  if (l.maxUsd && job_.tokenSpendUsd >= *l.maxUsd)
+    return budgetFailure("maxUsd", "reached the spend limit of $" + json(*l.maxUsd).dump());
   if (job_.startedAt > 0 && wallLeftMs() <= 0) return wallBudgetFailure(maxWallSeconds(), false);
   return std::nullopt;
 }
 
-int64_t JobSession::maxWallSeconds() const {
-  return job_.limits.value("maxWallSeconds", int64_t{3600});
-}
+int64_t JobSession::maxWallSeconds() const { return limits_.wallSeconds(); }
 
 int64_t JobSession::wallLeftMs() const {
   const int64_t used = job_.startedAt > 0 ? deps_.clock->nowMs() - job_.startedAt : 0;
   return maxWallSeconds() * 1000 - used;
 }
 
-int64_t JobSession::contextThreshold() const {
-  return job_.limits.value("contextTokens", int64_t{64000});
-}
+int64_t JobSession::contextThreshold() const { return limits_.context(); }
 
 std::string JobSession::lastFinishSummary() const {
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {

@@ -29,6 +29,15 @@ class JobSession {
   bool stopped() const { return handle_->cancelled() || leaseLost_; }
   bool leaseLost() const { return leaseLost_; }
 
+  // Parses the job's stored limits and spec into their typed form, once; the phases read only
+  // limits() and spec() after it. InvalidArgument when the stored JSON breaks the schema (the
+  // API never stores that: the store was changed under it).
+  Status loadSpec();
+  const api::request::JobLimits& limits() const { return limits_; }
+  const api::request::JobSpec& spec() const { return spec_; }
+  // This run's fencing token: every write carries it.
+  const store::Lease& lease() const { return lease_; }
+
   // --- writes (each fenced by this node's lease) ---------------------------------------------
   // Parameters are const references, never by-value temporaries: g++ 12 can destroy a
   // coroutine's by-value temporary arguments twice. Callers co_await at once, so they live.
@@ -39,8 +48,9 @@ class JobSession {
   // Stores the step with its events, then adds it to the in-memory history and context:
   // kContinue, kStop (lease gone) or kRetry (store error).
   Task<PhaseOutcome> record(const store::Step& done, const std::vector<store::NewEvent>& events);
-  // Ends the job FAILED with `f` (error payload, events, lease released).
-  Task<PhaseOutcome> fail(const JobFailure& f);
+  // Ends the job FAILED with `f` (error payload, events, lease released); `countAttempt` also
+  // counts this run as a failed attempt.
+  Task<PhaseOutcome> fail(const JobFailure& f, bool countAttempt = false);
 
   // --- the sandbox -------------------------------------------------------------------------
   // Diffs the workspace against the base commit; when its tree changed, stores the patch on
@@ -78,6 +88,9 @@ class JobSession {
   RunnerDeps deps_;
   store::Job job_;
   std::shared_ptr<JobHandle> handle_;
+  const store::Lease lease_;
+  api::request::JobLimits limits_;  // the job's, over the node's defaults
+  api::request::JobSpec spec_;
   bool leaseLost_ = false;
 };
 

@@ -32,23 +32,23 @@ void removeStaleGitLocks(const std::string& gitDir) {
 
 // The job's sandbox. Egress goes through the allowlist proxy when the job lists hosts, runs an
 // agent CLI (its model API host), or pushes over HTTP(S) (the remote's host); else none.
-sandbox::SandboxSpec sandboxSpecFor(const store::Job& job, const std::string& workspaceDir) {
+sandbox::SandboxSpec sandboxSpecFor(const store::Job& job, const api::request::JobSpec& jobSpec,
+                                    const std::string& workspaceDir) {
+  const api::request::SandboxRequest sb = jobSpec.sandboxOrDefault();
   sandbox::SandboxSpec spec;
   spec.id = randomToken(6);
   spec.workspaceDir = workspaceDir;
-  const json sb = job.spec.value("sandbox", json::object());
-  spec.cpus = sb.value("cpus", 0);
-  spec.memoryMb = sb.value("memoryMb", 0);
-  spec.diskMb = sb.value("diskMb", 0);
-  spec.network = sb.value("network", "none");
-  spec.image = sb.value("image", "");
-  for (const auto& h : sb.value("allowHosts", json::array()))
-    if (h.is_string()) spec.allowHosts.push_back(h.get<std::string>());
-  for (auto& h : cliAllowHosts(job.agent, job.spec, processEnv()))
+  spec.cpus = sb.cpus;
+  spec.memoryMb = static_cast<int>(sb.memoryMb);
+  spec.diskMb = static_cast<int>(sb.diskMb);
+  spec.network = sb.network;
+  spec.image = sb.image;
+  spec.allowHosts = sb.allowHosts;
+  for (auto& h : cliAllowHosts(job.agent, jobSpec.toJson(), processEnv()))
     spec.allowHosts.push_back(std::move(h));
   const std::string& remote = job.repoUrl;
   bool httpRemote = remote.rfind("https://", 0) == 0 || remote.rfind("http://", 0) == 0;
-  if (job.spec.value("push", false) && httpRemote) {
+  if (jobSpec.push && httpRemote) {
     // host[:port] of the remote: the proxy matches an explicit port too.
     if (std::string authority = urlAuthority(remote); !authority.empty())
       spec.allowHosts.push_back(authority);
@@ -115,7 +115,7 @@ Task<PhaseOutcome> makeProviderFor(JobSession& s) {
   ProviderSettings ps;
   ps.agent = s.job().agent;
   ps.model = s.job().model;
-  ps.spec = s.job().spec;
+  ps.spec = s.spec().toJson();
   auto prov = makeProvider(ps, co_await asio::this_coro::executor);
   if (!prov.isOk()) co_return PhaseOutcome::fail({"invalid_argument", prov.status().message()});
   s.provider = std::move(prov).value();
@@ -132,7 +132,7 @@ Task<PhaseOutcome> prepareWorkspace(JobSession& s, bool& rebuild) {
   const std::string dir = workspaces.dir(job.id);
   bool reuse = false;
   if (!job.baseCommit.empty()) {
-    reuse = co_await d.pool->run([&] { return workspaces.reattach(job.id); });
+    reuse = co_await d.slowPool->run([&] { return workspaces.reattach(job.id); });
   }
   // A job that already ran elsewhere (or lost its workspace) is rebuilt: a workspace at the base
   // commit, then the newest stored workspace patch applied inside the sandbox.
@@ -140,11 +140,11 @@ Task<PhaseOutcome> prepareWorkspace(JobSession& s, bool& rebuild) {
   // A git command killed with its sandbox (node crash) leaves *.lock files behind; nothing else
   // can be using this workspace now that we hold the lease.
   if (reuse) {
-    co_await d.pool->run([&] { removeStaleGitLocks(dir + "/.git"); });
+    co_await d.slowPool->run([&] { removeStaleGitLocks(dir + "/.git"); });
     co_return PhaseOutcome::next();
   }
   const std::string ref = job.baseCommit.empty() ? job.ref : job.baseCommit;
-  auto ws = co_await d.pool->run([&]() -> Result<workspace::PreparedWorkspace> {
+  auto ws = co_await d.slowPool->run([&]() -> Result<workspace::PreparedWorkspace> {
     return workspaces.create(job.id, job.repoUrl, ref);
   });
   if (!ws.isOk()) co_return PhaseOutcome::fail({"repo_unreachable", ws.status().message()});
@@ -159,8 +159,8 @@ Task<PhaseOutcome> prepareWorkspace(JobSession& s, bool& rebuild) {
 Task<PhaseOutcome> acquireSandbox(JobSession& s) {
   const RunnerDeps& d = s.deps();
   const workspace::Workspaces workspaces(d.workspacesDir, d.reposDir, d.agentUid);
-  const sandbox::SandboxSpec spec = sandboxSpecFor(s.job(), workspaces.dir(s.job().id));
-  auto created = co_await d.pool->run([&] { return d.backend->create(spec); });
+  const sandbox::SandboxSpec spec = sandboxSpecFor(s.job(), s.spec(), workspaces.dir(s.job().id));
+  auto created = co_await d.slowPool->run([&] { return d.backend->create(spec); });
   if (!created.isOk()) co_return PhaseOutcome::fail({"sandbox_error", created.status().message()});
   s.sandbox = std::shared_ptr<sandbox::Sandbox>(std::move(created).value());
   s.handle().setSandbox(s.sandbox);
@@ -245,6 +245,9 @@ Task<PhaseOutcome> markRunning(JobSession& s) {
 }  // namespace
 
 Task<PhaseOutcome> provision(JobSession& s) {
+  // Stored JSON the runner cannot read is not the job's fault but the store's: an unexpected
+  // failure, retried and then FAILED with the cause.
+  if (Status st = s.loadSpec(); !st.isOk()) co_return PhaseOutcome::retry(st.message());
   PhaseOutcome o = co_await makeProviderFor(s);
   if (!o.goesOn()) co_return o;
   if (s.job().status == JobStatus::kQueued) {

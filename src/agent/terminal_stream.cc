@@ -5,6 +5,7 @@
 namespace kiln::agent {
 
 void TerminalStream::push(std::string_view stream, std::string_view data) {
+  if (leaseLost_) return;
   // Merge with the previous chunk of the same stream while it is still waiting, so a chatty
   // command costs few store writes.
   if (!pending_.empty() && pending_.back().payload["stream"] == stream &&
@@ -23,9 +24,22 @@ Task<void> TerminalStream::flush() {
   while (!pending_.empty()) {
     std::vector<store::NewEvent> batch = std::move(pending_);
     pending_.clear();
-    auto r = co_await pool_.run([&] { return store_.appendEvents(jobId_, batch); });
-    if (!r.isOk()) spdlog::error("job {}: terminal events: {}", jobId_, r.status().toString());
-    bus_.publish(jobId_);
+    Result<std::vector<store::Event>> r = internalError("terminal events: not written");
+    // flush() runs detached: an exception here would vanish and leave drain() waiting forever.
+    try {
+      r = co_await pool_.run([&] { return store_.appendEvents(jobId_, lease_, batch); });
+    } catch (const std::exception& e) {
+      r = internalError(std::string("terminal events threw: ") + e.what());
+    }
+    if (r.isOk()) {
+      bus_.publish(jobId_);
+    } else if (r.status().code() == Code::kConflict) {
+      spdlog::warn("job {}: terminal output dropped: {}", jobId_, r.status().message());
+      leaseLost_ = true;
+      pending_.clear();
+    } else {
+      spdlog::error("job {}: terminal events: {}", jobId_, r.status().toString());
+    }
   }
   flushing_ = false;
   idle_.cancel();

@@ -1,6 +1,8 @@
 // TerminalStream: turns a command's live output chunks into durable `terminal` events, in order,
 // without blocking the job's strand: chunks are buffered and one flusher at a time appends them
-// to the store on the BlockingPool. Use from the job's strand only.
+// to the store on the BlockingPool, fenced by the job's lease: once the store refuses the lease,
+// the stream drops everything (a node that lost its job writes nothing more). Use from the
+// job's strand only.
 #pragma once
 #include <string>
 #include <string_view>
@@ -17,12 +19,20 @@ class TerminalStream {
  public:
   // `ex` is the job's strand; push() and drain() must be called on it.
   TerminalStream(asio::any_io_executor ex, store::Store& store, events::EventBus& bus,
-                 BlockingPool& pool, std::string jobId)
-      : ex_(ex), store_(store), bus_(bus), pool_(pool), jobId_(std::move(jobId)), idle_(ex) {}
+                 BlockingPool& pool, std::string jobId, store::Lease lease)
+      : ex_(ex),
+        store_(store),
+        bus_(bus),
+        pool_(pool),
+        jobId_(std::move(jobId)),
+        lease_(std::move(lease)),
+        idle_(ex) {}
 
   void push(std::string_view stream, std::string_view data);
-  // Returns once every pushed chunk is in the store.
+  // Returns once every pushed chunk is in the store (or dropped: the lease is lost).
   Task<void> drain();
+  // The store refused the lease: nothing more is written.
+  bool leaseLost() const { return leaseLost_; }
 
  private:
   Task<void> flush();
@@ -32,6 +42,8 @@ class TerminalStream {
   events::EventBus& bus_;
   BlockingPool& pool_;
   const std::string jobId_;
+  const store::Lease lease_;
+  bool leaseLost_ = false;
   std::vector<store::NewEvent> pending_;
   bool flushing_ = false;
   asio::steady_timer idle_;  // cancelled when a flush ends, to wake drain()

@@ -8,6 +8,7 @@
 #include "agent/loop_detector.h"
 #include "agent/step_timings.h"
 #include "agent/tools.h"
+#include "common/assert.h"
 
 namespace kiln::agent {
 namespace {
@@ -15,17 +16,20 @@ namespace {
 using json = nlohmann::json;
 using store::JobStatus;
 
-StepRecord loopRecord(const store::Step& s, const Observation& obs) {
+// A recorded tool call as the loop detector sees it (live and on replay alike).
+StepRecord loopRecord(const store::Step& s) {
   StepRecord r;
   r.toolName = s.toolCalled;
   r.argumentsJson = s.toolArguments.dump();
-  r.output = obs.output;
-  r.isError = obs.isError;
-  r.exitCode = obs.exitCode;
-  r.mutating = obs.mutating;
+  r.output = s.toolOutput;
+  r.isError = s.isError;
+  r.exitCode = s.exitCode;
+  r.mutating = s.mutating;
   r.workspaceHashAfter = s.workspaceHash;
   return r;
 }
+
+bool interrupted(const store::Step& s) { return s.toolOutput.rfind("[interrupted", 0) == 0; }
 
 StepRecord talkRecord(const store::Step& s) {
   StepRecord r;
@@ -112,10 +116,12 @@ class TurnLoop {
 };
 
 Task<PhaseOutcome> TurnLoop::run() {
+  KILN_ASSERT(s_.rt && s_.sandbox && s_.provider, "the turn loop runs after provisioning");
   if (s_.lastTree.empty()) {  // the starting tree, so the first attempted change can be judged
     store::Step baseline;
     co_await s_.captureWorkspace(baseline);
   }
+  if (auto v = replayLoopHistory(loops_, s_.steps)) co_return PhaseOutcome::fail(loopFailure(*v));
   loops_.setInitialWorkspaceHash(s_.lastTree);
   while (!s_.stopped()) {
     if (s_.handle().draining()) co_return co_await releaseForHandover();
@@ -161,6 +167,9 @@ Task<PhaseOutcome> TurnLoop::executeCall(const ModelTurn& turn, size_t i) {
   co_await terminal_.drain();
   if (s_.stopped()) co_return PhaseOutcome::stop("cancelled during a tool call");
   step.toolOutput = obs.output;
+  step.isError = obs.isError;
+  step.exitCode = obs.exitCode;
+  step.mutating = obs.mutating;
   std::vector<store::NewEvent> events;
   if (obs.mutating && co_await s_.captureWorkspace(step)) events.push_back(diffEvent(step));
   step.workspaceHash = s_.lastTree;
@@ -181,7 +190,7 @@ Task<PhaseOutcome> TurnLoop::executeCall(const ModelTurn& turn, size_t i) {
     if (!o.goesOn()) co_return o;
     co_return PhaseOutcome::end("paused for a question");
   }
-  if (auto v = loops_.observe(loopRecord(step, obs))) co_return PhaseOutcome::fail(loopFailure(*v));
+  if (auto v = loops_.observe(loopRecord(step))) co_return PhaseOutcome::fail(loopFailure(*v));
   co_return PhaseOutcome::next();
 }
 
@@ -218,10 +227,30 @@ Task<PhaseOutcome> TurnLoop::releaseForHandover() {
 
 }  // namespace
 
+std::optional<LoopVerdict> replayLoopHistory(LoopDetector& loops,
+                                             const std::vector<store::Step>& steps) {
+  size_t from = 0;
+  for (size_t i = 0; i < steps.size(); ++i)
+    if (steps[i].phase == kReplyPhase) from = i + 1;
+  // The tree before the first replayed step, so its attempted change can be judged.
+  for (size_t k = from; k-- > 0;) {
+    if (steps[k].workspaceHash.empty()) continue;
+    loops.setInitialWorkspaceHash(steps[k].workspaceHash);
+    break;
+  }
+  std::optional<LoopVerdict> verdict;
+  for (size_t i = from; i < steps.size(); ++i) {
+    const store::Step& s = steps[i];
+    if (s.phase == kCompressPhase || s.phase == "delivering" || interrupted(s)) continue;
+    verdict = loops.observe(s.toolCalled.empty() ? talkRecord(s) : loopRecord(s));
+  }
+  return verdict;
+}
+
 Task<PhaseOutcome> runTurns(JobSession& s) {
   if (s.job().startedAt == 0) s.job().startedAt = s.deps().clock->nowMs();
   TerminalStream terminal(co_await asio::this_coro::executor, *s.deps().store, *s.deps().bus,
-                          *s.deps().pool, s.job().id);
+                          *s.deps().pool, s.job().id, s.lease());
   if (isCliAgent(s.job().agent)) co_return co_await runCliTurns(s, terminal);
   TurnLoop loop(s, terminal);
   co_return co_await loop.run();

@@ -112,6 +112,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(asio::io_context& ioc, const
   auto env = std::make_shared<ServerEnv>();
   env->opts = opts;
   env->deps = deps;
+  if (!env->deps.slowPool) env->deps.slowPool = deps.pool;
   ASSIGN_OR_RETURN(auto ep, resolveListen(ioc, opts.listen));
   auto server = std::make_unique<ApiServerImpl>(ioc, std::move(env));
   RETURN_IF_ERROR(server->listen(ep));

@@ -20,8 +20,9 @@ struct ApiDeps {
   store::Store* store = nullptr;
   events::EventBus* bus = nullptr;
   scheduler::JobControl* jobs = nullptr;
-  BlockingPool* pool = nullptr;
+  BlockingPool* pool = nullptr;  // store calls
   Clock* clock = nullptr;
+  BlockingPool* slowPool = nullptr;  // git ls-remote and other slow work; null = `pool`
 };
 
 struct ApiOptions {

@@ -8,8 +8,12 @@ namespace kiln::api {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr auto kPollInterval = std::chrono::seconds(1);
 constexpr auto kKeepalive = std::chrono::seconds(15);
+// A follower sleeps until the event bus says its job has new events: every writer in this
+// process publishes there after its transaction commits. It also re-reads at the keepalive
+// interval, which is the only way it learns of events written by another process sharing the
+// store (a second node on one SQLite file) until the engine can notify across processes.
+constexpr auto kOtherWritersInterval = kKeepalive;
 constexpr auto kWriteTimeout = std::chrono::seconds(30);
 constexpr int kBatch = 500;
 
@@ -63,7 +67,8 @@ class EventFollower {
         if (!co_await writeText(stream_, kComment)) co_return;
         lastWrite_ = Clock::now();
       }
-      co_await sub->wait(kPollInterval);
+      co_await sub->wait(
+          std::chrono::duration_cast<std::chrono::milliseconds>(kOtherWritersInterval));
     }
   }
 

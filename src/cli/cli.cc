@@ -18,6 +18,7 @@ struct Flags {
   ClientFlags client;
   ServeFlags serve;
   int serveMaxJobs = 0;
+  int serveMaxAttempts = 0;
   RunFlags run;
   JobsFlags jobs;
   std::string jobId;
@@ -43,6 +44,10 @@ void addServe(CLI::App& app, Flags& f, int& code) {
                   "store URL, sqlite:PATH or postgres://... (env KILN_STORE)");
   cmd->add_option("--max-jobs", f.serveMaxJobs, "jobs running at once (env KILN_MAX_JOBS)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-attempts", f.serveMaxAttempts,
+                  "runs of a job that may fail unexpectedly (a store error, an internal error) "
+                  "before it is FAILED with code internal (env KILN_MAX_ATTEMPTS; default 3)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--node-id", f.serve.nodeId, "this node's id (default: hostname-random)");
   cmd->add_option("--default-limits", f.serve.defaultLimits,
                   "limits for jobs that set none, as JSON, e.g. '{\"maxSteps\":100,"
@@ -54,6 +59,7 @@ void addServe(CLI::App& app, Flags& f, int& code) {
                 "another user, kiln is in rootless mode and always does)");
   cmd->callback([&] {
     if (f.serveMaxJobs > 0) f.serve.maxJobs = f.serveMaxJobs;
+    if (f.serveMaxAttempts > 0) f.serve.maxAttempts = f.serveMaxAttempts;
     code = serveCommand(f.serve, f.client);
   });
 }

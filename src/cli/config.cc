@@ -33,30 +33,21 @@ Result<int> parsePositiveInt(const std::string& what, const std::string& s) {
   return static_cast<int>(v);
 }
 
-// The server's default job limits: a JSON object of the keys jobs can set in `limits`.
-Result<nlohmann::json> parseDefaultLimits(const std::string& text) {
-  if (text.empty()) return nlohmann::json::object();
-  auto j = nlohmann::json::parse(text, nullptr, false);
+// The server's default job limits: a JSON object of the fields jobs can set in `limits`, under
+// the same rules (api::request::parseJobLimits).
+Result<api::request::JobLimits> parseDefaultLimits(const std::string& text) {
+  if (text.empty()) return api::request::JobLimits{};
   const char* what = "--default-limits (KILN_DEFAULT_LIMITS)";
+  auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
-    return invalidArgument(std::string(what) + ": expected a JSON object such as "
-                           "{\"maxSteps\": 100, \"maxUsd\": 5}, got '" + text + "'");
+    return invalidArgument(std::string(what) +
+                           ": expected a JSON object such as "
+                           "{\"maxSteps\": 100, \"maxUsd\": 5}, got '" +
+                           text + "'");
   }
-  for (const auto& [key, value] : j.items()) {
-    bool known = key == "maxSteps" || key == "maxTokens" || key == "maxUsd" ||
-                 key == "maxWallSeconds" || key == "contextTokens";
-    if (!known) {
-      return invalidArgument(std::string(what) + ": unknown limit '" + key +
-                             "' (maxSteps, maxTokens, maxUsd, maxWallSeconds, contextTokens)");
-    }
-    bool integer = key != "maxUsd";
-    if (!value.is_number() || (integer && !value.is_number_integer()) ||
-        value.get<double>() <= 0) {
-      return invalidArgument(std::string(what) + ": " + key + " must be a positive " +
-                             (integer ? "integer" : "number"));
-    }
-  }
-  return j;
+  auto limits = api::request::parseJobLimits(j, "limits");
+  if (!limits.isOk()) return limits.status().withContext(what);
+  return limits;
 }
 
 }  // namespace
@@ -73,8 +64,14 @@ Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const Env
   } else if (auto e = env("KILN_MAX_JOBS")) {
     ASSIGN_OR_RETURN(opts.maxJobs, parsePositiveInt("KILN_MAX_JOBS", *e));
   }
-  ASSIGN_OR_RETURN(opts.defaultLimits, parseDefaultLimits(firstOf(
-                                            flags.defaultLimits, env("KILN_DEFAULT_LIMITS"), "")));
+  if (flags.maxAttempts) {
+    if (*flags.maxAttempts < 1) return invalidArgument("--max-attempts must be at least 1");
+    opts.maxAttempts = *flags.maxAttempts;
+  } else if (auto e = env("KILN_MAX_ATTEMPTS")) {
+    ASSIGN_OR_RETURN(opts.maxAttempts, parsePositiveInt("KILN_MAX_ATTEMPTS", *e));
+  }
+  ASSIGN_OR_RETURN(opts.defaultLimits, parseDefaultLimits(firstOf(flags.defaultLimits,
+                                                                  env("KILN_DEFAULT_LIMITS"), "")));
   const std::string userNs = env("KILN_SANDBOX_USERNS").value_or("");
   if (userNs != "" && userNs != "0" && userNs != "1") {
     return invalidArgument("KILN_SANDBOX_USERNS must be 0 or 1, got '" + userNs + "'");

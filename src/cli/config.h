@@ -21,13 +21,14 @@ struct ServeFlags {
   std::string dataDir;
   std::string storeUrl;
   std::optional<int> maxJobs;
+  std::optional<int> maxAttempts;
   std::string nodeId;
   std::string defaultLimits;  // JSON object
   bool sandboxUserNs = false;
 };
 
-// Flags > KILN_LISTEN / KILN_DATA_DIR / KILN_STORE / KILN_MAX_JOBS / KILN_DEFAULT_LIMITS /
-// KILN_SANDBOX_USERNS > NodeOptions defaults.
+// Flags > KILN_LISTEN / KILN_DATA_DIR / KILN_STORE / KILN_MAX_JOBS / KILN_MAX_ATTEMPTS /
+// KILN_DEFAULT_LIMITS / KILN_SANDBOX_USERNS > NodeOptions defaults.
 // The data dir default is left empty for node::resolveDefaults to fill.
 Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const EnvLookup& env);
 

@@ -1,11 +1,12 @@
 // Errors are values: Status carries a stable code and a human message; Result<T> is a value or a
 // Status. Exceptions never cross a module boundary.
 #pragma once
-#include <cassert>
 #include <optional>
 #include <string>
 #include <utility>
 #include <variant>
+
+#include "common/assert.h"
 
 namespace kiln {
 
@@ -61,7 +62,9 @@ template <class T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}
-  Result(Status status) : v_(std::move(status)) { assert(!std::get<Status>(v_).isOk()); }
+  Result(Status status) : v_(std::move(status)) {
+    KILN_ASSERT(!std::get<Status>(v_).isOk(), "a Result made from an ok Status has no value");
+  }
 
   bool isOk() const { return v_.index() == 0; }
   explicit operator bool() const { return isOk(); }

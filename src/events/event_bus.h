@@ -1,7 +1,8 @@
 // EventBus: in-process wake-ups for job events. The store is the source of truth (events are
 // appended there first, with their seq); the bus only tells waiting readers (SSE streams, the
-// CLI's follower) that a job has new events so they re-read from the store. Readers also poll
-// at a slow interval, which covers events written by another process sharing the store.
+// CLI's follower) that a job has new events so they re-read from the store; a reader sleeps
+// until then. Readers re-read at a slow interval only for events written by another process
+// sharing the store.
 // Thread-safe.
 #pragma once
 #include <atomic>

@@ -1,10 +1,9 @@
 #include "node/node.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include <filesystem>
 #include <fstream>
@@ -88,7 +87,8 @@ class NodeImpl : public Node {
   explicit NodeImpl(NodeOptions opts)
       : opts_(std::move(opts)),
         ioc_(opts_.ioThreads),
-        pool_(static_cast<size_t>(opts_.blockingThreads)) {}
+        storePool_(static_cast<size_t>(opts_.storeThreads)),
+        slowPool_(static_cast<size_t>(opts_.blockingThreads)) {}
   ~NodeImpl() override { shutdown(); }
 
   Status init();
@@ -103,7 +103,8 @@ class NodeImpl : public Node {
  private:
   NodeOptions opts_;
   asio::io_context ioc_;
-  BlockingPool pool_;
+  BlockingPool storePool_;  // store calls only: never queued behind a clone
+  BlockingPool slowPool_;   // clones, ls-remote, sandbox create/destroy, mounts
   events::EventBus bus_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<sandbox::egress::EgressProxy> egress_;  // before backend_: outlives it
@@ -124,13 +125,15 @@ Status NodeImpl::init() {
   fs::create_directories(opts_.dataDir, ec);
   if (ec) return internalError("create data dir " + opts_.dataDir + ": " + ec.message());
   ::chmod(opts_.dataDir.c_str(), 0700);
-  ASSIGN_OR_RETURN(store_, store::Store::open({opts_.storeUrl}));
+  // A call waits for a busy database well under a lease's lifetime, so a renewal fails (and is
+  // retried next tick) instead of outliving the lease.
+  const int busyMs = static_cast<int>(std::clamp<int64_t>(opts_.leaseMs / 4, 100, 2'000));
+  ASSIGN_OR_RETURN(store_, store::Store::open({opts_.storeUrl, busyMs}));
   ASSIGN_OR_RETURN(token_, ensureAdminToken(opts_.dataDir, *store_));
   // One egress proxy on the I/O threads serves every sandbox of the node in allowlist mode.
   egress_ = sandbox::egress::newEgressProxy(ioc_.get_executor());
-  const sandbox::NamespaceBackendOptions sandboxOpts{opts_.dataDir + "/sandboxes",
-                                                     opts_.kilnBinary, egress_.get(),
-                                                     opts_.dataDir + "/images",
+  const sandbox::NamespaceBackendOptions sandboxOpts{opts_.dataDir + "/sandboxes", opts_.kilnBinary,
+                                                     egress_.get(), opts_.dataDir + "/images",
                                                      opts_.sandboxUserNamespace};
   ASSIGN_OR_RETURN(backend_, sandbox::newNamespaceBackend(sandboxOpts));
   for (const std::string& l : backend_->limitations()) spdlog::warn("sandbox: {}", l);
@@ -138,7 +141,9 @@ Status NodeImpl::init() {
   agent::RunnerDeps deps;
   deps.store = store_.get();
   deps.bus = &bus_;
-  deps.pool = &pool_;
+  deps.pool = &storePool_;
+  deps.slowPool = &slowPool_;
+  deps.maxAttempts = opts_.maxAttempts;
   deps.backend = backend_.get();
   deps.clock = &RealClock::instance();
   deps.nodeId = opts_.nodeId;
@@ -158,8 +163,8 @@ Status NodeImpl::init() {
   api::ApiOptions apiOpts;
   apiOpts.listen = opts_.listen;
   ASSIGN_OR_RETURN(api_, api::ApiServer::start(ioc_, apiOpts,
-                                               {store_.get(), &bus_, scheduler_.get(), &pool_,
-                                                &RealClock::instance()}));
+                                               {store_.get(), &bus_, scheduler_.get(), &storePool_,
+                                                &RealClock::instance(), &slowPool_}));
   std::string host = opts_.listen.substr(0, opts_.listen.rfind(':'));
   if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
   url_ = "http://" + host + ":" + std::to_string(api_->port());
@@ -224,11 +229,13 @@ Status resolveDefaults(NodeOptions& o) {
     o.kilnBinary = fs::read_symlink("/proc/self/exe", ec).string();
     if (ec) return internalError("cannot find the kiln binary: " + ec.message());
   }
-  if (o.ioThreads <= 0) o.ioThreads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (o.ioThreads <= 0)
+    o.ioThreads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (o.nodeId.empty()) o.nodeId = hostname() + "-" + randomToken(3);
   if (const char* l = getenv("KILN_LEASE_MS"); l && *l) o.leaseMs = std::atoll(l);
   if (o.leaseMs < 300) return invalidArgument("lease must be at least 300 ms");
   if (o.maxJobs <= 0) return invalidArgument("--max-jobs must be positive");
+  if (o.maxAttempts <= 0) return invalidArgument("--max-attempts must be positive");
   if (o.listen.rfind(':') == std::string::npos) return invalidArgument("--listen needs HOST:PORT");
   return Status::ok();
 }

@@ -4,10 +4,10 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
+#include "api/request/job_spec.h"
 #include "common/result.h"
 
 namespace kiln::node {
@@ -18,13 +18,16 @@ struct NodeOptions {
   std::string storeUrl;                   // default sqlite:<dataDir>/kiln.db
   int maxJobs = 64;                       // jobs running at once on this node
   int ioThreads = 0;                      // 0 = one per core
-  int blockingThreads = 8;
-  std::string nodeId;      // default <hostname>-<random>
-  std::string kilnBinary;  // default /proc/self/exe
+  int storeThreads = 4;                   // the pool for store calls (short)
+  int blockingThreads = 8;  // the pool for slow work: clones, sandbox create/destroy, mounts
+  std::string nodeId;       // default <hostname>-<random>
+  std::string kilnBinary;   // default /proc/self/exe
   int64_t leaseMs = 10'000;
-  // Limits for jobs that do not set them: {maxSteps, maxTokens, maxUsd, maxWallSeconds,
-  // contextTokens}; unset keys keep the built-in defaults (50 steps, 3600 s, 64000 tokens).
-  nlohmann::json defaultLimits = nlohmann::json::object();
+  // Runs of one job that may fail unexpectedly before it is FAILED (RunnerDeps::maxAttempts).
+  int maxAttempts = 3;
+  // Limits for jobs that do not set them (the schema is api::request::JobLimits); unset fields
+  // keep the built-in defaults.
+  api::request::JobLimits defaultLimits;
   // As root: each sandbox gets a user namespace too (NamespaceBackendOptions::userNamespace).
   bool sandboxUserNamespace = false;
 };

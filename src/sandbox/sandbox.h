@@ -20,7 +20,8 @@ struct SandboxSpec {
   std::string id;
   // Host directory bind-mounted read-write at /workspace inside.
   std::string workspaceDir;
-  int cpus = 0;        // 0 = unlimited
+  // CPU time in cores: 0 = unlimited, 0.5 = half of one core (a 50% cgroup quota).
+  double cpus = 0;
   int memoryMb = 0;    // 0 = unlimited
   int pids = 0;        // 0 = backend default
   int diskMb = 0;      // 0 = unlimited

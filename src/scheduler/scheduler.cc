@@ -38,7 +38,7 @@ void Scheduler::stopped(const std::string& jobId) {
   auto h = find(jobId);
   if (!h) return;
   // Killing the sandbox blocks (waitpid, unmount): keep it off the I/O threads.
-  asio::post(deps_.pool->executor(), [h] { h->cancel("stopped by request"); });
+  asio::post(deps_.slowPool->executor(), [h] { h->cancel("stopped by request"); });
 }
 
 void Scheduler::replied(const std::string& /*jobId*/) {
@@ -48,16 +48,22 @@ void Scheduler::replied(const std::string& /*jobId*/) {
 
 Task<void> Scheduler::claimLoop() {
   while (!stopping_) {
-    while (!stopping_ && running() < static_cast<size_t>(opts_.maxJobs)) {
-      int64_t now = deps_.clock->nowMs();
-      auto claimed = co_await deps_.pool->run(
-          [&] { return deps_.store->claimJob(opts_.nodeId, now, opts_.leaseMs); });
-      if (!claimed.isOk()) {
-        spdlog::warn("scheduler: claim: {}", claimed.status().toString());
-        break;
+    // No exception may end this loop (the node would stop taking work): a store that throws is
+    // logged like one that fails, and the next tick tries again.
+    try {
+      while (!stopping_ && running() < static_cast<size_t>(opts_.maxJobs)) {
+        int64_t now = deps_.clock->nowMs();
+        auto claimed = co_await deps_.pool->run(
+            [&] { return deps_.store->claimJob(opts_.nodeId, now, opts_.leaseMs); });
+        if (!claimed.isOk()) {
+          spdlog::warn("scheduler: claim: {}", claimed.status().toString());
+          break;
+        }
+        if (!claimed->has_value()) break;
+        launch(std::move(**claimed));
       }
-      if (!claimed->has_value()) break;
-      launch(std::move(**claimed));
+    } catch (const std::exception& e) {
+      spdlog::error("scheduler: claim threw: {}", e.what());
     }
     claimTimer_.expires_after(std::chrono::milliseconds(opts_.pollMs));
     boost::system::error_code ec;
@@ -66,7 +72,7 @@ Task<void> Scheduler::claimLoop() {
 }
 
 void Scheduler::launch(store::Job job) {
-  auto handle = std::make_shared<agent::JobHandle>(job.id);
+  auto handle = std::make_shared<agent::JobHandle>(job.id, job.leaseEpoch);
   {
     std::lock_guard lock(mu_);
     if (running_.count(job.id)) {
@@ -109,20 +115,37 @@ Task<void> Scheduler::renewLoop() {
     boost::system::error_code ec;
     co_await renewTimer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
-    std::vector<std::shared_ptr<agent::JobHandle>> jobs;
+    std::vector<store::HeldLease> held;
+    std::map<std::string, std::shared_ptr<agent::JobHandle>> handles;
     {
       std::lock_guard lock(mu_);
-      for (auto& [id, h] : running_) jobs.push_back(h);
-    }
-    for (auto& h : jobs) {
-      int64_t now = deps_.clock->nowMs();
-      auto ok = co_await deps_.pool->run(
-          [&] { return deps_.store->renewLease(h->jobId(), opts_.nodeId, now, opts_.leaseMs); });
-      // A failed renewal means another node may own the job now: stop at once, write nothing.
-      if (ok.isOk() && !*ok && !h->cancelled()) {
-        spdlog::warn("job {}: lease lost, stopping", h->jobId());
-        asio::post(deps_.pool->executor(), [h] { h->cancel("lease lost"); });
+      for (auto& [id, h] : running_) {
+        held.push_back({id, h->leaseEpoch()});
+        handles[id] = h;
       }
+    }
+    if (held.empty()) continue;
+    // One store call renews every lease of the node, on the store pool: slow work (clones,
+    // sandboxes) runs on another pool and cannot hold a renewal up.
+    try {
+      int64_t now = deps_.clock->nowMs();
+      auto lost = co_await deps_.pool->run(
+          [&] { return deps_.store->renewLeases(opts_.nodeId, held, now, opts_.leaseMs); });
+      if (!lost.isOk()) {
+        // Not proof the leases are gone (a busy database): the next tick tries again, and the
+        // store refuses any write once another node has claimed a job.
+        spdlog::warn("scheduler: renew leases: {}", lost.status().toString());
+        continue;
+      }
+      // A lost lease means another node may own the job now: stop at once, write nothing.
+      for (const std::string& id : *lost) {
+        auto h = handles[id];
+        if (h->cancelled()) continue;
+        spdlog::warn("job {}: lease lost, stopping", id);
+        asio::post(deps_.slowPool->executor(), [h] { h->cancel("lease lost"); });
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("scheduler: renew leases threw: {}", e.what());
     }
   }
 }
@@ -150,13 +173,16 @@ void Scheduler::shutdown(int64_t graceMs) {
   // interrupted when the job resumes.
   for (auto& h : jobs) {
     if (!find(h->jobId())) continue;
-    spdlog::warn("job {}: did not reach a step boundary in time; killing its sandbox",
-                 h->jobId());
+    spdlog::warn("job {}: did not reach a step boundary in time; killing its sandbox", h->jobId());
     h->cancel("node shutting down");
     store::JobUpdate u;
     u.releaseLease = true;
-    u.ifOwner = opts_.nodeId;
-    (void)deps_.store->updateJob(h->jobId(), u);
+    u.ifLease = store::Lease{opts_.nodeId, h->leaseEpoch()};
+    try {
+      (void)deps_.store->updateJob(h->jobId(), u);
+    } catch (const std::exception& e) {
+      spdlog::error("job {}: release the lease: {}", h->jobId(), e.what());
+    }
   }
   std::unique_lock lock(mu_);
   idle_.wait_for(lock, std::chrono::seconds(5), [this] { return running_.empty(); });

@@ -1,26 +1,34 @@
 #include "store/store.h"
 
 #include "store/sqlite/sqlite_store.h"
+#include "store/store_decorator.h"
 
 namespace kiln::store {
 
 const char* jobStatusName(JobStatus s) {
   switch (s) {
-    case JobStatus::kQueued: return "QUEUED";
-    case JobStatus::kProvisioning: return "PROVISIONING";
-    case JobStatus::kRunning: return "RUNNING";
-    case JobStatus::kPaused: return "PAUSED";
-    case JobStatus::kCompleted: return "COMPLETED";
-    case JobStatus::kFailed: return "FAILED";
-    case JobStatus::kStopped: return "STOPPED";
+    case JobStatus::kQueued:
+      return "QUEUED";
+    case JobStatus::kProvisioning:
+      return "PROVISIONING";
+    case JobStatus::kRunning:
+      return "RUNNING";
+    case JobStatus::kPaused:
+      return "PAUSED";
+    case JobStatus::kCompleted:
+      return "COMPLETED";
+    case JobStatus::kFailed:
+      return "FAILED";
+    case JobStatus::kStopped:
+      return "STOPPED";
   }
   return "FAILED";
 }
 
 std::optional<JobStatus> parseJobStatus(std::string_view s) {
-  for (JobStatus st : {JobStatus::kQueued, JobStatus::kProvisioning, JobStatus::kRunning,
-                       JobStatus::kPaused, JobStatus::kCompleted, JobStatus::kFailed,
-                       JobStatus::kStopped}) {
+  for (JobStatus st :
+       {JobStatus::kQueued, JobStatus::kProvisioning, JobStatus::kRunning, JobStatus::kPaused,
+        JobStatus::kCompleted, JobStatus::kFailed, JobStatus::kStopped}) {
     if (s == jobStatusName(st)) return st;
   }
   return std::nullopt;
@@ -35,9 +43,11 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& opts) {
   if (url.rfind("postgres://", 0) == 0 || url.rfind("postgresql://", 0) == 0) {
     return Status(Code::kUnavailable, "store: the PostgreSQL engine is not built yet; use sqlite:");
   }
+  if (opts.busyTimeoutMs < 0) return invalidArgument("store: negative busy timeout");
   std::string path = url.rfind("sqlite:", 0) == 0 ? url.substr(7) : url;
   if (path.empty()) return invalidArgument("store: empty SQLite path");
-  return openSqliteStore(path);
+  ASSIGN_OR_RETURN(auto engine, openSqliteStore(path, opts.busyTimeoutMs));
+  return guardStore(std::move(engine));
 }
 
 }  // namespace kiln::store

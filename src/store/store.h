@@ -1,7 +1,10 @@
-// Store: the durable record of jobs, steps and events, and the API tokens. One interface, two
-// engines: SQLite (default, sqlite/) and PostgreSQL (fleet, postgres/). All methods are
-// blocking: call them from the BlockingPool, never from an I/O thread. Implementations are safe
-// for concurrent use from many threads and from several processes sharing the same database.
+// Store: the durable record of jobs, steps and events, and the API tokens. One interface for
+// every engine (SQLite in sqlite/; each engine implements the contracts written on the methods
+// below, and nothing here is specific to one). All methods are blocking: call them from the
+// store's BlockingPool, never from an I/O thread. Implementations are safe for concurrent use
+// from many threads and from several processes (nodes) sharing the same database. No method
+// throws: every failure is a Status (Unavailable for a busy or unreachable database, which a
+// caller may retry; Conflict for a failed condition such as a stale lease).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -22,6 +25,25 @@ enum class JobStatus { kQueued, kProvisioning, kRunning, kPaused, kCompleted, kF
 const char* jobStatusName(JobStatus s);
 std::optional<JobStatus> parseJobStatus(std::string_view s);
 bool isTerminal(JobStatus s);
+
+// The fencing token of a running job: the node that claimed it and the epoch of that claim.
+// Every claim of a job increments its epoch, so a node whose job was claimed by another (its
+// lease lapsed while it was frozen or cut off) holds a stale epoch, and the store refuses every
+// write it attempts with that lease. A job's runner passes its Lease with every write.
+struct Lease {
+  std::string nodeId;
+  int64_t epoch = 0;
+  bool operator==(const Lease&) const = default;
+};
+
+// One claim of a job, from the owner-change log that claimJob appends to: (job, epoch) is
+// unique, and a job's epochs are 1, 2, 3, ... in claim order.
+struct LeaseClaim {
+  std::string jobId;
+  int64_t epoch = 0;
+  std::string nodeId;
+  int64_t claimedAt = 0;  // ms since epoch (the claimer's clock)
+};
 
 struct Job {
   std::string id;
@@ -44,6 +66,11 @@ struct Job {
   json error;  // null, or {code, message, ...}
   std::string ownerNode;
   int64_t leaseExpiresAt = 0;
+  int64_t leaseEpoch = 0;  // incremented by every claim; 0 = never claimed
+  // Runs of this job that ended in an unexpected failure (store error, an exception, stored
+  // state the runner could not read). The runner fails the job once it reaches the node's
+  // maximum instead of retrying it again.
+  int attempts = 0;
   std::string baseCommit;
   std::optional<std::string> pendingReply;  // a human's answer waiting for a PAUSED job
   // The tool call being executed right now ({stepNumber, toolCalled, toolArguments, …}), null
@@ -66,6 +93,12 @@ struct Step {
   std::string toolOutput;
   std::string workspaceHash;
   std::optional<std::string> workspacePatch;  // set when the workspace changed
+  // How the tool call went, as the runner saw it (the loop detector is rebuilt from these on a
+  // resume): the call failed, the command's exit code (bash only), and whether the call tried
+  // to change the workspace.
+  bool isError = false;
+  int exitCode = 0;
+  bool mutating = false;
   int64_t tokensIn = 0;
   int64_t tokensOut = 0;
   double usd = 0;
@@ -98,10 +131,28 @@ struct JobUpdate {
   std::optional<json> inflightCall;  // sets it (json() clears it)
   std::optional<json> approval;      // sets it (json() clears it)
   bool markStarted = false;   // sets startedAt if it is 0
-  bool releaseLease = false;  // clears owner_node and lease_expires_at
-  std::vector<JobStatus> ifStatusIn;   // empty = any status
-  std::optional<std::string> ifOwner;  // only while this node holds the lease
+  bool releaseLease = false;  // clears owner_node and lease_expires_at (the epoch stays)
+  bool addAttempt = false;    // attempts = attempts + 1
+  std::vector<JobStatus> ifStatusIn;  // empty = any status
+  // Only while this lease holds: the job's owner_node and lease_epoch equal it. Every write of a
+  // job's runner sets it; the API's own writes (stop, reply, continue) do not.
+  std::optional<Lease> ifLease;
   std::vector<NewEvent> events;
+};
+
+// A job this node runs under a lease, for renewLeases.
+struct HeldLease {
+  std::string jobId;
+  int64_t epoch = 0;
+};
+
+// Jobs of one status across all tenants, with their summed counters (for /metrics).
+struct JobTotals {
+  JobStatus status = JobStatus::kQueued;
+  int64_t jobs = 0;
+  int64_t tokensIn = 0;
+  int64_t tokensOut = 0;
+  double usd = 0;
 };
 
 struct UpdateResult {
@@ -115,51 +166,81 @@ struct JobPage {
 };
 
 struct StoreOptions {
-  // "sqlite:/path/to/kiln.db" or a bare path (SQLite); "postgres://..." (PostgreSQL).
+  // "sqlite:/path/to/kiln.db" or a bare path (SQLite).
   std::string url;
+  // How long one call may wait for a database another process or connection holds before it
+  // fails with Unavailable. Keep it well below the lease TTL: a renewal stuck behind a busy
+  // database must fail (and be retried next tick) rather than outlive the lease it renews.
+  int busyTimeoutMs = 2'000;
 };
 
 class Store {
  public:
   virtual ~Store() = default;
-  // Opens the engine the URL names and applies pending schema migrations.
+  // Opens the engine the URL names and applies pending schema migrations. The engine comes
+  // wrapped by guardStore (store/store_decorator.h): an exception inside it becomes a status.
   static Result<std::unique_ptr<Store>> open(const StoreOptions& opts);
 
+  // Inserts a new job (status, counters and lease as given, normally QUEUED and empty) with
+  // `events` (seq 1, 2, ...) in one transaction. Conflict if the id exists.
   virtual Status createJob(const Job& job, const std::vector<NewEvent>& events) = 0;
   // NotFound if the job does not exist or belongs to another tenant (empty tenant = any).
   virtual Result<Job> getJob(const std::string& jobId, const std::string& tenantId = "") = 0;
+  // Newest first (created_at, then job_id, descending); `cursor` is the page's nextCursor.
+  // InvalidArgument for a malformed cursor.
   virtual Result<JobPage> listJobs(const std::string& tenantId, std::optional<JobStatus> status,
                                    int limit, const std::string& cursor) = 0;
+  // Applies `update` and appends its events atomically, only if every condition holds
+  // (ifStatusIn, ifLease); otherwise changes nothing and returns applied = false. NotFound if
+  // the job does not exist. Every applied update sets updated_at.
   virtual Result<UpdateResult> updateJob(const std::string& jobId, const JobUpdate& update) = 0;
 
-  // Claims one job that is QUEUED, or whose lease expired while non-terminal and not PAUSED
-  // without a reply, oldest first; sets owner and lease. Empty optional if none.
+  // Claims the oldest (created_at) job that is QUEUED, PROVISIONING or RUNNING, or PAUSED with a
+  // pending reply, and has no owner or an owner whose lease expired (lease_expires_at < nowMs).
+  // In one transaction: owner_node = nodeId, lease_expires_at = nowMs + leaseMs,
+  // lease_epoch = lease_epoch + 1, and a LeaseClaim row appended to the owner-change log. The
+  // returned Job carries the new epoch (its Lease is {nodeId, leaseEpoch}). Two nodes claiming
+  // at once never get the same job. Empty optional if nothing is claimable.
   virtual Result<std::optional<Job>> claimJob(const std::string& nodeId, int64_t nowMs,
                                               int64_t leaseMs) = 0;
-  // Extends the lease; false if this node no longer holds it.
-  virtual Result<bool> renewLease(const std::string& jobId, const std::string& nodeId,
-                                  int64_t nowMs, int64_t leaseMs) = 0;
+  // One call per renewal tick for all of a node's jobs: in one transaction, sets
+  // lease_expires_at = nowMs + leaseMs on every listed job whose owner_node is `nodeId` and
+  // lease_epoch the listed epoch. Returns the ids of the listed jobs it did not renew (the lease
+  // is gone: released, or claimed by another node); their runners must stop writing at once.
+  virtual Result<std::vector<std::string>> renewLeases(const std::string& nodeId,
+                                                       const std::vector<HeldLease>& held,
+                                                       int64_t nowMs, int64_t leaseMs) = 0;
+  // The owner-change log of a job, oldest claim first.
+  virtual Result<std::vector<LeaseClaim>> leaseHistory(const std::string& jobId) = 0;
 
-  // Writes a step, adds its tokens/usd to the job's counters, clears the in-flight call and
-  // appends events, in one transaction, only while `nodeId` holds the lease (empty nodeId = no check). Conflict if the
-  // lease is gone or the step number exists.
-  virtual Result<std::vector<Event>> recordStep(const Step& step, const std::string& nodeId,
+  // Writes a step, adds its tokens/usd to the job's counters, sets step_count to at least its
+  // number, clears the in-flight call and appends `events`, in one transaction, only while
+  // `lease` holds (owner_node and lease_epoch match). Conflict if the lease does not hold or
+  // the step number exists (nothing is written then).
+  virtual Result<std::vector<Event>> recordStep(const Step& step, const Lease& lease,
                                                 const std::vector<NewEvent>& events) = 0;
+  // Every step of a job, by step number.
   virtual Result<std::vector<Step>> listSteps(const std::string& jobId) = 0;
   // The newest stored workspace patch of a job ("" if none).
   virtual Result<std::string> latestPatch(const std::string& jobId) = 0;
 
-  // Appends events to a job outside any other change.
-  virtual Result<std::vector<Event>> appendEvents(const std::string& jobId,
+  // Appends events (terminal output) to a job outside any other change, in one transaction,
+  // only while `lease` holds; Conflict (nothing written) when it does not.
+  virtual Result<std::vector<Event>> appendEvents(const std::string& jobId, const Lease& lease,
                                                   const std::vector<NewEvent>& events) = 0;
   // Events with seq > afterSeq, at most `limit`, in order.
   virtual Result<std::vector<Event>> listEvents(const std::string& jobId, int64_t afterSeq,
                                                 int limit) = 0;
 
+  // Jobs per status across all tenants with summed tokens and spend: one aggregate query
+  // (COUNT/SUM ... GROUP BY status), never a scan in the caller. Statuses without jobs are
+  // left out.
+  virtual Result<std::vector<JobTotals>> jobTotals() = 0;
+
   // API tokens: only the SHA-256 of a token is stored.
   virtual Status ensureTenant(const std::string& tenantId, const std::string& name) = 0;
   virtual Status addToken(const std::string& tokenHash, const std::string& tenantId) = 0;
-  // The tenant of a live token, NotFound otherwise.
+  // The tenant of a live token; Unauthenticated for an unknown or revoked one.
   virtual Result<std::string> tenantForToken(const std::string& tokenHash) = 0;
 };
 

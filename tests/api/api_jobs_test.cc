@@ -206,7 +206,10 @@ TEST_F(ApiJobsTest, StepsAndDiffComeFromTheStore) {
   step.tokensOut = 3;
   step.usd = 0.01;
   step.executedAt = clock_.nowMs();
-  ASSERT_TRUE(store_->recordStep(step, "", {{"step", {{"stepNumber", 1}}}}).isOk());
+  auto claimed = store_->claimJob("node", clock_.nowMs(), 60'000);
+  ASSERT_TRUE(claimed.isOk() && claimed->has_value());
+  const store::Lease lease{"node", (*claimed)->leaseEpoch};
+  ASSERT_TRUE(store_->recordStep(step, lease, {{"step", {{"stepNumber", 1}}}}).isOk());
 
   auto steps = client_->get("/api/v1/jobs/" + id + "/steps");
   ASSERT_TRUE(steps.isOk());

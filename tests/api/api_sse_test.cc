@@ -17,10 +17,12 @@ class ApiSseTest : public ApiFixture {
     for (int i = 0; i < n; ++i) {
       evs.push_back({"terminal", {{"stream", "stdout"}, {"data", "line " + std::to_string(i)}}});
     }
-    auto r = store_->appendEvents(id, evs);
+    store::JobUpdate u;
+    u.events = evs;
+    auto r = store_->updateJob(id, u);
     EXPECT_TRUE(r.isOk());
     std::vector<int64_t> seqs;
-    for (const auto& e : *r) seqs.push_back(e.seq);
+    for (const auto& e : r->events) seqs.push_back(e.seq);
     bus_.publish(id);
     return seqs;
   }
@@ -30,7 +32,9 @@ TEST_F(ApiSseTest, LastEventIdReplaysExactlyTheEventsAfterIt) {
   std::string id = createJob();  // seq 1: status QUEUED
   appendLines(id, 5);            // seq 2..6
   setStatus(id, JobStatus::kFailed);
-  ASSERT_TRUE(store_->appendEvents(id, {{"done", {{"status", "FAILED"}}}}).isOk());  // seq 8
+  store::JobUpdate done;
+  done.events = {{"done", {{"status", "FAILED"}}}};
+  ASSERT_TRUE(store_->updateJob(id, done).isOk());  // seq 8
 
   auto sse = openSse("/api/v1/jobs/" + id + "/stream", {{"Last-Event-ID", "4"}});
   ASSERT_TRUE(sse);

@@ -70,13 +70,13 @@ TEST(CliServeOptionsTest, RejectsBadMaxJobsAndListen) {
 TEST(CliServeOptionsTest, DefaultLimitsFromFlagOrEnvAreValidated) {
   auto env = resolveServeOptions({}, fakeEnv({{"KILN_DEFAULT_LIMITS", R"({"maxSteps": 7})"}}));
   ASSERT_TRUE(env.isOk()) << env.status().toString();
-  EXPECT_EQ(env->defaultLimits["maxSteps"], 7);
+  EXPECT_EQ(env->defaultLimits.maxSteps, 7);
   ServeFlags flags;
   flags.defaultLimits = R"({"maxUsd": 2.5, "contextTokens": 32000})";
   auto flag = resolveServeOptions(flags, fakeEnv({{"KILN_DEFAULT_LIMITS", R"({"maxSteps": 7})"}}));
   ASSERT_TRUE(flag.isOk()) << flag.status().toString();
-  EXPECT_EQ(flag->defaultLimits["maxUsd"], 2.5);
-  EXPECT_FALSE(flag->defaultLimits.contains("maxSteps"));
+  EXPECT_EQ(flag->defaultLimits.maxUsd, 2.5);
+  EXPECT_FALSE(flag->defaultLimits.maxSteps.has_value());
   for (const char* bad : {"[1]", "{", R"({"maxStep": 3})", R"({"maxSteps": 2.5})",
                           R"({"maxUsd": -1})", R"({"maxSteps": "9"})"}) {
     auto r = resolveServeOptions({}, fakeEnv({{"KILN_DEFAULT_LIMITS", bad}}));

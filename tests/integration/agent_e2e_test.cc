@@ -3,12 +3,15 @@
 // repo in a real sandbox. Covers the bug-fix trajectory, ask_user/reply, each budget cap, loop
 // detection, context compression, LLM errors, bad tool calls and approval gates.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <thread>
 
+#include "common/files.h"
+#include "store/store.h"
 #include "support/fake_llm.h"
 #include "support/http_client.h"
 #include "support/kiln_process.h"
@@ -32,9 +35,7 @@ json turn(const std::string& thought, const std::string& tool, const json& args,
 json bash(const std::string& cmd, int in = 1000) {
   return turn("", "bash", {{"command", cmd}}, in);
 }
-json finish(const std::string& summary) {
-  return turn("Done.", "finish", {{"summary", summary}});
-}
+json finish(const std::string& summary) { return turn("Done.", "finish", {{"summary", summary}}); }
 json text(const std::string& thought, int in = 1000) {
   return {{"thought", thought}, {"usage", {{"in", in}, {"out", 80}}}};
 }
@@ -95,11 +96,13 @@ class AgentE2eTest : public ::testing::Test {
       for (const auto& w : want)
         if (job.value("status", "") == w) return job;
     }
-    ADD_FAILURE() << "job " << id << " never reached the wanted status: " << job.dump()
-                  << "\n" << kiln_->log();
+    ADD_FAILURE() << "job " << id << " never reached the wanted status: " << job.dump() << "\n"
+                  << kiln_->log();
     return job;
   }
-  json finished(const std::string& id) { return waitStatus(id, {"COMPLETED", "FAILED", "STOPPED"}); }
+  json finished(const std::string& id) {
+    return waitStatus(id, {"COMPLETED", "FAILED", "STOPPED"});
+  }
 
   json steps(const std::string& id) {
     auto r = client_->get("/api/v1/jobs/" + id + "/steps");
@@ -200,12 +203,12 @@ TEST_P(AgentFixesABugTest, EditsRunsTestsAndFinishesWithTheFixAsDiff) {
   EXPECT_EQ(reqs[0]["body"].value("stream", false), w.stream);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Wires, AgentFixesABugTest,
-    ::testing::Values(Wire{"OpenAiStreaming", "openai", "gpt-4o", true},
-                      Wire{"OpenAiNonStreaming", "openai", "gpt-4o", false},
-                      Wire{"AnthropicStreaming", "anthropic", "claude-3-5-sonnet", true}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Wires, AgentFixesABugTest,
+                         ::testing::Values(Wire{"OpenAiStreaming", "openai", "gpt-4o", true},
+                                           Wire{"OpenAiNonStreaming", "openai", "gpt-4o", false},
+                                           Wire{"AnthropicStreaming", "anthropic",
+                                                "claude-3-5-sonnet", true}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 // --- human in the loop ---------------------------------------------------------------------
 
@@ -297,8 +300,8 @@ TEST_F(AgentE2eTest, PushSendsTheBranchToAnHttpRemoteThroughTheEgressProxy) {
   // A bare repo served over smart HTTP on 127.0.0.2: the host's loopback, which the sandbox
   // (its own network namespace) reaches only through the egress proxy.
   std::string root = dir_.file("git");
-  ASSERT_EQ(shell("mkdir -p " + root + " && git clone -q --bare " + dir_.file("repo") + " " +
-                  root + "/app.git && git -C " + root + "/app.git config http.receivepack true"),
+  ASSERT_EQ(shell("mkdir -p " + root + " && git clone -q --bare " + dir_.file("repo") + " " + root +
+                  "/app.git && git -C " + root + "/app.git config http.receivepack true"),
             0);
   GitHttpServer git(root, "127.0.0.2");
   start(json::array({turn("", "edit_file",
@@ -394,14 +397,15 @@ json distinctEchoes(int n, int in) {
 
 INSTANTIATE_TEST_SUITE_P(
     Caps, AgentCapTest,
-    ::testing::Values(
-        Cap{"maxSteps", {{"maxSteps", 2}}, distinctEchoes(5, 100), 2},
-        // 2 × (600 in + 50 out) ≥ 1000
-        Cap{"maxTokens", {{"maxTokens", 1000}}, distinctEchoes(5, 600), 2},
-        // gpt-4o: 100k tokens in = $0.25 a turn
-        Cap{"maxUsd", {{"maxUsd", 0.3}}, distinctEchoes(5, 100000), 2},
-        Cap{"maxWallSeconds", {{"maxWallSeconds", 1}},
-            json::array({bash("sleep 1.5"), bash("echo never")}), 1}),
+    ::testing::Values(Cap{"maxSteps", {{"maxSteps", 2}}, distinctEchoes(5, 100), 2},
+                      // 2 × (600 in + 50 out) ≥ 1000
+                      Cap{"maxTokens", {{"maxTokens", 1000}}, distinctEchoes(5, 600), 2},
+                      // gpt-4o: 100k tokens in = $0.25 a turn
+                      Cap{"maxUsd", {{"maxUsd", 0.3}}, distinctEchoes(5, 100000), 2},
+                      Cap{"maxWallSeconds",
+                          {{"maxWallSeconds", 1}},
+                          json::array({bash("sleep 1.5"), bash("echo never")}),
+                          1}),
     [](const auto& info) { return std::string(info.param.limit); });
 
 // `kiln serve --sandbox-userns`: the job's sandbox maps a range of host ids, and its workspace
@@ -425,16 +429,15 @@ TEST_F(AgentE2eTest, ABugFixRunsInAUserNamespaceSandbox) {
   EXPECT_NE(out.find("65536"), std::string::npos) << "a range is mapped: " << out;
   // The overlay is unmounted once the job ends; its upper layer keeps what the agent wrote.
   struct stat st;
-  ASSERT_EQ(
-      stat(dir_.file("data/workspaces/.layers/" + id + "/u/made-by-agent").c_str(), &st), 0);
+  ASSERT_EQ(stat(dir_.file("data/workspaces/.layers/" + id + "/u/made-by-agent").c_str(), &st), 0);
   EXPECT_GT(st.st_uid, 65535u) << "the agent is no low host id";
 }
 
 // A command may not outlive the job's wall-clock budget: it is killed when the budget runs out,
 // not at its own (here one-hour) timeout.
 TEST_F(AgentE2eTest, ACommandOutlivingTheWallClockBudgetIsKilled) {
-  start(json::array({turn("", "bash", {{"command", "sleep 600"}, {"timeout_s", 3600}}),
-                     finish("never")}));
+  start(json::array(
+      {turn("", "bash", {{"command", "sleep 600"}, {"timeout_s", 3600}}), finish("never")}));
   std::string id = createJob({{"limits", {{"maxWallSeconds", 2}}}});
   json job = finished(id);
   ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
@@ -476,8 +479,8 @@ TEST_F(AgentE2eTest, TheSameBrokenBuild500TimesIsStoppedAfterThree) {
 
 TEST_F(AgentE2eTest, ChangingPollOutputIsNotALoop) {
   // The same polling command whose output changes each time (a server coming up).
-  start(json::array({bash("date +%s%N"), bash("date +%s%N"), bash("date +%s%N"),
-                     bash("date +%s%N"), bash("date +%s%N"), finish("server is up")}));
+  start(json::array({bash("date +%s%N"), bash("date +%s%N"), bash("date +%s%N"), bash("date +%s%N"),
+                     bash("date +%s%N"), finish("server is up")}));
   std::string id = createJob({{"taskDesc", "Wait for the server"}});
   json job = finished(id);
   EXPECT_EQ(job.value("status", ""), "COMPLETED") << job.dump();
@@ -495,6 +498,36 @@ TEST_F(AgentE2eTest, ThreeTurnsOfTalkWithoutAToolAreALoop) {
   auto reqs = llm_->requests();
   ASSERT_EQ(reqs.size(), 3u);
   EXPECT_NE(reqs[1]["body"].dump().find("Use a tool to act"), std::string::npos);
+}
+
+// The detector's history is rebuilt from the stored steps when a job resumes elsewhere: a node
+// dying between the second and the third identical failure does not reset the count.
+TEST_F(AgentE2eTest, TwoFailuresThenARestartThenTheSameThirdFailureIsALoop) {
+  const json broken = bash("python3 build.py  # no such file: fails every time");
+  start(json::array({broken, broken, bash("sleep 60  # the node dies during this call"), broken,
+                     finish("never reached")}),
+        {}, {{"KILN_LEASE_MS", "1000"}});
+  std::string id = createJob({{"taskDesc", "Build the project"}});
+  auto db = store::Store::open({"sqlite:" + kiln_->dataDir() + "/kiln.db"});
+  ASSERT_TRUE(db.isOk());
+  bool inSleep = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 60s;
+       !inSleep && std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
+    auto job = (*db)->getJob(id);
+    if (!job.isOk() || !job->inflightCall.is_object()) continue;
+    const json args = job->inflightCall.value("toolArguments", json::object());
+    inSleep = args.is_object() && args.value("command", "").rfind("sleep 60", 0) == 0;
+  }
+  ASSERT_TRUE(inSleep) << kiln_->log();
+  kiln_->kill(SIGKILL);
+  kiln_->restart();
+  client_ = std::make_unique<HttpClient>("127.0.0.1", kiln_->port());
+  client_->setBearer(kiln_->token());
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump() << kiln_->log();
+  EXPECT_EQ(errorCode(job), "loop_detected") << job.dump();
+  EXPECT_EQ(job["error"].value("rule", ""), "repeated_failure") << job.dump();
+  EXPECT_EQ(llm_->requests().size(), 4u);
 }
 
 // --- context compression -------------------------------------------------------------------
@@ -574,9 +607,35 @@ TEST_F(AgentE2eTest, MalformedToolArgumentsAndUnknownToolsGetErrorObservations) 
 
 // --- sandbox limits end the job with the resource ------------------------------------------
 
+// `cpus` is a number of cores: 0.5 is half of one, a 50% CFS quota on the sandbox's cgroup (it
+// used to truncate to 0, no limit at all).
+TEST_F(AgentE2eTest, HalfACpuIsAFiftyPercentQuotaOnTheSandboxCgroup) {
+  start(json::array({bash("sleep 4"), finish("done")}));
+  std::string id = createJob({{"sandbox", {{"cpus", 0.5}}}});
+  // While the command runs, the sandbox's cgroup (v1: cpu/kiln/<id>; v2: kiln/<id>) has it.
+  const std::vector<std::pair<std::string, std::string>> parents = {
+      {"/sys/fs/cgroup/cpu/kiln", "cpu.cfs_quota_us"},
+      {"/sys/fs/cgroup/unified/kiln", "cpu.max"},
+      {"/sys/fs/cgroup/kiln", "cpu.max"}};
+  std::string quota;
+  for (auto deadline = std::chrono::steady_clock::now() + 30s;
+       quota.empty() && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(20ms)) {
+    for (const auto& [parent, file] : parents) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(parent, ec)) {
+        std::string v = readFile(e.path().string() + "/" + file).valueOr("");
+        if (!v.empty() && v.rfind("-1", 0) != 0 && v.rfind("max", 0) != 0) quota = v;
+      }
+    }
+  }
+  EXPECT_TRUE(quota == "50000\n" || quota == "50000 100000\n") << "quota: '" << quota << "'";
+  EXPECT_EQ(finished(id).value("status", ""), "COMPLETED");
+}
+
 TEST_F(AgentE2eTest, MemoryBombFailsTheJobWithSandboxLimitMemory) {
-  start(json::array({bash("python3 -c 'x = bytearray(400 * 1024 * 1024); print(len(x))'"),
-                     finish("never")}));
+  start(json::array(
+      {bash("python3 -c 'x = bytearray(400 * 1024 * 1024); print(len(x))'"), finish("never")}));
   std::string id = createJob({{"sandbox", {{"memoryMb", 64}}}});
   json job = finished(id);
   ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
@@ -585,8 +644,7 @@ TEST_F(AgentE2eTest, MemoryBombFailsTheJobWithSandboxLimitMemory) {
 }
 
 TEST_F(AgentE2eTest, FillingTheDiskQuotaFailsTheJobWithSandboxLimitDisk) {
-  start(json::array({bash("dd if=/dev/zero of=$HOME/big bs=1M count=64; sync"),
-                     finish("never")}));
+  start(json::array({bash("dd if=/dev/zero of=$HOME/big bs=1M count=64; sync"), finish("never")}));
   std::string id = createJob({{"sandbox", {{"diskMb", 16}}}});
   json job = finished(id);
   ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();

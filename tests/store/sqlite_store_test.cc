@@ -47,7 +47,10 @@ TEST_F(StoreTest, MigrationsAreIdempotentAcrossReopen) {
 
 TEST_F(StoreTest, EventsGetGaplessSequenceNumbers) {
   Job j = newJob();
-  auto ev = store_->appendEvents(j.id, {{"terminal", {{"data", "a"}}}, {"terminal", {}}});
+  auto claimed = store_->claimJob("a", 1, 60'000);
+  ASSERT_TRUE(claimed.isOk() && claimed->has_value());
+  const Lease lease{"a", (*claimed)->leaseEpoch};
+  auto ev = store_->appendEvents(j.id, lease, {{"terminal", {{"data", "a"}}}, {"terminal", {}}});
   ASSERT_TRUE(ev.isOk());
   EXPECT_EQ((*ev)[0].seq, 2);
   EXPECT_EQ((*ev)[1].seq, 3);
@@ -79,11 +82,126 @@ TEST_F(StoreTest, ClaimHonoursLeases) {
   EXPECT_EQ((*c1)->id, j.id);
   // Held by a: b cannot claim until the lease lapses.
   EXPECT_FALSE(store_->claimJob("b", 12'000, 5'000)->has_value());
-  EXPECT_TRUE(*store_->renewLease(j.id, "a", 14'000, 5'000));
+  const std::vector<HeldLease> held = {{j.id, (*c1)->leaseEpoch}};
+  EXPECT_TRUE(store_->renewLeases("a", held, 14'000, 5'000)->empty());
   EXPECT_FALSE(store_->claimJob("b", 18'000, 5'000)->has_value());
   auto c2 = store_->claimJob("b", 19'001, 5'000);
   ASSERT_TRUE(c2->has_value());
-  EXPECT_FALSE(*store_->renewLease(j.id, "a", 19'002, 5'000));
+  EXPECT_EQ(*store_->renewLeases("a", held, 19'002, 5'000), std::vector<std::string>{j.id});
+}
+
+// The fencing token: a claim increments the epoch, and every write of the old owner is refused
+// once another node claimed the job, even when the old owner's node id comes back (a restarted
+// node reusing its id).
+TEST_F(StoreTest, StaleLeaseWritesAreRefused) {
+  Job j = newJob();
+  auto c1 = store_->claimJob("a", 1'000, 1'000);
+  ASSERT_TRUE(c1->has_value());
+  EXPECT_EQ((*c1)->leaseEpoch, 1);
+  const Lease old{"a", 1};
+  auto c2 = store_->claimJob("a", 5'000, 1'000);  // a's lease lapsed; a claims it again
+  ASSERT_TRUE(c2->has_value());
+  EXPECT_EQ((*c2)->leaseEpoch, 2);
+  const Lease current{"a", 2};
+
+  Step s;
+  s.jobId = j.id;
+  s.stepNumber = 1;
+  EXPECT_EQ(store_->recordStep(s, old, {}).status().code(), Code::kConflict);
+  EXPECT_EQ(store_->appendEvents(j.id, old, {{"terminal", {}}}).status().code(), Code::kConflict);
+  JobUpdate u;
+  u.status = JobStatus::kRunning;
+  u.ifLease = old;
+  u.events = {{"status", {{"status", "RUNNING"}}}};
+  EXPECT_FALSE(store_->updateJob(j.id, u)->applied);
+  EXPECT_EQ(store_->listEvents(j.id, 0, 100)->size(), 1u);  // only createJob's
+  EXPECT_EQ(store_->getJob(j.id)->status, JobStatus::kQueued);
+
+  EXPECT_TRUE(store_->recordStep(s, current, {}).isOk());
+  u.ifLease = current;
+  EXPECT_TRUE(store_->updateJob(j.id, u)->applied);
+  // Released: the epoch stays, so the released lease cannot write either.
+  JobUpdate release;
+  release.releaseLease = true;
+  release.ifLease = current;
+  ASSERT_TRUE(store_->updateJob(j.id, release)->applied);
+  EXPECT_EQ(store_->appendEvents(j.id, current, {{"terminal", {}}}).status().code(),
+            Code::kConflict);
+}
+
+TEST_F(StoreTest, EveryClaimIsLoggedWithItsEpoch) {
+  Job j = newJob();
+  ASSERT_TRUE(store_->claimJob("a", 1'000, 1'000)->has_value());
+  ASSERT_TRUE(store_->claimJob("b", 3'000, 1'000)->has_value());
+  auto log = store_->leaseHistory(j.id);
+  ASSERT_TRUE(log.isOk()) << log.status().toString();
+  ASSERT_EQ(log->size(), 2u);
+  EXPECT_EQ((*log)[0].epoch, 1);
+  EXPECT_EQ((*log)[0].nodeId, "a");
+  EXPECT_EQ((*log)[0].claimedAt, 1'000);
+  EXPECT_EQ((*log)[1].epoch, 2);
+  EXPECT_EQ((*log)[1].nodeId, "b");
+}
+
+TEST_F(StoreTest, RenewLeasesRenewsOnlyTheLeasesStillHeld) {
+  Job j1 = newJob(1), j2 = newJob(2), j3 = newJob(3);
+  auto c1 = store_->claimJob("a", 1'000, 1'000);
+  auto c2 = store_->claimJob("a", 1'000, 1'000);
+  auto c3 = store_->claimJob("a", 1'000, 1'000);
+  ASSERT_TRUE(c1->has_value() && c2->has_value() && c3->has_value());
+  JobUpdate release;
+  release.releaseLease = true;
+  ASSERT_TRUE(store_->updateJob(j3.id, release)->applied);
+  std::vector<HeldLease> held = {{j1.id, 1}, {j2.id, 7}, {j3.id, 1}};
+  auto lost = store_->renewLeases("a", held, 1'500, 1'000);
+  ASSERT_TRUE(lost.isOk());
+  EXPECT_EQ(*lost, (std::vector<std::string>{j2.id, j3.id}));
+  EXPECT_EQ(store_->getJob(j1.id)->leaseExpiresAt, 2'500);
+  EXPECT_EQ(store_->getJob(j2.id)->leaseExpiresAt, 2'000);
+}
+
+TEST_F(StoreTest, AttemptsCountAndJobTotalsAggregate) {
+  Job j1 = newJob(1), j2 = newJob(2);
+  JobUpdate attempt;
+  attempt.addAttempt = true;
+  ASSERT_TRUE(store_->updateJob(j1.id, attempt)->applied);
+  ASSERT_TRUE(store_->updateJob(j1.id, attempt)->applied);
+  EXPECT_EQ(store_->getJob(j1.id)->attempts, 2);
+  auto c = store_->claimJob("a", 1, 60'000);
+  ASSERT_TRUE(c->has_value());
+  EXPECT_EQ((*c)->attempts, 2);
+  Step s;
+  s.jobId = j1.id;
+  s.stepNumber = 1;
+  s.tokensIn = 7;
+  s.tokensOut = 3;
+  s.usd = 0.25;
+  s.isError = true;
+  s.exitCode = 2;
+  s.mutating = true;
+  ASSERT_TRUE(store_->recordStep(s, {"a", (*c)->leaseEpoch}, {}).isOk());
+  auto steps = store_->listSteps(j1.id);
+  ASSERT_EQ(steps->size(), 1u);
+  EXPECT_TRUE((*steps)[0].isError);
+  EXPECT_EQ((*steps)[0].exitCode, 2);
+  EXPECT_TRUE((*steps)[0].mutating);
+  JobUpdate done;
+  done.status = JobStatus::kCompleted;
+  ASSERT_TRUE(store_->updateJob(j1.id, done)->applied);
+  auto totals = store_->jobTotals();
+  ASSERT_TRUE(totals.isOk()) << totals.status().toString();
+  ASSERT_EQ(totals->size(), 2u);
+  for (const auto& t : *totals) {
+    if (t.status == JobStatus::kCompleted) {
+      EXPECT_EQ(t.jobs, 1);
+      EXPECT_EQ(t.tokensIn, 7);
+      EXPECT_EQ(t.tokensOut, 3);
+      EXPECT_DOUBLE_EQ(t.usd, 0.25);
+    } else {
+      EXPECT_EQ(t.status, JobStatus::kQueued);
+      EXPECT_EQ(t.jobs, 1);
+    }
+  }
 }
 
 TEST_F(StoreTest, PausedJobsAreClaimableOnlyWithAReply) {
@@ -105,7 +223,9 @@ TEST_F(StoreTest, PausedJobsAreClaimableOnlyWithAReply) {
 
 TEST_F(StoreTest, ConditionalUpdateAndStepLeaseCheck) {
   Job j = newJob();
-  ASSERT_TRUE(store_->claimJob("a", 1, 60'000)->has_value());
+  auto claimed = store_->claimJob("a", 1, 60'000);
+  ASSERT_TRUE(claimed->has_value());
+  const Lease a{"a", (*claimed)->leaseEpoch};
   JobUpdate wrong;
   wrong.status = JobStatus::kRunning;
   wrong.ifStatusIn = {JobStatus::kPaused};
@@ -118,11 +238,12 @@ TEST_F(StoreTest, ConditionalUpdateAndStepLeaseCheck) {
   s.tokensIn = 10;
   s.usd = 0.5;
   s.workspacePatch = std::string("diff\0binary", 11);
-  auto ev = store_->recordStep(s, "a", {{"step", {{"stepNumber", 1}}}});
+  auto ev = store_->recordStep(s, a, {{"step", {{"stepNumber", 1}}}});
   ASSERT_TRUE(ev.isOk()) << ev.status().toString();
-  EXPECT_EQ(store_->recordStep(s, "a", {}).status().code(), Code::kConflict);  // duplicate
+  EXPECT_EQ(store_->recordStep(s, a, {}).status().code(), Code::kConflict);  // duplicate
   s.stepNumber = 2;
-  EXPECT_EQ(store_->recordStep(s, "b", {}).status().code(), Code::kConflict);  // not the owner
+  const Lease b{"b", a.epoch};
+  EXPECT_EQ(store_->recordStep(s, b, {}).status().code(), Code::kConflict);  // not the owner
   auto job = store_->getJob(j.id);
   EXPECT_EQ(job->stepCount, 1);
   EXPECT_EQ(job->tokensIn, 10);

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "api/request/fields.h"
+#include "api/request/job_spec.h"
 
 namespace kiln::api::request {
 namespace {
@@ -10,109 +11,6 @@ namespace {
 constexpr size_t kMaxUrl = 4096;
 constexpr size_t kMaxTask = 256 * 1024;
 constexpr size_t kMaxName = 256;
-
-Status parseLimits(const json& body, json& out) {
-  auto it = body.find("limits");
-  if (it == body.end() || it->is_null()) return Status::ok();
-  RETURN_IF_ERROR(
-      checkObject(*it, "limits",
-                  {"maxSteps", "maxUsd", "maxTokens", "maxWallSeconds", "contextTokens"}));
-  std::optional<int64_t> steps, tokens, wall, context;
-  std::optional<double> usd;
-  RETURN_IF_ERROR(optionalInt(*it, "limits", "maxSteps", 1, 100'000, steps));
-  RETURN_IF_ERROR(optionalNumber(*it, "limits", "maxUsd", 0, 1e6, usd));
-  RETURN_IF_ERROR(optionalInt(*it, "limits", "maxTokens", 1, int64_t{1} << 40, tokens));
-  RETURN_IF_ERROR(optionalInt(*it, "limits", "maxWallSeconds", 1, 30 * 86400, wall));
-  RETURN_IF_ERROR(optionalInt(*it, "limits", "contextTokens", 1000, int64_t{1} << 30, context));
-  if (steps) out["maxSteps"] = *steps;
-  if (usd) out["maxUsd"] = *usd;
-  if (tokens) out["maxTokens"] = *tokens;
-  if (wall) out["maxWallSeconds"] = *wall;
-  if (context) out["contextTokens"] = *context;
-  return Status::ok();
-}
-
-bool isStringArray(const json& v) {
-  if (!v.is_array()) return false;
-  for (const auto& e : v) {
-    if (!e.is_string()) return false;
-  }
-  return true;
-}
-
-Status parseSandbox(const json& body, json& spec) {
-  auto it = body.find("sandbox");
-  if (it == body.end() || it->is_null()) return Status::ok();
-  RETURN_IF_ERROR(
-      checkObject(*it, "sandbox",
-                  {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts", "image"}));
-  std::optional<std::string> backend, network, image;
-  std::optional<double> cpus;
-  std::optional<int64_t> memory, disk;
-  RETURN_IF_ERROR(optionalString(*it, "sandbox", "backend", kMaxName, backend));
-  RETURN_IF_ERROR(optionalNumber(*it, "sandbox", "cpus", 0.01, 1024, cpus));
-  RETURN_IF_ERROR(optionalInt(*it, "sandbox", "memoryMb", 16, 1 << 22, memory));
-  RETURN_IF_ERROR(optionalInt(*it, "sandbox", "diskMb", 1, 1 << 24, disk));
-  RETURN_IF_ERROR(optionalString(*it, "sandbox", "network", kMaxName, network));
-  RETURN_IF_ERROR(optionalString(*it, "sandbox", "image", kMaxName, image));
-  if (backend && *backend != "ns" && *backend != "microvm") {
-    return invalidArgument("sandbox.backend must be \"ns\" or \"microvm\"");
-  }
-  if (network && *network == "egress") network = "allowlist";  // the older name
-  if (network && *network != "none" && *network != "allowlist") {
-    return invalidArgument("sandbox.network must be \"none\" or \"allowlist\"");
-  }
-  auto hosts = it->find("allowHosts");
-  if (hosts != it->end() && !isStringArray(*hosts)) {
-    return invalidArgument("sandbox.allowHosts must be an array of host names");
-  }
-  json s = json::object();
-  if (backend) s["backend"] = *backend;
-  if (cpus) s["cpus"] = *cpus;
-  if (memory) s["memoryMb"] = *memory;
-  if (disk) s["diskMb"] = *disk;
-  if (network) s["network"] = *network;
-  if (hosts != it->end()) s["allowHosts"] = *hosts;
-  if (image) s["image"] = *image;
-  spec["sandbox"] = std::move(s);
-  return Status::ok();
-}
-
-// approvals: bool or [gate names]; push: bool; command: string or argv array.
-Status parseJobOptions(const json& body, json& spec) {
-  if (auto it = body.find("approvals"); it != body.end() && !it->is_null()) {
-    if (!it->is_boolean() && !isStringArray(*it)) {
-      return invalidArgument("approvals must be true/false or an array of strings");
-    }
-    spec["approvals"] = *it;
-  }
-  std::optional<bool> push, stream;
-  RETURN_IF_ERROR(optionalBool(body, "", "push", push));
-  if (push) spec["push"] = *push;
-  RETURN_IF_ERROR(optionalBool(body, "", "stream", stream));
-  if (stream) spec["stream"] = *stream;
-  if (auto it = body.find("command"); it != body.end() && !it->is_null()) {
-    if (!it->is_string() && !isStringArray(*it)) {
-      return invalidArgument("command must be a string or an array of strings");
-    }
-    spec["command"] = *it;
-  }
-  // Agent CLI options (src/agent/cli_agent.h checks the names and hosts when the job starts).
-  if (auto it = body.find("cli"); it != body.end() && !it->is_null()) {
-    RETURN_IF_ERROR(checkObject(*it, "cli", {"env", "allowHosts", "promptVia"}));
-    for (const char* key : {"env", "allowHosts"}) {
-      if (it->contains(key) && !isStringArray((*it)[key])) {
-        return invalidArgument(std::string("cli.") + key + " must be an array of strings");
-      }
-    }
-    if (it->contains("promptVia") && (*it)["promptVia"] != "argv" &&
-        (*it)["promptVia"] != "stdin") {
-      return invalidArgument("cli.promptVia must be \"argv\" or \"stdin\"");
-    }
-    spec["cli"] = *it;
-  }
-  return Status::ok();
-}
 
 bool isAgentName(const std::string& s) {
   for (char c : s) {
@@ -140,9 +38,10 @@ Result<CreateJobRequest> parseCreateJob(const json& body) {
   }
   r.ref = ref.value_or("");
   r.model = model.value_or("");
-  RETURN_IF_ERROR(parseLimits(body, r.limits));
-  RETURN_IF_ERROR(parseSandbox(body, r.spec));
-  RETURN_IF_ERROR(parseJobOptions(body, r.spec));
+  if (auto it = body.find("limits"); it != body.end()) {
+    ASSIGN_OR_RETURN(r.limits, parseJobLimits(*it, "limits"));
+  }
+  ASSIGN_OR_RETURN(r.spec, parseJobSpec(body));
   return r;
 }
 

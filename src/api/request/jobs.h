@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "api/request/job_spec.h"
 #include "common/result.h"
 #include "store/store.h"
 
@@ -24,8 +25,8 @@ struct CreateJobRequest {
   std::string ref;
   std::optional<std::string> agent;  // unset = the Job default
   std::string model;
-  json limits = json::object();  // only the keys the client set
-  json spec = json::object();    // {sandbox?, approvals?, push?, command?}
+  JobLimits limits;  // only the fields the client set
+  JobSpec spec;
 };
 Result<CreateJobRequest> parseCreateJob(const json& body);
 

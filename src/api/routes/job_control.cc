@@ -24,8 +24,8 @@ store::Job newJob(const Request& req, request::CreateJobRequest& c, std::string 
   job.taskDesc = std::move(c.taskDesc);
   if (c.agent) job.agent = std::move(*c.agent);
   job.model = std::move(c.model);
-  job.limits = std::move(c.limits);
-  job.spec = std::move(c.spec);
+  job.limits = c.limits.toJson();
+  job.spec = c.spec.toJson();
   job.createdAt = job.updatedAt = req.env.deps.clock->nowMs();
   return job;
 }
@@ -155,14 +155,14 @@ Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const cha
   std::string url;
   if (!create.repoUrl.empty()) {
     auto normalized =
-        co_await deps.pool->run([&] { return workspace::normalizeRepoUrl(create.repoUrl); });
+        co_await deps.slowPool->run([&] { return workspace::normalizeRepoUrl(create.repoUrl); });
     if (!normalized) {
       co_return errorReply(ApiError::invalidArgument("repoUrl: " + normalized.status().message()));
     }
     url = std::move(*normalized);
     if (req.env.opts.checkRepoReachable) {
       Status st =
-          co_await deps.pool->run([&] { return workspace::checkReachable(url, create.ref); });
+          co_await deps.slowPool->run([&] { return workspace::checkReachable(url, create.ref); });
       if (!st) co_return errorReply(ApiError{422, "repo_unreachable", st.message()});
     }
   }

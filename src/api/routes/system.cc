@@ -1,3 +1,5 @@
+#include <fmt/format.h>
+
 #include <string>
 
 #include "agent/step_timings.h"
@@ -6,30 +8,35 @@
 namespace kiln::api {
 namespace {
 
-constexpr int kCountPage = 200;
-constexpr int kCountMaxPages = 50;  // /metrics stays cheap: counts stop at 10,000 per status
-
-// Jobs per status across tenants, by paging the store (it has no count query yet).
+// Jobs per status across tenants, with their tokens and spend: one aggregate query.
 Result<std::string> renderJobCounts(store::Store* store) {
-  std::string out =
-      "# HELP kiln_jobs Jobs in the store by status (capped at 10000 per status).\n"
+  ASSIGN_OR_RETURN(auto totals, store->jobTotals());
+  std::string jobs =
+      "# HELP kiln_jobs Jobs in the store by status.\n"
       "# TYPE kiln_jobs gauge\n";
+  std::string tokens =
+      "# HELP kiln_job_tokens_total Model tokens used by the jobs in the store, by status and "
+      "direction.\n"
+      "# TYPE kiln_job_tokens_total counter\n";
+  std::string usd =
+      "# HELP kiln_job_spend_usd_total Model spend of the jobs in the store, by status.\n"
+      "# TYPE kiln_job_spend_usd_total counter\n";
   for (auto s :
        {store::JobStatus::kQueued, store::JobStatus::kProvisioning, store::JobStatus::kRunning,
         store::JobStatus::kPaused, store::JobStatus::kCompleted, store::JobStatus::kFailed,
         store::JobStatus::kStopped}) {
-    size_t n = 0;
-    std::string cursor;
-    for (int page = 0; page < kCountMaxPages; ++page) {
-      ASSIGN_OR_RETURN(auto p, store->listJobs("", s, kCountPage, cursor));
-      n += p.jobs.size();
-      cursor = p.nextCursor;
-      if (cursor.empty()) break;
-    }
-    out += "kiln_jobs{status=\"" + std::string(store::jobStatusName(s)) + "\"} " +
-           std::to_string(n) + "\n";
+    store::JobTotals t;
+    for (const auto& row : totals)
+      if (row.status == s) t = row;
+    const std::string label = "{status=\"" + std::string(store::jobStatusName(s)) + "\"";
+    jobs += "kiln_jobs" + label + "} " + std::to_string(t.jobs) + "\n";
+    tokens +=
+        "kiln_job_tokens_total" + label + ",direction=\"in\"} " + std::to_string(t.tokensIn) + "\n";
+    tokens += "kiln_job_tokens_total" + label + ",direction=\"out\"} " +
+              std::to_string(t.tokensOut) + "\n";
+    usd += "kiln_job_spend_usd_total" + label + "} " + fmt::format("{:.6f}", t.usd) + "\n";
   }
-  return out;
+  return jobs + tokens + usd;
 }
 
 Task<Reply> healthz(Request&) { co_return jsonReply(200, {{"status", "ok"}}); }

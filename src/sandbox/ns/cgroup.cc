@@ -1,7 +1,5 @@
 #include "sandbox/ns/cgroup.h"
 
-#include "common/files.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -11,10 +9,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "common/files.h"
 
 namespace kiln::sandbox {
 namespace {
@@ -73,15 +74,20 @@ Status makeDir(const std::string& path) {
   return Status::ok();
 }
 
+// The CFS quota per kCpuPeriodUs for `cpus` cores: 0.5 → 50000. At least the kernel's 1 ms.
+int64_t cpuQuotaUs(double cpus) {
+  return std::max<int64_t>(1000, std::llround(cpus * static_cast<double>(kCpuPeriodUs)));
+}
+
 Status writeV2Limits(const std::string& dir, const SandboxSpec& spec) {
   if (spec.memoryMb > 0) {
     RETURN_IF_ERROR(writeFile(dir + "/memory.max", std::to_string(int64_t{spec.memoryMb} << 20)));
     (void)writeFile(dir + "/memory.swap.max", "0");
   }
-  RETURN_IF_ERROR(writeFile(dir + "/pids.max", std::to_string(spec.pids > 0 ? spec.pids
-                                                                             : kDefaultPids)));
+  RETURN_IF_ERROR(
+      writeFile(dir + "/pids.max", std::to_string(spec.pids > 0 ? spec.pids : kDefaultPids)));
   if (spec.cpus > 0) {
-    RETURN_IF_ERROR(writeFile(dir + "/cpu.max", std::to_string(spec.cpus * kCpuPeriodUs) + " " +
+    RETURN_IF_ERROR(writeFile(dir + "/cpu.max", std::to_string(cpuQuotaUs(spec.cpus)) + " " +
                                                     std::to_string(kCpuPeriodUs)));
   }
   return Status::ok();
@@ -98,12 +104,12 @@ Status writeV1Limits(const std::string& controller, const std::string& dir,
     }
   }
   if (controller == "pids") {
-    RETURN_IF_ERROR(writeFile(dir + "/pids.max",
-                              std::to_string(spec.pids > 0 ? spec.pids : kDefaultPids)));
+    RETURN_IF_ERROR(
+        writeFile(dir + "/pids.max", std::to_string(spec.pids > 0 ? spec.pids : kDefaultPids)));
   }
   if (controller == "cpu" && spec.cpus > 0) {
     RETURN_IF_ERROR(writeFile(dir + "/cpu.cfs_period_us", std::to_string(kCpuPeriodUs)));
-    RETURN_IF_ERROR(writeFile(dir + "/cpu.cfs_quota_us", std::to_string(spec.cpus * kCpuPeriodUs)));
+    RETURN_IF_ERROR(writeFile(dir + "/cpu.cfs_quota_us", std::to_string(cpuQuotaUs(spec.cpus))));
   }
   return Status::ok();
 }

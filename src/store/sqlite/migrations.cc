@@ -69,6 +69,20 @@ ALTER TABLE agent_jobs ADD COLUMN inflight_call TEXT;
       {3, R"sql(
 ALTER TABLE agent_jobs ADD COLUMN approval TEXT;
 )sql"},
+      // Fencing (lease_epoch, the owner-change log), attempts, and how each step's call went.
+      {4, R"sql(
+ALTER TABLE agent_jobs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agent_jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE execution_steps ADD COLUMN is_error INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE execution_steps ADD COLUMN exit_code INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE execution_steps ADD COLUMN mutating INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE job_leases(
+  job_id TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  node_id TEXT NOT NULL,
+  claimed_at INTEGER NOT NULL,
+  PRIMARY KEY(job_id, epoch)) WITHOUT ROWID;
+)sql"},
   };
   return kMigrations;
 }

@@ -31,8 +31,8 @@ Result<bool> Statement::step() {
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
   Code code = rc == SQLITE_CONSTRAINT ? Code::kConflict
-              : rc == SQLITE_BUSY    ? Code::kUnavailable
-                                     : Code::kInternal;
+              : rc == SQLITE_BUSY     ? Code::kUnavailable
+                                      : Code::kInternal;
   return Status(code, std::string("sqlite: ") + sqlite3_errmsg(db_));
 }
 
@@ -55,11 +55,10 @@ std::optional<std::string> Statement::optText(int col) const {
   return text(col);
 }
 
-Result<std::unique_ptr<Database>> Database::open(const std::string& path) {
+Result<std::unique_ptr<Database>> Database::open(const std::string& path, int busyTimeoutMs) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
@@ -72,7 +71,7 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path) {
   RETURN_IF_ERROR(out->exec("PRAGMA journal_mode=WAL"));
   RETURN_IF_ERROR(out->exec("PRAGMA synchronous=NORMAL"));
   RETURN_IF_ERROR(out->exec("PRAGMA foreign_keys=ON"));
-  sqlite3_busy_timeout(db, 10'000);
+  sqlite3_busy_timeout(db, busyTimeoutMs);
   return out;
 }
 

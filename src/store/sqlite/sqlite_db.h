@@ -53,7 +53,7 @@ class Statement {
 
 class Database {
  public:
-  static Result<std::unique_ptr<Database>> open(const std::string& path);
+  static Result<std::unique_ptr<Database>> open(const std::string& path, int busyTimeoutMs);
   ~Database();
 
   Result<Statement> prepare(std::string_view sql);

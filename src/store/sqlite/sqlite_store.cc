@@ -18,7 +18,8 @@ using sqlite::Transaction;
 constexpr std::string_view kJobColumns =
     "job_id, tenant_id, repository_url, ref, task_description, agent, model, status, limits, "
     "spec, created_at, updated_at, started_at, token_spend_usd, tokens_in, tokens_out, "
-    "step_count, error, owner_node, lease_expires_at, base_commit, pending_reply, inflight_call, approval";
+    "step_count, error, owner_node, lease_expires_at, base_commit, pending_reply, inflight_call, "
+    "approval, lease_epoch, attempts";
 
 json parseJsonColumn(const std::string& s, json fallback) {
   if (s.empty()) return fallback;
@@ -26,7 +27,9 @@ json parseJsonColumn(const std::string& s, json fallback) {
   return j.is_discarded() ? fallback : j;
 }
 
-std::string dumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dumpJson(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 Job readJob(const Statement& st) {
   Job j;
@@ -54,6 +57,8 @@ Job readJob(const Statement& st) {
   j.pendingReply = st.optText(21);
   j.inflightCall = parseJsonColumn(st.text(22), json());
   j.approval = parseJsonColumn(st.text(23), json());
+  j.leaseEpoch = st.i64(24);
+  j.attempts = static_cast<int>(st.i64(25));
   return j;
 }
 
@@ -66,21 +71,24 @@ class SqliteStore : public Store {
   // Store
   Status createJob(const Job& job, const std::vector<NewEvent>& events) override;
   Result<Job> getJob(const std::string& jobId, const std::string& tenantId) override;
-  Result<JobPage> listJobs(const std::string& tenantId, std::optional<JobStatus> status,
-                           int limit, const std::string& cursor) override;
+  Result<JobPage> listJobs(const std::string& tenantId, std::optional<JobStatus> status, int limit,
+                           const std::string& cursor) override;
   Result<UpdateResult> updateJob(const std::string& jobId, const JobUpdate& update) override;
   Result<std::optional<Job>> claimJob(const std::string& nodeId, int64_t nowMs,
                                       int64_t leaseMs) override;
-  Result<bool> renewLease(const std::string& jobId, const std::string& nodeId, int64_t nowMs,
-                          int64_t leaseMs) override;
-  Result<std::vector<Event>> recordStep(const Step& step, const std::string& nodeId,
+  Result<std::vector<std::string>> renewLeases(const std::string& nodeId,
+                                               const std::vector<HeldLease>& held, int64_t nowMs,
+                                               int64_t leaseMs) override;
+  Result<std::vector<LeaseClaim>> leaseHistory(const std::string& jobId) override;
+  Result<std::vector<Event>> recordStep(const Step& step, const Lease& lease,
                                         const std::vector<NewEvent>& events) override;
   Result<std::vector<Step>> listSteps(const std::string& jobId) override;
   Result<std::string> latestPatch(const std::string& jobId) override;
-  Result<std::vector<Event>> appendEvents(const std::string& jobId,
+  Result<std::vector<Event>> appendEvents(const std::string& jobId, const Lease& lease,
                                           const std::vector<NewEvent>& events) override;
   Result<std::vector<Event>> listEvents(const std::string& jobId, int64_t afterSeq,
                                         int limit) override;
+  Result<std::vector<JobTotals>> jobTotals() override;
   Status ensureTenant(const std::string& tenantId, const std::string& name) override;
   Status addToken(const std::string& tokenHash, const std::string& tenantId) override;
   Result<std::string> tenantForToken(const std::string& tokenHash) override;
@@ -91,6 +99,8 @@ class SqliteStore : public Store {
   Result<Job> getJobLocked(const std::string& jobId);
   Result<std::vector<Event>> insertEventsLocked(const std::string& jobId,
                                                 const std::vector<NewEvent>& events);
+  // Conflict unless `lease` holds on the job.
+  Status checkLeaseLocked(const std::string& jobId, const Lease& lease);
 
   std::mutex mu_;
   std::unique_ptr<Database> db_;  // GUARDED_BY(mu_)
@@ -98,9 +108,9 @@ class SqliteStore : public Store {
 
 Status SqliteStore::migrate() {
   std::lock_guard lock(mu_);
-  RETURN_IF_ERROR(db_->exec(
-      "CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY, "
-      "applied_at INTEGER NOT NULL)"));
+  RETURN_IF_ERROR(
+      db_->exec("CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY, "
+                "applied_at INTEGER NOT NULL)"));
   for (const auto& m : sqlite::migrations()) {
     Transaction tx(*db_);
     RETURN_IF_ERROR(tx.begin());
@@ -108,8 +118,8 @@ Status SqliteStore::migrate() {
     q.bind(1, m.version);
     ASSIGN_OR_RETURN(bool applied, q.step());
     if (applied) continue;
-    RETURN_IF_ERROR(db_->exec(std::string(m.sql)).withContext(
-        "migration " + std::to_string(m.version)));
+    RETURN_IF_ERROR(
+        db_->exec(std::string(m.sql)).withContext("migration " + std::to_string(m.version)));
     ASSIGN_OR_RETURN(auto ins, db_->prepare("INSERT INTO schema_migrations VALUES(?, ?)"));
     RETURN_IF_ERROR(ins.bind(1, m.version).bind(2, now()).run());
     RETURN_IF_ERROR(tx.commit());
@@ -121,10 +131,12 @@ Status SqliteStore::createJob(const Job& job, const std::vector<NewEvent>& event
   std::lock_guard lock(mu_);
   Transaction tx(*db_);
   RETURN_IF_ERROR(tx.begin());
-  ASSIGN_OR_RETURN(auto st, db_->prepare(
-      "INSERT INTO agent_jobs(job_id, tenant_id, repository_url, ref, task_description, agent, "
-      "model, status, limits, spec, created_at, updated_at, pending_reply) "
-      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare(
+          "INSERT INTO agent_jobs(job_id, tenant_id, repository_url, ref, task_description, agent, "
+          "model, status, limits, spec, created_at, updated_at, pending_reply) "
+          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   int64_t t = job.createdAt ? job.createdAt : now();
   st.bind(1, job.id).bind(2, job.tenantId).bind(3, job.repoUrl).bind(4, job.ref);
   st.bind(5, job.taskDesc).bind(6, job.agent).bind(7, job.model);
@@ -153,9 +165,8 @@ Result<Job> SqliteStore::getJob(const std::string& jobId, const std::string& ten
   return job;
 }
 
-Result<JobPage> SqliteStore::listJobs(const std::string& tenantId,
-                                      std::optional<JobStatus> status, int limit,
-                                      const std::string& cursor) {
+Result<JobPage> SqliteStore::listJobs(const std::string& tenantId, std::optional<JobStatus> status,
+                                      int limit, const std::string& cursor) {
   // Newest first. The cursor is "<created_at>:<job_id>" of the last job returned.
   int64_t curTime = INT64_MAX;
   std::string curId;
@@ -199,10 +210,15 @@ Result<UpdateResult> SqliteStore::updateJob(const std::string& jobId, const JobU
       std::find(u.ifStatusIn.begin(), u.ifStatusIn.end(), job.status) == u.ifStatusIn.end()) {
     return out;
   }
-  if (u.ifOwner && job.ownerNode != *u.ifOwner) return out;
-  ASSIGN_OR_RETURN(auto st, db_->prepare(
-      "UPDATE agent_jobs SET status=?, error=?, base_commit=?, pending_reply=?, started_at=?, "
-      "owner_node=?, lease_expires_at=?, updated_at=?, inflight_call=?, approval=? WHERE job_id=?"));
+  if (u.ifLease && (job.ownerNode != u.ifLease->nodeId || job.leaseEpoch != u.ifLease->epoch)) {
+    return out;
+  }
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare(
+          "UPDATE agent_jobs SET status=?, error=?, base_commit=?, pending_reply=?, started_at=?, "
+          "owner_node=?, lease_expires_at=?, updated_at=?, inflight_call=?, approval=?, "
+          "attempts=attempts+? WHERE job_id=?"));
   JobStatus status = u.status.value_or(job.status);
   json error = u.error.value_or(job.error);
   std::optional<std::string> reply = job.pendingReply;
@@ -211,16 +227,27 @@ Result<UpdateResult> SqliteStore::updateJob(const std::string& jobId, const JobU
   int64_t t = now();
   int64_t started = job.startedAt == 0 && u.markStarted ? t : job.startedAt;
   st.bind(1, jobStatusName(status));
-  if (error.is_null()) st.bindNull(2); else st.bind(2, dumpJson(error));
+  if (error.is_null())
+    st.bindNull(2);
+  else
+    st.bind(2, dumpJson(error));
   st.bind(3, u.baseCommit.value_or(job.baseCommit)).bind(4, reply).bind(5, started);
-  if (u.releaseLease) st.bindNull(6).bind(7, int64_t{0});
-  else st.bind(6, job.ownerNode).bind(7, job.leaseExpiresAt);
+  if (u.releaseLease)
+    st.bindNull(6).bind(7, int64_t{0});
+  else
+    st.bind(6, job.ownerNode).bind(7, job.leaseExpiresAt);
   json inflight = u.inflightCall.value_or(job.inflightCall);
   st.bind(8, t);
-  if (inflight.is_null()) st.bindNull(9); else st.bind(9, dumpJson(inflight));
+  if (inflight.is_null())
+    st.bindNull(9);
+  else
+    st.bind(9, dumpJson(inflight));
   json approval = u.approval.value_or(job.approval);
-  if (approval.is_null()) st.bindNull(10); else st.bind(10, dumpJson(approval));
-  st.bind(11, jobId);
+  if (approval.is_null())
+    st.bindNull(10);
+  else
+    st.bind(10, dumpJson(approval));
+  st.bind(11, int64_t{u.addAttempt ? 1 : 0}).bind(12, jobId);
   RETURN_IF_ERROR(st.run());
   ASSIGN_OR_RETURN(out.events, insertEventsLocked(jobId, u.events));
   RETURN_IF_ERROR(tx.commit());
@@ -235,56 +262,112 @@ Result<std::optional<Job>> SqliteStore::claimJob(const std::string& nodeId, int6
   RETURN_IF_ERROR(tx.begin());
   // Claimable: queued work, a running job whose owner's lease lapsed (its node died or was
   // shut down), or a paused job that got its reply. PAUSED jobs without a reply hold no lease.
-  ASSIGN_OR_RETURN(auto q, db_->prepare(
-      "SELECT job_id FROM agent_jobs WHERE (status IN ('QUEUED','PROVISIONING','RUNNING') OR "
-      "(status = 'PAUSED' AND pending_reply IS NOT NULL)) AND "
-      "(owner_node IS NULL OR owner_node = '' OR lease_expires_at < ?) "
-      "ORDER BY created_at LIMIT 1"));
+  ASSIGN_OR_RETURN(
+      auto q,
+      db_->prepare(
+          "SELECT job_id FROM agent_jobs WHERE (status IN ('QUEUED','PROVISIONING','RUNNING') OR "
+          "(status = 'PAUSED' AND pending_reply IS NOT NULL)) AND "
+          "(owner_node IS NULL OR owner_node = '' OR lease_expires_at < ?) "
+          "ORDER BY created_at LIMIT 1"));
   q.bind(1, nowMs);
   ASSIGN_OR_RETURN(bool row, q.step());
   if (!row) return std::optional<Job>();
   std::string id = q.text(0);
-  ASSIGN_OR_RETURN(auto up, db_->prepare(
-      "UPDATE agent_jobs SET owner_node=?, lease_expires_at=?, updated_at=? WHERE job_id=?"));
+  ASSIGN_OR_RETURN(
+      auto up, db_->prepare("UPDATE agent_jobs SET owner_node=?, lease_expires_at=?, updated_at=?, "
+                            "lease_epoch=lease_epoch+1 WHERE job_id=?"));
   RETURN_IF_ERROR(up.bind(1, nodeId).bind(2, nowMs + leaseMs).bind(3, nowMs).bind(4, id).run());
   ASSIGN_OR_RETURN(Job job, getJobLocked(id));
+  ASSIGN_OR_RETURN(
+      auto log,
+      db_->prepare("INSERT INTO job_leases(job_id, epoch, node_id, claimed_at) VALUES(?,?,?,?)"));
+  RETURN_IF_ERROR(log.bind(1, id).bind(2, job.leaseEpoch).bind(3, nodeId).bind(4, nowMs).run());
   RETURN_IF_ERROR(tx.commit());
   return std::optional<Job>(std::move(job));
 }
 
-Result<bool> SqliteStore::renewLease(const std::string& jobId, const std::string& nodeId,
-                                     int64_t nowMs, int64_t leaseMs) {
+Result<std::vector<std::string>> SqliteStore::renewLeases(const std::string& nodeId,
+                                                          const std::vector<HeldLease>& held,
+                                                          int64_t nowMs, int64_t leaseMs) {
+  std::vector<std::string> lost;
+  if (held.empty()) return lost;
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(auto st, db_->prepare(
-      "UPDATE agent_jobs SET lease_expires_at=? WHERE job_id=? AND owner_node=?"));
-  RETURN_IF_ERROR(st.bind(1, nowMs + leaseMs).bind(2, jobId).bind(3, nodeId).run());
-  return db_->changes() == 1;
+  Transaction tx(*db_);
+  RETURN_IF_ERROR(tx.begin());
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare("UPDATE agent_jobs SET lease_expires_at=? WHERE job_id=? AND owner_node=? AND "
+                   "lease_epoch=?"));
+  for (const HeldLease& h : held) {
+    st.reset();
+    RETURN_IF_ERROR(
+        st.bind(1, nowMs + leaseMs).bind(2, h.jobId).bind(3, nodeId).bind(4, h.epoch).run());
+    if (db_->changes() != 1) lost.push_back(h.jobId);
+  }
+  RETURN_IF_ERROR(tx.commit());
+  return lost;
 }
 
-Result<std::vector<Event>> SqliteStore::recordStep(const Step& step, const std::string& nodeId,
+Result<std::vector<LeaseClaim>> SqliteStore::leaseHistory(const std::string& jobId) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare(
+          "SELECT epoch, node_id, claimed_at FROM job_leases WHERE job_id=? ORDER BY epoch"));
+  st.bind(1, jobId);
+  std::vector<LeaseClaim> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    out.push_back(LeaseClaim{jobId, st.i64(0), st.text(1), st.i64(2)});
+  }
+  return out;
+}
+
+Status SqliteStore::checkLeaseLocked(const std::string& jobId, const Lease& lease) {
+  ASSIGN_OR_RETURN(auto st,
+                   db_->prepare("SELECT owner_node, lease_epoch FROM agent_jobs WHERE job_id=?"));
+  st.bind(1, jobId);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  if (!row) return notFound("job " + jobId + " not found");
+  if (st.text(0) != lease.nodeId || st.i64(1) != lease.epoch) {
+    return conflict("the lease of " + lease.nodeId + " (epoch " + std::to_string(lease.epoch) +
+                    ") on job " + jobId + " is lost");
+  }
+  return Status::ok();
+}
+
+Result<std::vector<Event>> SqliteStore::recordStep(const Step& step, const Lease& lease,
                                                    const std::vector<NewEvent>& events) {
   std::lock_guard lock(mu_);
   Transaction tx(*db_);
   RETURN_IF_ERROR(tx.begin());
-  if (!nodeId.empty()) {
-    ASSIGN_OR_RETURN(Job job, getJobLocked(step.jobId));
-    if (job.ownerNode != nodeId) return conflict("lease on job " + step.jobId + " is lost");
-  }
-  ASSIGN_OR_RETURN(auto st, db_->prepare(
-      "INSERT INTO execution_steps(step_id, job_id, step_number, phase, planner_thought, "
-      "tool_called, tool_arguments, tool_output, workspace_hash, workspace_patch, tokens_in, "
-      "tokens_out, usd, executed_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  RETURN_IF_ERROR(checkLeaseLocked(step.jobId, lease));
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare(
+          "INSERT INTO execution_steps(step_id, job_id, step_number, phase, planner_thought, "
+          "tool_called, tool_arguments, tool_output, workspace_hash, workspace_patch, tokens_in, "
+          "tokens_out, usd, executed_at, is_error, exit_code, mutating) "
+          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   st.bind(1, step.id.empty() ? newUuid() : step.id).bind(2, step.jobId).bind(3, step.stepNumber);
   st.bind(4, step.phase).bind(5, step.plannerThought).bind(6, step.toolCalled);
   st.bind(7, dumpJson(step.toolArguments)).bind(8, step.toolOutput).bind(9, step.workspaceHash);
-  if (step.workspacePatch) st.bindBlob(10, *step.workspacePatch); else st.bindNull(10);
+  if (step.workspacePatch)
+    st.bindBlob(10, *step.workspacePatch);
+  else
+    st.bindNull(10);
   st.bind(11, step.tokensIn).bind(12, step.tokensOut).bind(13, step.usd);
   st.bind(14, step.executedAt ? step.executedAt : now());
+  st.bind(15, int64_t{step.isError ? 1 : 0}).bind(16, int64_t{step.exitCode});
+  st.bind(17, int64_t{step.mutating ? 1 : 0});
   RETURN_IF_ERROR(st.run().withContext("step " + std::to_string(step.stepNumber)));
-  ASSIGN_OR_RETURN(auto up, db_->prepare(
-      "UPDATE agent_jobs SET tokens_in=tokens_in+?, tokens_out=tokens_out+?, "
-      "token_spend_usd=token_spend_usd+?, step_count=MAX(step_count, ?), updated_at=?, "
-      "inflight_call=NULL WHERE job_id=?"));
+  ASSIGN_OR_RETURN(
+      auto up,
+      db_->prepare(
+          "UPDATE agent_jobs SET tokens_in=tokens_in+?, tokens_out=tokens_out+?, "
+          "token_spend_usd=token_spend_usd+?, step_count=MAX(step_count, ?), updated_at=?, "
+          "inflight_call=NULL WHERE job_id=?"));
   up.bind(1, step.tokensIn).bind(2, step.tokensOut).bind(3, step.usd).bind(4, step.stepNumber);
   RETURN_IF_ERROR(up.bind(5, now()).bind(6, step.jobId).run());
   ASSIGN_OR_RETURN(auto out, insertEventsLocked(step.jobId, events));
@@ -294,10 +377,13 @@ Result<std::vector<Event>> SqliteStore::recordStep(const Step& step, const std::
 
 Result<std::vector<Step>> SqliteStore::listSteps(const std::string& jobId) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(auto st, db_->prepare(
-      "SELECT step_id, step_number, phase, planner_thought, tool_called, tool_arguments, "
-      "tool_output, workspace_hash, workspace_patch, tokens_in, tokens_out, usd, executed_at "
-      "FROM execution_steps WHERE job_id=? ORDER BY step_number"));
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare(
+          "SELECT step_id, step_number, phase, planner_thought, tool_called, tool_arguments, "
+          "tool_output, workspace_hash, workspace_patch, tokens_in, tokens_out, usd, executed_at, "
+          "is_error, exit_code, mutating FROM execution_steps WHERE job_id=? ORDER BY "
+          "step_number"));
   st.bind(1, jobId);
   std::vector<Step> out;
   for (;;) {
@@ -318,6 +404,9 @@ Result<std::vector<Step>> SqliteStore::listSteps(const std::string& jobId) {
     s.tokensOut = st.i64(10);
     s.usd = st.f64(11);
     s.executedAt = st.i64(12);
+    s.isError = st.i64(13) != 0;
+    s.exitCode = static_cast<int>(st.i64(14));
+    s.mutating = st.i64(15) != 0;
     out.push_back(std::move(s));
   }
   return out;
@@ -325,9 +414,11 @@ Result<std::vector<Step>> SqliteStore::listSteps(const std::string& jobId) {
 
 Result<std::string> SqliteStore::latestPatch(const std::string& jobId) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(auto st, db_->prepare(
-      "SELECT workspace_patch FROM execution_steps WHERE job_id=? AND workspace_patch IS NOT "
-      "NULL ORDER BY step_number DESC LIMIT 1"));
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare(
+          "SELECT workspace_patch FROM execution_steps WHERE job_id=? AND workspace_patch IS NOT "
+          "NULL ORDER BY step_number DESC LIMIT 1"));
   st.bind(1, jobId);
   ASSIGN_OR_RETURN(bool row, st.step());
   return row ? st.text(0) : std::string();
@@ -337,29 +428,36 @@ Result<std::vector<Event>> SqliteStore::insertEventsLocked(const std::string& jo
                                                            const std::vector<NewEvent>& events) {
   std::vector<Event> out;
   if (events.empty()) return out;
-  ASSIGN_OR_RETURN(auto q, db_->prepare(
-      "SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE job_id=?"));
+  ASSIGN_OR_RETURN(auto q,
+                   db_->prepare("SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE job_id=?"));
   q.bind(1, jobId);
   ASSIGN_OR_RETURN(bool row, q.step());
   int64_t seq = row ? q.i64(0) : 0;
-  ASSIGN_OR_RETURN(auto ins, db_->prepare(
-      "INSERT INTO job_events(job_id, seq, type, payload, created_at) VALUES(?,?,?,?,?)"));
+  ASSIGN_OR_RETURN(
+      auto ins,
+      db_->prepare(
+          "INSERT INTO job_events(job_id, seq, type, payload, created_at) VALUES(?,?,?,?,?)"));
   int64_t t = now();
   for (const auto& e : events) {
     Event ev{jobId, ++seq, e.type, e.payload, t};
     ins.reset();
-    RETURN_IF_ERROR(ins.bind(1, jobId).bind(2, ev.seq).bind(3, e.type)
-                        .bind(4, dumpJson(e.payload)).bind(5, t).run());
+    RETURN_IF_ERROR(ins.bind(1, jobId)
+                        .bind(2, ev.seq)
+                        .bind(3, e.type)
+                        .bind(4, dumpJson(e.payload))
+                        .bind(5, t)
+                        .run());
     out.push_back(std::move(ev));
   }
   return out;
 }
 
-Result<std::vector<Event>> SqliteStore::appendEvents(const std::string& jobId,
+Result<std::vector<Event>> SqliteStore::appendEvents(const std::string& jobId, const Lease& lease,
                                                      const std::vector<NewEvent>& events) {
   std::lock_guard lock(mu_);
   Transaction tx(*db_);
   RETURN_IF_ERROR(tx.begin());
+  RETURN_IF_ERROR(checkLeaseLocked(jobId, lease));
   ASSIGN_OR_RETURN(auto out, insertEventsLocked(jobId, events));
   RETURN_IF_ERROR(tx.commit());
   return out;
@@ -368,40 +466,60 @@ Result<std::vector<Event>> SqliteStore::appendEvents(const std::string& jobId,
 Result<std::vector<Event>> SqliteStore::listEvents(const std::string& jobId, int64_t afterSeq,
                                                    int limit) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(auto st, db_->prepare(
-      "SELECT seq, type, payload, created_at FROM job_events WHERE job_id=? AND seq>? "
-      "ORDER BY seq LIMIT ?"));
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare("SELECT seq, type, payload, created_at FROM job_events WHERE job_id=? AND seq>? "
+                   "ORDER BY seq LIMIT ?"));
   st.bind(1, jobId).bind(2, afterSeq).bind(3, limit);
   std::vector<Event> out;
   for (;;) {
     ASSIGN_OR_RETURN(bool row, st.step());
     if (!row) break;
-    out.push_back(Event{jobId, st.i64(0), st.text(1), parseJsonColumn(st.text(2), json()),
-                        st.i64(3)});
+    out.push_back(
+        Event{jobId, st.i64(0), st.text(1), parseJsonColumn(st.text(2), json()), st.i64(3)});
+  }
+  return out;
+}
+
+Result<std::vector<JobTotals>> SqliteStore::jobTotals() {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare("SELECT status, COUNT(*), SUM(tokens_in), SUM(tokens_out), SUM(token_spend_usd) "
+                   "FROM agent_jobs GROUP BY status"));
+  std::vector<JobTotals> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    auto status = parseJobStatus(st.text(0));
+    if (!status) continue;
+    out.push_back(JobTotals{*status, st.i64(1), st.i64(2), st.i64(3), st.f64(4)});
   }
   return out;
 }
 
 Status SqliteStore::ensureTenant(const std::string& tenantId, const std::string& name) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(auto st, db_->prepare(
-      "INSERT INTO tenants(tenant_id, name, created_at) VALUES(?,?,?) "
-      "ON CONFLICT(tenant_id) DO NOTHING"));
+  ASSIGN_OR_RETURN(auto st,
+                   db_->prepare("INSERT INTO tenants(tenant_id, name, created_at) VALUES(?,?,?) "
+                                "ON CONFLICT(tenant_id) DO NOTHING"));
   return st.bind(1, tenantId).bind(2, name).bind(3, now()).run();
 }
 
 Status SqliteStore::addToken(const std::string& tokenHash, const std::string& tenantId) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(auto st, db_->prepare(
-      "INSERT INTO api_tokens(token_hash, tenant_id, created_at) VALUES(?,?,?) "
-      "ON CONFLICT(token_hash) DO NOTHING"));
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare("INSERT INTO api_tokens(token_hash, tenant_id, created_at) VALUES(?,?,?) "
+                   "ON CONFLICT(token_hash) DO NOTHING"));
   return st.bind(1, tokenHash).bind(2, tenantId).bind(3, now()).run();
 }
 
 Result<std::string> SqliteStore::tenantForToken(const std::string& tokenHash) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(auto st, db_->prepare(
-      "SELECT tenant_id FROM api_tokens WHERE token_hash=? AND revoked_at IS NULL"));
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare("SELECT tenant_id FROM api_tokens WHERE token_hash=? AND revoked_at IS NULL"));
   st.bind(1, tokenHash);
   ASSIGN_OR_RETURN(bool row, st.step());
   if (!row) return Status(Code::kUnauthenticated, "unknown or revoked token");
@@ -410,8 +528,8 @@ Result<std::string> SqliteStore::tenantForToken(const std::string& tokenHash) {
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path) {
-  ASSIGN_OR_RETURN(auto db, Database::open(path));
+Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, int busyTimeoutMs) {
+  ASSIGN_OR_RETURN(auto db, Database::open(path, busyTimeoutMs));
   auto store = std::make_unique<SqliteStore>(std::move(db));
   RETURN_IF_ERROR(store->migrate());
   return std::unique_ptr<Store>(std::move(store));

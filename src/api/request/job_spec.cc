@@ -1,0 +1,175 @@
+#include "api/request/job_spec.h"
+
+#include "api/request/fields.h"
+
+namespace kiln::api::request {
+namespace {
+
+constexpr size_t kMaxName = 256;
+
+bool isStringArray(const json& v) {
+  if (!v.is_array()) return false;
+  for (const auto& e : v) {
+    if (!e.is_string()) return false;
+  }
+  return true;
+}
+
+std::string name(std::string_view where, const char* key) {
+  return where.empty() ? std::string(key) : std::string(where) + "." + key;
+}
+
+Status parseCli(const json& cli, JobSpec& spec) {
+  RETURN_IF_ERROR(checkObject(cli, "cli", {"env", "allowHosts", "promptVia"}));
+  for (const char* key : {"env", "allowHosts"}) {
+    if (cli.contains(key) && !isStringArray(cli[key])) {
+      return invalidArgument(std::string("cli.") + key + " must be an array of strings");
+    }
+  }
+  if (cli.contains("promptVia") && cli["promptVia"] != "argv" && cli["promptVia"] != "stdin") {
+    return invalidArgument("cli.promptVia must be \"argv\" or \"stdin\"");
+  }
+  spec.cli = cli;
+  return Status::ok();
+}
+
+}  // namespace
+
+JobLimits JobLimits::withDefaults(const JobLimits& d) const {
+  JobLimits out = *this;
+  if (!out.maxSteps) out.maxSteps = d.maxSteps;
+  if (!out.maxUsd) out.maxUsd = d.maxUsd;
+  if (!out.maxTokens) out.maxTokens = d.maxTokens;
+  if (!out.maxWallSeconds) out.maxWallSeconds = d.maxWallSeconds;
+  if (!out.contextTokens) out.contextTokens = d.contextTokens;
+  return out;
+}
+
+json JobLimits::toJson() const {
+  json out = json::object();
+  if (maxSteps) out["maxSteps"] = *maxSteps;
+  if (maxUsd) out["maxUsd"] = *maxUsd;
+  if (maxTokens) out["maxTokens"] = *maxTokens;
+  if (maxWallSeconds) out["maxWallSeconds"] = *maxWallSeconds;
+  if (contextTokens) out["contextTokens"] = *contextTokens;
+  return out;
+}
+
+Result<JobLimits> parseJobLimits(const json& j, std::string_view where) {
+  JobLimits l;
+  if (j.is_null()) return l;
+  RETURN_IF_ERROR(checkObject(
+      j, where, {"maxSteps", "maxUsd", "maxTokens", "maxWallSeconds", "contextTokens"}));
+  RETURN_IF_ERROR(optionalInt(j, where, "maxSteps", 1, 100'000, l.maxSteps));
+  RETURN_IF_ERROR(optionalNumber(j, where, "maxUsd", 0, 1e6, l.maxUsd));
+  RETURN_IF_ERROR(optionalInt(j, where, "maxTokens", 1, int64_t{1} << 40, l.maxTokens));
+  RETURN_IF_ERROR(optionalInt(j, where, "maxWallSeconds", 1, 30 * 86400, l.maxWallSeconds));
+  RETURN_IF_ERROR(optionalInt(j, where, "contextTokens", 1000, int64_t{1} << 30, l.contextTokens));
+  return l;
+}
+
+json SandboxRequest::toJson() const {
+  json s = json::object();
+  if (!backend.empty()) s["backend"] = backend;
+  if (cpus > 0) s["cpus"] = cpus;
+  if (memoryMb > 0) s["memoryMb"] = memoryMb;
+  if (diskMb > 0) s["diskMb"] = diskMb;
+  if (network != "none") s["network"] = network;
+  if (!allowHosts.empty()) s["allowHosts"] = allowHosts;
+  if (!image.empty()) s["image"] = image;
+  return s;
+}
+
+Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where) {
+  SandboxRequest r;
+  if (j.is_null()) return r;
+  RETURN_IF_ERROR(checkObject(
+      j, where, {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts", "image"}));
+  std::optional<std::string> backend, network, image;
+  std::optional<double> cpus;
+  std::optional<int64_t> memory, disk;
+  RETURN_IF_ERROR(optionalString(j, where, "backend", kMaxName, backend));
+  RETURN_IF_ERROR(optionalNumber(j, where, "cpus", 0.01, 1024, cpus));
+  RETURN_IF_ERROR(optionalInt(j, where, "memoryMb", 16, 1 << 22, memory));
+  RETURN_IF_ERROR(optionalInt(j, where, "diskMb", 1, 1 << 24, disk));
+  RETURN_IF_ERROR(optionalString(j, where, "network", kMaxName, network));
+  RETURN_IF_ERROR(optionalString(j, where, "image", kMaxName, image));
+  if (backend && *backend != "ns" && *backend != "microvm") {
+    return invalidArgument(name(where, "backend") + " must be \"ns\" or \"microvm\"");
+  }
+  if (network && *network == "egress") network = "allowlist";  // the older name
+  if (network && *network != "none" && *network != "allowlist") {
+    return invalidArgument(name(where, "network") + " must be \"none\" or \"allowlist\"");
+  }
+  auto hosts = j.find("allowHosts");
+  if (hosts != j.end() && !hosts->is_null()) {
+    if (!isStringArray(*hosts)) {
+      return invalidArgument(name(where, "allowHosts") + " must be an array of host names");
+    }
+    r.allowHosts = hosts->get<std::vector<std::string>>();
+  }
+  r.backend = backend.value_or("");
+  r.cpus = cpus.value_or(0);
+  r.memoryMb = memory.value_or(0);
+  r.diskMb = disk.value_or(0);
+  r.network = network.value_or("none");
+  r.image = image.value_or("");
+  return r;
+}
+
+bool Approvals::covers(std::string_view gate) const {
+  if (all) return true;
+  for (const auto& g : gates)
+    if (g == gate) return true;
+  return false;
+}
+
+Approvals JobSpec::gates() const {
+  Approvals a;
+  if (!approvals) return a;
+  if (approvals->is_boolean()) a.all = approvals->get<bool>();
+  if (approvals->is_array()) a.gates = approvals->get<std::vector<std::string>>();
+  return a;
+}
+
+json JobSpec::toJson() const {
+  json spec = json::object();
+  if (sandbox) spec["sandbox"] = sandbox->toJson();
+  if (approvals) spec["approvals"] = *approvals;
+  if (push) spec["push"] = true;
+  if (stream) spec["stream"] = *stream;
+  if (command) spec["command"] = *command;
+  if (cli) spec["cli"] = *cli;
+  return spec;
+}
+
+Result<JobSpec> parseJobSpec(const json& j) {
+  JobSpec spec;
+  if (j.is_null()) return spec;
+  if (!j.is_object()) return invalidArgument("the job spec must be a JSON object");
+  if (auto it = j.find("sandbox"); it != j.end() && !it->is_null()) {
+    ASSIGN_OR_RETURN(spec.sandbox, parseSandboxRequest(*it, "sandbox"));
+  }
+  if (auto it = j.find("approvals"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean() && !isStringArray(*it)) {
+      return invalidArgument("approvals must be true/false or an array of strings");
+    }
+    spec.approvals = *it;
+  }
+  std::optional<bool> push;
+  RETURN_IF_ERROR(optionalBool(j, "", "push", push));
+  spec.push = push.value_or(false);
+  RETURN_IF_ERROR(optionalBool(j, "", "stream", spec.stream));
+  if (auto it = j.find("command"); it != j.end() && !it->is_null()) {
+    if (!it->is_string() && !isStringArray(*it)) {
+      return invalidArgument("command must be a string or an array of strings");
+    }
+    spec.command = *it;
+  }
+  // Agent CLI options (src/agent/cli_agent.h checks the names and hosts when the job starts).
+  if (auto it = j.find("cli"); it != j.end() && !it->is_null())
+    RETURN_IF_ERROR(parseCli(*it, spec));
+  return spec;
+}
+
+}  // namespace kiln::api::request

@@ -1,0 +1,88 @@
+// The typed form of a job's options, and the one definition of their schema and validation:
+// `limits` (JobLimits), `sandbox` (SandboxRequest), and the job spec around them (JobSpec:
+// approvals, push, command, cli). The API parses a request body into these once, at the edge
+// (request/jobs.cc); `kiln serve --default-limits` parses the node's default limits with the
+// same rules (src/cli/config.cc); the runner parses a job's stored JSON into them once, when it
+// loads the job, and never reads the raw JSON again. Pure functions and values.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace kiln::api::request {
+
+// A job's budgets. Unset fields fall back to the node's defaults, then to the built-in ones.
+struct JobLimits {
+  std::optional<int64_t> maxSteps;        // 1..100000; built in: 50
+  std::optional<double> maxUsd;           // 0..1e6; built in: none
+  std::optional<int64_t> maxTokens;       // 1..2^40; built in: none
+  std::optional<int64_t> maxWallSeconds;  // 1..30 days; built in: 3600
+  std::optional<int64_t> contextTokens;   // 1000..2^30; built in: 64000
+
+  static constexpr int64_t kDefaultMaxSteps = 50;
+  static constexpr int64_t kDefaultMaxWallSeconds = 3600;
+  static constexpr int64_t kDefaultContextTokens = 64000;
+
+  // These limits with every unset field taken from `defaults`.
+  JobLimits withDefaults(const JobLimits& defaults) const;
+  int64_t steps() const { return maxSteps.value_or(kDefaultMaxSteps); }
+  int64_t wallSeconds() const { return maxWallSeconds.value_or(kDefaultMaxWallSeconds); }
+  int64_t context() const { return contextTokens.value_or(kDefaultContextTokens); }
+  // Only the fields that are set.
+  nlohmann::json toJson() const;
+  bool operator==(const JobLimits&) const = default;
+};
+
+// What a job asks of its sandbox.
+struct SandboxRequest {
+  std::string backend;  // "" (the node's), "ns" or "microvm"
+  // CPU time in cores: 0 = unlimited, 0.5 = half of one core (a 50% cgroup quota), 2 = two.
+  double cpus = 0;
+  int64_t memoryMb = 0;          // 0 = unlimited
+  int64_t diskMb = 0;            // 0 = unlimited
+  std::string network = "none";  // "none" | "allowlist"
+  std::vector<std::string> allowHosts;
+  std::string image;  // "" = the host's system dirs
+  nlohmann::json toJson() const;
+};
+
+// Which human gates pause a job before delivery.
+struct Approvals {
+  bool all = false;                // `approvals: true`
+  std::vector<std::string> gates;  // `approvals: ["commit", "push"]`
+  bool covers(std::string_view gate) const;
+};
+
+// Everything a job asks for besides its repo, task, agent and model.
+struct JobSpec {
+  std::optional<SandboxRequest> sandbox;
+  std::optional<nlohmann::json> approvals;  // as given: true/false or an array of gate names
+  bool push = false;
+  std::optional<bool> stream;
+  // For CLI agents (src/agent/cli_agent.h resolves them): a string or an argv array, and
+  // {env, allowHosts, promptVia}.
+  std::optional<nlohmann::json> command;
+  std::optional<nlohmann::json> cli;
+
+  Approvals gates() const;
+  SandboxRequest sandboxOrDefault() const { return sandbox.value_or(SandboxRequest{}); }
+  // The stored form: only the fields that are set.
+  nlohmann::json toJson() const;
+};
+
+// Each reads the JSON form (a request body's field, or what the store holds) and validates it:
+// InvalidArgument naming the field (`where` prefixes it, e.g. "limits.maxSteps must be an
+// integer"). Null means unset.
+Result<JobLimits> parseJobLimits(const nlohmann::json& j, std::string_view where = "limits");
+Result<SandboxRequest> parseSandboxRequest(const nlohmann::json& j,
+                                           std::string_view where = "sandbox");
+// `j` holds the spec's fields at its top level (a job request body, minus the fields that are
+// not part of the spec, or a stored spec); unknown keys are left to the caller.
+Result<JobSpec> parseJobSpec(const nlohmann::json& j);
+
+}  // namespace kiln::api::request

@@ -1,0 +1,69 @@
+// The job options' one schema (api/request/job_spec.h): what the API, `--default-limits` and the
+// runner's reading of stored JSON share.
+#include "api/request/job_spec.h"
+
+#include <gtest/gtest.h>
+
+namespace kiln::api::request {
+namespace {
+
+using nlohmann::json;
+
+TEST(JobSpecTest, LimitsParseWithTheirRangesAndNameTheField) {
+  auto l = parseJobLimits(json{{"maxSteps", 7}, {"maxUsd", 0.5}});
+  ASSERT_TRUE(l.isOk()) << l.status().toString();
+  EXPECT_EQ(l->maxSteps, 7);
+  EXPECT_EQ(l->maxUsd, 0.5);
+  EXPECT_FALSE(l->maxTokens);
+  EXPECT_EQ(l->steps(), 7);
+  EXPECT_EQ(l->wallSeconds(), JobLimits::kDefaultMaxWallSeconds);
+  EXPECT_EQ(l->toJson(), (json{{"maxSteps", 7}, {"maxUsd", 0.5}}));
+  auto bad = parseJobLimits(json{{"maxSteps", "ten"}});
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("limits.maxSteps"), std::string::npos);
+  EXPECT_FALSE(parseJobLimits(json{{"maxSteps", 2.5}}).isOk());
+  EXPECT_FALSE(parseJobLimits(json{{"maxUsd", -1}}).isOk());
+  EXPECT_FALSE(parseJobLimits(json{{"bogus", 1}}).isOk());
+  EXPECT_FALSE(parseJobLimits(json::array()).isOk());
+  EXPECT_TRUE(parseJobLimits(json()).isOk());
+}
+
+TEST(JobSpecTest, DefaultsFillOnlyTheUnsetLimits) {
+  JobLimits own;
+  own.maxSteps = 3;
+  JobLimits node;
+  node.maxSteps = 100;
+  node.maxUsd = 5;
+  JobLimits l = own.withDefaults(node);
+  EXPECT_EQ(l.maxSteps, 3);
+  EXPECT_EQ(l.maxUsd, 5);
+}
+
+TEST(JobSpecTest, HalfACpuStaysHalfACpu) {
+  auto spec = parseJobSpec(json{{"sandbox", {{"cpus", 0.5}, {"network", "egress"}}}});
+  ASSERT_TRUE(spec.isOk()) << spec.status().toString();
+  EXPECT_DOUBLE_EQ(spec->sandboxOrDefault().cpus, 0.5);
+  EXPECT_EQ(spec->sandboxOrDefault().network, "allowlist");
+  // The stored form reads back the same.
+  auto again = parseJobSpec(spec->toJson());
+  ASSERT_TRUE(again.isOk());
+  EXPECT_DOUBLE_EQ(again->sandboxOrDefault().cpus, 0.5);
+  EXPECT_FALSE(parseJobSpec(json{{"sandbox", {{"cpus", "half"}}}}).isOk());
+  EXPECT_FALSE(parseJobSpec(json{{"sandbox", {{"cpus", 0}}}}).isOk());
+}
+
+TEST(JobSpecTest, ApprovalsAreAllOrNamedGates) {
+  auto all = parseJobSpec(json{{"approvals", true}, {"push", true}});
+  ASSERT_TRUE(all.isOk());
+  EXPECT_TRUE(all->gates().covers("push"));
+  EXPECT_TRUE(all->push);
+  auto named = parseJobSpec(json{{"approvals", {"commit"}}});
+  ASSERT_TRUE(named.isOk());
+  EXPECT_TRUE(named->gates().covers("commit"));
+  EXPECT_FALSE(named->gates().covers("push"));
+  EXPECT_FALSE(parseJobSpec(json{{"approvals", {1, 2}}}).isOk());
+  EXPECT_FALSE(parseJobSpec(json{{"push", "yes"}}).isOk());
+}
+
+}  // namespace
+}  // namespace kiln::api::request

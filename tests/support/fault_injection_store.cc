@@ -1,0 +1,66 @@
+#include "support/fault_injection_store.h"
+
+#include <stdexcept>
+
+namespace kiln::testing {
+
+const char* FaultInjectionStore::faultName(Fault f) {
+  switch (f) {
+    case Fault::kError:
+      return "error";
+    case Fault::kUnavailable:
+      return "unavailable";
+    case Fault::kThrow:
+      return "throw";
+  }
+  return "?";
+}
+
+void FaultInjectionStore::failCall(const std::string& jobId, int k, Fault fault) {
+  std::lock_guard lock(mu_);
+  armedJob_ = jobId;
+  armedAt_ = static_cast<int>(calls_[jobId].size()) + k;
+  fault_ = fault;
+  fired_.clear();
+}
+
+int FaultInjectionStore::callsFor(const std::string& jobId) {
+  std::lock_guard lock(mu_);
+  return static_cast<int>(calls_[jobId].size());
+}
+
+std::vector<std::string> FaultInjectionStore::methodsFor(const std::string& jobId) {
+  std::lock_guard lock(mu_);
+  return calls_[jobId];
+}
+
+std::string FaultInjectionStore::firedAt() {
+  std::lock_guard lock(mu_);
+  return fired_;
+}
+
+Status FaultInjectionStore::before(std::string_view method, const std::string& jobId) {
+  if (jobId.empty()) return Status::ok();
+  Fault fault;
+  {
+    std::lock_guard lock(mu_);
+    auto& calls = calls_[jobId];
+    calls.emplace_back(method);
+    if (jobId != armedJob_ || static_cast<int>(calls.size()) != armedAt_) return Status::ok();
+    armedJob_.clear();
+    fired_ = std::string(method) + " (call " + std::to_string(calls.size()) + ")";
+    fault = fault_;
+  }
+  const std::string what = "injected fault in " + std::string(method);
+  switch (fault) {
+    case Fault::kError:
+      return internalError(what);
+    case Fault::kUnavailable:
+      return Status(Code::kUnavailable, what + ": database is locked");
+    case Fault::kThrow:
+      throw std::runtime_error(what);
+  }
+  return Status::ok();
+}
+
+}  // namespace kiln::testing
