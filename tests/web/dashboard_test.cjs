@@ -376,6 +376,13 @@ test('10,000 terminal lines stay responsive', async () => {
   figure('finished job: fill + scroll to top + a frame', Date.now() - t2, 'ms');
   figure('finished job: longest main-thread task (replay, fill, scroll)', await longestTask(page), 'ms');
   await shot(page, 'job-10000-lines');
+  // The step's event has the first 4 KiB of the output; the full output comes from /steps.
+  await page.getByRole('tab', { name: /Steps/ }).click();
+  await page.locator('.step summary').first().click();
+  await page.getByText('more bytes in /steps').first().waitFor();
+  await page.getByRole('button', { name: 'Show the full output' }).first().click();
+  await h.waitFor('the full output of step 1', async () =>
+    (await page.locator('.step pre.output').first().textContent()).includes('row 05000\n'));
   await page.context().close();
 });
 

@@ -229,7 +229,7 @@ export function JobView({ jobId }) {
         <TerminalView sink={sink} />
       </div>
       <div id="panel-steps" role="tabpanel" aria-labelledby="tab-steps" hidden={tab !== 'steps'}>
-        <Steps steps={steps} />
+        <Steps jobId={jobId} steps={steps} />
       </div>
       <div id="panel-diff" role="tabpanel" aria-labelledby="tab-diff" hidden={tab !== 'diff'}>
         {tab === 'diff' && <DiffView diff={diff} />}

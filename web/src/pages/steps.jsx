@@ -1,6 +1,14 @@
 // The step timeline: thought, tool, arguments, output, tokens and cost of each step.
 import { memo } from 'preact/compat';
+import { useState } from 'preact/hooks';
+import { api } from '../api.js';
 import { usd } from '../format.js';
+
+// A step event carries the first 4 KiB of the output (src/agent/job_runner.cc); /steps has all.
+const TRUNCATED = /\n\[\.\.\. \d+ more bytes in \/steps \.\.\.\]$/;
+
+// Tool output is shown as plain text: colour and cursor escapes dropped (the terminal has them).
+const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)/g;
 
 function argsText(args) {
   if (args === undefined || args === null) return '';
@@ -14,8 +22,9 @@ function oneLine(args) {
   return t.length > 80 ? t.slice(0, 79) + '…' : t;
 }
 
-const Step = memo(function Step({ s }) {
+const Step = memo(function Step({ s, fullOutput, onShowFull }) {
   const tokens = s.tokens ? `${s.tokens.in} in / ${s.tokens.out} out` : '';
+  const output = (fullOutput ?? s.toolOutput ?? '').replace(ANSI, '');
   return (
     <li class={'step' + (s.isError ? ' step-error' : '')}>
       <details>
@@ -38,19 +47,42 @@ const Step = memo(function Step({ s }) {
         <h3>Arguments</h3>
         <pre>{argsText(s.toolArguments)}</pre>
         <h3>Output</h3>
-        <pre class="output">{s.toolOutput}</pre>
+        <pre class="output">{output}</pre>
+        {fullOutput === undefined && TRUNCATED.test(s.toolOutput || '') && (
+          <button type="button" class="secondary" onClick={onShowFull}>
+            Show the full output
+          </button>
+        )}
       </details>
     </li>
   );
 });
 
-export function Steps({ steps }) {
+export function Steps({ jobId, steps }) {
+  const [full, setFull] = useState(null); // stepNumber -> output, from /steps
+  const [error, setError] = useState('');
+  const showFull = async () => {
+    try {
+      const r = await api('GET', '/jobs/' + jobId + '/steps');
+      const list = Array.isArray(r) ? r : r.steps || [];
+      setFull(new Map(list.map((x) => [x.stepNumber, x.toolOutput])));
+    } catch (e) {
+      setError(e.message);
+    }
+  };
   if (!steps.length) return <p class="empty">No steps yet.</p>;
   return (
-    <ol class="steps">
-      {steps.map((s, i) => (
-        <Step key={i} s={s} />
-      ))}
-    </ol>
+    <>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      <ol class="steps">
+        {steps.map((s, i) => (
+          <Step key={i} s={s} fullOutput={full ? full.get(s.stepNumber) : undefined} onShowFull={showFull} />
+        ))}
+      </ol>
+    </>
   );
 }

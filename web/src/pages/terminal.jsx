@@ -3,7 +3,7 @@
 // browser tests read (tests/web/).
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 
 const DARK = { background: '#111418', foreground: '#d8dde3', cursor: '#111418' };
 const LIGHT = {
@@ -19,6 +19,7 @@ function theme() {
 // `sink.current` receives a write(text) function once the terminal exists.
 export function TerminalView({ sink }) {
   const el = useRef(null);
+  const [reader, setReader] = useState(false);
   useEffect(() => {
     const term = new Terminal({
       convertEol: true,
@@ -55,5 +56,18 @@ export function TerminalView({ sink }) {
       term.dispose();
     };
   }, []);
-  return <div class="terminal" ref={el} role="log" aria-label="Terminal output" tabIndex={0} />;
+  // xterm.js draws rows for the eye; its screen-reader mode adds a text mirror of the buffer.
+  const toggleReader = (e) => {
+    const on = e.currentTarget.checked;
+    setReader(on);
+    if (el.current && el.current.kilnTerminal) el.current.kilnTerminal.options.screenReaderMode = on;
+  };
+  return (
+    <>
+      <label class="check terminal-options">
+        <input type="checkbox" checked={reader} onChange={toggleReader} /> Screen reader mode
+      </label>
+      <div class="terminal" ref={el} aria-label="Terminal output" />
+    </>
+  );
 }
