@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
 #include <thread>
 
 #include "common/clock.h"
@@ -55,14 +56,16 @@ class SchedulerFaultsTest : public ::testing::Test {
     deps.reposDir = dir_.file("repos");
     deps.maxAttempts = kMaxAttempts;
     deps.agentUid = sandbox::agentHostUid(sandboxOpts_);
-    // A lease long enough that no renewal falls inside a job (the calls of a job stay countable)
-    // and a fast claim poll.
+    // A fast claim poll.
     scheduler_ = std::make_unique<scheduler::Scheduler>(
-        ioc_, deps, scheduler::SchedulerOptions{"node-f", 1, 30'000, 20});
+        ioc_, deps, scheduler::SchedulerOptions{"node-f", 1, leaseMs(), 20});
     work_.emplace(ioc_.get_executor());
     for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { ioc_.run(); });
     scheduler_->start();
   }
+
+  // Long enough that no renewal falls inside a job (the calls of a job stay countable).
+  virtual int64_t leaseMs() const { return 30'000; }
 
   void TearDown() override {
     if (scheduler_) scheduler_->shutdown(5'000);
@@ -98,6 +101,15 @@ class SchedulerFaultsTest : public ::testing::Test {
     ADD_FAILURE() << "job " << id << " is stuck " << store::jobStatusName(job.status)
                   << " (attempts " << job.attempts << ", owner " << job.ownerNode << ")";
     return job;
+  }
+
+  // Polls `done` every 5 ms, for at most 30 s.
+  static bool eventually(const std::function<bool()>& done) {
+    for (auto deadline = std::chrono::steady_clock::now() + 30s;
+         std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(5ms)) {
+      if (done()) return true;
+    }
+    return done();
   }
 
   int claimsOf(const std::string& id) {
@@ -175,6 +187,38 @@ TEST_F(SchedulerFaultsTest, BadStoredLimitFailsTheJobAfterMaxAttempts) {
   EXPECT_EQ(claimsOf(id), kMaxAttempts);
   // The node goes on with other work.
   EXPECT_EQ(waitTerminal(createJob()).status, JobStatus::kCompleted);
+}
+
+// A short lease: renewals every 200 ms, several inside each job.
+class SchedulerLoopFaultsTest : public SchedulerFaultsTest {
+ protected:
+  int64_t leaseMs() const override { return 600; }
+};
+
+// The scheduler's own store calls failing or throwing: a claim that throws is retried at the
+// next poll, and a renewal that fails is retried at the next tick (it is no proof the lease is
+// gone), so the job keeps its one lease and completes.
+TEST_F(SchedulerLoopFaultsTest, ClaimsAndRenewalsThatFailOrThrowDoNotStopTheNode) {
+  // `make test` takes a second: several renewals fall inside it.
+  ASSERT_EQ(shell("cd " + dir_.file("repo") +
+                  " && printf '#!/bin/sh\\nsleep 1\\necho tests passed\\n' > test.sh && "
+                  "git -c user.name=t -c user.email=t@t commit -qam slow"),
+            0);
+  for (auto fault :
+       {FaultInjectionStore::Fault::kThrow, FaultInjectionStore::Fault::kUnavailable}) {
+    faults_->failNext("claimJob", fault);
+    std::string id = createJob();
+    ASSERT_TRUE(eventually([&] { return faults_->firedAt() == "claimJob"; })) << "no claim failed";
+    ASSERT_TRUE(eventually([&] {
+      auto job = faults_->inner().getJob(id);
+      return job.isOk() && job->inflightCall.is_object();
+    }));
+    faults_->failNext("renewLeases", fault);
+    store::Job job = waitTerminal(id);
+    EXPECT_EQ(job.status, JobStatus::kCompleted) << job.error.dump();
+    EXPECT_EQ(faults_->firedAt(), "renewLeases") << "the job ended before a renewal failed";
+    EXPECT_EQ(claimsOf(id), 1) << "the lease lapsed and the job was claimed again";
+  }
 }
 
 }  // namespace

@@ -24,6 +24,13 @@ void FaultInjectionStore::failCall(const std::string& jobId, int k, Fault fault)
   fired_.clear();
 }
 
+void FaultInjectionStore::failNext(const std::string& method, Fault fault) {
+  std::lock_guard lock(mu_);
+  armedMethod_ = method;
+  methodFault_ = fault;
+  fired_.clear();
+}
+
 int FaultInjectionStore::callsFor(const std::string& jobId) {
   std::lock_guard lock(mu_);
   return static_cast<int>(calls_[jobId].size());
@@ -40,10 +47,16 @@ std::string FaultInjectionStore::firedAt() {
 }
 
 Status FaultInjectionStore::before(std::string_view method, const std::string& jobId) {
-  if (jobId.empty()) return Status::ok();
   Fault fault;
   {
     std::lock_guard lock(mu_);
+    if (!armedMethod_.empty() && method == armedMethod_) {
+      armedMethod_.clear();
+      fired_ = std::string(method);
+      fault = methodFault_;
+      return inject(method, fault);
+    }
+    if (jobId.empty()) return Status::ok();
     auto& calls = calls_[jobId];
     calls.emplace_back(method);
     if (jobId != armedJob_ || static_cast<int>(calls.size()) != armedAt_) return Status::ok();
@@ -51,6 +64,10 @@ Status FaultInjectionStore::before(std::string_view method, const std::string& j
     fired_ = std::string(method) + " (call " + std::to_string(calls.size()) + ")";
     fault = fault_;
   }
+  return inject(method, fault);
+}
+
+Status FaultInjectionStore::inject(std::string_view method, Fault fault) {
   const std::string what = "injected fault in " + std::string(method);
   switch (fault) {
     case Fault::kError:

@@ -22,6 +22,8 @@ class FaultInjectionStore : public store::StoreDecorator {
 
   // The `k`-th call (1-based) concerning `jobId` from now on fails with `fault`, once.
   void failCall(const std::string& jobId, int k, Fault fault);
+  // The next call of `method` (any job, or none: claimJob, renewLeases) fails with `fault`, once.
+  void failNext(const std::string& method, Fault fault);
   // Calls made so far that concerned `jobId`, and the name of each.
   int callsFor(const std::string& jobId);
   std::vector<std::string> methodsFor(const std::string& jobId);
@@ -32,11 +34,16 @@ class FaultInjectionStore : public store::StoreDecorator {
   Status before(std::string_view method, const std::string& jobId) override;
 
  private:
+  // Returns (or throws) the fault.
+  static Status inject(std::string_view method, Fault fault);
+
   std::mutex mu_;
   std::map<std::string, std::vector<std::string>> calls_;  // GUARDED_BY(mu_)
   std::string armedJob_;                                   // GUARDED_BY(mu_)
   int armedAt_ = 0;                                        // GUARDED_BY(mu_)
   Fault fault_ = Fault::kError;                            // GUARDED_BY(mu_)
+  std::string armedMethod_;                                // GUARDED_BY(mu_)
+  Fault methodFault_ = Fault::kError;                      // GUARDED_BY(mu_)
   std::string fired_;                                      // GUARDED_BY(mu_)
 };
 
