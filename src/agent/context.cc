@@ -29,6 +29,26 @@ std::vector<Message> initialContext(const store::Job& job) {
   return ctx;
 }
 
+namespace {
+
+// The assistant message of the turn the context ends with, when a further call of that turn
+// can join it: every call it made so far has its result after it.
+Message* openTurn(std::vector<Message>& ctx) {
+  size_t results = 0;
+  for (auto it = ctx.rbegin(); it != ctx.rend(); ++it) {
+    if (it->role == "tool") {
+      ++results;
+      continue;
+    }
+    bool open =
+        it->role == "assistant" && !it->toolCalls.empty() && it->toolCalls.size() == results;
+    return open ? &*it : nullptr;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 void appendStep(std::vector<Message>& ctx, const store::Step& step) {
   if (step.phase == kReplyPhase) {
     ctx.push_back(message("user", step.toolOutput));
@@ -36,22 +56,66 @@ void appendStep(std::vector<Message>& ctx, const store::Step& step) {
   }
   if (step.phase == kCompressPhase) return;  // only rebuildContext acts on these
   if (step.toolCalled.empty()) {  // a turn without a tool call
-    ctx.push_back(message("assistant", step.plannerThought));
+    Message m = message("assistant", step.plannerThought);
+    m.refusal = step.refusal;
+    ctx.push_back(std::move(m));
     if (!step.toolOutput.empty()) ctx.push_back(message("user", step.toolOutput));
     return;
   }
-  std::string callId = "step-" + std::to_string(step.stepNumber);
-  Message call = message("assistant", step.plannerThought);
-  call.toolCalls.push_back(ToolCall{callId, step.toolCalled, step.toolArguments});
-  ctx.push_back(std::move(call));
+  ToolCall call;
+  call.id = step.callId.empty() ? "step-" + std::to_string(step.stepNumber) : step.callId;
+  call.name = step.toolCalled;
+  call.arguments = step.toolArguments;
+  call.rawArguments = step.rawArguments;
+  // A turn's parallel calls are one assistant message, their results the messages after it in
+  // the order the model made the calls.
+  Message* turn = step.callIndex > 0 ? openTurn(ctx) : nullptr;
+  if (!turn) {
+    Message m = message("assistant", step.plannerThought);
+    m.refusal = step.refusal;
+    ctx.push_back(std::move(m));
+    turn = &ctx.back();
+  }
+  turn->toolCalls.push_back(call);
   Message result = message("tool", step.toolOutput);
-  result.toolCallId = callId;
-  result.toolName = step.toolCalled;
+  result.toolCallId = call.id;
+  result.toolName = call.name;
   ctx.push_back(std::move(result));
 }
 
-std::vector<Message> rebuildContext(const store::Job& job,
-                                    const std::vector<store::Step>& steps) {
+store::Step talkStep(const ModelTurn& turn, int stepNumber) {
+  store::Step s;
+  s.stepNumber = stepNumber;
+  s.phase = "planning";
+  s.plannerThought = turn.thought;
+  s.refusal = turn.refusal;
+  s.toolOutput = "Use a tool to act, or call finish with a summary when the task is done.";
+  s.tokensIn = turn.tokensIn;
+  s.tokensOut = turn.tokensOut;
+  s.usd = turn.usd;
+  return s;
+}
+
+store::Step callStep(const ModelTurn& turn, size_t index, int stepNumber) {
+  const ToolCall& call = turn.calls.at(index);
+  store::Step s;
+  s.stepNumber = stepNumber;
+  s.toolCalled = call.name;
+  s.toolArguments = call.arguments;
+  s.callId = call.id;
+  s.callIndex = static_cast<int>(index);
+  s.rawArguments = call.rawArguments;
+  if (index == 0) {
+    s.plannerThought = turn.thought;
+    s.refusal = turn.refusal;
+    s.tokensIn = turn.tokensIn;
+    s.tokensOut = turn.tokensOut;
+    s.usd = turn.usd;
+  }
+  return s;
+}
+
+std::vector<Message> rebuildContext(const store::Job& job, const std::vector<store::Step>& steps) {
   std::vector<Message> ctx = initialContext(job);
   const store::Step* compressed = nullptr;
   for (const auto& s : steps)
@@ -97,7 +161,11 @@ int firstKeptStep(const std::vector<store::Step>& steps, int64_t thresholdTokens
     if (kept > 0 && used > budgetChars) break;
     ++kept;
   }
-  return steps[steps.size() - kept].stepNumber;
+  // Never between the parallel calls of one turn: the kept part starts at its first call.
+  size_t first = steps.size() - kept;
+  while (first > begin && steps[first].callIndex > 0) --first;
+  if (first == begin) return 0;
+  return steps[first].stepNumber;
 }
 
 store::Step compressionStep(int stepNumber, const std::string& summary, int keptFromStep) {

@@ -1,5 +1,7 @@
-// The agent's context C_t: the system prompt, the task, and one assistant/tool message pair per
-// stored step, so a resumed job sees exactly what it saw before. Two kinds of steps are not tool
+// The agent's context C_t: the system prompt, the task, and for each model turn one assistant
+// message with its calls (the provider's ids, the arguments' original text) followed by their
+// results, rebuilt from the stored steps (one per call), so a resumed job sees exactly what it
+// saw before and the model gets its history back as it wrote it. Two kinds of steps are not tool
 // calls: a human's answer (phase "reply": a user message) and a context compression (phase
 // "compressing": a model-written summary that stands for every step before `keptFromStep`).
 #pragma once
@@ -16,7 +18,14 @@ inline constexpr const char* kCompressPhase = "compressing";
 
 std::vector<Message> initialContext(const store::Job& job);
 // Appends what a stored step adds to the context (assistant turn + tool result, a human reply).
+// A call after the first of its turn joins that turn's assistant message.
 void appendStep(std::vector<Message>& ctx, const store::Step& step);
+// The step that records a turn without tool calls (a refusal among them), with the nudge the
+// model gets back.
+store::Step talkStep(const ModelTurn& turn, int stepNumber);
+// The step that records call `index` of `turn`; the first carries the turn's thought, refusal
+// flag and tokens.
+store::Step callStep(const ModelTurn& turn, size_t index, int stepNumber);
 // Rebuilds the context from the stored steps, honouring the newest compression.
 std::vector<Message> rebuildContext(const store::Job& job, const std::vector<store::Step>& steps);
 
@@ -24,7 +33,8 @@ std::vector<Message> rebuildContext(const store::Job& job, const std::vector<sto
 std::vector<Message> summaryRequest(const std::vector<Message>& ctx);
 // Which stored steps stay verbatim when compressing `steps` (the rest become the summary): the
 // number of the first kept step, or 0 when there is too little to compress. Keeps the newest
-// steps whose outputs fit in about a quarter of `thresholdTokens`, at most half of the steps.
+// steps whose outputs fit in about a quarter of `thresholdTokens`, at most half of the steps,
+// and never splits a turn's parallel calls.
 int firstKeptStep(const std::vector<store::Step>& steps, int64_t thresholdTokens);
 // The step that records a compression.
 store::Step compressionStep(int stepNumber, const std::string& summary, int keptFromStep);

@@ -27,6 +27,7 @@ NewEvent stepEvent(const store::Step& s, bool isError) {
            {"toolArguments", s.toolArguments},
            {"toolOutput", preview(s.toolOutput, kStepEventOutputBytes)},
            {"isError", isError},
+           {"refusal", s.refusal},
            {"tokens", {{"in", s.tokensIn}, {"out", s.tokensOut}}},
            {"usd", s.usd}}};
 }

@@ -20,6 +20,9 @@ struct ToolCall {
   std::string id;  // provider's call id, echoed back with the result
   std::string name;
   json arguments = json::object();
+  // The arguments exactly as the model wrote them (JSON text), sent back in place of
+  // `arguments` so the history is the model's own bytes. Empty: serialize `arguments`.
+  std::string rawArguments;
 };
 
 struct Message {
@@ -28,11 +31,13 @@ struct Message {
   std::vector<ToolCall> toolCalls;  // assistant messages
   std::string toolCallId;           // tool messages
   std::string toolName;             // tool messages
+  bool refusal = false;             // assistant messages: `content` is the model's refusal
 };
 
 struct ModelTurn {
   std::string thought;
-  std::vector<ToolCall> calls;
+  std::vector<ToolCall> calls;  // in the order the model made them
+  bool refusal = false;         // the model refused: `thought` is its refusal (and the reason)
   int64_t tokensIn = 0;
   int64_t tokensOut = 0;
   double usd = 0;
@@ -44,6 +49,10 @@ struct TaskInfo {
   std::string taskDesc;
   std::string repoUrl;
   std::string model;
+  // What the tools run in, for their descriptions: the sandbox's shell ("bash", or "sh" when the
+  // image has no bash) and the directory the repository is checked out in.
+  std::string shell = "bash";
+  std::string workdir = "/workspace";
 };
 
 class Provider {

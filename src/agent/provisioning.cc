@@ -77,6 +77,10 @@ store::Step interruptedStep(const json& r) {
   s.tokensIn = number("tokensIn");
   s.tokensOut = number("tokensOut");
   s.usd = r.contains("usd") && r["usd"].is_number() ? r["usd"].get<double>() : 0.0;
+  s.callId = inflightString(r, "callId").get<std::string>();
+  s.callIndex = static_cast<int>(number("callIndex"));
+  s.rawArguments = inflightString(r, "rawArguments").get<std::string>();
+  s.refusal = r.contains("refusal") && r["refusal"].is_boolean() && r["refusal"].get<bool>();
   s.toolOutput =
       "[interrupted: the kiln node running this call stopped before it finished. It was not "
       "re-run automatically because it may have had effects; check the workspace and repeat it "

@@ -51,13 +51,17 @@ json schema(const char* name, const char* desc, json props, json required) {
            {{"type", "object"}, {"properties", std::move(props)}, {"required", std::move(required)}}}};
 }
 
-}  // namespace
+std::string bashDescription(const TaskInfo& task) {
+  std::string in = " in " + task.workdir + ". Returns its output and exit code.";
+  if (task.shell == "bash") return "Run a bash command" + in;
+  return "Run a shell command with /bin/sh" + in +
+         " This sandbox has no bash: use POSIX sh syntax (no [[ ]], arrays, source, "
+         "pipefail, <(...) or {1..5}).";
+}
 
-const json& toolSchemas() {
+// Every tool but bash, whose description depends on the sandbox.
+const json& fileSchemas() {
   static const json kSchemas = json::array({
-      schema("bash", "Run a shell command in /workspace. Returns its output and exit code.",
-             {{"command", {{"type", "string"}}}, {"timeout_s", {{"type", "integer"}}}},
-             {"command"}),
       schema("read_file", "Read a file of the workspace, optionally a line range (1-based).",
              {{"path", {{"type", "string"}}},
               {"start_line", {{"type", "integer"}}},
@@ -82,6 +86,17 @@ const json& toolSchemas() {
              {{"summary", {{"type", "string"}}}}, {"summary"}),
   });
   return kSchemas;
+}
+
+}  // namespace
+
+json toolSchemas(const TaskInfo& task) {
+  json all = json::array();
+  all.push_back(schema("bash", bashDescription(task).c_str(),
+                       {{"command", {{"type", "string"}}}, {"timeout_s", {{"type", "integer"}}}},
+                       {"command"}));
+  for (const json& s : fileSchemas()) all.push_back(s);
+  return all;
 }
 
 namespace {
@@ -208,9 +223,40 @@ Task<Observation> ToolExecutor::execute(const ToolCall& call) {
   co_return o;
 }
 
+std::optional<ShellMode> parseShellMode(std::string_view name) {
+  if (name == "fresh") return ShellMode::kFresh;
+  if (name == "login") return ShellMode::kLogin;
+  if (name == "session") return ShellMode::kSession;
+  return std::nullopt;
+}
+
+namespace {
+
+// What the model is told about its session shell beside the output.
+std::string sessionNote(const json& session, bool hadState) {
+  if (!session.is_object()) return "";
+  if (session.value("ended", false)) {
+    return "\n[the shell session ended; the next command starts a new one in the last recorded "
+           "directory with the exported variables]";
+  }
+  if (session.value("started", false) && hadState) {
+    return "\n[a new shell session was started in the last recorded directory with the exported "
+           "variables; shell functions and unexported variables are gone]";
+  }
+  return "";
+}
+
+}  // namespace
+
 Task<Observation> ToolExecutor::bash(const json& a) {
   runtime::ExecRequest req;
   req.cmd = a["command"];
+  req.cwd = shell_.workdir;
+  req.env = shell_.env;
+  req.timeoutMs = shell_.timeoutMs;
+  req.login = shell_.mode == ShellMode::kLogin;
+  req.session = shell_.mode == ShellMode::kSession;
+  req.restore = shell_.restore;
   if (a.contains("timeout_s") && a["timeout_s"].is_number()) {
     req.timeoutMs = std::clamp(static_cast<int>(a["timeout_s"].get<double>() * 1000), 1000,
                                3600 * 1000);
@@ -228,9 +274,15 @@ Task<Observation> ToolExecutor::bash(const json& a) {
   if (o.outOfTime) {
     o.output += "\n[killed: the job's wall-clock budget ran out]";
   } else if (r->timedOut) {
-    o.output += "\n[timed out after " + std::to_string(req.timeoutMs / 1000) + " s]";
+    o.output += "\n[timed out after " + std::to_string(req.timeoutMs / 1000) + " s" +
+                (req.session ? "; the command was interrupted" : "") + "]";
   }
+  o.output += sessionNote(r->session, !shell_.restore.is_null());
   o.output += "\n[exit code " + std::to_string(r->exitCode) + "]";
+  if (req.session && r->session.is_object() && r->session["state"].is_object()) {
+    shell_.restore = r->session["state"];
+  }
+  o.shellState = req.session ? shell_.restore : json();
   co_return o;
 }
 

@@ -3,7 +3,10 @@
 // arguments become an error observation for the model, never a crash. Not thread-safe: used
 // from the job's strand.
 #pragma once
+#include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -21,16 +24,34 @@ struct Observation {
   bool finish = false;     // finish: the job is done; output is the summary
   bool askUser = false;    // ask_user: pause; output is the question
   bool outOfTime = false;  // bash: killed because the job's wall-clock budget ran out
+  // bash in session mode: the shell's state after the call ({cwd, env}), to be recorded so a
+  // resumed job's new shell starts from it; null otherwise.
+  nlohmann::json shellState;
+};
+
+// How the bash tool runs commands (the job's `sandbox.shell`): each in a fresh `bash -c`
+// (default), each in a fresh login shell `bash -lc`, or all in one persistent shell per job.
+enum class ShellMode { kFresh, kLogin, kSession };
+std::optional<ShellMode> parseShellMode(std::string_view name);
+
+struct ShellOptions {
+  ShellMode mode = ShellMode::kFresh;
+  std::string workdir = "/workspace";      // where commands start
+  std::map<std::string, std::string> env;  // on top of the runtime's base environment
+  int timeoutMs = 120'000;                 // per command, unless the call asks for another
+  // Session mode: the state the shell starts from when the job's shell is gone (a resume).
+  nlohmann::json restore;
 };
 
 // JSON-schema descriptions of the tools, in OpenAI function format (name, description,
-// parameters). Providers translate this into their wire format.
-const nlohmann::json& toolSchemas();
+// parameters), for the job's sandbox (its shell and workdir). Providers translate this into their
+// wire format.
+nlohmann::json toolSchemas(const TaskInfo& task);
 
 class ToolExecutor {
  public:
-  ToolExecutor(runtime::RuntimeClient& rt, runtime::ChunkFn onTerminal)
-      : rt_(rt), onTerminal_(std::move(onTerminal)) {}
+  ToolExecutor(runtime::RuntimeClient& rt, runtime::ChunkFn onTerminal, ShellOptions shell = {})
+      : rt_(rt), onTerminal_(std::move(onTerminal)), shell_(std::move(shell)) {}
 
   Task<Observation> execute(const ToolCall& call);
   // What is left of the job's wall-clock budget (0 = no cap): no command outlives it.
@@ -43,6 +64,7 @@ class ToolExecutor {
 
   runtime::RuntimeClient& rt_;
   runtime::ChunkFn onTerminal_;
+  ShellOptions shell_;
   int64_t timeLeftMs_ = 0;
 };
 

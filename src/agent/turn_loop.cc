@@ -45,29 +45,29 @@ json inflightRecord(const store::Step& s) {
           {"toolArguments", s.toolArguments},
           {"tokensIn", s.tokensIn},
           {"tokensOut", s.tokensOut},
-          {"usd", s.usd}};
+          {"usd", s.usd},
+          {"callId", s.callId},
+          {"callIndex", s.callIndex},
+          {"rawArguments", s.rawArguments},
+          {"refusal", s.refusal}};
 }
 
-store::Step talkStep(int number, const ModelTurn& turn) {
-  store::Step s;
-  s.stepNumber = number;
-  s.phase = "planning";
-  s.plannerThought = turn.thought;
-  s.toolOutput = "Use a tool to act, or call finish with a summary when the task is done.";
-  s.tokensIn = turn.tokensIn, s.tokensOut = turn.tokensOut, s.usd = turn.usd;
-  return s;
+// How the job's bash tool runs commands: `sandbox.shell`, and in session mode the newest
+// recorded shell state, so a resumed job's new shell starts where the old one was.
+ShellOptions shellOptionsFor(const api::request::JobSpec& spec,
+                             const std::vector<store::Step>& steps) {
+  ShellOptions o;
+  if (auto mode = parseShellMode(spec.sandboxOrDefault().shell)) o.mode = *mode;
+  for (auto it = steps.rbegin(); it != steps.rend() && o.restore.is_null(); ++it)
+    if (it->shellState.is_object()) o.restore = it->shellState;
+  return o;
 }
 
-// The step of the i-th call of `turn`; the turn's thought and tokens go on the first.
-store::Step callStep(int number, const ModelTurn& turn, size_t i) {
-  const ToolCall& call = turn.calls[i];
-  store::Step s;
-  s.stepNumber = number;
-  s.plannerThought = i == 0 ? turn.thought : "";
-  s.toolCalled = call.name;
-  s.toolArguments = call.arguments;
-  if (i == 0) s.tokensIn = turn.tokensIn, s.tokensOut = turn.tokensOut, s.usd = turn.usd;
-  return s;
+// "bash", or "sh" when the sandbox's image has none (the runtime's /health says which).
+std::string shellName(const Result<json>& health) {
+  if (!health.isOk()) return "bash";
+  std::string path = health->value("shell", "/bin/bash");
+  return path.substr(path.rfind('/') + 1) == "bash" ? "bash" : "sh";
 }
 
 // One run of the loop over model turns. Lives for the duration of runTurns.
@@ -76,9 +76,12 @@ class TurnLoop {
   TurnLoop(JobSession& s, TerminalStream& terminal)
       : s_(s),
         terminal_(terminal),
-        tools_(*s.rt, [this](std::string_view stream, std::string_view data) {
-          terminal_.push(stream, data);
-        }) {
+        tools_(
+            *s.rt,
+            [this](std::string_view stream, std::string_view data) {
+              terminal_.push(stream, data);
+            },
+            shellOptionsFor(s.spec(), s.steps)) {
     info_.jobId = s.job().id;
     info_.taskDesc = s.job().taskDesc;
     info_.repoUrl = s.job().repoUrl;
@@ -122,6 +125,8 @@ Task<PhaseOutcome> TurnLoop::run() {
     co_await s_.captureWorkspace(baseline);
   }
   if (auto v = replayLoopHistory(loops_, s_.steps)) co_return PhaseOutcome::fail(loopFailure(*v));
+  auto health = co_await s_.rt->info();
+  info_.shell = shellName(health);
   loops_.setInitialWorkspaceHash(s_.lastTree);
   while (!s_.stopped()) {
     if (s_.handle().draining()) co_return co_await releaseForHandover();
@@ -137,7 +142,7 @@ Task<PhaseOutcome> TurnLoop::run() {
     if (!turn.isOk()) co_return PhaseOutcome::fail(llmFailure(turn.status()));
     promptTokens_ = turn->tokensIn;
     if (turn->calls.empty()) {
-      store::Step step = talkStep(s_.nextStep++, *turn);
+      store::Step step = talkStep(*turn, s_.nextStep++);
       PhaseOutcome o = co_await s_.record(step, eventList(stepEvent(step, false)));
       if (!o.goesOn()) co_return o;
       if (auto v = loops_.observe(talkRecord(step))) co_return PhaseOutcome::fail(loopFailure(*v));
@@ -153,7 +158,7 @@ Task<PhaseOutcome> TurnLoop::run() {
 
 Task<PhaseOutcome> TurnLoop::executeCall(const ModelTurn& turn, size_t i) {
   const ToolCall& call = turn.calls[i];
-  store::Step step = callStep(s_.nextStep++, turn, i);
+  store::Step step = callStep(turn, i, s_.nextStep++);
   // Written before the call starts: if this node dies mid-call, the resumed job records the
   // call as interrupted instead of running it a second time.
   store::JobUpdate mark;
@@ -170,6 +175,7 @@ Task<PhaseOutcome> TurnLoop::executeCall(const ModelTurn& turn, size_t i) {
   step.isError = obs.isError;
   step.exitCode = obs.exitCode;
   step.mutating = obs.mutating;
+  step.shellState = obs.shellState;
   std::vector<store::NewEvent> events;
   if (obs.mutating && co_await s_.captureWorkspace(step)) events.push_back(diffEvent(step));
   step.workspaceHash = s_.lastTree;

@@ -48,6 +48,8 @@ json stepJson(const store::Step& step) {
       {"tokens", {{"in", step.tokensIn}, {"out", step.tokensOut}}},
       {"usd", step.usd},
       {"workspaceHash", step.workspaceHash},
+      {"callId", step.callId},
+      {"refusal", step.refusal},
   };
 }
 

@@ -142,6 +142,7 @@ std::string renderStep(const json& step, const RenderStyle& style) {
   json args = step.contains("toolArguments") ? step["toolArguments"] : json();
   std::string head = paint(style, kBold, "[step " + n + "]");
   if (!tool.empty()) head += " " + paint(style, kCyan, tool);
+  if (step.value("refusal", false)) head += " " + paint(style, kRed, "refused");
   std::string a = summarizeArgs(args, style.maxLineWidth);
   if (!a.empty()) head += " " + a;
   double usd = num(step, "usd");

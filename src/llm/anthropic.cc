@@ -2,9 +2,11 @@
 // blocks (text, tool_use, tool_result) and tools with input_schema; streaming is a sequence of
 // typed SSE events (message_start, content_block_*, message_delta, message_stop).
 #include <map>
+#include <random>
 
 #include "agent/tools.h"
 #include "llm/http_provider.h"
+#include "llm/raw_json.h"
 #include "llm/sse.h"
 
 namespace kiln::llm {
@@ -15,6 +17,40 @@ using agent::ModelTurn;
 using agent::ToolCall;
 using nlohmann::json;
 
+// The request body, with tool inputs passed through as the model wrote them: the JSON tree holds
+// a placeholder string where each raw input goes, replaced in the serialized text. The nonce
+// keeps a model's own text from ever matching a placeholder.
+class WireBody {
+ public:
+  WireBody()
+      : nonce_(std::to_string(std::random_device{}()) + std::to_string(std::random_device{}())) {}
+
+  // The tool_use input for `c`: a placeholder for its raw text when that is a JSON object.
+  json input(const ToolCall& c) {
+    const std::string& raw = c.rawArguments;
+    size_t first = raw.find_first_not_of(" \t\r\n");
+    if (first != std::string::npos && raw[first] == '{' && json::accept(raw)) {
+      std::string placeholder = "\x01kiln-raw-" + nonce_ + "-" + std::to_string(raws_.size());
+      raws_.emplace_back(dumpJson(json(placeholder)), raw);
+      return placeholder;
+    }
+    return c.arguments.is_object() ? c.arguments : json::object();
+  }
+
+  std::string dump(const json& body) const {
+    std::string out = dumpJson(body);
+    for (const auto& [quoted, raw] : raws_) {
+      size_t at = out.find(quoted);
+      if (at != std::string::npos) out.replace(at, quoted.size(), raw);
+    }
+    return out;
+  }
+
+ private:
+  std::string nonce_;
+  std::vector<std::pair<std::string, std::string>> raws_;  // (placeholder as dumped, raw text)
+};
+
 json textBlock(const std::string& text) {
   json b = json::object();
   b["type"] = "text";
@@ -23,7 +59,7 @@ json textBlock(const std::string& text) {
   return b;
 }
 
-json contentBlocks(const Message& m) {
+json contentBlocks(const Message& m, WireBody& wire) {
   json blocks = json::array();
   if (m.role == "tool") {
     json b = json::object();
@@ -39,20 +75,21 @@ json contentBlocks(const Message& m) {
     b["type"] = "tool_use";
     b["id"] = c.id;
     b["name"] = c.name;
-    b["input"] = c.arguments.is_object() ? c.arguments : json::object();
+    b["input"] = wire.input(c);
     blocks.push_back(std::move(b));
   }
   return blocks;
 }
 
 // Tool results travel in user turns, and the API wants user and assistant turns to alternate,
-// so consecutive messages of one role are merged.
-json wireMessages(const std::vector<Message>& context) {
+// so consecutive messages of one role are merged: a turn's parallel calls are one assistant
+// message, and all their results one user message, in order.
+json wireMessages(const std::vector<Message>& context, WireBody& wire) {
   json out = json::array();
   for (const Message& m : context) {
     if (m.role == "system") continue;
     std::string role = m.role == "assistant" ? "assistant" : "user";
-    json blocks = contentBlocks(m);
+    json blocks = contentBlocks(m, wire);
     if (!out.empty() && out.back()["role"] == role) {
       for (auto& b : blocks) out.back()["content"].push_back(std::move(b));
       continue;
@@ -65,9 +102,9 @@ json wireMessages(const std::vector<Message>& context) {
   return out;
 }
 
-json wireTools() {
+json wireTools(const agent::TaskInfo& task) {
   json tools = json::array();
-  for (const json& schema : agent::toolSchemas()) {
+  for (const json& schema : agent::toolSchemas(task)) {
     json t = json::object();
     t["name"] = schema["name"];
     t["description"] = schema["description"];
@@ -77,7 +114,9 @@ json wireTools() {
   return tools;
 }
 
-json requestBody(const LlmConfig& cfg, const std::vector<Message>& context) {
+std::string requestBody(const LlmConfig& cfg, const agent::TaskInfo& task,
+                        const std::vector<Message>& context) {
+  WireBody wire;
   json body = json::object();
   body["model"] = cfg.model;
   body["max_tokens"] = cfg.maxTokens > 0 ? cfg.maxTokens : 4096;
@@ -86,35 +125,78 @@ json requestBody(const LlmConfig& cfg, const std::vector<Message>& context) {
     if (m.role == "system") system += (system.empty() ? "" : "\n\n") + m.content;
   }
   if (!system.empty()) body["system"] = system;
-  body["messages"] = wireMessages(context);
-  body["tools"] = wireTools();
+  body["messages"] = wireMessages(context, wire);
+  body["tools"] = wireTools(task);
   if (cfg.temperature) body["temperature"] = *cfg.temperature;
   if (cfg.stream) body["stream"] = true;
-  return body;
+  return wire.dump(body);
 }
 
-int64_t inputTokens(const json& usage) {
-  if (!usage.is_object()) return 0;
-  // Cached prompt tokens are billed differently, but they are prompt tokens all the same.
-  return usage.value("input_tokens", int64_t{0}) +
-         usage.value("cache_creation_input_tokens", int64_t{0}) +
-         usage.value("cache_read_input_tokens", int64_t{0});
+// Token counts of a turn. message_delta carries running totals of each field it has (input and
+// cache tokens too), so every field present replaces what message_start said.
+struct Usage {
+  int64_t input = 0, cacheCreation = 0, cacheRead = 0, output = 0;
+
+  void take(const json& usage) {
+    if (!usage.is_object()) return;
+    auto field = [&usage](const char* name, int64_t& into) {
+      if (usage.contains(name) && usage[name].is_number_integer()) into = usage[name];
+    };
+    field("input_tokens", input);
+    field("cache_creation_input_tokens", cacheCreation);
+    field("cache_read_input_tokens", cacheRead);
+    field("output_tokens", output);
+  }
+
+  void into(ModelTurn& turn) const {
+    // Cached prompt tokens are billed differently, but they are prompt tokens all the same.
+    turn.tokensIn = input + cacheCreation + cacheRead;
+    turn.tokensOut = output;
+  }
+};
+
+// A refusal (stop_reason "refusal") is the turn's text: what the model wrote, then the API's
+// explanation from stop_details, so the step never reads as an empty turn.
+void markRefusal(const json& stopDetails, ModelTurn& turn) {
+  turn.refusal = true;
+  std::string explanation, category;
+  if (stopDetails.is_object()) {
+    if (stopDetails.contains("explanation") && stopDetails["explanation"].is_string())
+      explanation = stopDetails["explanation"];
+    if (stopDetails.contains("category") && stopDetails["category"].is_string())
+      category = stopDetails["category"];
+  }
+  if (explanation.empty() && turn.thought.empty())
+    explanation = "The model declined to answer" +
+                  (category.empty() ? std::string() : " (category: " + category + ")") + ".";
+  if (!explanation.empty()) turn.thought += (turn.thought.empty() ? "" : "\n\n") + explanation;
 }
 
-void addBlock(const json& b, ModelTurn& turn) {
+ToolCall toolCall(std::string id, std::string name, std::string raw) {
+  ToolCall call;
+  call.id = std::move(id);
+  call.name = std::move(name);
+  call.arguments = parseToolArguments(raw);
+  call.rawArguments = std::move(raw);
+  return call;
+}
+
+void addBlock(const std::string& body, size_t index, const json& b, ModelTurn& turn) {
   if (!b.is_object()) return;
   std::string type = b.value("type", "");
   if (type == "text") {
     turn.thought += b.value("text", "");
   } else if (type == "tool_use") {
-    ToolCall call;
-    call.id = b.value("id", "");
-    call.name = b.value("name", "");
     const json& in = b.contains("input") ? b["input"] : json::object();
-    call.arguments = in.is_object()   ? in
-                     : in.is_string() ? parseToolArguments(in.get<std::string>())
-                                      : parseToolArguments(dumpJson(in));
-    turn.calls.push_back(std::move(call));
+    std::string raw;
+    if (in.is_string()) {
+      raw = in.get<std::string>();
+    } else if (auto text = rawJsonAt(body, {"content", index, "input"})) {
+      raw = std::string(*text);  // byte for byte, key order and spacing as the API sent them
+    } else {
+      raw = dumpJson(in);
+    }
+    turn.calls.push_back(toolCall(b.value("id", ""), b.value("name", ""), std::move(raw)));
   }
 }
 
@@ -123,10 +205,12 @@ Result<ModelTurn> parseMessage(const std::string& body) {
   if (!j.is_object() || !j.contains("content") || !j["content"].is_array())
     return Status(Code::kUnavailable, "malformed messages response: " + body.substr(0, 200));
   ModelTurn turn;
-  for (const json& b : j["content"]) addBlock(b, turn);
-  const json& usage = j.value("usage", json::object());
-  turn.tokensIn = inputTokens(usage);
-  turn.tokensOut = usage.is_object() ? usage.value("output_tokens", int64_t{0}) : 0;
+  for (size_t i = 0; i < j["content"].size(); ++i) addBlock(body, i, j["content"][i], turn);
+  Usage usage;
+  usage.take(j.value("usage", json::object()));
+  usage.into(turn);
+  if (j.value("stop_reason", json()) == "refusal")
+    markRefusal(j.value("stop_details", json()), turn);
   return turn;
 }
 
@@ -141,18 +225,18 @@ class AnthropicParser : public TurnParser {
   Result<ModelTurn> finish(const HttpResponse& resp) override {
     if (!stream_) return parseMessage(resp.body);
     if (!error_.empty()) return Status(Code::kUnavailable, "stream error: " + error_);
-    if (!stopped_) return Status(Code::kUnavailable, "stream ended before message_stop");
+    // Ended by message_stop or by a message_delta with a stop reason (a server that closes
+    // without message_stop), like the OpenAI parser's [DONE] or finish_reason.
+    if (!stopped_ && stopReason_.empty()) return Status(Code::kUnavailable, kStreamEndedEarly);
     for (auto& [index, b] : blocks_) {
       if (b.type == "text") {
         turn_.thought += b.text;
       } else if (b.type == "tool_use") {
-        ToolCall call;
-        call.id = b.id;
-        call.name = b.name;
-        call.arguments = parseToolArguments(b.text);
-        turn_.calls.push_back(std::move(call));
+        turn_.calls.push_back(toolCall(b.id, b.name, b.text));
       }
     }
+    usage_.into(turn_);
+    if (stopReason_ == "refusal") markRefusal(stopDetails_, turn_);
     return turn_;
   }
 
@@ -167,17 +251,18 @@ class AnthropicParser : public TurnParser {
     std::string type = j.value("type", event);
     if (type == "message_start") {
       const json& msg = j.value("message", json::object());
-      const json& usage = msg.is_object() ? msg.value("usage", json::object()) : json::object();
-      turn_.tokensIn = inputTokens(usage);
-      if (usage.is_object()) turn_.tokensOut = usage.value("output_tokens", int64_t{0});
+      if (msg.is_object()) usage_.take(msg.value("usage", json::object()));
     } else if (type == "content_block_start") {
       startBlock(j.value("index", 0), j.value("content_block", json::object()));
     } else if (type == "content_block_delta") {
       addDelta(j.value("index", 0), j.value("delta", json::object()));
     } else if (type == "message_delta") {
-      const json& usage = j.value("usage", json::object());
-      if (usage.is_object() && usage.contains("output_tokens"))
-        turn_.tokensOut = usage.value("output_tokens", int64_t{0});
+      usage_.take(j.value("usage", json::object()));
+      const json& delta = j.value("delta", json::object());
+      if (delta.is_object() && delta.contains("stop_reason") && delta["stop_reason"].is_string()) {
+        stopReason_ = delta["stop_reason"];
+        stopDetails_ = delta.value("stop_details", json());
+      }
     } else if (type == "message_stop") {
       stopped_ = true;
     } else if (type == "error") {
@@ -205,8 +290,11 @@ class AnthropicParser : public TurnParser {
   bool stream_;
   SseParser sse_;
   ModelTurn turn_;
+  Usage usage_;
   std::map<int, Block> blocks_;
   bool stopped_ = false;
+  std::string stopReason_;
+  json stopDetails_;
   std::string error_;
 };
 
@@ -216,10 +304,11 @@ class AnthropicProvider : public HttpProvider {
   std::string name() const override { return "anthropic"; }
 
  protected:
-  HttpRequest buildRequest(const std::vector<Message>& context) const override {
+  HttpRequest buildRequest(const agent::TaskInfo& task,
+                           const std::vector<Message>& context) const override {
     std::vector<std::string> headers = {"anthropic-version: 2023-06-01"};
     if (!config().apiKey.empty()) headers.push_back("x-api-key: " + config().apiKey);
-    return postJson("/v1/messages", std::move(headers), requestBody(config(), context));
+    return postJson("/v1/messages", std::move(headers), requestBody(config(), task, context));
   }
 
   std::unique_ptr<TurnParser> makeParser() const override {

@@ -53,7 +53,9 @@ json parseToolArguments(const std::string& text) {
   return bad;
 }
 
-std::string toolArgumentsText(const json& args) {
+std::string toolArgumentsText(const agent::ToolCall& call) {
+  if (!call.rawArguments.empty()) return call.rawArguments;
+  const json& args = call.arguments;
   if (args.is_object() && args.contains("_raw") && args["_raw"].is_string())
     return args["_raw"].get<std::string>();
   return dumpJson(args);
@@ -67,18 +69,19 @@ HttpProvider::HttpProvider(LlmConfig config, asio::any_io_executor ex)
     : config_(std::move(config)), ex_(ex), http_(ex), rng_(std::random_device{}()) {}
 
 HttpRequest HttpProvider::postJson(const std::string& path, std::vector<std::string> headers,
-                                   const nlohmann::json& body) const {
+                                   std::string body) const {
   HttpRequest req;
   req.url = config_.baseUrl + path;
   req.headers.push_back("Content-Type: application/json");
   if (config_.stream) req.headers.push_back("Accept: text/event-stream");
   for (auto& h : headers) req.headers.push_back(std::move(h));
-  req.body = dumpJson(body);
+  req.body = std::move(body);
   return req;
 }
 
-HttpRequest HttpProvider::request(const std::vector<Message>& context) const {
-  HttpRequest req = buildRequest(context);
+HttpRequest HttpProvider::request(const agent::TaskInfo& task,
+                                  const std::vector<Message>& context) const {
+  HttpRequest req = buildRequest(task, context);
   req.timeout = config_.timeout;
   req.stallTimeout = config_.stallTimeout;
   return req;
@@ -86,9 +89,9 @@ HttpRequest HttpProvider::request(const std::vector<Message>& context) const {
 
 double HttpProvider::jitter() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
 
-Task<Result<ModelTurn>> HttpProvider::next(const agent::TaskInfo& /*task*/,
+Task<Result<ModelTurn>> HttpProvider::next(const agent::TaskInfo& task,
                                            const std::vector<Message>& context) {
-  HttpRequest req = request(context);
+  HttpRequest req = request(task, context);
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<TurnParser> parser = makeParser();
     ChunkFn sink;

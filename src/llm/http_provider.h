@@ -32,15 +32,17 @@ class HttpProvider : public agent::Provider {
   const LlmConfig& config() const { return config_; }
 
  protected:
-  virtual HttpRequest buildRequest(const std::vector<agent::Message>& context) const = 0;
+  virtual HttpRequest buildRequest(const agent::TaskInfo& task,
+                                   const std::vector<agent::Message>& context) const = 0;
   virtual std::unique_ptr<TurnParser> makeParser() const = 0;
   // A JSON POST to baseUrl + path with the wire format's own headers (auth, version); adds
-  // Content-Type, and Accept: text/event-stream when streaming.
+  // Content-Type, and Accept: text/event-stream when streaming. `body` is the JSON text.
   HttpRequest postJson(const std::string& path, std::vector<std::string> headers,
-                       const nlohmann::json& body) const;
+                       std::string body) const;
 
  private:
-  HttpRequest request(const std::vector<agent::Message>& context) const;
+  HttpRequest request(const agent::TaskInfo& task,
+                      const std::vector<agent::Message>& context) const;
   double jitter();
 
   LlmConfig config_;
@@ -50,12 +52,15 @@ class HttpProvider : public agent::Provider {
 };
 
 // Shared by both wire formats.
+// Why a stream that closed before the turn's end marker is retried.
+inline constexpr const char* kStreamEndedEarly = "stream ended before the turn was finished";
 // Tool-call arguments from the model's JSON text; invalid JSON or a non-object becomes
 // {"_raw": text, "_error": why} so the loop can answer with an error observation.
 nlohmann::json parseToolArguments(const std::string& text);
 // Serializes for the wire; invalid UTF-8 (binary tool output) is replaced, never thrown on.
 std::string dumpJson(const nlohmann::json& j);
-// The arguments as the model originally wrote them (the inverse for "_raw").
-std::string toolArgumentsText(const nlohmann::json& args);
+// The arguments as the model originally wrote them: the raw text when the provider kept it, else
+// the "_raw" of unparsable arguments, else `arguments` serialized.
+std::string toolArgumentsText(const agent::ToolCall& call);
 
 }  // namespace kiln::llm

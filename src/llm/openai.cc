@@ -4,6 +4,7 @@
 
 #include "agent/tools.h"
 #include "llm/http_provider.h"
+#include "llm/raw_json.h"
 #include "llm/sse.h"
 
 namespace kiln::llm {
@@ -17,16 +18,20 @@ using nlohmann::json;
 json assistantMessage(const Message& m) {
   json j = json::object();
   j["role"] = "assistant";
-  if (m.toolCalls.empty()) {
+  if (m.refusal) {  // sent back as the API gave it: no content, the refusal beside it
+    j["content"] = nullptr;
+    j["refusal"] = m.content;
+  } else if (m.toolCalls.empty()) {
     j["content"] = m.content;
-    return j;
+  } else {
+    j["content"] = m.content.empty() ? json(nullptr) : json(m.content);
   }
-  j["content"] = m.content.empty() ? json(nullptr) : json(m.content);
+  if (m.toolCalls.empty()) return j;
   json calls = json::array();
   for (const ToolCall& c : m.toolCalls) {
     json fn = json::object();
     fn["name"] = c.name;
-    fn["arguments"] = toolArgumentsText(c.arguments);
+    fn["arguments"] = toolArgumentsText(c);
     json call = json::object();
     call["id"] = c.id;
     call["type"] = "function";
@@ -46,9 +51,9 @@ json wireMessage(const Message& m) {
   return j;
 }
 
-json wireTools() {
+json wireTools(const agent::TaskInfo& task) {
   json tools = json::array();
-  for (const json& schema : agent::toolSchemas()) {
+  for (const json& schema : agent::toolSchemas(task)) {
     json t = json::object();
     t["type"] = "function";
     t["function"] = schema;
@@ -57,13 +62,14 @@ json wireTools() {
   return tools;
 }
 
-json requestBody(const LlmConfig& cfg, const std::vector<Message>& context) {
+json requestBody(const LlmConfig& cfg, const agent::TaskInfo& task,
+                 const std::vector<Message>& context) {
   json body = json::object();
   body["model"] = cfg.model;
   json messages = json::array();
   for (const Message& m : context) messages.push_back(wireMessage(m));
   body["messages"] = std::move(messages);
-  body["tools"] = wireTools();
+  body["tools"] = wireTools(task);
   if (cfg.maxTokens > 0) body["max_tokens"] = cfg.maxTokens;
   if (cfg.temperature) body["temperature"] = *cfg.temperature;
   if (cfg.stream) {
@@ -86,6 +92,13 @@ std::string callId(const json& j, size_t index) {
   return "call_" + std::to_string(index);  // some compatible servers send no ids
 }
 
+// A refusal joins whatever content came with it; the turn is marked so it goes back as one.
+void addRefusal(const std::string& refusal, ModelTurn& turn) {
+  if (refusal.empty()) return;
+  turn.refusal = true;
+  turn.thought += (turn.thought.empty() ? "" : "\n\n") + refusal;
+}
+
 Result<ModelTurn> parseCompletion(const std::string& body) {
   json j = json::parse(body, nullptr, false);
   if (!j.is_object() || !j.contains("choices") || !j["choices"].is_array() ||
@@ -94,6 +107,7 @@ Result<ModelTurn> parseCompletion(const std::string& body) {
   ModelTurn turn;
   const json& msg = j["choices"][0].value("message", json::object());
   if (msg.contains("content") && msg["content"].is_string()) turn.thought = msg["content"];
+  if (msg.contains("refusal") && msg["refusal"].is_string()) addRefusal(msg["refusal"], turn);
   const json& calls = msg.contains("tool_calls") && msg["tool_calls"].is_array() ? msg["tool_calls"]
                                                                                  : json::array();
   for (size_t i = 0; i < calls.size(); ++i) {
@@ -104,9 +118,15 @@ Result<ModelTurn> parseCompletion(const std::string& body) {
     call.id = callId(c, i);
     call.name = fn.value("name", "");
     const json& args = fn.contains("arguments") ? fn["arguments"] : json();
-    call.arguments = args.is_string()   ? parseToolArguments(args.get<std::string>())
-                     : args.is_object() ? args
-                                        : json::object();
+    if (args.is_string()) {
+      call.rawArguments = args.get<std::string>();
+      call.arguments = parseToolArguments(call.rawArguments);
+    } else if (args.is_object()) {  // some compatible servers send an object: keep its text
+      call.arguments = args;
+      auto raw = rawJsonAt(
+          body, {"choices", size_t{0}, "message", "tool_calls", i, "function", "arguments"});
+      if (raw) call.rawArguments = std::string(*raw);
+    }
     turn.calls.push_back(std::move(call));
   }
   addUsage(j.value("usage", json()), turn);
@@ -124,14 +144,18 @@ class OpenAiParser : public TurnParser {
   Result<ModelTurn> finish(const HttpResponse& resp) override {
     if (!stream_) return parseCompletion(resp.body);
     if (!error_.empty()) return Status(Code::kUnavailable, "stream error: " + error_);
-    if (!done_ && !finished_) return Status(Code::kUnavailable, "stream ended early");
+    // Ended by [DONE] or by a finish_reason (some servers close without [DONE]), like the
+    // Anthropic parser's message_stop or stop message_delta.
+    if (!done_ && !finished_) return Status(Code::kUnavailable, kStreamEndedEarly);
     for (auto& [index, p] : partial_) {
       ToolCall call;
       call.id = p.id.empty() ? "call_" + std::to_string(index) : p.id;
       call.name = p.name;
       call.arguments = parseToolArguments(p.args);
+      call.rawArguments = p.args;
       turn_.calls.push_back(std::move(call));
     }
+    addRefusal(refusal_, turn_);
     return turn_;
   }
 
@@ -160,6 +184,8 @@ class OpenAiParser : public TurnParser {
   void onDelta(const json& delta) {
     if (delta.contains("content") && delta["content"].is_string())
       turn_.thought += delta["content"].get<std::string>();
+    if (delta.contains("refusal") && delta["refusal"].is_string())
+      refusal_ += delta["refusal"].get<std::string>();
     if (!delta.contains("tool_calls") || !delta["tool_calls"].is_array()) return;
     for (const json& tc : delta["tool_calls"]) {
       if (!tc.is_object()) continue;
@@ -178,6 +204,7 @@ class OpenAiParser : public TurnParser {
   SseParser sse_;
   ModelTurn turn_;
   std::map<int, PartialCall> partial_;
+  std::string refusal_;  // streamed apart from the content
   bool done_ = false;
   bool finished_ = false;
   std::string error_;
@@ -189,10 +216,12 @@ class OpenAiProvider : public HttpProvider {
   std::string name() const override { return "openai"; }
 
  protected:
-  HttpRequest buildRequest(const std::vector<Message>& context) const override {
+  HttpRequest buildRequest(const agent::TaskInfo& task,
+                           const std::vector<Message>& context) const override {
     std::vector<std::string> headers;
     if (!config().apiKey.empty()) headers.push_back("Authorization: Bearer " + config().apiKey);
-    return postJson("/chat/completions", std::move(headers), requestBody(config(), context));
+    return postJson("/chat/completions", std::move(headers),
+                    dumpJson(requestBody(config(), task, context)));
   }
 
   std::unique_ptr<TurnParser> makeParser() const override {

@@ -5,13 +5,19 @@ namespace kiln::llm {
 void SseParser::feed(std::string_view bytes) {
   buf_.append(bytes);
   size_t start = 0;
-  while (true) {
-    size_t nl = buf_.find('\n', start);
-    if (nl == std::string::npos) break;
-    std::string_view l(buf_.data() + start, nl - start);
-    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
-    line(l);
-    start = nl + 1;
+  while (start < buf_.size()) {
+    // A line ends at CR, LF or CRLF; the LF of a CRLF split across two feeds is skipped here.
+    if (afterCr_ && buf_[start] == '\n') {
+      afterCr_ = false;
+      ++start;
+      continue;
+    }
+    afterCr_ = false;
+    size_t eol = buf_.find_first_of("\r\n", start);
+    if (eol == std::string::npos) break;
+    line(std::string_view(buf_.data() + start, eol - start));
+    afterCr_ = buf_[eol] == '\r';
+    start = eol + 1;
   }
   buf_.erase(0, start);
 }

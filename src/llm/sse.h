@@ -1,5 +1,5 @@
 // SseParser: splits a text/event-stream body, fed in arbitrary pieces, into events (the `event:`
-// name and the joined `data:` lines). Not thread-safe.
+// name and the joined `data:` lines). Lines end at CR, LF or CRLF. Not thread-safe.
 #pragma once
 #include <functional>
 #include <string>
@@ -22,6 +22,7 @@ class SseParser {
   std::string event_;
   std::string data_;
   bool hasData_ = false;
+  bool afterCr_ = false;  // the last line ended with a CR: a leading LF is its CRLF's
 };
 
 }  // namespace kiln::llm

@@ -84,6 +84,7 @@ class ExecStream {
       result_.timedOut = e.value("timedOut", false);
       result_.durationMs = e.value("durationMs", int64_t{0});
       result_.truncated = e.value("truncated", false);
+      result_.session = e.value("session", json());
       sawExit_ = true;
     } else if (j.contains("error")) {
       error_ = Status(Code::kInternal, j["error"].value("message", std::string("exec failed")));
@@ -151,6 +152,15 @@ Task<Status> RuntimeClient::health() {
   co_return body.status();
 }
 
+Task<Result<json>> RuntimeClient::info() {
+  const std::string target = "/health";
+  auto body = co_await get(target);
+  if (!body) co_return body.status();
+  json answer = json::parse(*body, nullptr, false);
+  if (!answer.is_object()) co_return internalError("runtime: /health: invalid JSON answer");
+  co_return answer;
+}
+
 Task<Result<json>> RuntimeClient::events(int64_t after) {
   const std::string target = "/events?after=" + std::to_string(after);
   auto body = co_await get(target);
@@ -163,6 +173,11 @@ Task<Result<json>> RuntimeClient::events(int64_t after) {
 Task<Result<ExecResult>> RuntimeClient::exec(const ExecRequest& r, ChunkFn onChunk) {
   json body = {{"cmd", r.cmd}, {"cwd", r.cwd}, {"timeoutMs", r.timeoutMs}, {"env", r.env}};
   if (!r.stdinData.empty()) body["stdin"] = r.stdinData;
+  if (r.login) body["login"] = true;
+  if (r.session) {
+    body["session"] = true;
+    if (!r.restore.is_null()) body["restore"] = r.restore;
+  }
   if (r.maxHeadBytes > 0) body["maxHeadBytes"] = r.maxHeadBytes;
   Result<Socket> sock = co_await connectTo(ex_, socketPath_);
   if (!sock) co_return sock.status();

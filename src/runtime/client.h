@@ -16,7 +16,12 @@
 namespace kiln::runtime {
 
 struct ExecRequest {
-  std::string cmd;  // run with /bin/sh -c
+  std::string cmd;     // run with bash -c (the runtime's shell: sh when the image has no bash)
+  bool login = false;  // bash -lc: a login shell (reads /etc/profile, ~/.profile)
+  // Run in the sandbox's persistent shell (docs/runtime.md, "Shell sessions"); `restore` is
+  // the state ({cwd, env}) a new shell starts from when there is none.
+  bool session = false;
+  nlohmann::json restore;
   std::string cwd = "/workspace";
   std::map<std::string, std::string> env;
   int timeoutMs = 120'000;
@@ -33,6 +38,8 @@ struct ExecResult {
   // replaced by a marker line.
   std::string output;
   bool truncated = false;
+  // Session calls: {state: {cwd, env} | null, started, ended}; null otherwise.
+  nlohmann::json session;
 };
 
 // Called for each chunk of output as it arrives; stream is "stdout" or "stderr".
@@ -49,6 +56,8 @@ class RuntimeClient {
   // coroutine's by-value parameters built from temporaries twice.
   Task<Result<nlohmann::json>> call(const std::string& path, const nlohmann::json& body);
   Task<Status> health();
+  // GET /health's answer: {"ok": true, "shell": "/bin/bash"} (the shell commands run with).
+  Task<Result<nlohmann::json>> info();
   // GET /events?after=N: the runtime's event log after seq N (docs/runtime.md).
   Task<Result<nlohmann::json>> events(int64_t after);
 

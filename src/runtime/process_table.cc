@@ -17,14 +17,9 @@
 
 namespace kiln::runtime {
 
-struct ProcessTable::Waiter {
-  pid_t pid = -1;
-  int eventFd = -1;
-  std::atomic<int> status{0};
-  ~Waiter() {
-    if (eventFd >= 0) close(eventFd);
-  }
-};
+ProcessTable::Child::~Child() {
+  if (exitFd >= 0) close(exitFd);
+}
 
 namespace {
 
@@ -60,12 +55,20 @@ std::vector<char*> cStrings(const std::vector<std::string>& v) {
 
 // Runs in the forked child: only async-signal-safe calls.
 [[noreturn]] void childExec(const CommandJail& jail, const char* cwd, int inFd, int outFd,
-                            int errFd, char** argv, char** envp) {
+                            int errFd, int fd3, char** argv, char** envp) {
   setsid();
   dup2(inFd, 0);
   dup2(outFd, 1);
   dup2(errFd, 2);
-  close_range(3, ~0U, 0);
+  if (fd3 >= 0) {
+    // dup2 onto itself keeps close-on-exec: clear it then.
+    if (fd3 == 3) {
+      fcntl(3, F_SETFD, 0);
+    } else {
+      dup2(fd3, 3);
+    }
+  }
+  close_range(fd3 >= 0 ? 4 : 3, ~0U, 0);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -167,26 +170,29 @@ void ProcessTable::reapLoop() {
     }
     it->second->status = status;
     uint64_t one = 1;
-    (void)!write(it->second->eventFd, &one, sizeof one);
+    (void)!write(it->second->exitFd, &one, sizeof one);
     waiters_.erase(it);
   }
 }
 
-Result<std::shared_ptr<ProcessTable::Waiter>> ProcessTable::spawn(const SpawnRequest& req,
-                                                                  int inFd, int outFd,
-                                                                  int errFd) {
-  auto waiter = std::make_shared<Waiter>();
-  waiter->eventFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (waiter->eventFd < 0) return errnoStatus("eventfd", errno);
+std::vector<std::string> ProcessTable::effectiveEnv(const std::vector<std::string>& env) const {
+  return withExtraEnv(env, jail_.extraEnv);
+}
+
+Result<std::shared_ptr<ProcessTable::Child>> ProcessTable::start(const SpawnRequest& req, int inFd,
+                                                                 int outFd, int errFd, int fd3) {
+  auto waiter = std::make_shared<Child>();
+  waiter->exitFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (waiter->exitFd < 0) return errnoStatus("eventfd", errno);
   std::vector<char*> argv = cStrings(req.argv);
-  const std::vector<std::string> env = withExtraEnv(req.env, jail_.extraEnv);
+  const std::vector<std::string> env = effectiveEnv(req.env);
   std::vector<char*> envp = cStrings(env);
   const char* cwd = req.cwd.c_str();
   // Held across fork and registration so the reaper cannot reap the pid before we know it.
   std::lock_guard lock(mu_);
   pid_t pid = fork();
   if (pid < 0) return errnoStatus("fork", errno);
-  if (pid == 0) childExec(jail_, cwd, inFd, outFd, errFd, argv.data(), envp.data());
+  if (pid == 0) childExec(jail_, cwd, inFd, outFd, errFd, fd3, argv.data(), envp.data());
   waiter->pid = pid;
   waiters_[pid] = waiter;
   childAdded_.notify_all();
@@ -317,7 +323,7 @@ Result<SpawnOutcome> ProcessTable::run(const SpawnRequest& req, const OutputFn& 
   }
   Fd inR(in[0]), inW(in[1]);
   if (inR.fd < 0) return errnoStatus("stdin", errno);
-  ASSIGN_OR_RETURN(auto waiter, spawn(req, inR.fd, outW.fd, errW.fd));
+  ASSIGN_OR_RETURN(auto waiter, start(req, inR.fd, outW.fd, errW.fd));
   if (events_) events_->append("exec_start", startFields(waiter->pid, req.argv));
   outW.reset();
   errW.reset();
@@ -325,12 +331,12 @@ Result<SpawnOutcome> ProcessTable::run(const SpawnRequest& req, const OutputFn& 
   for (int fd : {outR.fd, errR.fd, inW.fd}) {
     if (fd >= 0) fcntl(fd, F_SETFL, O_NONBLOCK);
   }
-  Pump pump(waiter->pid, outR.fd, errR.fd, inW.fd, waiter->eventFd, req.peerFd, req.stdinData);
+  Pump pump(waiter->pid, outR.fd, errR.fd, inW.fd, waiter->exitFd, req.peerFd, req.stdinData);
   outR.fd = errR.fd = inW.fd = -1;  // owned by the pump now
   SpawnOutcome outcome = pump.loop(req.timeoutMs, onOutput);
   if (outcome.peerGone) {
     // Still wait for the exit so the pid is not left registered.
-    pollfd p{waiter->eventFd, POLLIN, 0};
+    pollfd p{waiter->exitFd, POLLIN, 0};
     while (poll(&p, 1, -1) < 0 && errno == EINTR) {
     }
   }

@@ -5,6 +5,7 @@
 #include <linux/filter.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -61,16 +62,29 @@ class ProcessTable {
   // the timeout (SIGTERM to the group, SIGKILL 2 s later) and returns when it has exited.
   Result<SpawnOutcome> run(const SpawnRequest& req, const OutputFn& onOutput);
 
+  // A child that outlives one request (a session's shell). `exitFd` (an eventfd) becomes
+  // readable once the reaper has collected it; `status` then holds its wait status.
+  struct Child {
+    pid_t pid = -1;
+    int exitFd = -1;
+    std::atomic<int> status{0};
+    ~Child();
+  };
+  // Starts a command in its own session with the given stdio fds and, when `fd3` >= 0, that fd
+  // as its fd 3; the caller owns the fds and waits on the child's exitFd.
+  Result<std::shared_ptr<Child>> start(const SpawnRequest& req, int inFd, int outFd, int errFd,
+                                       int fd3 = -1);
+  // The environment a command gets for `env`: the jail's extra variables added where unset.
+  std::vector<std::string> effectiveEnv(const std::vector<std::string>& env) const;
+
  private:
-  struct Waiter;
-  Result<std::shared_ptr<Waiter>> spawn(const SpawnRequest& req, int inFd, int outFd, int errFd);
   void reapLoop();
 
   CommandJail jail_;
   EventLog* events_;
   std::mutex mu_;
   std::condition_variable childAdded_;
-  std::map<pid_t, std::shared_ptr<Waiter>> waiters_;  // GUARDED_BY(mu_)
+  std::map<pid_t, std::shared_ptr<Child>> waiters_;  // GUARDED_BY(mu_)
   bool stopping_ = false;                            // GUARDED_BY(mu_)
   std::thread reaper_;
 };

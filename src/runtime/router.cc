@@ -1,5 +1,7 @@
 #include "runtime/router.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "runtime/output_cap.h"
@@ -50,6 +52,12 @@ json errorBody(const Status& s, int* status) {
 
 }  // namespace
 
+std::string pickShell(const std::vector<std::string>& bashPaths) {
+  for (const std::string& p : bashPaths)
+    if (access(p.c_str(), X_OK) == 0) return p;
+  return "/bin/sh";
+}
+
 void writeError(Router::Socket& sock, const Status& s, bool keepAlive) {
   int status = 500;
   json body = errorBody(s, &status);
@@ -63,8 +71,10 @@ Result<std::unique_ptr<Router>> Router::create(RuntimeConfig config) {
 
 Router::Router(RuntimeConfig config, std::unique_ptr<WorkspaceFs> fs)
     : config_(std::move(config)),
+      shell_(pickShell(config_.bashPaths)),
       fs_(std::move(fs)),
       table_(config_.jail, &events_),
+      session_(table_, shell_),
       git_(table_, CommandEnv{config_.workspace, commandEnv(json::object())}) {}
 
 std::vector<std::string> Router::commandEnv(const json& extra) const {
@@ -99,7 +109,7 @@ bool Router::handle(Socket& sock, const Request& req) {
   bool keepAlive = req.keep_alive();
   std::string target(req.target());
   if (req.method() == http::verb::get && target == "/health") {
-    writeJson(sock, 200, {{"ok", true}}, keepAlive);
+    writeJson(sock, 200, {{"ok", true}, {"shell", shell_}}, keepAlive);
     return keepAlive;
   }
   if (req.method() == http::verb::get && (target == "/events" || target.rfind("/events?", 0) == 0)) {
@@ -149,13 +159,28 @@ void Router::streamExec(Socket& sock, const json& body) {
     return;
   }
   SpawnRequest req;
-  req.argv = {"/bin/sh", "-c", cmd->get<std::string>()};
+  // bash -c (bash -lc when asked for a login shell), or sh when the image has no bash.
+  req.argv = {shell_, body.value("login", false) ? "-lc" : "-c", cmd->get<std::string>()};
   req.env = commandEnv(body.value("env", json::object()));
   std::string cwd = body.value("cwd", config_.workspace);
   req.cwd = cwd.empty() ? config_.workspace : cwd[0] == '/' ? cwd : config_.workspace + "/" + cwd;
   req.timeoutMs = body.value("timeoutMs", kDefaultTimeoutMs);
   req.stdinData = body.value("stdin", std::string());
   req.peerFd = sock.native_handle();
+  json sessionInfo;  // the session's answer, for the exit line
+  auto runIt = [&](const OutputFn& onOutput) -> Result<SpawnOutcome> {
+    if (!body.value("session", false)) return table_.run(req, onOutput);
+    ShellSession::Call call;
+    call.cmd = req.argv[2];
+    call.env = req.env;
+    call.cwd = req.cwd;
+    call.restore = body.value("restore", json());
+    call.timeoutMs = req.timeoutMs;
+    call.peerFd = req.peerFd;
+    ASSIGN_OR_RETURN(ShellSession::Outcome o, session_.run(call, onOutput));
+    sessionInfo = {{"state", o.state}, {"started", o.started}, {"ended", o.ended}};
+    return o.spawn;
+  };
   OutputCap cap(body.value("maxHeadBytes", kDefaultHeadBytes),
                 body.value("maxTailBytes", kDefaultTailBytes));
 
@@ -172,17 +197,18 @@ void Router::streamExec(Socket& sock, const json& body) {
     size_t n = cap.admit(stream, data);
     return n == 0 || send(stream, data.substr(0, n));
   };
-  Result<SpawnOutcome> outcome = table_.run(req, onOutput);
+  Result<SpawnOutcome> outcome = runIt(onOutput);
   if (!outcome) {
     int status;
     writeChunk(sock, dumpLine(errorBody(outcome.status(), &status)));
   } else {
     for (const OutputPiece& piece : cap.finish()) send(piece.stream, piece.data);
-    writeChunk(sock, dumpLine({{"exit",
-                                {{"exitCode", outcome->exitCode},
-                                 {"timedOut", outcome->timedOut},
-                                 {"durationMs", outcome->durationMs},
-                                 {"truncated", cap.truncated()}}}}));
+    json exit = {{"exitCode", outcome->exitCode},
+                 {"timedOut", outcome->timedOut},
+                 {"durationMs", outcome->durationMs},
+                 {"truncated", cap.truncated()}};
+    if (!sessionInfo.is_null()) exit["session"] = std::move(sessionInfo);
+    writeChunk(sock, dumpLine({{"exit", std::move(exit)}}));
   }
   asio::write(sock, asio::buffer("0\r\n\r\n", 5), ec);
 }

@@ -9,6 +9,7 @@
 #include "common/asio.h"
 #include "runtime/git_ops.h"
 #include "runtime/process_table.h"
+#include "runtime/shell_session.h"
 #include "runtime/workspace_fs.h"
 
 namespace kiln::runtime {
@@ -17,7 +18,12 @@ struct RuntimeConfig {
   std::string workspace = "/workspace";
   std::string home;  // HOME of commands
   CommandJail jail;
+  // Where bash may be; commands run with the first that is executable, else /bin/sh.
+  std::vector<std::string> bashPaths = {"/bin/bash", "/usr/bin/bash"};
 };
+
+// The shell commands run with: the first executable of `bashPaths`, else /bin/sh.
+std::string pickShell(const std::vector<std::string>& bashPaths);
 
 class Router {
  public:
@@ -37,9 +43,11 @@ class Router {
   nlohmann::json eventsSince(const std::string& target) const;
 
   RuntimeConfig config_;
+  std::string shell_;  // pickShell(config_.bashPaths), once
   std::unique_ptr<WorkspaceFs> fs_;
   EventLog events_;  // before table_: the table reports into it
   ProcessTable table_;
+  ShellSession session_;  // the "session" shell mode's persistent shell
   GitOps git_;
 };
 

@@ -49,6 +49,8 @@ Result<Args> parseArgs(int argc, char** argv) {
       a.config.workspace = v;
     } else if (flag == "--home") {
       a.config.home = v;
+    } else if (flag == "--bash") {
+      a.config.bashPaths = {v};
     } else if (flag == "--uid") {
       a.config.jail.uid = std::atoi(v.c_str());
     } else if (flag == "--gid") {

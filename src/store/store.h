@@ -103,6 +103,17 @@ struct Step {
   int64_t tokensOut = 0;
   double usd = 0;
   int64_t executedAt = 0;
+  // The model's call as it made it, so the history sent back is the model's own: the
+  // provider's call id ("" in steps stored before ids were kept: "step-N" stands in), the
+  // call's place among its turn's parallel calls (0: the first, which carries the turn's
+  // thought and tokens), and the arguments' original JSON text ("" when not kept).
+  std::string callId;
+  int callIndex = 0;
+  std::string rawArguments;
+  bool refusal = false;  // the model refused: plannerThought is the refusal
+  // A bash call in the job's session shell: the shell's state after it ({cwd, env}), so a
+  // resumed job's new shell starts from the newest one; null otherwise.
+  json shellState;
 };
 
 struct Event {

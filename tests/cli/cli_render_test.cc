@@ -36,6 +36,17 @@ TEST(CliRenderTest, StepWithCostAndNoOutput) {
   EXPECT_EQ(renderStep(step, plain()), "[step 1] write_file path=AGENT_TASK.md ($0.0125)\n");
 }
 
+TEST(CliRenderTest, RefusalIsMarkedAndItsTextShown) {
+  json step = {{"stepNumber", 2},
+               {"phase", "planning"},
+               {"plannerThought", "I can't help with that."},
+               {"refusal", true},
+               {"toolOutput", ""}};
+  EXPECT_EQ(renderStep(step, plain()),
+            "[step 2] refused\n"
+            "  » I can't help with that.\n");
+}
+
 TEST(CliRenderTest, SummarizeArgsTruncatesAndFlattens) {
   EXPECT_EQ(summarizeArgs(json{{"command", "echo a\necho b"}}, 80), "echo a echo b");
   EXPECT_EQ(summarizeArgs(json{{"path", "x"}, {"n", 2}}, 80), "n=2 path=x");

@@ -210,6 +210,68 @@ INSTANTIATE_TEST_SUITE_P(Wires, AgentFixesABugTest,
                                                 "claude-3-5-sonnet", true}),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// A recorded stream with two parallel calls (tests/llm/fixtures/) through a real job: both run,
+// each is a step with the provider's id, and the next request carries them as the model made
+// them: one assistant message, the ids, the argument bytes, then both results in order.
+TEST_F(AgentE2eTest, ParallelCallsGoBackToTheModelAsItMadeThem) {
+  const std::string fixtures = std::string(KILN_SOURCE_DIR) + "/tests/llm/fixtures/";
+  start(json::array({{{"replay", fixtures + "openai_parallel_tool_calls.sse"}, {"chunk", 5}},
+                     finish("looked around")}));
+  std::string id = createJob({});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  json s = steps(id);
+  ASSERT_GE(s.size(), 3u) << s.dump();
+  EXPECT_EQ(s[0]["callId"], "call_Xq81mZ0aYtH2fD");
+  EXPECT_EQ(s[1]["callId"], "call_Pz7RkW3nBv9sLe");
+  EXPECT_EQ(s[0]["plannerThought"], "Checking both.");
+
+  auto reqs = llm_->requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  const json& m = reqs[1]["body"]["messages"];
+  ASSERT_EQ(m.size(), 5u) << m.dump(2);
+  ASSERT_EQ(m[2]["tool_calls"].size(), 2u) << m.dump(2);
+  EXPECT_EQ(m[2]["tool_calls"][0]["id"], "call_Xq81mZ0aYtH2fD");
+  EXPECT_EQ(m[2]["tool_calls"][0]["function"]["arguments"],
+            R"({"command": "ls -la src", "timeout_s": 30})");
+  EXPECT_EQ(m[2]["tool_calls"][1]["id"], "call_Pz7RkW3nBv9sLe");
+  EXPECT_EQ(m[2]["tool_calls"][1]["function"]["arguments"],
+            R"({"path":"src/main.py","start_line":10,  "end_line": 20})");
+  EXPECT_EQ(m[3]["tool_call_id"], "call_Xq81mZ0aYtH2fD");
+  EXPECT_EQ(m[3]["content"], s[0]["toolOutput"]);
+  EXPECT_EQ(m[4]["tool_call_id"], "call_Pz7RkW3nBv9sLe");
+  EXPECT_EQ(m[4]["content"], s[1]["toolOutput"]);
+}
+
+// --- the session shell ---------------------------------------------------------------------
+
+// sandbox.shell "session": cd and export carry over between calls; the server is killed -9
+// between two calls (while the model is thinking), and the resumed job's new sandbox starts its
+// shell in the recorded directory with the exported variable.
+TEST_F(AgentE2eTest, SessionShellStateSurvivesAKillNineBetweenCalls) {
+  start(json::array({bash("mkdir -p sub && cd sub && export X=1"),
+                     {{"hang", 60}},  // the server dies while this request waits
+                     bash("pwd; echo X=$X"),
+                     finish("checked the session")}),
+        {}, {{"KILN_LEASE_MS", "1500"}});  // the restarted node takes the job back sooner
+  std::string id = createJob({{"sandbox", {{"shell", "session"}}}});
+  for (auto deadline = std::chrono::steady_clock::now() + 60s;
+       llm_->requests().size() < 2 && std::chrono::steady_clock::now() < deadline;)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(llm_->requests().size(), 2u) << kiln_->log();
+  kiln_->kill(SIGKILL);
+  kiln_->restart();
+  client_ = std::make_unique<HttpClient>("127.0.0.1", kiln_->port());
+  client_->setBearer(kiln_->token());
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  json s = steps(id);
+  ASSERT_GE(s.size(), 2u) << s.dump();
+  EXPECT_EQ(s[1]["toolArguments"]["command"], "pwd; echo X=$X");
+  EXPECT_NE(s[1]["toolOutput"].get<std::string>().find("/workspace/sub\nX=1\n"), std::string::npos)
+      << s[1].dump();
+}
+
 // --- human in the loop ---------------------------------------------------------------------
 
 TEST_F(AgentE2eTest, AskUserPausesAndReplyResumesWithTheAnswerInContext) {

@@ -6,6 +6,7 @@
 
 #include <fstream>
 
+#include "support/bash_constructs.h"
 #include "support/http_client.h"
 #include "support/kiln_process.h"
 #include "support/temp_dir.h"
@@ -162,6 +163,28 @@ TEST_F(CliAgentTest, TextOutputCliBecomesOneStepHoldingItsOutput) {
   auto diff = client_->get("/api/v1/jobs/" + id + "/diff");
   ASSERT_TRUE(diff.isOk());
   EXPECT_NE(diff->body.find("+more"), std::string::npos) << diff->body;
+}
+
+// The agent CLI's command runs with bash: the table of bash-only constructs, each in its own
+// subshell, through a real job.
+TEST_F(CliAgentTest, TheCommandRunsWithBash) {
+  std::string script = "cd \"$(mktemp -d)\"\n";
+  std::string expected;
+  for (const auto& c : kBashOnlyConstructs) {
+    script += std::string("echo '== ") + c.name + "'; (" + c.command + ")\n";
+    expected += std::string("== ") + c.name + "\n" + c.output;
+  }
+  std::string id = createJob({{"taskDesc", "run the table"},
+                              {"agent", "cli"},
+                              {"command", script},
+                              {"cli", {{"promptVia", "stdin"}}}});
+  ASSERT_FALSE(id.empty());
+  std::vector<SseEvent> events = stream(id);
+  ASSERT_FALSE(events.empty()) << kiln_->log();
+  ASSERT_EQ(events.back().json().value("status", ""), "COMPLETED") << events.back().data;
+  json s = steps(id);
+  ASSERT_FALSE(s.empty());
+  EXPECT_EQ(s[0].value("toolOutput", ""), expected);
 }
 
 TEST_F(CliAgentTest, CliAgentWithoutCommandFailsAsInvalidArgument) {

@@ -5,6 +5,7 @@
 #include "agent/provider.h"
 #include "llm/http_provider.h"
 #include "llm/llm.h"
+#include "llm/raw_json.h"
 #include "llm/sse.h"
 #include "support/temp_dir.h"
 
@@ -26,6 +27,38 @@ TEST(LlmSseTest, EventsSplitAnywhereAreReassembled) {
     EXPECT_EQ(got[1], std::make_pair(std::string(""), std::string("line1\nline2")));
     EXPECT_EQ(got[2], std::make_pair(std::string("b"), std::string("nospace")));
   }
+}
+
+TEST(LlmSseTest, LinesEndAtCrLfOrCrlfWhereverTheStreamIsCut) {
+  // The same two events with each line ending; a CRLF cut between its CR and LF is one end.
+  for (std::string nl : {"\n", "\r", "\r\n"}) {
+    std::string stream =
+        "event: a" + nl + "data: 1" + nl + "data: 2" + nl + nl + ": c" + nl + "data: x" + nl + nl;
+    for (size_t step : {1u, 2u, 3u, 1000u}) {
+      std::vector<std::pair<std::string, std::string>> got;
+      SseParser p([&](const std::string& e, const std::string& d) { got.emplace_back(e, d); });
+      for (size_t i = 0; i < stream.size(); i += step) p.feed(stream.substr(i, step));
+      ASSERT_EQ(got.size(), 2u) << step << " " << nl.size();
+      EXPECT_EQ(got[0], std::make_pair(std::string("a"), std::string("1\n2")));
+      EXPECT_EQ(got[1], std::make_pair(std::string(""), std::string("x")));
+    }
+  }
+}
+
+TEST(LlmRawJsonTest, FindsValuesByteForByte) {
+  const std::string text =
+      R"( {"a" : [1, {"k\"ey": "v,}]"}, {"input" : {"z": 1,  "a": [2.50, "x"]} }], "b":true} )";
+  EXPECT_EQ(rawJsonAt(text, {"a", size_t{1}, "k\"ey"}),
+            std::optional<std::string_view>("\"v,}]\""));
+  EXPECT_EQ(rawJsonAt(text, {"a", size_t{2}, "input"}),
+            std::optional<std::string_view>(R"({"z": 1,  "a": [2.50, "x"]})"));
+  EXPECT_EQ(rawJsonAt(text, {"a", size_t{0}}), std::optional<std::string_view>("1"));
+  EXPECT_EQ(rawJsonAt(text, {"b"}), std::optional<std::string_view>("true"));
+  EXPECT_EQ(rawJsonAt(text, {"a", size_t{3}}), std::nullopt);
+  EXPECT_EQ(rawJsonAt(text, {"c"}), std::nullopt);
+  EXPECT_EQ(rawJsonAt(text, {"b", "x"}), std::nullopt);
+  EXPECT_EQ(rawJsonAt(R"({"a": "unterminated)", {"a"}), std::nullopt);
+  EXPECT_EQ(rawJsonAt("", {"a"}), std::nullopt);
 }
 
 TEST(LlmRetryTest, BackoffGrowsIsCappedAndJittered) {
@@ -76,7 +109,13 @@ TEST(LlmToolArgumentsTest, ParsedOrKeptRaw) {
   EXPECT_EQ(parseToolArguments(R"({"a": 1})")["a"], 1);
   auto bad = parseToolArguments("{\"a\": ");
   EXPECT_EQ(bad["_raw"], "{\"a\": ");
-  EXPECT_EQ(toolArgumentsText(bad), "{\"a\": ");
+  agent::ToolCall call;
+  call.arguments = bad;
+  EXPECT_EQ(toolArgumentsText(call), "{\"a\": ");
+  call.arguments = {{"b", 1}, {"a", 2}};
+  EXPECT_EQ(toolArgumentsText(call), R"({"a":2,"b":1})");
+  call.rawArguments = R"({"b": 1, "a": 2})";  // the model's own text wins
+  EXPECT_EQ(toolArgumentsText(call), R"({"b": 1, "a": 2})");
   EXPECT_TRUE(parseToolArguments("[1, 2]").contains("_error"));
   EXPECT_EQ(dumpJson(nlohmann::json(std::string("\xff\xfe ok"))).find("ok") != std::string::npos,
             true);

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "runtime/client.h"
-#include "runtime/server.h"
+#include "support/runtime_process.h"
 
 namespace kiln::runtime {
 namespace {
@@ -18,41 +18,17 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string makeTempDir(const char* tag) {
-  std::string tmpl = (fs::temp_directory_path() / (std::string("kiln-") + tag + "-XXXXXX"));
-  char* dir = mkdtemp(tmpl.data());
-  EXPECT_NE(dir, nullptr);
-  return tmpl;
-}
-
 int sh(const std::string& cmd) { return std::system(cmd.c_str()); }
 
 class RuntimeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = makeTempDir("rt");
-    ws_ = dir_ + "/ws";
-    fs::create_directories(ws_);
-    socket_ = dir_ + "/rt.sock";
-    pid_ = fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      std::string a[] = {"runtime", "--socket", socket_, "--workspace", ws_};
-      char* argv[] = {a[0].data(), a[1].data(), a[2].data(), a[3].data(), a[4].data(), nullptr};
-      _exit(runtimeMain(5, argv));
-    }
-    for (int i = 0; i < 500 && !fs::exists(socket_); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ASSERT_TRUE(fs::exists(socket_)) << "runtime did not bind its socket";
+    rt_ = std::make_unique<kiln::testing::RuntimeProcess>();
+    dir_ = rt_->dir();
+    ws_ = rt_->workspace();
+    socket_ = rt_->socket();
   }
-  void TearDown() override {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { rt_.reset(); }
 
   template <class T>
   T run(Task<T> task) {
@@ -94,8 +70,8 @@ class RuntimeTest : public ::testing::Test {
     return std::move(*out);
   }
 
+  std::unique_ptr<kiln::testing::RuntimeProcess> rt_;
   std::string dir_, ws_, socket_;
-  pid_t pid_ = -1;
 };
 
 TEST_F(RuntimeTest, HealthAnswersOk) {
@@ -106,6 +82,46 @@ TEST_F(RuntimeTest, HealthAnswersOk) {
       ioc, [&]() -> Task<void> { st.emplace(co_await client.health()); }, asio::detached);
   ioc.run();
   EXPECT_TRUE(st->isOk()) << st->toString();
+}
+
+TEST_F(RuntimeTest, HealthNamesTheShellAndCommandsRunWithBash) {
+  auto info = run([this]() -> Task<Result<json>> {
+    RuntimeClient client(co_await asio::this_coro::executor, socket_);
+    co_return co_await client.info();
+  }());
+  ASSERT_TRUE(info.isOk()) << info.status().toString();
+  EXPECT_EQ((*info)["shell"], "/bin/bash");
+  ExecRequest req;
+  req.cmd = "echo ${BASH_VERSION:+bash}; shopt -q login_shell && echo login || echo plain";
+  req.cwd = ws_;
+  auto r = exec(req);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->output, "bash\nplain\n");
+  req.login = true;  // bash -lc
+  r = exec(req);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->output, "bash\nlogin\n");
+}
+
+TEST(RuntimeWithoutBashTest, CommandsRunWithShAndHealthSaysSo) {
+  kiln::testing::RuntimeProcess rt({"--bash", "/nonexistent/bash"});
+  auto info =
+      kiln::testing::runTask<Result<json>>([&](asio::any_io_executor ex) -> Task<Result<json>> {
+        RuntimeClient client(ex, rt.socket());
+        co_return co_await client.info();
+      });
+  ASSERT_TRUE(info.isOk()) << info.status().toString();
+  EXPECT_EQ((*info)["shell"], "/bin/sh");
+  ExecRequest req;
+  req.cmd = "echo \"[${BASH_VERSION}]\"";
+  req.cwd = rt.workspace();
+  auto r = kiln::testing::runTask<Result<ExecResult>>(
+      [&](asio::any_io_executor ex) -> Task<Result<ExecResult>> {
+        RuntimeClient client(ex, rt.socket());
+        co_return co_await client.exec(req, nullptr);
+      });
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->output, "[]\n");
 }
 
 TEST_F(RuntimeTest, ExecReturnsOutputAndExitCode) {

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include "common/ids.h"
+#include "store/sqlite/migrations.h"
+#include "store/sqlite/sqlite_db.h"
 #include "store/store.h"
 #include "support/temp_dir.h"
 
@@ -43,6 +45,71 @@ TEST_F(StoreTest, MigrationsAreIdempotentAcrossReopen) {
   auto s = Store::open({dir_.file("kiln.db")});
   ASSERT_TRUE(s.isOk()) << s.status().toString();
   EXPECT_TRUE((*s)->getJob(j.id).isOk());
+}
+
+TEST_F(StoreTest, StepsKeepTheModelsCallAndOlderRowsStillRead) {
+  Job j = newJob();
+  Step s;
+  s.jobId = j.id;
+  s.stepNumber = 1;
+  s.toolCalled = "bash";
+  s.toolArguments = {{"command", "ls"}};
+  s.callId = "call_abc";
+  s.callIndex = 2;
+  s.rawArguments = R"({"command":  "ls"})";
+  s.refusal = true;
+  s.shellState = {{"cwd", "/workspace/sub"}, {"env", {{"X", "1"}}}};
+  auto claimed = store_->claimJob("n", 1'000, 10'000);
+  ASSERT_TRUE(claimed.isOk() && claimed->has_value());
+  ASSERT_TRUE(store_->recordStep(s, {"n", (*claimed)->leaseEpoch}, {}).isOk());
+  auto got = store_->listSteps(j.id);
+  ASSERT_TRUE(got.isOk());
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].callId, "call_abc");
+  EXPECT_EQ((*got)[0].callIndex, 2);
+  EXPECT_EQ((*got)[0].rawArguments, R"({"command":  "ls"})");
+  EXPECT_TRUE((*got)[0].refusal);
+  EXPECT_EQ((*got)[0].shellState["env"]["X"], "1");
+
+  // A database written before these columns existed: its steps read with the defaults.
+  std::string old = dir_.file("old.db");
+  {
+    auto db = sqlite::Database::open(old);
+    ASSERT_TRUE(db.isOk());
+    ASSERT_TRUE((*db)
+                    ->exec("CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, "
+                           "applied_at INTEGER NOT NULL)")
+                    .isOk());
+    for (const auto& m : sqlite::migrations()) {
+      if (m.version > 4) break;
+      ASSERT_TRUE((*db)->exec(std::string(m.sql)).isOk());
+      ASSERT_TRUE(
+          (*db)
+              ->exec("INSERT INTO schema_migrations VALUES(" + std::to_string(m.version) + ", 0)")
+              .isOk());
+    }
+    ASSERT_TRUE((*db)
+                    ->exec("INSERT INTO agent_jobs(job_id, tenant_id, repository_url, "
+                           "task_description, agent, status, created_at, updated_at) VALUES("
+                           "'j1', 'default', 'r', 't', 'mock', 'RUNNING', 0, 0)")
+                    .isOk());
+    ASSERT_TRUE((*db)
+                    ->exec("INSERT INTO execution_steps(step_id, job_id, step_number, "
+                           "tool_called, tool_arguments, executed_at) VALUES("
+                           "'s1', 'j1', 1, 'bash', '{\"command\":\"ls\"}', 0)")
+                    .isOk());
+  }
+  auto reopened = Store::open({"sqlite:" + old});
+  ASSERT_TRUE(reopened.isOk()) << reopened.status().toString();
+  auto oldSteps = (*reopened)->listSteps("j1");
+  ASSERT_TRUE(oldSteps.isOk()) << oldSteps.status().toString();
+  ASSERT_EQ(oldSteps->size(), 1u);
+  EXPECT_EQ((*oldSteps)[0].toolArguments["command"], "ls");
+  EXPECT_EQ((*oldSteps)[0].callId, "");
+  EXPECT_EQ((*oldSteps)[0].callIndex, 0);
+  EXPECT_EQ((*oldSteps)[0].rawArguments, "");
+  EXPECT_FALSE((*oldSteps)[0].refusal);
+  EXPECT_TRUE((*oldSteps)[0].shellState.is_null());
 }
 
 TEST_F(StoreTest, EventsGetGaplessSequenceNumbers) {

@@ -10,14 +10,21 @@ It replays a scripted trajectory, one entry per request, in order. The script is
    "usage": {"in": N, "out": M}}
   {"status": 429, "retry_after": 0, "message": "slow down"}   an error response
   {"disconnect": true}                                          a 200 cut off mid-body
+  {"hang": S}                  no answer for S seconds, then a 503 (a test kills the client)
+  {"replay": "/path/to/recorded.sse", "chunk": N, "newline": "lf"|"crlf"|"cr"}
+      a recorded response body sent verbatim (text/event-stream for .sse files, else
+      application/json), in writes of N bytes (default: whole events split in two), with its
+      line endings rewritten when "newline" is given
 Several jobs can share one server with {"by_marker": {"MARKER": [entries], ...}}: a request
 whose body contains MARKER (put it in the job's task) takes the next entry of that list.
-Every request is appended to the log file as a JSON line: {"n", "path", "headers", "body"}.
+Every request is appended to the log file as a JSON line: {"n", "path", "headers", "body",
+"raw"} (raw: the body's text as received, for byte-exact assertions).
 With --port 0 the chosen port is printed as stdout's first line.
 """
 import argparse
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -37,7 +44,8 @@ class Script:
             n = self.n
             self.n += 1
             with open(self.log_path, "a") as f:
-                f.write(json.dumps({"n": n, "path": path, "headers": headers, "body": body}) + "\n")
+                f.write(json.dumps({"n": n, "path": path, "headers": headers, "body": body,
+                                    "raw": raw}) + "\n")
             for marker, entries in self.by_marker.items():
                 if marker in raw:
                     k = self.taken.get(marker, 0)
@@ -208,6 +216,11 @@ class Handler(BaseHTTPRequestHandler):
         stream = isinstance(body, dict) and body.get("stream") is True
         if entry.get("disconnect"):
             return self.send_cut_off()
+        if "hang" in entry:
+            time.sleep(entry["hang"])
+            return self.send_error_entry({"status": 503, "message": "hung"}, anthropic)
+        if "replay" in entry:
+            return self.send_replay(entry)
         if not stream:
             msg = anthropic_message(entry, n) if anthropic else openai_message(entry, n)
             return self.send_json(200, msg, {})
@@ -247,6 +260,23 @@ class Handler(BaseHTTPRequestHandler):
             half = len(data) // 2
             self.write_chunk(data[:half])
             self.write_chunk(data[half:])
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def send_replay(self, entry):
+        with open(entry["replay"], "rb") as f:
+            data = f.read()
+        newline = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}.get(entry.get("newline"))
+        if newline is not None:
+            data = data.replace(b"\r\n", b"\n").replace(b"\n", newline)
+        sse = entry["replay"].endswith(".sse")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream" if sse else "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        size = entry.get("chunk") or max(1, len(data) // 16)
+        for i in range(0, len(data), size):
+            self.write_chunk(data[i:i + size])
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 

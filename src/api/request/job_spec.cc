@@ -77,6 +77,7 @@ json SandboxRequest::toJson() const {
   if (network != "none") s["network"] = network;
   if (!allowHosts.empty()) s["allowHosts"] = allowHosts;
   if (!image.empty()) s["image"] = image;
+  if (shell != "fresh") s["shell"] = shell;
   return s;
 }
 
@@ -84,8 +85,9 @@ Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where
   SandboxRequest r;
   if (j.is_null()) return r;
   RETURN_IF_ERROR(checkObject(
-      j, where, {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts", "image"}));
-  std::optional<std::string> backend, network, image;
+      j, where,
+      {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts", "image", "shell"}));
+  std::optional<std::string> backend, network, image, shell;
   std::optional<double> cpus;
   std::optional<int64_t> memory, disk;
   RETURN_IF_ERROR(optionalString(j, where, "backend", kMaxName, backend));
@@ -94,6 +96,12 @@ Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where
   RETURN_IF_ERROR(optionalInt(j, where, "diskMb", 1, 1 << 24, disk));
   RETURN_IF_ERROR(optionalString(j, where, "network", kMaxName, network));
   RETURN_IF_ERROR(optionalString(j, where, "image", kMaxName, image));
+  RETURN_IF_ERROR(optionalString(j, where, "shell", kMaxName, shell));
+  if (shell && *shell != "fresh" && *shell != "login" && *shell != "session") {
+    return invalidArgument(name(where, "shell") +
+                           " must be \"fresh\" (bash -c per command), \"login\" (bash -lc per "
+                           "command) or \"session\" (one persistent bash per job)");
+  }
   if (backend && *backend != "ns" && *backend != "microvm") {
     return invalidArgument(name(where, "backend") + " must be \"ns\" or \"microvm\"");
   }
@@ -114,6 +122,7 @@ Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where
   r.diskMb = disk.value_or(0);
   r.network = network.value_or("none");
   r.image = image.value_or("");
+  r.shell = shell.value_or("fresh");
   return r;
 }
 

@@ -48,6 +48,9 @@ struct SandboxRequest {
   std::string network = "none";  // "none" | "allowlist"
   std::vector<std::string> allowHosts;
   std::string image;  // "" = the host's system dirs
+  // How the bash tool runs commands: "fresh" (bash -c each), "login" (bash -lc each) or
+  // "session" (one persistent bash per job; src/runtime/shell_session.h).
+  std::string shell = "fresh";
   nlohmann::json toJson() const;
 };
 

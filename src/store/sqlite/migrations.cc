@@ -83,6 +83,14 @@ CREATE TABLE job_leases(
   claimed_at INTEGER NOT NULL,
   PRIMARY KEY(job_id, epoch)) WITHOUT ROWID;
 )sql"},
+      // The model's calls as it made them (store::Step); older rows read as their defaults.
+      {5, R"sql(
+ALTER TABLE execution_steps ADD COLUMN call_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE execution_steps ADD COLUMN call_index INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE execution_steps ADD COLUMN raw_arguments TEXT NOT NULL DEFAULT '';
+ALTER TABLE execution_steps ADD COLUMN refusal INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE execution_steps ADD COLUMN shell_state TEXT;
+)sql"},
   };
   return kMigrations;
 }

@@ -348,8 +348,9 @@ Result<std::vector<Event>> SqliteStore::recordStep(const Step& step, const Lease
       db_->prepare(
           "INSERT INTO execution_steps(step_id, job_id, step_number, phase, planner_thought, "
           "tool_called, tool_arguments, tool_output, workspace_hash, workspace_patch, tokens_in, "
-          "tokens_out, usd, executed_at, is_error, exit_code, mutating) "
-          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+          "tokens_out, usd, executed_at, is_error, exit_code, mutating, call_id, call_index, "
+          "raw_arguments, refusal, shell_state) "
+          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   st.bind(1, step.id.empty() ? newUuid() : step.id).bind(2, step.jobId).bind(3, step.stepNumber);
   st.bind(4, step.phase).bind(5, step.plannerThought).bind(6, step.toolCalled);
   st.bind(7, dumpJson(step.toolArguments)).bind(8, step.toolOutput).bind(9, step.workspaceHash);
@@ -361,6 +362,13 @@ Result<std::vector<Event>> SqliteStore::recordStep(const Step& step, const Lease
   st.bind(14, step.executedAt ? step.executedAt : now());
   st.bind(15, int64_t{step.isError ? 1 : 0}).bind(16, int64_t{step.exitCode});
   st.bind(17, int64_t{step.mutating ? 1 : 0});
+  st.bind(18, step.callId).bind(19, step.callIndex).bind(20, step.rawArguments);
+  st.bind(21, int64_t{step.refusal ? 1 : 0});
+  if (step.shellState.is_null()) {
+    st.bindNull(22);
+  } else {
+    st.bind(22, dumpJson(step.shellState));
+  }
   RETURN_IF_ERROR(st.run().withContext("step " + std::to_string(step.stepNumber)));
   ASSIGN_OR_RETURN(
       auto up,
@@ -382,8 +390,8 @@ Result<std::vector<Step>> SqliteStore::listSteps(const std::string& jobId) {
       db_->prepare(
           "SELECT step_id, step_number, phase, planner_thought, tool_called, tool_arguments, "
           "tool_output, workspace_hash, workspace_patch, tokens_in, tokens_out, usd, executed_at, "
-          "is_error, exit_code, mutating FROM execution_steps WHERE job_id=? ORDER BY "
-          "step_number"));
+          "is_error, exit_code, mutating, call_id, call_index, raw_arguments, refusal, shell_state "
+          "FROM execution_steps WHERE job_id=? ORDER BY step_number"));
   st.bind(1, jobId);
   std::vector<Step> out;
   for (;;) {
@@ -407,6 +415,11 @@ Result<std::vector<Step>> SqliteStore::listSteps(const std::string& jobId) {
     s.isError = st.i64(13) != 0;
     s.exitCode = static_cast<int>(st.i64(14));
     s.mutating = st.i64(15) != 0;
+    s.callId = st.text(16);
+    s.callIndex = static_cast<int>(st.i64(17));
+    s.rawArguments = st.text(18);
+    s.refusal = st.i64(19) != 0;
+    s.shellState = st.isNull(20) ? json() : parseJsonColumn(st.text(20), json());
     out.push_back(std::move(s));
   }
   return out;
