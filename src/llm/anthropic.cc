@@ -232,7 +232,8 @@ class AnthropicParser : public TurnParser {
       if (b.type == "text") {
         turn_.thought += b.text;
       } else if (b.type == "tool_use") {
-        turn_.calls.push_back(toolCall(b.id, b.name, b.text));
+        const std::string& raw = b.text.empty() ? b.startInput : b.text;
+        turn_.calls.push_back(toolCall(b.id, b.name, raw));
       }
     }
     usage_.into(turn_);
@@ -243,6 +244,7 @@ class AnthropicParser : public TurnParser {
  private:
   struct Block {
     std::string type, id, name, text;  // text: the text, or the tool input's JSON
+    std::string startInput;  // a tool input given whole at the start (some proxies do)
   };
 
   void onEvent(const std::string& event, const std::string& data) {
@@ -277,6 +279,8 @@ class AnthropicParser : public TurnParser {
     b.id = cb.value("id", "");
     b.name = cb.value("name", "");
     if (b.type == "text") b.text = cb.value("text", "");
+    const json& in = cb.contains("input") ? cb["input"] : json();
+    if (b.type == "tool_use" && in.is_object() && !in.empty()) b.startInput = dumpJson(in);
   }
 
   void addDelta(int index, const json& d) {

@@ -215,5 +215,21 @@ INSTANTIATE_TEST_SUITE_P(
                       replay(Api::kAnthropic, "anthropic_refusal_no_stop.sse"),
                       replay(Api::kAnthropic, "anthropic_refusal_no_stop.sse", 1, "crlf")));
 
+// A proxy that gives a tool input whole in content_block_start, with no input_json_delta.
+class InputAtStart : public LlmWireTest {};
+
+TEST_P(InputAtStart, IsTheCallsArguments) {
+  ModelTurn t;
+  json req = replayAndContinue(t, {"ok"});
+  ASSERT_FALSE(req.is_null());
+  ASSERT_EQ(t.calls.size(), 1u);
+  EXPECT_EQ(t.calls[0].arguments["command"], "make test");
+  EXPECT_NE(req["raw"].get<std::string>().find(R"("input":{"command":"make test"})"),
+            std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Recorded, InputAtStart,
+                         ::testing::Values(replay(Api::kAnthropic, "anthropic_input_at_start.sse")));
+
 }  // namespace
 }  // namespace kiln::llm
