@@ -244,7 +244,7 @@ class AnthropicParser : public TurnParser {
  private:
   struct Block {
     std::string type, id, name, text;  // text: the text, or the tool input's JSON
-    std::string startInput;  // a tool input given whole at the start (some proxies do)
+    std::string startInput;            // a tool input given whole at the start (some proxies do)
   };
 
   void onEvent(const std::string& event, const std::string& data) {

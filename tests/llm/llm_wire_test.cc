@@ -229,7 +229,8 @@ TEST_P(InputAtStart, IsTheCallsArguments) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Recorded, InputAtStart,
-                         ::testing::Values(replay(Api::kAnthropic, "anthropic_input_at_start.sse")));
+                         ::testing::Values(replay(Api::kAnthropic,
+                                                  "anthropic_input_at_start.sse")));
 
 }  // namespace
 }  // namespace kiln::llm

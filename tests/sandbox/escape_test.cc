@@ -173,8 +173,9 @@ TEST_F(EscapeTest, ClassicForkBombIsContainedAndReported) {
   EXPECT_EQ(breach->resource, "pids");
   // The process-group kill at the timeout takes the bomb down, and PID 1 still serves. (Killed
   // processes take a moment to exit and be reaped; until then they still hold pids.)
+  // Commands run with bash: the probe execs sh, or it would count its own shell.
   const std::string probe =
-      "echo alive; ps -e -o stat=,comm= | awk '$1 !~ /^Z/ && $2 == \"bash\"' | wc -l";
+      R"(exec sh -c 'echo alive; ps -e -o stat=,comm= | awk "\$1 !~ /^Z/ && \$2 == \"bash\"" | wc -l')";
   auto alive = exec(sb, probe);
   for (int i = 0; i < 30 && !(alive.isOk() && alive->output == "alive\n0\n"); ++i) {
     usleep(100'000);
