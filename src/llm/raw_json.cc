@@ -50,6 +50,16 @@ size_t valueEnd(std::string_view s, size_t i) {
   return kNpos;
 }
 
+// From the value at s[i] in an object or array: the start of the next item, or npos when this
+// one was the last (or the text is not well-formed).
+size_t nextItem(std::string_view s, size_t i) {
+  i = valueEnd(s, i);
+  if (i == kNpos) return kNpos;
+  i = skipSpace(s, i);
+  if (i >= s.size() || s[i] != ',') return kNpos;
+  return skipSpace(s, i + 1);
+}
+
 // The value of member `name` of the object at s[i] == '{' (start index), or npos.
 size_t memberStart(std::string_view s, size_t i, std::string_view name) {
   i = skipSpace(s, i + 1);
@@ -62,11 +72,8 @@ size_t memberStart(std::string_view s, size_t i, std::string_view name) {
     if (i >= s.size() || s[i] != ':') return kNpos;
     i = skipSpace(s, i + 1);
     if (key.is_string() && key.get_ref<const std::string&>() == name) return i;
-    i = valueEnd(s, i);
+    i = nextItem(s, i);
     if (i == kNpos) return kNpos;
-    i = skipSpace(s, i);
-    if (i >= s.size() || s[i] != ',') return kNpos;
-    i = skipSpace(s, i + 1);
   }
   return kNpos;
 }
@@ -75,11 +82,8 @@ size_t elementStart(std::string_view s, size_t i, size_t index) {
   i = skipSpace(s, i + 1);
   for (size_t n = 0; i < s.size() && s[i] != ']'; ++n) {
     if (n == index) return i;
-    i = valueEnd(s, i);
+    i = nextItem(s, i);
     if (i == kNpos) return kNpos;
-    i = skipSpace(s, i);
-    if (i >= s.size() || s[i] != ',') return kNpos;
-    i = skipSpace(s, i + 1);
   }
   return kNpos;
 }
