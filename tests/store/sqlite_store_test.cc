@@ -74,7 +74,7 @@ TEST_F(StoreTest, StepsKeepTheModelsCallAndOlderRowsStillRead) {
   // A database written before these columns existed: its steps read with the defaults.
   std::string old = dir_.file("old.db");
   {
-    auto db = sqlite::Database::open(old);
+    auto db = sqlite::Database::open(old, 5000);
     ASSERT_TRUE(db.isOk());
     ASSERT_TRUE((*db)
                     ->exec("CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, "
