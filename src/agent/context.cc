@@ -16,6 +16,16 @@ std::string summaryMessage(const std::string& summary) {
          summary;
 }
 
+// What the model is told about a run of the job's verify command after its finish.
+std::string verifyMessage(const store::Step& step) {
+  std::string command = step.toolArguments.value("command", std::string());
+  if (!step.isError) return "[kiln ran the job's check `" + command + "`: it passed.]";
+  return "[kiln ran the job's check `" + command +
+         "` after your finish: it failed with exit code " + std::to_string(step.exitCode) +
+         ". The task is not done until it passes. Its output (the end):]\n" + step.toolOutput +
+         "\n[Fix the cause, then call finish again.]";
+}
+
 }  // namespace
 
 std::vector<Message> initialContext(const store::Job& job) {
@@ -55,6 +65,10 @@ void appendStep(std::vector<Message>& ctx, const store::Step& step) {
     return;
   }
   if (step.phase == kCompressPhase) return;  // only rebuildContext acts on these
+  if (step.phase == kVerifyPhase) {
+    ctx.push_back(message("user", verifyMessage(step)));
+    return;
+  }
   if (step.toolCalled.empty()) {  // a turn without a tool call
     Message m = message("assistant", step.plannerThought);
     m.refusal = step.refusal;
@@ -146,8 +160,7 @@ int firstKeptStep(const std::vector<store::Step>& steps, int64_t thresholdTokens
   // Only steps after the newest compression are still verbatim in the context.
   size_t begin = 0;
   for (size_t i = 0; i < steps.size(); ++i) {
-    if (steps[i].phase == kCompressPhase)
-      begin = i + 1;
+    if (steps[i].phase == kCompressPhase) begin = i + 1;
   }
   size_t live = steps.size() - begin;
   if (live < 2) return 0;

@@ -15,6 +15,8 @@ namespace kiln::agent {
 
 inline constexpr const char* kReplyPhase = "reply";
 inline constexpr const char* kCompressPhase = "compressing";
+// kiln's run of the job's verify command after a finish (src/agent/verify.h): a user message.
+inline constexpr const char* kVerifyPhase = "verify";
 
 std::vector<Message> initialContext(const store::Job& job);
 // Appends what a stored step adds to the context (assistant turn + tool result, a human reply).

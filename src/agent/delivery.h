@@ -1,7 +1,6 @@
 // Delivery: the phase after the agent finished. Commits the work on branch kiln/<job>, pushes it
 // when the job asks to, pausing first at each human gate the job lists in `approvals`, then
-// completes the job. A phase that checks the work before delivery (verify) goes between the
-// turn loop and this one, in runJob.
+// completes the job. Runs only after the job's verify passed (src/agent/verify.h).
 #pragma once
 #include <string>
 

@@ -72,6 +72,10 @@ std::vector<NewEvent> completeEvents(const std::string& summary, const std::stri
        {{"status", "COMPLETED"}, {"summary", summary}, {"branch", branch}, {"commit", commit}}}};
 }
 
+std::vector<NewEvent> verifyEvents(const store::Step& s, const json& result) {
+  return {stepEvent(s, s.isError), {"verify", result}};
+}
+
 std::vector<NewEvent> eventList(NewEvent a) {
   std::vector<NewEvent> v;
   v.push_back(std::move(a));

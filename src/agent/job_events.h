@@ -27,6 +27,8 @@ std::vector<NewEvent> approvalEvents(const std::string& action, const std::strin
 std::vector<NewEvent> failEvents(const nlohmann::json& err);
 std::vector<NewEvent> completeEvents(const std::string& summary, const std::string& branch,
                                      const std::string& commit);
+// A verify step: its step event and the `verify` event {passed, exitCode, outputTail}.
+std::vector<NewEvent> verifyEvents(const store::Step& s, const nlohmann::json& result);
 std::vector<NewEvent> eventList(NewEvent a);
 std::vector<NewEvent> eventList(NewEvent a, NewEvent b);
 

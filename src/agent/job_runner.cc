@@ -1,7 +1,8 @@
 // runJob: the phases of a job run in order, each returning an explicit PhaseOutcome
 // (src/agent/job_outcome.h), and the boundary that keeps every failure inside the job:
 //
-//   provision (provisioning.cc) → turn loop (turn_loop.cc, cli_turns.cc) → deliver (delivery.cc)
+//   provision (provisioning.cc) → turn loop (turn_loop.cc, cli_turns.cc) → verify (verify.cc)
+//   → deliver (delivery.cc), going back to the turn loop while verify sends a failure back
 //
 // then the outcome is concluded (FAILED, or an unexpected failure counted and retried) and the
 // sandbox and workspace are released. No exception leaves runJob.
@@ -14,6 +15,7 @@
 #include "agent/job_session.h"
 #include "agent/provisioning.h"
 #include "agent/turn_loop.h"
+#include "agent/verify.h"
 #include "workspace/cache.h"
 
 namespace kiln::agent {
@@ -22,12 +24,18 @@ namespace {
 Task<PhaseOutcome> runPhases(JobSession& s) {
   PhaseOutcome o = co_await provision(s);
   if (!o.goesOn() || s.stopped()) co_return o.goesOn() ? PhaseOutcome::stop("cancelled") : o;
-  if (!s.deliverNow) {
-    o = co_await runTurns(s);
+  while (true) {
+    const bool resumed = s.deliverNow.has_value();
+    if (!resumed) {
+      o = co_await runTurns(s);
+      if (!o.goesOn()) co_return o;
+      s.deliverNow = o.summary.value_or("");
+    }
+    o = co_await verifyWork(s, *s.deliverNow, resumed);
     if (!o.goesOn()) co_return o;
-    s.deliverNow = o.summary.value_or("");
+    if (o.summary) break;
+    s.deliverNow.reset();  // verify failed: the agent works on with the failure in its context
   }
-  // A phase that checks the agent's work before it is delivered (verify) goes here.
   co_return co_await deliver(s, *s.deliverNow);
 }
 

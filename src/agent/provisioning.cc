@@ -112,7 +112,7 @@ std::string refusalText(const json& approval, const std::string& reason) {
 bool stoppedInDelivery(const std::vector<store::Step>& steps) {
   if (steps.empty()) return false;
   const store::Step& last = steps.back();
-  return last.toolCalled == "finish" || last.phase == "delivering";
+  return last.toolCalled == "finish" || last.phase == "delivering" || last.phase == kVerifyPhase;
 }
 
 Task<PhaseOutcome> makeProviderFor(JobSession& s) {

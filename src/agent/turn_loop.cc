@@ -52,12 +52,17 @@ json inflightRecord(const store::Step& s) {
           {"refusal", s.refusal}};
 }
 
-// How the job's bash tool runs commands: `sandbox.shell`, and in session mode the newest
-// recorded shell state, so a resumed job's new shell starts where the old one was.
+// How the job's bash tool runs commands: `sandbox.shell` and `sandbox.env`,
+// `limits.commandTimeoutSeconds`, and in session mode the newest recorded shell state, so a
+// resumed job's new shell starts where the old one was.
 ShellOptions shellOptionsFor(const api::request::JobSpec& spec,
+                             const api::request::JobLimits& limits,
                              const std::vector<store::Step>& steps) {
   ShellOptions o;
-  if (auto mode = parseShellMode(spec.sandboxOrDefault().shell)) o.mode = *mode;
+  const api::request::SandboxRequest sandbox = spec.sandboxOrDefault();
+  if (auto mode = parseShellMode(sandbox.shell)) o.mode = *mode;
+  o.env = sandbox.env;
+  o.timeoutMs = static_cast<int>(limits.commandTimeout() * 1000);
   for (auto it = steps.rbegin(); it != steps.rend() && o.restore.is_null(); ++it)
     if (it->shellState.is_object()) o.restore = it->shellState;
   return o;
@@ -81,7 +86,7 @@ class TurnLoop {
             [this](std::string_view stream, std::string_view data) {
               terminal_.push(stream, data);
             },
-            shellOptionsFor(s.spec(), s.steps)) {
+            shellOptionsFor(s.spec(), s.limits(), s.steps)) {
     info_.jobId = s.job().id;
     info_.taskDesc = s.job().taskDesc;
     info_.repoUrl = s.job().repoUrl;
@@ -247,7 +252,9 @@ std::optional<LoopVerdict> replayLoopHistory(LoopDetector& loops,
   std::optional<LoopVerdict> verdict;
   for (size_t i = from; i < steps.size(); ++i) {
     const store::Step& s = steps[i];
-    if (s.phase == kCompressPhase || s.phase == "delivering" || interrupted(s)) continue;
+    if (s.phase == kCompressPhase || s.phase == "delivering" || s.phase == kVerifyPhase ||
+        interrupted(s))
+      continue;
     verdict = loops.observe(s.toolCalled.empty() ? talkRecord(s) : loopRecord(s));
   }
   return verdict;

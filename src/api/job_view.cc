@@ -31,6 +31,7 @@ json jobJson(const store::Job& job) {
       {"baseCommit", job.baseCommit},
       {"awaitingReply", job.status == store::JobStatus::kPaused && !job.pendingReply},
       {"approval", job.approval},
+      {"verify", job.verify},
       {"attempts", job.attempts},
       {"error", job.error},
   };

@@ -186,6 +186,13 @@ std::string renderEvent(const std::string& type, const json& p, const RenderStyl
     return paint(style, kRed, "error: " + str(p, "code") + ": " + str(p, "message")) + "\n";
   }
   if (type == "done") return renderDone(p, style);
+  if (type == "verify") {
+    if (p.value("passed", false)) return paint(style, kGreen, "✓ verify passed") + "\n";
+    auto lines = splitLines(str(p, "outputTail"));
+    std::string last = lines.empty() ? "" : ": " + truncate(lines.back(), style.maxLineWidth);
+    return paint(style, kRed, "✗ verify failed (exit code " + str(p, "exitCode") + ")" + last) +
+           "\n";
+  }
   return paint(style, kDim, type + ": " + truncate(p.dump(), style.maxLineWidth)) + "\n";
 }
 

@@ -80,6 +80,8 @@ struct Job {
   // A human gate the job is paused at or has passed: {action: "commit"|"push", state:
   // "pending"|"approved"|"refused"}; null when none.
   json approval;
+  // The newest run of the job's verify command: {passed, exitCode, outputTail}; null when none.
+  json verify;
 };
 
 struct Step {
@@ -144,6 +146,8 @@ struct JobUpdate {
   bool markStarted = false;   // sets startedAt if it is 0
   bool releaseLease = false;  // clears owner_node and lease_expires_at (the epoch stays)
   bool addAttempt = false;    // attempts = attempts + 1
+  // Sets the job's verify result (json() clears it).
+  std::optional<json> verify;
   std::vector<JobStatus> ifStatusIn;  // empty = any status
   // Only while this lease holds: the job's owner_node and lease_epoch equal it. Every write of a
   // job's runner sets it; the API's own writes (stop, reply, continue) do not.

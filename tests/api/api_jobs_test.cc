@@ -158,6 +158,47 @@ TEST_F(ApiJobsTest, ValidationErrorsAreJsonAndTheServerKeepsServing) {
   EXPECT_FALSE(createJob().empty());
 }
 
+// The sandbox's shape (issue 17): an unknown shell mode, a variable that is not a name or is
+// kiln's, a PATH that reaches outside the sandbox's directories, a command timeout out of range:
+// 400, and the message names the field and says why.
+TEST_F(ApiJobsTest, ABadShellEnvCommandTimeoutOrVerifyIs400AndSaysWhy) {
+  struct Case {
+    json extra;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {{{"sandbox", {{"shell", "zsh"}}}}, "sandbox.shell must be"},
+      {{{"sandbox", {{"env", {{"PATH", "bin:/usr/bin"}}}}}}, "sandbox.env.PATH"},
+      {{{"sandbox", {{"env", {{"PATH", "/usr/bin::/bin"}}}}}}, "sandbox.env.PATH"},
+      {{{"sandbox", {{"env", {{"PATH", "/workspace/../../host/bin"}}}}}}, "'..'"},
+      {{{"sandbox", {{"env", {{"1X", "a"}}}}}}, "not a variable name"},
+      {{{"sandbox", {{"env", {{"KILN_TOKEN", "a"}}}}}}, "KILN_"},
+      {{{"sandbox", {{"env", {{"X", 1}}}}}}, "sandbox.env.X must be a string"},
+      {{{"sandbox", {{"env", "X=1"}}}}, "sandbox.env must be an object"},
+      {{{"limits", {{"commandTimeoutSeconds", 0}}}}, "limits.commandTimeoutSeconds"},
+      {{{"verify", {{"command", ""}}}}, "verify.command"},
+      {{{"verify", {{"command", "pytest"}, {"maxRetries", 99}}}}, "verify.maxRetries"},
+  };
+  for (const auto& c : cases) {
+    json body = c.extra;
+    body["repoUrl"] = "https://e.com/r";
+    body["taskDesc"] = "x";
+    SCOPED_TRACE(body.dump());
+    auto r = client_->postJson("/api/v1/jobs", body);
+    expectError(r, 400, "invalid_argument");
+    if (r.isOk()) EXPECT_NE(r->body.find(c.says), std::string::npos) << r->body;
+  }
+  EXPECT_EQ(jobs_.wakes(), 0);
+  json good = {
+      {"repoUrl", "https://e.com/r"},
+      {"taskDesc", "x"},
+      {"sandbox", {{"shell", "session"}, {"env", {{"PATH", "/opt/v/bin:/usr/bin"}, {"X_1", ""}}}}},
+      {"limits", {{"commandTimeoutSeconds", 600}}}};
+  auto r = client_->postJson("/api/v1/jobs", good);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->status, 201) << r->body;
+}
+
 TEST_F(ApiJobsTest, BodyOverOneMiBIs413AndTheServerKeepsServing) {
   std::string big =
       R"({"repoUrl":"https://e.com/r","taskDesc":")" + std::string((1 << 20) + 10, 'a') + "\"}";

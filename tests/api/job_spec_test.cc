@@ -65,5 +65,49 @@ TEST(JobSpecTest, ApprovalsAreAllOrNamedGates) {
   EXPECT_FALSE(parseJobSpec(json{{"push", "yes"}}).isOk());
 }
 
+TEST(JobSpecTest, ShellEnvAndCommandTimeoutReadBackFromTheStoredForm) {
+  auto spec = parseJobSpec(
+      json{{"sandbox", {{"shell", "login"}, {"env", {{"PATH", "/opt/x/bin:/bin"}, {"A", "b"}}}}}});
+  ASSERT_TRUE(spec.isOk()) << spec.status().toString();
+  auto again = parseJobSpec(spec->toJson());
+  ASSERT_TRUE(again.isOk()) << again.status().toString();
+  EXPECT_EQ(again->sandboxOrDefault().shell, "login");
+  EXPECT_EQ(again->sandboxOrDefault().env.at("A"), "b");
+  EXPECT_EQ(again->sandboxOrDefault().env.at("PATH"), "/opt/x/bin:/bin");
+  EXPECT_FALSE(parseJobSpec(json{{"sandbox", {{"env", {{"PATH", "/bin/./x"}}}}}}).isOk());
+  EXPECT_FALSE(parseJobSpec(json{{"sandbox", {{"env", {{"A=B", "c"}}}}}}).isOk());
+  EXPECT_FALSE(parseJobSpec(json{{"sandbox", {{"env", {{"A", std::string("x\0y", 3)}}}}}}).isOk());
+  auto l = parseJobLimits(json{{"commandTimeoutSeconds", 5}});
+  ASSERT_TRUE(l.isOk());
+  EXPECT_EQ(l->commandTimeout(), 5);
+  EXPECT_EQ(JobLimits{}.commandTimeout(), JobLimits::kDefaultCommandTimeoutSeconds);
+  JobLimits node;
+  node.commandTimeoutSeconds = 9;
+  EXPECT_EQ(JobLimits{}.withDefaults(node).commandTimeout(), 9);
+  EXPECT_FALSE(parseJobLimits(json{{"commandTimeoutSeconds", 86401}}).isOk());
+}
+
+TEST(JobSpecTest, VerifyHasACommandAndBoundedRetries) {
+  auto spec = parseJobSpec(json{{"verify", {{"command", "pytest -q"}}}});
+  ASSERT_TRUE(spec.isOk()) << spec.status().toString();
+  ASSERT_TRUE(spec->verify);
+  EXPECT_EQ(spec->verify->command, "pytest -q");
+  EXPECT_TRUE(spec->verify->required);
+  EXPECT_EQ(spec->verify->maxRetries, 2);
+  auto again = parseJobSpec(spec->toJson());
+  ASSERT_TRUE(again.isOk() && again->verify);
+  EXPECT_EQ(again->verify->command, "pytest -q");
+  auto optional = parseJobSpec(
+      json{{"verify", {{"command", "make check"}, {"required", false}, {"maxRetries", 0}}}});
+  ASSERT_TRUE(optional.isOk() && optional->verify);
+  EXPECT_FALSE(optional->verify->required);
+  EXPECT_EQ(optional->verify->maxRetries, 0);
+  EXPECT_FALSE(parseJobSpec(json{{"verify", {{"command", "  "}}}}).isOk());
+  EXPECT_FALSE(parseJobSpec(json{{"verify", {{"required", true}}}}).isOk());
+  EXPECT_FALSE(parseJobSpec(json{{"verify", {{"command", "x"}, {"maxRetries", 11}}}}).isOk());
+  EXPECT_FALSE(parseJobSpec(json{{"verify", {{"command", "x"}, {"bogus", 1}}}}).isOk());
+  EXPECT_FALSE(parseJobSpec(json{{"verify", "pytest"}}).isOk());
+}
+
 }  // namespace
 }  // namespace kiln::api::request

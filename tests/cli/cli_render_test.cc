@@ -47,6 +47,16 @@ TEST(CliRenderTest, RefusalIsMarkedAndItsTextShown) {
             "  » I can't help with that.\n");
 }
 
+TEST(CliRenderTest, VerifyEventSaysPassedOrTheExitCodeAndLastLine) {
+  EXPECT_EQ(
+      renderEvent("verify", {{"passed", true}, {"exitCode", 0}, {"outputTail", "ok\n"}}, plain()),
+      "✓ verify passed\n");
+  EXPECT_EQ(
+      renderEvent("verify", {{"passed", false}, {"exitCode", 1}, {"outputTail", "a\n1 failed\n"}},
+                  plain()),
+      "✗ verify failed (exit code 1): 1 failed\n");
+}
+
 TEST(CliRenderTest, SummarizeArgsTruncatesAndFlattens) {
   EXPECT_EQ(summarizeArgs(json{{"command", "echo a\necho b"}}, 80), "echo a echo b");
   EXPECT_EQ(summarizeArgs(json{{"path", "x"}, {"n", 2}}, 80), "n=2 path=x");

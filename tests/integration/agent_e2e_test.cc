@@ -274,6 +274,77 @@ TEST_F(AgentE2eTest, SessionShellStateSurvivesAKillNineBetweenCalls) {
 
 // --- human in the loop ---------------------------------------------------------------------
 
+// sandbox.env reaches the job's commands; limits.commandTimeoutSeconds is the time limit of a
+// command that asks for none.
+TEST_F(AgentE2eTest, TheJobsEnvAndCommandTimeoutApplyToItsCommands) {
+  start(json::array({bash("echo \"G=$GREETING\"; sleep 60; echo never"), finish("env checked")}));
+  std::string id = createJob({{"sandbox", {{"env", {{"GREETING", "hi there"}}}}},
+                              {"limits", {{"commandTimeoutSeconds", 1}}}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  json s = steps(id);
+  ASSERT_GE(s.size(), 1u) << s.dump();
+  const std::string out = s[0]["toolOutput"];
+  EXPECT_NE(out.find("G=hi there\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("[timed out after 1 s]"), std::string::npos) << out;
+  EXPECT_EQ(out.find("never"), std::string::npos) << out;
+}
+
+// The job's verify command (issue 17): a finish that leaves the test failing gets the failure
+// back as the next message, the agent fixes it, the check passes and only then is the work
+// committed.
+TEST_F(AgentE2eTest, VerifyFailureGoesBackToTheAgentWhichFixesItAndCompletes) {
+  // The fix changes the file's size: python's bytecode cache is keyed on the source's size and
+  // mtime in seconds, and the failed check compiled calc.py within the same second.
+  start(json::array(
+      {finish("done, I think"), bash("sed -i 's/a - b/(a + b)/' calc.py"), finish("fixed add")}));
+  std::string id =
+      createJob({{"verify", {{"command", "python3 test_calc.py"}, {"maxRetries", 2}}}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  EXPECT_EQ(job["verify"]["passed"], true) << job.dump();
+  EXPECT_EQ(job["verify"]["exitCode"], 0);
+  EXPECT_NE(job["verify"]["outputTail"].get<std::string>().find("OK"), std::string::npos);
+  auto reqs = llm_->requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  // The second request carries the failed check's output after the finish.
+  const std::string second = reqs[1]["body"].dump();
+  EXPECT_NE(second.find("FAIL: add(2, 3) = -1"), std::string::npos) << second;
+  EXPECT_NE(second.find("exit code 1"), std::string::npos) << second;
+  json s = steps(id);
+  std::vector<std::string> phases;
+  for (const auto& step : s)
+    if (step["phase"] == "verify") phases.push_back(step["toolOutput"]);
+  ASSERT_EQ(phases.size(), 2u) << s.dump();
+  EXPECT_EQ(s.back()["toolCalled"], "git_commit");
+  EXPECT_NE(diff(id).find("+    return (a + b)"), std::string::npos);
+  auto verifies = eventsOf(id, "verify", "done");
+  ASSERT_EQ(verifies.size(), 2u);
+  EXPECT_EQ(verifies[0]["passed"], false);
+  EXPECT_EQ(verifies[1]["passed"], true);
+}
+
+// An agent that never makes the check pass: after maxRetries failures went back, the job FAILS
+// with verify_failed and nothing is committed.
+TEST_F(AgentE2eTest, VerifyThatNeverPassesFailsTheJobAndNothingIsCommitted) {
+  start(json::array({finish("done"), finish("really done")}));
+  std::string id =
+      createJob({{"verify", {{"command", "python3 test_calc.py"}, {"maxRetries", 1}}}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump() << kiln_->log();
+  EXPECT_EQ(errorCode(job), "verify_failed") << job.dump();
+  EXPECT_EQ(job["verify"]["passed"], false);
+  EXPECT_EQ(job["verify"]["exitCode"], 1);
+  EXPECT_EQ(llm_->requests().size(), 2u);
+  json s = steps(id);
+  int verifies = 0;
+  for (const auto& step : s) {
+    verifies += step["phase"] == "verify";
+    EXPECT_NE(step["toolCalled"], "git_commit") << step.dump();
+  }
+  EXPECT_EQ(verifies, 2) << s.dump();
+}
+
 TEST_F(AgentE2eTest, AskUserPausesAndReplyResumesWithTheAnswerInContext) {
   start(json::array({
       turn("", "ask_user", {{"question", "Which greeting should I use?"}}),

@@ -36,6 +36,12 @@ struct Replay {
   bool stream() const { return file.size() > 4 && file.substr(file.size() - 4) == ".sse"; }
 };
 
+// Names the case in test output (gtest would print the struct's bytes, which change run to run).
+void PrintTo(const Replay& r, std::ostream* os) {
+  *os << r.file << (r.chunk ? " chunk " + std::to_string(r.chunk) : "")
+      << (r.newline.empty() ? "" : " " + r.newline);
+}
+
 Replay replay(Api api, std::string file, int chunk = 0, std::string newline = "") {
   return Replay{api, std::move(file), chunk, std::move(newline)};
 }

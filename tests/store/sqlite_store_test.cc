@@ -112,6 +112,23 @@ TEST_F(StoreTest, StepsKeepTheModelsCallAndOlderRowsStillRead) {
   EXPECT_TRUE((*oldSteps)[0].shellState.is_null());
 }
 
+TEST_F(StoreTest, AJobsVerifyResultIsKeptUntilReplaced) {
+  Job j = newJob(1);
+  EXPECT_TRUE(store_->getJob(j.id)->verify.is_null());
+  JobUpdate failed;
+  failed.verify = json{{"passed", false}, {"exitCode", 1}, {"outputTail", "FAIL"}};
+  ASSERT_TRUE(store_->updateJob(j.id, failed)->applied);
+  EXPECT_EQ(store_->getJob(j.id)->verify["outputTail"], "FAIL");
+  JobUpdate other;  // a write that does not name it keeps it
+  other.status = JobStatus::kRunning;
+  ASSERT_TRUE(store_->updateJob(j.id, other)->applied);
+  EXPECT_EQ(store_->getJob(j.id)->verify["exitCode"], 1);
+  JobUpdate passed;
+  passed.verify = json{{"passed", true}, {"exitCode", 0}, {"outputTail", "OK"}};
+  ASSERT_TRUE(store_->updateJob(j.id, passed)->applied);
+  EXPECT_EQ(store_->getJob(j.id)->verify["passed"], true);
+}
+
 TEST_F(StoreTest, EventsGetGaplessSequenceNumbers) {
   Job j = newJob();
   auto claimed = store_->claimJob("a", 1, 60'000);

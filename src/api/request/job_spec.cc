@@ -1,5 +1,7 @@
 #include "api/request/job_spec.h"
 
+#include <cctype>
+
 #include "api/request/fields.h"
 
 namespace kiln::api::request {
@@ -33,7 +35,92 @@ Status parseCli(const json& cli, JobSpec& spec) {
   return Status::ok();
 }
 
+bool isEnvName(std::string_view n) {
+  if (n.empty() || n.size() > 128 || std::isdigit(static_cast<unsigned char>(n[0]))) return false;
+  for (char c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  return true;
+}
+
+// Why a PATH is refused ("" when it is fine): each entry must be an absolute, normalised
+// directory of the sandbox (an empty, relative or `..` entry would run programs from the
+// workspace or from wherever a command happens to be).
+std::string badPath(std::string_view path) {
+  size_t start = 0;
+  while (true) {
+    size_t end = path.find(':', start);
+    std::string_view dir = path.substr(start, end == std::string_view::npos ? end : end - start);
+    if (dir.empty() || dir[0] != '/') {
+      return "entry '" + std::string(dir) + "' is not an absolute directory";
+    }
+    for (size_t i = 0; i < dir.size();) {
+      size_t j = dir.find('/', i + 1);
+      std::string_view part = dir.substr(i + 1, j == std::string_view::npos ? j : j - i - 1);
+      if (part == "." || part == "..") {
+        return "entry '" + std::string(dir) + "' leaves the directory tree with '" +
+               std::string(part) + "'";
+      }
+      if (j == std::string_view::npos) break;
+      i = j;
+    }
+    if (end == std::string_view::npos) return "";
+    start = end + 1;
+  }
+}
+
+Result<std::map<std::string, std::string>> parseEnv(const json& e, const std::string& where) {
+  constexpr size_t kMaxVars = 64, kMaxValue = 8192;
+  if (!e.is_object()) return invalidArgument(where + " must be an object of strings");
+  if (e.size() > kMaxVars) {
+    return invalidArgument(where + " may set at most " + std::to_string(kMaxVars) + " variables");
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : e.items()) {
+    if (!isEnvName(k)) {
+      return invalidArgument(where + ": '" + k +
+                             "' is not a variable name ([A-Za-z_][A-Za-z0-9_]*, at most 128)");
+    }
+    if (k.rfind("KILN_", 0) == 0) return invalidArgument(where + ": KILN_* names are kiln's own");
+    if (!v.is_string() || v.get_ref<const std::string&>().size() > kMaxValue) {
+      return invalidArgument(where + "." + k + " must be a string of at most 8192 bytes");
+    }
+    const std::string& value = v.get_ref<const std::string&>();
+    if (value.find('\0') != std::string::npos) {
+      return invalidArgument(where + "." + k + " must not contain a NUL byte");
+    }
+    if (k == "PATH") {
+      if (std::string why = badPath(value); !why.empty()) {
+        return invalidArgument(where + ".PATH must name directories inside the sandbox: " + why);
+      }
+    }
+    out[k] = value;
+  }
+  return out;
+}
+
+Result<VerifySpec> parseVerify(const json& v) {
+  RETURN_IF_ERROR(checkObject(v, "verify", {"command", "required", "maxRetries"}));
+  VerifySpec out;
+  std::optional<std::string> command;
+  std::optional<bool> required;
+  std::optional<int64_t> retries;
+  RETURN_IF_ERROR(optionalString(v, "verify", "command", 16384, command));
+  if (!command || command->find_first_not_of(" \t\n") == std::string::npos) {
+    return invalidArgument("verify.command must be a non-empty shell command");
+  }
+  RETURN_IF_ERROR(optionalBool(v, "verify", "required", required));
+  RETURN_IF_ERROR(optionalInt(v, "verify", "maxRetries", 0, 10, retries));
+  out.command = *command;
+  out.required = required.value_or(true);
+  out.maxRetries = retries.value_or(2);
+  return out;
+}
+
 }  // namespace
+
+json VerifySpec::toJson() const {
+  return {{"command", command}, {"required", required}, {"maxRetries", maxRetries}};
+}
 
 JobLimits JobLimits::withDefaults(const JobLimits& d) const {
   JobLimits out = *this;
@@ -42,6 +129,7 @@ JobLimits JobLimits::withDefaults(const JobLimits& d) const {
   if (!out.maxTokens) out.maxTokens = d.maxTokens;
   if (!out.maxWallSeconds) out.maxWallSeconds = d.maxWallSeconds;
   if (!out.contextTokens) out.contextTokens = d.contextTokens;
+  if (!out.commandTimeoutSeconds) out.commandTimeoutSeconds = d.commandTimeoutSeconds;
   return out;
 }
 
@@ -52,19 +140,23 @@ json JobLimits::toJson() const {
   if (maxTokens) out["maxTokens"] = *maxTokens;
   if (maxWallSeconds) out["maxWallSeconds"] = *maxWallSeconds;
   if (contextTokens) out["contextTokens"] = *contextTokens;
+  if (commandTimeoutSeconds) out["commandTimeoutSeconds"] = *commandTimeoutSeconds;
   return out;
 }
 
 Result<JobLimits> parseJobLimits(const json& j, std::string_view where) {
   JobLimits l;
   if (j.is_null()) return l;
-  RETURN_IF_ERROR(checkObject(
-      j, where, {"maxSteps", "maxUsd", "maxTokens", "maxWallSeconds", "contextTokens"}));
+  RETURN_IF_ERROR(checkObject(j, where,
+                              {"maxSteps", "maxUsd", "maxTokens", "maxWallSeconds", "contextTokens",
+                               "commandTimeoutSeconds"}));
   RETURN_IF_ERROR(optionalInt(j, where, "maxSteps", 1, 100'000, l.maxSteps));
   RETURN_IF_ERROR(optionalNumber(j, where, "maxUsd", 0, 1e6, l.maxUsd));
   RETURN_IF_ERROR(optionalInt(j, where, "maxTokens", 1, int64_t{1} << 40, l.maxTokens));
   RETURN_IF_ERROR(optionalInt(j, where, "maxWallSeconds", 1, 30 * 86400, l.maxWallSeconds));
   RETURN_IF_ERROR(optionalInt(j, where, "contextTokens", 1000, int64_t{1} << 30, l.contextTokens));
+  RETURN_IF_ERROR(
+      optionalInt(j, where, "commandTimeoutSeconds", 1, 86400, l.commandTimeoutSeconds));
   return l;
 }
 
@@ -78,6 +170,7 @@ json SandboxRequest::toJson() const {
   if (!allowHosts.empty()) s["allowHosts"] = allowHosts;
   if (!image.empty()) s["image"] = image;
   if (shell != "fresh") s["shell"] = shell;
+  if (!env.empty()) s["env"] = env;
   return s;
 }
 
@@ -86,7 +179,7 @@ Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where
   if (j.is_null()) return r;
   RETURN_IF_ERROR(checkObject(
       j, where,
-      {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts", "image", "shell"}));
+      {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts", "image", "shell", "env"}));
   std::optional<std::string> backend, network, image, shell;
   std::optional<double> cpus;
   std::optional<int64_t> memory, disk;
@@ -123,6 +216,9 @@ Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where
   r.network = network.value_or("none");
   r.image = image.value_or("");
   r.shell = shell.value_or("fresh");
+  if (auto e = j.find("env"); e != j.end() && !e->is_null()) {
+    ASSIGN_OR_RETURN(r.env, parseEnv(*e, name(where, "env")));
+  }
   return r;
 }
 
@@ -149,6 +245,7 @@ json JobSpec::toJson() const {
   if (stream) spec["stream"] = *stream;
   if (command) spec["command"] = *command;
   if (cli) spec["cli"] = *cli;
+  if (verify) spec["verify"] = verify->toJson();
   return spec;
 }
 
@@ -178,6 +275,9 @@ Result<JobSpec> parseJobSpec(const json& j) {
   // Agent CLI options (src/agent/cli_agent.h checks the names and hosts when the job starts).
   if (auto it = j.find("cli"); it != j.end() && !it->is_null())
     RETURN_IF_ERROR(parseCli(*it, spec));
+  if (auto it = j.find("verify"); it != j.end() && !it->is_null()) {
+    ASSIGN_OR_RETURN(spec.verify, parseVerify(*it));
+  }
   return spec;
 }
 

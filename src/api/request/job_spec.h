@@ -6,6 +6,7 @@
 // loads the job, and never reads the raw JSON again. Pure functions and values.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -23,16 +24,22 @@ struct JobLimits {
   std::optional<int64_t> maxTokens;       // 1..2^40; built in: none
   std::optional<int64_t> maxWallSeconds;  // 1..30 days; built in: 3600
   std::optional<int64_t> contextTokens;   // 1000..2^30; built in: 64000
+  // A bash command's time limit when the call does not ask for another; 1..86400; built in: 120.
+  std::optional<int64_t> commandTimeoutSeconds;
 
   static constexpr int64_t kDefaultMaxSteps = 50;
   static constexpr int64_t kDefaultMaxWallSeconds = 3600;
   static constexpr int64_t kDefaultContextTokens = 64000;
+  static constexpr int64_t kDefaultCommandTimeoutSeconds = 120;
 
   // These limits with every unset field taken from `defaults`.
   JobLimits withDefaults(const JobLimits& defaults) const;
   int64_t steps() const { return maxSteps.value_or(kDefaultMaxSteps); }
   int64_t wallSeconds() const { return maxWallSeconds.value_or(kDefaultMaxWallSeconds); }
   int64_t context() const { return contextTokens.value_or(kDefaultContextTokens); }
+  int64_t commandTimeout() const {
+    return commandTimeoutSeconds.value_or(kDefaultCommandTimeoutSeconds);
+  }
   // Only the fields that are set.
   nlohmann::json toJson() const;
   bool operator==(const JobLimits&) const = default;
@@ -51,6 +58,9 @@ struct SandboxRequest {
   // How the bash tool runs commands: "fresh" (bash -c each), "login" (bash -lc each) or
   // "session" (one persistent bash per job; src/runtime/shell_session.h).
   std::string shell = "fresh";
+  // Variables the job's commands get on top of the runtime's base environment. Names are
+  // [A-Za-z_][A-Za-z0-9_]*, not KILN_*; PATH must be absolute directories of the sandbox.
+  std::map<std::string, std::string> env;
   nlohmann::json toJson() const;
 };
 
@@ -59,6 +69,14 @@ struct Approvals {
   bool all = false;                // `approvals: true`
   std::vector<std::string> gates;  // `approvals: ["commit", "push"]`
   bool covers(std::string_view gate) const;
+};
+
+// The job's definition of done, checked after the agent's finish (src/agent/verify.h).
+struct VerifySpec {
+  std::string command;     // run with bash -c in the workspace
+  bool required = true;    // a failure goes back to the agent, and in the end fails the job
+  int64_t maxRetries = 2;  // 0..10: how often a failure goes back to the agent
+  nlohmann::json toJson() const;
 };
 
 // Everything a job asks for besides its repo, task, agent and model.
@@ -71,6 +89,7 @@ struct JobSpec {
   // {env, allowHosts, promptVia}.
   std::optional<nlohmann::json> command;
   std::optional<nlohmann::json> cli;
+  std::optional<VerifySpec> verify;
 
   Approvals gates() const;
   SandboxRequest sandboxOrDefault() const { return sandbox.value_or(SandboxRequest{}); }

@@ -25,7 +25,7 @@ bool isAgentName(const std::string& s) {
 Result<CreateJobRequest> parseCreateJob(const json& body) {
   RETURN_IF_ERROR(checkObject(body, "",
                               {"repoUrl", "taskDesc", "ref", "agent", "model", "limits", "sandbox",
-                               "approvals", "push", "command", "stream", "cli"}));
+                               "approvals", "push", "command", "stream", "cli", "verify"}));
   CreateJobRequest r;
   std::optional<std::string> ref, model;
   RETURN_IF_ERROR(requiredString(body, "", "repoUrl", kMaxUrl, r.repoUrl));

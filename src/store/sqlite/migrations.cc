@@ -91,6 +91,10 @@ ALTER TABLE execution_steps ADD COLUMN raw_arguments TEXT NOT NULL DEFAULT '';
 ALTER TABLE execution_steps ADD COLUMN refusal INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE execution_steps ADD COLUMN shell_state TEXT;
 )sql"},
+      // The newest run of the job's verify command (store::Job::verify).
+      {6, R"sql(
+ALTER TABLE agent_jobs ADD COLUMN verify TEXT;
+)sql"},
   };
   return kMigrations;
 }

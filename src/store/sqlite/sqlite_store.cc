@@ -19,7 +19,7 @@ constexpr std::string_view kJobColumns =
     "job_id, tenant_id, repository_url, ref, task_description, agent, model, status, limits, "
     "spec, created_at, updated_at, started_at, token_spend_usd, tokens_in, tokens_out, "
     "step_count, error, owner_node, lease_expires_at, base_commit, pending_reply, inflight_call, "
-    "approval, lease_epoch, attempts";
+    "approval, lease_epoch, attempts, verify";
 
 json parseJsonColumn(const std::string& s, json fallback) {
   if (s.empty()) return fallback;
@@ -59,6 +59,7 @@ Job readJob(const Statement& st) {
   j.approval = parseJsonColumn(st.text(23), json());
   j.leaseEpoch = st.i64(24);
   j.attempts = static_cast<int>(st.i64(25));
+  j.verify = parseJsonColumn(st.text(26), json());
   return j;
 }
 
@@ -218,7 +219,7 @@ Result<UpdateResult> SqliteStore::updateJob(const std::string& jobId, const JobU
       db_->prepare(
           "UPDATE agent_jobs SET status=?, error=?, base_commit=?, pending_reply=?, started_at=?, "
           "owner_node=?, lease_expires_at=?, updated_at=?, inflight_call=?, approval=?, "
-          "attempts=attempts+? WHERE job_id=?"));
+          "attempts=attempts+?, verify=? WHERE job_id=?"));
   JobStatus status = u.status.value_or(job.status);
   json error = u.error.value_or(job.error);
   std::optional<std::string> reply = job.pendingReply;
@@ -247,7 +248,13 @@ Result<UpdateResult> SqliteStore::updateJob(const std::string& jobId, const JobU
     st.bindNull(10);
   else
     st.bind(10, dumpJson(approval));
-  st.bind(11, int64_t{u.addAttempt ? 1 : 0}).bind(12, jobId);
+  st.bind(11, int64_t{u.addAttempt ? 1 : 0});
+  json verify = u.verify.value_or(job.verify);
+  if (verify.is_null())
+    st.bindNull(12);
+  else
+    st.bind(12, dumpJson(verify));
+  st.bind(13, jobId);
   RETURN_IF_ERROR(st.run());
   ASSIGN_OR_RETURN(out.events, insertEventsLocked(jobId, u.events));
   RETURN_IF_ERROR(tx.commit());
