@@ -1,5 +1,7 @@
 #include "agent/cli_output.h"
 
+#include "common/json_fields.h"
+
 namespace kiln::agent {
 namespace {
 
@@ -17,10 +19,7 @@ std::string capped(const std::string& s, size_t n) {
   return s.substr(0, n) + "\n[... " + std::to_string(s.size() - n) + " more bytes ...]";
 }
 
-std::string str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
+std::string str(const json& j, const char* key) { return fieldOr(j, key, ""); }
 
 const json& field(const json& j, const char* key) {
   static const json kNull;

@@ -2,42 +2,53 @@
 
 #include <cstring>
 
+#include "common/http_error.h"
+
 namespace kiln {
 
-const char* codeName(Code c) {
-  switch (c) {
-    case Code::kOk: return "ok";
-    case Code::kInvalidArgument: return "invalid_argument";
-    case Code::kUnauthenticated: return "unauthenticated";
-    case Code::kPermissionDenied: return "permission_denied";
-    case Code::kNotFound: return "not_found";
-    case Code::kConflict: return "conflict";
-    case Code::kTooLarge: return "payload_too_large";
-    case Code::kUnprocessable: return "unprocessable";
-    case Code::kUnavailable: return "unavailable";
-    case Code::kDeadlineExceeded: return "deadline_exceeded";
-    case Code::kResourceExhausted: return "resource_exhausted";
-    case Code::kInternal: return "internal";
+namespace {
+
+struct CodeInfo {
+  Code code;
+  const char* name;
+  int httpStatus;
+};
+
+// The one table of codes: their stable names and HTTP statuses, read by the API server, the
+// runtime and both of their clients.
+constexpr CodeInfo kCodes[] = {
+    {Code::kOk, "ok", 200},
+    {Code::kInvalidArgument, "invalid_argument", 400},
+    {Code::kUnauthenticated, "unauthenticated", 401},
+    {Code::kPermissionDenied, "permission_denied", 403},
+    {Code::kNotFound, "not_found", 404},
+    {Code::kConflict, "conflict", 409},
+    {Code::kTooLarge, "payload_too_large", 413},
+    {Code::kUnprocessable, "unprocessable", 422},
+    {Code::kResourceExhausted, "resource_exhausted", 429},
+    {Code::kInternal, "internal", 500},
+    {Code::kUnavailable, "unavailable", 503},
+    {Code::kDeadlineExceeded, "deadline_exceeded", 504},
+};
+
+const CodeInfo& infoFor(Code c) {
+  for (const CodeInfo& info : kCodes) {
+    if (info.code == c) return info;
   }
-  return "internal";
+  return infoFor(Code::kInternal);
 }
 
-int httpStatusFor(Code c) {
-  switch (c) {
-    case Code::kOk: return 200;
-    case Code::kInvalidArgument: return 400;
-    case Code::kUnauthenticated: return 401;
-    case Code::kPermissionDenied: return 403;
-    case Code::kNotFound: return 404;
-    case Code::kConflict: return 409;
-    case Code::kTooLarge: return 413;
-    case Code::kUnprocessable: return 422;
-    case Code::kResourceExhausted: return 429;
-    case Code::kUnavailable: return 503;
-    case Code::kDeadlineExceeded: return 504;
-    case Code::kInternal: return 500;
+}  // namespace
+
+const char* codeName(Code c) { return infoFor(c).name; }
+
+int httpStatusFor(Code c) { return infoFor(c).httpStatus; }
+
+Code codeForHttpStatus(int status) {
+  for (const CodeInfo& info : kCodes) {
+    if (info.httpStatus == status) return info.code;
   }
-  return 500;
+  return Code::kInternal;
 }
 
 std::string Status::toString() const {

@@ -1,5 +1,8 @@
 #include "runtime/client.h"
 
+#include "common/http_error.h"
+#include "common/json_fields.h"
+
 namespace kiln::runtime {
 namespace {
 
@@ -11,32 +14,6 @@ constexpr size_t kMaxResponseBytes = 512 << 20;
 
 Status transportError(const std::string& what, const error_code& ec) {
   return Status(Code::kUnavailable, "runtime: " + what + ": " + ec.message());
-}
-
-Code codeForHttp(unsigned status) {
-  switch (status) {
-    case 400: return Code::kInvalidArgument;
-    case 403: return Code::kPermissionDenied;
-    case 404: return Code::kNotFound;
-    case 409: return Code::kConflict;
-    case 413: return Code::kTooLarge;
-    case 422: return Code::kUnprocessable;
-    case 429: return Code::kResourceExhausted;
-    case 503: return Code::kUnavailable;
-    case 504: return Code::kDeadlineExceeded;
-    default: return Code::kInternal;
-  }
-}
-
-// {"error":{"code","message"}} → Status whose message starts with the contract's error code.
-Status errorFromBody(unsigned status, const std::string& body) {
-  json j = json::parse(body, nullptr, false);
-  std::string code = "http_" + std::to_string(status), message = body;
-  if (!j.is_discarded() && j.contains("error") && j["error"].is_object()) {
-    code = j["error"].value("code", code);
-    message = j["error"].value("message", std::string());
-  }
-  return Status(codeForHttp(status), code + ": " + message);
 }
 
 Task<Result<Socket>> connectTo(asio::any_io_executor ex, const std::string& path) {
@@ -56,6 +33,26 @@ http::request<http::string_body> postRequest(const std::string& path, const json
   req.body() = body.dump(-1, ' ', false, json::error_handler_t::replace);
   req.prepare_payload();
   return req;
+}
+
+// One request on a fresh connection: the body of a 200 answer, else the error it stands for.
+// `req` must outlive the call (no temporaries in co_await expressions: blocking_pool.h).
+Task<Result<std::string>> exchange(const asio::any_io_executor& ex, const std::string& socketPath,
+                                   const http::request<http::string_body>& req) {
+  const std::string target(req.target());
+  Result<Socket> sock = co_await connectTo(ex, socketPath);
+  if (!sock) co_return sock.status();
+  error_code ec;
+  co_await http::async_write(*sock, req, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return transportError("write " + target, ec);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(kMaxResponseBytes);
+  co_await http::async_read(*sock, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return transportError("read " + target, ec);
+  const auto& res = parser.get();
+  if (res.result_int() != 200) co_return statusFromHttpError(res.result_int(), res.body());
+  co_return std::move(parser.release().body());
 }
 
 // Splits the NDJSON stream of /exec into lines and folds them into the result.
@@ -79,18 +76,19 @@ class ExecStream {
     json j = json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return;
     if (j.contains("exit")) {
+      // The sandbox is not trusted: a field of another type is read as missing, never thrown on.
       const json& e = j["exit"];
-      result_.exitCode = e.value("exitCode", -1);
-      result_.timedOut = e.value("timedOut", false);
-      result_.durationMs = e.value("durationMs", int64_t{0});
-      result_.truncated = e.value("truncated", false);
-      result_.session = e.value("session", json());
+      result_.exitCode = fieldOr(e, "exitCode", -1);
+      result_.timedOut = fieldOr(e, "timedOut", false);
+      result_.durationMs = fieldOr(e, "durationMs", int64_t{0});
+      result_.truncated = fieldOr(e, "truncated", false);
+      result_.session = e.is_object() && e.contains("session") ? e["session"] : json();
       sawExit_ = true;
     } else if (j.contains("error")) {
-      error_ = Status(Code::kInternal, j["error"].value("message", std::string("exec failed")));
+      error_ = Status(Code::kInternal, fieldOr(j["error"], "message", "exec failed"));
     } else {
-      std::string stream = j.value("stream", std::string("stdout"));
-      std::string data = j.value("data", std::string());
+      std::string stream = fieldOr(j, "stream", "stdout");
+      std::string data = fieldOr(j, "data", "");
       result_.output.append(data);
       if (onChunk_) onChunk_(stream, data);
     }
@@ -109,41 +107,19 @@ RuntimeClient::RuntimeClient(asio::any_io_executor ex, std::string socketPath)
     : ex_(std::move(ex)), socketPath_(std::move(socketPath)) {}
 
 Task<Result<json>> RuntimeClient::call(const std::string& path, const json& body) {
-  Result<Socket> sock = co_await connectTo(ex_, socketPath_);
-  if (!sock) co_return sock.status();
-  error_code ec;
-  auto req = postRequest(path, body);
-  co_await http::async_write(*sock, req, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return transportError("write " + path, ec);
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(kMaxResponseBytes);
-  co_await http::async_read(*sock, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return transportError("read " + path, ec);
-  const auto& res = parser.get();
-  if (res.result_int() != 200) co_return errorFromBody(res.result_int(), res.body());
-  json answer = json::parse(res.body(), nullptr, false);
+  const auto req = postRequest(path, body);
+  Result<std::string> text = co_await exchange(ex_, socketPath_, req);
+  if (!text) co_return text.status();
+  json answer = json::parse(*text, nullptr, false);
   if (answer.is_discarded()) co_return internalError("runtime: " + path + ": invalid JSON answer");
   co_return answer;
 }
 
 Task<Result<std::string>> RuntimeClient::get(const std::string& target) {
-  Result<Socket> sock = co_await connectTo(ex_, socketPath_);
-  if (!sock) co_return sock.status();
-  error_code ec;
-  http::request<http::empty_body> req{http::verb::get, target, 11};
+  http::request<http::string_body> req{http::verb::get, target, 11};
   req.set(http::field::host, "runtime");
   req.keep_alive(false);
-  co_await http::async_write(*sock, req, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return transportError("write " + target, ec);
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(kMaxResponseBytes);
-  co_await http::async_read(*sock, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return transportError("read " + target, ec);
-  const auto& res = parser.get();
-  if (res.result_int() != 200) co_return errorFromBody(res.result_int(), res.body());
-  co_return res.body();
+  co_return co_await exchange(ex_, socketPath_, req);
 }
 
 Task<Status> RuntimeClient::health() {
@@ -193,7 +169,7 @@ Task<Result<ExecResult>> RuntimeClient::exec(const ExecRequest& r, ChunkFn onChu
   if (ec) co_return transportError("read /exec", ec);
   if (parser.get().result_int() != 200) {
     co_await http::async_read(*sock, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-    co_return errorFromBody(parser.get().result_int(), parser.get().body());
+    co_return statusFromHttpError(parser.get().result_int(), parser.get().body());
   }
   ExecResult result;
   ExecStream stream(onChunk, result);

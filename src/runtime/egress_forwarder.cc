@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "common/asio.h"
+#include "common/no_throw.h"
 #include "sandbox/egress/relay.h"
 
 namespace kiln::runtime {
@@ -61,13 +62,8 @@ Status startEgressForwarder(const std::string& proxySocket, uint16_t port) {
   }
   asio::co_spawn(*ioc, acceptLoop(*acceptor, proxySocket), asio::detached);
   std::thread([ioc] {
-    for (;;) {
-      try {
-        ioc->run();
-        return;
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "kiln runtime: egress forwarder: %s\n", e.what());
-      }
+    // A handler that threw is logged; the loop goes on serving the other connections.
+    while (!callNoThrow("runtime: egress forwarder", [&] { ioc->run(); })) {
     }
   }).detach();
   return Status::ok();

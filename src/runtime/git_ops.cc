@@ -1,9 +1,11 @@
 #include "runtime/git_ops.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <cstdint>
-#include <unistd.h>
+
+#include "common/json_fields.h"
 
 namespace kiln::runtime {
 namespace {
@@ -15,11 +17,6 @@ constexpr size_t kMaxGitOutput = 256 << 20;
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
-}
-
-std::string field(const json& req, const char* key) {
-  auto it = req.find(key);
-  return it != req.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
 // A validated revision/branch argument: never an option.
@@ -95,10 +92,10 @@ Result<json> GitOps::head(const json&) {
 }
 
 Result<json> GitOps::diff(const json& req) {
-  std::string base = field(req, "base");
+  std::string base = fieldOr(req, "base", "");
   if (base.empty()) base = "HEAD";
   if (!safeRef(base)) return invalidArgument("bad base revision");
-  const std::string since = field(req, "since");
+  const std::string since = fieldOr(req, "since", "");
   const bool fresh = req.value("fresh", false);
   // Per-step diffs reuse one index per base, so `add -A` only rehashes files whose stat data
   // changed (a fresh index from read-tree has none: every file would be hashed each time). A
@@ -140,7 +137,7 @@ Result<json> GitOps::diff(const json& req) {
 }
 
 Result<json> GitOps::commit(const json& req) {
-  std::string branch = field(req, "branch"), message = field(req, "message");
+  std::string branch = fieldOr(req, "branch", ""), message = fieldOr(req, "message", "");
   if (!safeRef(branch)) return invalidArgument("branch is required");
   if (message.empty()) message = "kiln commit";
   RETURN_IF_ERROR(gitOk({"checkout", "-q", "-B", branch}).status());
@@ -158,7 +155,7 @@ Result<json> GitOps::commit(const json& req) {
 }
 
 Result<json> GitOps::clone(const json& req) {
-  std::string url = field(req, "url"), ref = field(req, "ref");
+  std::string url = fieldOr(req, "url", ""), ref = fieldOr(req, "ref", "");
   if (url.empty() || url[0] == '-') return invalidArgument("url is required");
   RETURN_IF_ERROR(gitOk({"clone", "-q", "--", url, "."}).status());
   if (!ref.empty()) {
@@ -169,8 +166,8 @@ Result<json> GitOps::clone(const json& req) {
 }
 
 Result<json> GitOps::push(const json& req) {
-  std::string remote = field(req, "remote"), branch = field(req, "branch");
-  std::string token = field(req, "token");
+  std::string remote = fieldOr(req, "remote", ""), branch = fieldOr(req, "branch", "");
+  std::string token = fieldOr(req, "token", "");
   if (remote.empty() || remote[0] == '-') return invalidArgument("remote is required");
   if (!safeRef(branch)) return invalidArgument("branch is required");
   // Never prompt; the token travels as configuration in the environment, not in argv.
@@ -186,7 +183,7 @@ Result<json> GitOps::push(const json& req) {
 }
 
 Result<json> GitOps::apply(const json& req) {
-  std::string patch = field(req, "patch");
+  std::string patch = fieldOr(req, "patch", "");
   if (patch.empty()) return json{{"applied", false}};
   RETURN_IF_ERROR(gitOk({"apply", "--binary", "--whitespace=nowarn", "-"}, {}, patch).status());
   return json{{"applied", true}};

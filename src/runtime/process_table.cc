@@ -12,6 +12,8 @@
 #include <atomic>
 #include <chrono>
 
+#include "common/no_throw.h"
+#include "common/unique_fd.h"
 #include "sandbox/ns/caps.h"
 #include "sandbox/ns/seccomp.h"
 
@@ -32,19 +34,6 @@ int64_t nowMs() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
-
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  explicit Fd(int f) : fd(f) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  void reset() {
-    if (fd >= 0) close(fd);
-    fd = -1;
-  }
-};
 
 std::vector<char*> cStrings(const std::vector<std::string>& v) {
   std::vector<char*> out;
@@ -113,7 +102,12 @@ int exitCodeOf(int status) {
 
 ProcessTable::ProcessTable(CommandJail jail, EventLog* events)
     : jail_(std::move(jail)), events_(events) {
-  reaper_ = std::thread([this] { reapLoop(); });
+  reaper_ = std::thread([this] {
+    // Should a turn throw (the event log allocates), reaping goes on: a dead reaper would leave
+    // every later command waiting for its exit forever.
+    while (!callNoThrow("runtime: reaper", [this] { reapLoop(); })) {
+    }
+  });
 }
 
 ProcessTable::~ProcessTable() {
@@ -313,26 +307,27 @@ bool makePipe(int fds[2]) { return pipe2(fds, O_CLOEXEC) == 0; }
 Result<SpawnOutcome> ProcessTable::run(const SpawnRequest& req, const OutputFn& onOutput) {
   int out[2], err[2], in[2] = {-1, -1};
   if (!makePipe(out)) return errnoStatus("pipe", errno);
-  Fd outR(out[0]), outW(out[1]);
+  UniqueFd outR(out[0]), outW(out[1]);
   if (!makePipe(err)) return errnoStatus("pipe", errno);
-  Fd errR(err[0]), errW(err[1]);
+  UniqueFd errR(err[0]), errW(err[1]);
   if (req.stdinData.empty()) {
     in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
   } else if (!makePipe(in)) {
     return errnoStatus("pipe", errno);
   }
-  Fd inR(in[0]), inW(in[1]);
-  if (inR.fd < 0) return errnoStatus("stdin", errno);
-  ASSIGN_OR_RETURN(auto waiter, start(req, inR.fd, outW.fd, errW.fd));
+  UniqueFd inR(in[0]), inW(in[1]);
+  if (!inR.valid()) return errnoStatus("stdin", errno);
+  ASSIGN_OR_RETURN(auto waiter, start(req, inR.get(), outW.get(), errW.get()));
   if (events_) events_->append("exec_start", startFields(waiter->pid, req.argv));
   outW.reset();
   errW.reset();
   inR.reset();
-  for (int fd : {outR.fd, errR.fd, inW.fd}) {
-    if (fd >= 0) fcntl(fd, F_SETFL, O_NONBLOCK);
+  for (const UniqueFd* fd : {&outR, &errR, &inW}) {
+    if (fd->valid()) fcntl(fd->get(), F_SETFL, O_NONBLOCK);
   }
-  Pump pump(waiter->pid, outR.fd, errR.fd, inW.fd, waiter->exitFd, req.peerFd, req.stdinData);
-  outR.fd = errR.fd = inW.fd = -1;  // owned by the pump now
+  // The pump owns (and closes) the pipes from here on.
+  Pump pump(waiter->pid, outR.release(), errR.release(), inW.release(), waiter->exitFd,
+            req.peerFd, req.stdinData);
   SpawnOutcome outcome = pump.loop(req.timeoutMs, onOutput);
   if (outcome.peerGone) {
     // Still wait for the exit so the pid is not left registered.

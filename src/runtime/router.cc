@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "common/no_throw.h"
 #include "runtime/output_cap.h"
 
 namespace kiln::runtime {
@@ -105,7 +106,23 @@ json Router::eventsSince(const std::string& target) const {
   return out;
 }
 
-bool Router::handle(Socket& sock, const Request& req) {
+bool Router::handle(Socket& sock, const Request& req) noexcept {
+  // Nothing may leave a connection thread: an exception there calls std::terminate, which ends
+  // PID 1 and the whole sandbox. A handler that throws is answered with 500 and its connection
+  // closed (what it wrote before it threw is unknown); PID 1 serves on.
+  bool keepAlive = false;
+  std::string why;
+  if (callNoThrow("runtime: handler", &why, [&] { keepAlive = route(sock, req); })) {
+    return keepAlive;
+  }
+  (void)callNoThrow("runtime: 500 answer", [&] {
+    writeError(sock, internalError("runtime: " + std::string(req.target()) + " failed: " + why),
+               false);
+  });
+  return false;
+}
+
+bool Router::route(Socket& sock, const Request& req) {
   bool keepAlive = req.keep_alive();
   std::string target(req.target());
   if (req.method() == http::verb::get && target == "/health") {
@@ -197,11 +214,16 @@ void Router::streamExec(Socket& sock, const json& body) {
     size_t n = cap.admit(stream, data);
     return n == 0 || send(stream, data.substr(0, n));
   };
-  Result<SpawnOutcome> outcome = runIt(onOutput);
-  if (!outcome) {
-    int status;
-    writeChunk(sock, dumpLine(errorBody(outcome.status(), &status)));
-  } else {
+  // The 200 head is out: a failure from here on is an error line of the stream, never a second
+  // HTTP answer on the same connection.
+  std::string why;
+  bool ran = callNoThrow("runtime: /exec", &why, [&] {
+    Result<SpawnOutcome> outcome = runIt(onOutput);
+    if (!outcome) {
+      int status;
+      writeChunk(sock, dumpLine(errorBody(outcome.status(), &status)));
+      return;
+    }
     for (const OutputPiece& piece : cap.finish()) send(piece.stream, piece.data);
     json exit = {{"exitCode", outcome->exitCode},
                  {"timedOut", outcome->timedOut},
@@ -209,6 +231,10 @@ void Router::streamExec(Socket& sock, const json& body) {
                  {"truncated", cap.truncated()}};
     if (!sessionInfo.is_null()) exit["session"] = std::move(sessionInfo);
     writeChunk(sock, dumpLine({{"exit", std::move(exit)}}));
+  });
+  if (!ran) {
+    int status;
+    writeChunk(sock, dumpLine(errorBody(internalError("runtime: /exec failed: " + why), &status)));
   }
   asio::write(sock, asio::buffer("0\r\n\r\n", 5), ec);
 }

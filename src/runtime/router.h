@@ -32,11 +32,13 @@ class Router {
 
   static Result<std::unique_ptr<Router>> create(RuntimeConfig config);
 
-  // Returns false when the connection must be closed after this request.
-  bool handle(Socket& sock, const Request& req);
+  // Returns false when the connection must be closed after this request. Never throws: a
+  // handler that does is answered with 500 {"error":{"code":"internal",...}}.
+  bool handle(Socket& sock, const Request& req) noexcept;
 
  private:
   Router(RuntimeConfig config, std::unique_ptr<WorkspaceFs> fs);
+  bool route(Socket& sock, const Request& req);
   Result<nlohmann::json> dispatch(const std::string& target, const nlohmann::json& body);
   void streamExec(Socket& sock, const nlohmann::json& body);
   std::vector<std::string> commandEnv(const nlohmann::json& extra) const;

@@ -14,6 +14,7 @@
 #include <system_error>
 #include <thread>
 
+#include "common/no_throw.h"
 #include "runtime/egress_forwarder.h"
 #include "runtime/router.h"
 #include "sandbox/ns/seccomp.h"
@@ -173,7 +174,9 @@ int runtimeMain(int argc, char** argv) {
       return 1;
     }
     try {
-      std::thread([r = router->get(), fd] { serveConnection(*r, fd); }).detach();
+      std::thread([r = router->get(), fd] {
+        (void)callNoThrow("runtime: connection", [&] { serveConnection(*r, fd); });
+      }).detach();
     } catch (const std::system_error&) {
       // No thread to be had (a fork bomb holds every pid of the sandbox): drop this
       // connection, never PID 1.

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 
+#include "common/json_fields.h"
+
 namespace kiln::runtime {
 namespace {
 
@@ -33,31 +35,17 @@ Result<std::string> readAll(int fd) {
   }
 }
 
-std::string stringField(const json& req, const char* key, const std::string& def = "") {
-  auto it = req.find(key);
-  return it != req.end() && it->is_string() ? it->get<std::string>() : def;
-}
-
-struct FdGuard {
-  int fd;
-  ~FdGuard() {
-    if (fd >= 0) close(fd);
-  }
-};
-
 }  // namespace
 
 Result<std::unique_ptr<WorkspaceFs>> WorkspaceFs::open(const std::string& root) {
-  int fd = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errnoStatus("workspace " + root, errno);
+  UniqueFd fd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return errnoStatus("workspace " + root, errno);
   struct stat st;
-  fstat(fd, &st);
+  if (fstat(fd.get(), &st) != 0) return errnoStatus("workspace " + root, errno);
   std::string clean = root.size() > 1 && root.back() == '/' ? root.substr(0, root.size() - 1)
                                                             : root;
-  return std::unique_ptr<WorkspaceFs>(new WorkspaceFs(clean, fd, st.st_uid, st.st_gid));
+  return std::unique_ptr<WorkspaceFs>(new WorkspaceFs(clean, std::move(fd), st.st_uid, st.st_gid));
 }
-
-WorkspaceFs::~WorkspaceFs() { close(rootFd_); }
 
 Result<std::string> WorkspaceFs::relative(const std::string& path) const {
   if (path.empty() || path == root_) return std::string(".");
@@ -69,14 +57,14 @@ Result<std::string> WorkspaceFs::relative(const std::string& path) const {
   return outside(path);
 }
 
-Result<int> WorkspaceFs::openBeneath(const std::string& rel, int flags, mode_t mode) const {
+Result<UniqueFd> WorkspaceFs::openBeneath(const std::string& rel, int flags, mode_t mode) const {
   open_how how{};
   how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
   how.mode = (flags & O_CREAT) ? mode : 0;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
   for (;;) {
-    int fd = static_cast<int>(syscall(SYS_openat2, rootFd_, rel.c_str(), &how, sizeof how));
-    if (fd >= 0) return fd;
+    int fd = static_cast<int>(syscall(SYS_openat2, rootFd_.get(), rel.c_str(), &how, sizeof how));
+    if (fd >= 0) return UniqueFd(fd);
     if (errno == EAGAIN || errno == EINTR) continue;  // a racing rename; retry
     if (errno == EXDEV) return outside(rel);
     if (errno == ENOENT) return notFound("no such file or directory: " + rel);
@@ -91,10 +79,9 @@ Status WorkspaceFs::makeParents(const std::string& rel) const {
     std::string parent = slash == std::string::npos ? "." : dir.substr(0, slash);
     std::string name = slash == std::string::npos ? dir : dir.substr(slash + 1);
     if (name.empty() || name == "." || name == "..") continue;
-    ASSIGN_OR_RETURN(int pfd, openBeneath(parent, O_PATH | O_DIRECTORY));
-    FdGuard g{pfd};
-    if (mkdirat(pfd, name.c_str(), 0755) == 0) {
-      fchownat(pfd, name.c_str(), uid_, gid_, AT_SYMLINK_NOFOLLOW);
+    ASSIGN_OR_RETURN(UniqueFd pfd, openBeneath(parent, O_PATH | O_DIRECTORY));
+    if (mkdirat(pfd.get(), name.c_str(), 0755) == 0) {
+      fchownat(pfd.get(), name.c_str(), uid_, gid_, AT_SYMLINK_NOFOLLOW);
     } else if (errno != EEXIST) {
       return errnoStatus("mkdir " + dir, errno);
     }
@@ -103,10 +90,9 @@ Status WorkspaceFs::makeParents(const std::string& rel) const {
 }
 
 Result<json> WorkspaceFs::read(const json& req) const {
-  ASSIGN_OR_RETURN(std::string rel, relative(stringField(req, "path")));
-  ASSIGN_OR_RETURN(int fd, openBeneath(rel, O_RDONLY));
-  FdGuard g{fd};
-  ASSIGN_OR_RETURN(std::string data, readAll(fd));
+  ASSIGN_OR_RETURN(std::string rel, relative(fieldOr(req, "path", "")));
+  ASSIGN_OR_RETURN(UniqueFd fd, openBeneath(rel, O_RDONLY));
+  ASSIGN_OR_RETURN(std::string data, readAll(fd.get()));
   int64_t start = req.value("startLine", 1), end = req.value("endLine", INT64_MAX);
   std::string out;
   int64_t line = 0;
@@ -122,43 +108,40 @@ Result<json> WorkspaceFs::read(const json& req) const {
 }
 
 Result<json> WorkspaceFs::write(const json& req) const {
-  ASSIGN_OR_RETURN(std::string rel, relative(stringField(req, "path")));
+  ASSIGN_OR_RETURN(std::string rel, relative(fieldOr(req, "path", "")));
   auto content = req.find("content");
   if (content == req.end() || !content->is_string()) {
     return invalidArgument("content must be a string");
   }
   RETURN_IF_ERROR(makeParents(rel));
-  ASSIGN_OR_RETURN(int fd, openBeneath(rel, O_WRONLY | O_CREAT | O_TRUNC, 0644));
-  FdGuard g{fd};
+  ASSIGN_OR_RETURN(UniqueFd fd, openBeneath(rel, O_WRONLY | O_CREAT | O_TRUNC, 0644));
   const std::string& data = content->get_ref<const std::string&>();
   for (size_t off = 0; off < data.size();) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errnoStatus("write " + rel, errno);
     off += n;
   }
-  fchown(fd, uid_, gid_);
+  fchown(fd.get(), uid_, gid_);
   return json{{"bytes", data.size()}};
 }
 
 Result<json> WorkspaceFs::list(const json& req) const {
-  ASSIGN_OR_RETURN(std::string rel, relative(stringField(req, "path", ".")));
-  ASSIGN_OR_RETURN(int fd, openBeneath(rel, O_RDONLY | O_DIRECTORY));
-  DIR* dir = fdopendir(fd);
-  if (!dir) {
-    close(fd);
-    return errnoStatus("opendir " + rel, errno);
-  }
+  ASSIGN_OR_RETURN(std::string rel, relative(fieldOr(req, "path", ".")));
+  ASSIGN_OR_RETURN(UniqueFd fd, openBeneath(rel, O_RDONLY | O_DIRECTORY));
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(fdopendir(fd.get()), &closedir);
+  if (!dir) return errnoStatus("opendir " + rel, errno);
+  (void)fd.release();  // the DIR owns it now
   json entries = json::array();
-  while (dirent* e = readdir(dir)) {
+  while (dirent* e = readdir(dir.get())) {
     std::string name = e->d_name;
     if (name == "." || name == "..") continue;
     struct stat st;
-    if (fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (fstatat(dirfd(dir.get()), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     const char* type = S_ISDIR(st.st_mode) ? "dir" : S_ISLNK(st.st_mode) ? "symlink" : "file";
     entries.push_back({{"name", name}, {"type", type}, {"size", st.st_size}});
   }
-  closedir(dir);
+  dir.reset();
   std::sort(entries.begin(), entries.end(),
             [](const json& a, const json& b) { return a["name"] < b["name"]; });
   return json{{"entries", entries}};

@@ -9,13 +9,13 @@
 #include <string>
 
 #include "common/result.h"
+#include "common/unique_fd.h"
 
 namespace kiln::runtime {
 
 class WorkspaceFs {
  public:
   static Result<std::unique_ptr<WorkspaceFs>> open(const std::string& root);
-  ~WorkspaceFs();
 
   const std::string& root() const { return root_; }
   uid_t ownerUid() const { return uid_; }
@@ -30,15 +30,15 @@ class WorkspaceFs {
   // Maps a contract path to one relative to the root; refuses absolute paths elsewhere.
   Result<std::string> relative(const std::string& path) const;
   // openat2 beneath the root. Returns the fd or a status.
-  Result<int> openBeneath(const std::string& rel, int flags, mode_t mode = 0) const;
+  Result<UniqueFd> openBeneath(const std::string& rel, int flags, mode_t mode = 0) const;
 
  private:
-  WorkspaceFs(std::string root, int fd, uid_t uid, gid_t gid)
-      : root_(std::move(root)), rootFd_(fd), uid_(uid), gid_(gid) {}
+  WorkspaceFs(std::string root, UniqueFd fd, uid_t uid, gid_t gid)
+      : root_(std::move(root)), rootFd_(std::move(fd)), uid_(uid), gid_(gid) {}
   Status makeParents(const std::string& rel) const;
 
   std::string root_;
-  int rootFd_;
+  UniqueFd rootFd_;
   uid_t uid_;
   gid_t gid_;
 };

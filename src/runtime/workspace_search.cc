@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <memory>
 #include <optional>
 #include <regex>
 
@@ -57,11 +58,10 @@ bool readSmallText(int fd, std::string& out) {
   return out.find('\0', 0) == std::string::npos;
 }
 
-// Takes ownership of fd.
-void searchOpenFile(int fd, const std::string& path, SearchState& s) {
+void searchOpenFile(UniqueFd fd, const std::string& path, SearchState& s) {
   std::string data;
-  bool ok = readSmallText(fd, data);
-  close(fd);
+  bool ok = readSmallText(fd.get(), data);
+  fd.reset();
   if (!ok) return;
   size_t pos = 0;
   for (int64_t line = 1; pos < data.size() && !s.truncated; ++line) {
@@ -79,28 +79,27 @@ void searchOpenFile(int fd, const std::string& path, SearchState& s) {
   }
 }
 
-void searchDir(int fd, const std::string& prefix, int depth, SearchState& s) {
-  DIR* dir = fdopendir(fd);
-  if (!dir) {
-    close(fd);
-    return;
-  }
+void searchDir(UniqueFd fd, const std::string& prefix, int depth, SearchState& s) {
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(fdopendir(fd.get()), &closedir);
+  if (!dir) return;
+  (void)fd.release();  // the DIR owns it now
   std::vector<std::pair<std::string, unsigned char>> names;
-  while (dirent* e = readdir(dir)) names.emplace_back(e->d_name, e->d_type);
+  while (dirent* e = readdir(dir.get())) names.emplace_back(e->d_name, e->d_type);
   std::sort(names.begin(), names.end());
   for (const auto& [name, type] : names) {
     if (s.truncated) break;
     if (name == "." || name == ".." || name == ".git") continue;
     std::string path = prefix.empty() || prefix == "." ? name : prefix + "/" + name;
     if (type == DT_DIR && depth < kMaxDepth) {
-      int sub = openat(dirfd(dir), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (sub >= 0) searchDir(sub, path, depth + 1, s);
+      UniqueFd sub(
+          openat(dirfd(dir.get()), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (sub.valid()) searchDir(std::move(sub), path, depth + 1, s);
     } else if (type == DT_REG) {
-      int f = openat(dirfd(dir), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-      if (f >= 0) searchOpenFile(f, path, s);
+      UniqueFd f(
+          openat(dirfd(dir.get()), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+      if (f.valid()) searchOpenFile(std::move(f), path, s);
     }
   }
-  closedir(dir);
 }
 
 }  // namespace
@@ -114,13 +113,13 @@ Result<json> WorkspaceFs::search(const json& req) const {
   ASSIGN_OR_RETURN(std::string rel, relative(path));
   LineMatcher matcher(pattern->get<std::string>(), req.value("fixed", false));
   SearchState state{matcher};
-  ASSIGN_OR_RETURN(int fd, openBeneath(rel, O_RDONLY));
+  ASSIGN_OR_RETURN(UniqueFd fd, openBeneath(rel, O_RDONLY));
   struct stat st;
-  fstat(fd, &st);
+  if (fstat(fd.get(), &st) != 0) return errnoStatus("stat " + rel, errno);
   if (S_ISDIR(st.st_mode)) {
-    searchDir(fd, rel, 0, state);
+    searchDir(std::move(fd), rel, 0, state);
   } else {
-    searchOpenFile(fd, rel, state);
+    searchOpenFile(std::move(fd), rel, state);
   }
   return json{{"matches", std::move(state.matches)}, {"truncated", state.truncated}};
 }

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/http_error.h"
 #include "runtime/client.h"
 #include "support/runtime_process.h"
 
@@ -391,6 +392,116 @@ TEST_F(RuntimeTest, EventsLogCommandsAndOrphansAfterASeq) {
   auto none = events(newest);
   ASSERT_TRUE(none.isOk());
   EXPECT_TRUE(none->empty()) << none->dump();
+}
+
+// One request on a fresh connection, as raw HTTP: the status and the body.
+std::pair<int, json> rawPost(const std::string& socket, const std::string& target,
+                             const std::string& body) {
+  asio::io_context ioc;
+  asio::local::stream_protocol::socket sock(ioc);
+  boost::system::error_code ec;
+  sock.connect(asio::local::stream_protocol::endpoint(socket), ec);
+  if (ec) return {0, json()};
+  http::request<http::string_body> req{http::verb::post, target, 11};
+  req.set(http::field::host, "runtime");
+  req.body() = body;
+  req.prepare_payload();
+  http::write(sock, req, ec);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  if (!ec) http::read(sock, buffer, res, ec);
+  if (ec) return {0, json()};
+  return {res.result_int(), json::parse(res.body(), nullptr, false)};
+}
+
+// A handler that throws (nlohmann's value() on a field of another type) used to end in
+// std::terminate on its connection thread, killing PID 1 and the sandbox with it. It is a 500
+// JSON error now, and the runtime serves the next request.
+TEST_F(RuntimeTest, HandlerExceptionIsA500AndTheRuntimeServesOn) {
+  std::ofstream(ws_ + "/a.txt") << "one\ntwo\n";
+  for (const auto& [target, body] :
+       {std::pair{"/files/read", R"({"path":"a.txt","startLine":"2"})"},
+        std::pair{"/exec", R"({"cmd":"true","timeoutMs":"soon"})"}}) {
+    SCOPED_TRACE(target);
+    auto [status, answer] = rawPost(socket_, target, body);
+    ASSERT_EQ(status, 500) << answer.dump();
+    EXPECT_EQ(answer["error"]["code"], "internal") << answer.dump();
+    EXPECT_NE(answer["error"]["message"].get<std::string>().find(target), std::string::npos);
+    ASSERT_EQ(waitpid(pid_, nullptr, WNOHANG), 0) << "the runtime died";
+    auto read = call("/files/read", json{{"path", "a.txt"}, {"startLine", 2}});
+    ASSERT_TRUE(read.isOk()) << read.status().toString();
+    EXPECT_EQ((*read)["content"], "two\n");
+  }
+  ExecRequest req;
+  req.cmd = "echo still here";
+  req.cwd = ws_;
+  auto r = exec(req);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->output, "still here\n");
+}
+
+// The runtime is untrusted: whatever types its answers hold, the client reads them as values or
+// errors and never throws (a throw would unwind the job's coroutine). A fake runtime answers one
+// /exec with fields of the wrong types.
+TEST(RuntimeClientTest, ExecAnswerWithFieldsOfOtherTypesIsReadNotThrownOn) {
+  const std::string dir = makeTempDir("rtc");
+  const std::string path = dir + "/fake.sock";
+  asio::io_context serverIo;
+  asio::local::stream_protocol::acceptor acceptor(serverIo,
+                                                  asio::local::stream_protocol::endpoint(path));
+  std::thread server([&] {
+    boost::system::error_code ec;
+    asio::local::stream_protocol::socket sock(serverIo);
+    acceptor.accept(sock, ec);
+    beast::flat_buffer buffer;
+    http::request<http::string_body> req;
+    if (!ec) http::read(sock, buffer, req, ec);
+    auto chunk = [](const std::string& line) {
+      char size[16];
+      std::snprintf(size, sizeof size, "%zx\r\n", line.size());
+      return size + line + "\r\n";
+    };
+    const std::string answer =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+        chunk(R"({"stream":5,"data":["x"]})"
+              "\n") +
+        chunk(R"({"exit":{"exitCode":"x","timedOut":"no","durationMs":"1","truncated":1}})"
+              "\n") +
+        "0\r\n\r\n";
+    if (!ec) asio::write(sock, asio::buffer(answer), ec);
+  });
+  asio::io_context ioc;
+  RuntimeClient client(ioc.get_executor(), path);
+  std::optional<Result<ExecResult>> out;
+  ExecRequest req;
+  req.cmd = "true";
+  asio::co_spawn(
+      ioc, [&]() -> Task<void> { out.emplace(co_await client.exec(req, nullptr)); },
+      asio::detached);
+  std::string thrown;
+  try {
+    ioc.run();
+  } catch (const std::exception& e) {
+    thrown = e.what();
+  }
+  server.join();
+  fs::remove_all(dir);
+  ASSERT_EQ(thrown, "") << "the client threw";
+  ASSERT_TRUE(out && out->isOk()) << (out ? out->status().toString() : "no answer");
+  EXPECT_EQ((*out)->exitCode, -1);
+  EXPECT_FALSE((*out)->timedOut);
+  EXPECT_EQ((*out)->output, "");
+}
+
+// Error bodies of any shape become a status with the HTTP status's code.
+TEST(RuntimeClientTest, ErrorBodiesOfAnyShapeBecomeAStatus) {
+  for (const char* body :
+       {R"({"error":{"code":7,"message":["x"]}})", R"({"error":"flat"})", "not json", R"([1,2])"}) {
+    Status st = statusFromHttpError(409, body);
+    EXPECT_EQ(st.code(), Code::kConflict) << body;
+    EXPECT_FALSE(st.message().empty()) << body;
+  }
 }
 
 TEST_F(RuntimeTest, MalformedBodyIsA400) {
