@@ -2,6 +2,7 @@
 // (HTTP over a unix socket, see docs/runtime.md). Backends: namespace (sandbox/ns/), later
 // microVM (sandbox/microvm/). The orchestrator never touches a sandbox's insides directly.
 #pragma once
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,7 +53,9 @@ class Sandbox {
   virtual const std::string& runtimeSocket() const = 0;
   // Kills every process inside and releases mounts, cgroups and state dirs. Blocking.
   virtual Status destroy() = 0;
-  // Set once a limit killed (or is about to kill) the sandbox.
+  // Set once a limit killed (or is about to kill) the sandbox. Never waits for a destroy() in
+  // progress (it is called from I/O threads): during one, it answers what was known when the
+  // teardown began.
   virtual std::optional<LimitBreach> limitBreach() const = 0;
 };
 
@@ -84,6 +87,9 @@ struct NamespaceBackendOptions {
   // and the agent inside are unprivileged ids on the host (docs/runtime.md, "User namespaces as
   // root"). Ignored in rootless mode, which always has one.
   bool userNamespace = false;
+  // A test seam: called by a sandbox's destroy() (with its id) once its processes are dead and
+  // before its cgroup and files are removed. Empty in production.
+  std::function<void(const std::string& sandboxId)> teardownHook;
 };
 
 // The host uid that owns the agent's files (its workspace) under these options: 1000 as root,

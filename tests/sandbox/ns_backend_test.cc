@@ -8,6 +8,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <atomic>
+#include <future>
+#include <thread>
+
 #include "sandbox_fixture.h"
 
 namespace kiln::sandbox::testing {
@@ -172,6 +176,52 @@ TEST_F(SandboxNsTest, DuplicateIdIsAConflict) {
   ASSERT_NE(sb, nullptr);
   auto again = backend_->create({.id = id, .workspaceDir = newWorkspace()});
   EXPECT_EQ(again.status().code(), Code::kConflict);
+}
+
+// limitBreach() is called from a job's I/O thread: it must answer while a destroy() is in the
+// middle of its teardown (it used to wait on the mutex destroy() holds through waitpid, cgroup
+// removal and file removal). The teardown is held at its hook until limitBreach() returned.
+TEST_F(SandboxNsTest, LimitBreachDoesNotWaitForATeardownInProgress) {
+  struct Hold {
+    std::atomic<bool> armed{false};
+    std::promise<void> reached, release;
+  };
+  auto hold = std::make_shared<Hold>();  // the backend (and its hook) outlives this body
+  NamespaceBackendOptions opts;
+  opts.stateDir = state_;
+  opts.kilnBinary = KILN_BINARY;
+  opts.teardownHook = [hold](const std::string&) {
+    if (!hold->armed.exchange(false)) return;
+    hold->reached.set_value();
+    hold->release.get_future().wait();
+  };
+  backend_.reset();
+  auto backend = newNamespaceBackend(opts);
+  ASSERT_TRUE(backend.isOk()) << backend.status().toString();
+  backend_ = std::move(backend).value();
+  Sandbox* sb = create({.pids = 16});
+  ASSERT_NE(sb, nullptr);
+  auto r = exec(sb, "i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done; echo spawned");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  ASSERT_NE(r->output.find("fork"), std::string::npos) << r->output;
+
+  hold->armed = true;
+  std::thread destroyer([sb] { EXPECT_TRUE(sb->destroy().isOk()); });
+  const bool reached =
+      hold->reached.get_future().wait_for(std::chrono::seconds(60)) == std::future_status::ready;
+  std::future<std::optional<LimitBreach>> breach;
+  bool answered = false;
+  if (reached) {
+    breach = std::async(std::launch::async, [sb] { return sb->limitBreach(); });
+    answered = breach.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  }
+  hold->release.set_value();
+  destroyer.join();
+  ASSERT_TRUE(reached) << "destroy() never reached its teardown hook";
+  ASSERT_TRUE(answered) << "limitBreach() waited for the teardown in progress";
+  auto b = breach.get();
+  ASSERT_TRUE(b.has_value()) << "the breach known when the teardown began was lost";
+  EXPECT_EQ(b->resource, "pids");
 }
 
 pid_t spawnQuiet(const std::vector<std::string>& args) {

@@ -11,8 +11,10 @@
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <mutex>
 
+#include "common/unique_fd.h"
 #include "sandbox/egress/ns_egress.h"
 #include "sandbox/image/ns_image.h"
 #include "sandbox/ns/cgroup.h"
@@ -24,25 +26,6 @@
 
 namespace kiln::sandbox {
 namespace {
-
-class FdCloser {
- public:
-  explicit FdCloser(int fd = -1) : fd_(fd) {}
-  ~FdCloser() {
-    if (fd_ >= 0) close(fd_);
-  }
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
 
 Result<int> listenOn(const std::string& path) {
   sockaddr_un addr{};
@@ -112,13 +95,19 @@ std::string runtimeBinaryFor(const std::string& kilnBinary) {
   return access(runtime.c_str(), X_OK) == 0 ? runtime : kilnBinary;
 }
 
+// Two locks: limitBreach() runs on a job's strand (an I/O thread) and must never wait for a
+// teardown, which blocks in waitpid and in cgroup and file removal. stateMu_ guards only the
+// breach and the `destroyed_` flag and is held for a few small file reads at most; teardownMu_
+// serializes destroy() and is held through all of it. Once destroyed_ is set, limitBreach()
+// no longer touches child_, cgroup_ or disk_, which the teardown then owns alone.
 class NsSandbox : public Sandbox {
  public:
-  NsSandbox(std::string id, SandboxPaths paths, int lockFd, ContainedChild child,
-            SandboxCgroup cgroup, DiskImage disk)
+  NsSandbox(std::string id, SandboxPaths paths, UniqueFd lockFd, ContainedChild child,
+            SandboxCgroup cgroup, DiskImage disk, std::function<void(const std::string&)> hook)
       : id_(std::move(id)),
         paths_(std::move(paths)),
-        lockFd_(lockFd),
+        teardownHook_(std::move(hook)),
+        lockFd_(std::move(lockFd)),
         child_(std::move(child)),
         cgroup_(std::move(cgroup)),
         disk_(std::move(disk)) {}
@@ -128,15 +117,25 @@ class NsSandbox : public Sandbox {
   const std::string& id() const override { return id_; }
   const std::string& runtimeSocket() const override { return paths_.socket; }
   Status destroy() override {
-    std::lock_guard lock(mu_);
-    if (destroyed_) return Status::ok();
-    destroyed_ = true;
-    if (!breach_) breach_ = disk_.breach(child_.pid());
+    std::lock_guard teardown(teardownMu_);
+    {
+      std::lock_guard lock(stateMu_);
+      if (destroyed_) return Status::ok();
+      // What a limit did so far (the disk check reads the root through PID 1: before the
+      // kill), for limitBreach() calls during the teardown.
+      if (!breach_) breach_ = probeBreach();
+      destroyed_ = true;
+    }
     // SIGKILL to PID 1 takes the whole pid namespace with it; its mounts go with the last
     // process of the mount namespace.
     child_.kill();
     egress_.reset();
-    if (!breach_) breach_ = cgroup_.breach();
+    // An OOM kill in the last moment shows in the cgroup's counters only now.
+    if (auto late = cgroup_.breach()) {
+      std::lock_guard lock(stateMu_);
+      if (!breach_) breach_ = std::move(late);
+    }
+    if (teardownHook_) teardownHook_(id_);
     Status st = cgroup_.remove();
     Status diskSt = disk_.release();
     Status rmSt = removeSandboxFiles(paths_);
@@ -148,23 +147,31 @@ class NsSandbox : public Sandbox {
   // Network "allowlist": the sandbox's proxy listener, closed by destroy().
   void keepEgress(std::unique_ptr<egress::EgressListener> l) { egress_ = std::move(l); }
   std::optional<LimitBreach> limitBreach() const override {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(stateMu_);
     if (destroyed_ || breach_) return breach_;
+    return probeBreach();
+  }
+
+ private:
+  // Reads the cgroup's and the disk's counters. Only while !destroyed_, under stateMu_.
+  std::optional<LimitBreach> probeBreach() const {
     auto b = cgroup_.breach();
     return b ? b : disk_.breach(child_.pid());
   }
 
- private:
   const std::string id_;
   const SandboxPaths paths_;
-  mutable std::mutex mu_;
-  FdCloser lockFd_;                      // GUARDED_BY(mu_): flock on paths_.log (reclaim.h)
-  ContainedChild child_;                 // GUARDED_BY(mu_)
-  SandboxCgroup cgroup_;                 // GUARDED_BY(mu_)
-  DiskImage disk_;                       // GUARDED_BY(mu_)
-  bool destroyed_ = false;               // GUARDED_BY(mu_)
-  std::optional<LimitBreach> breach_;    // GUARDED_BY(mu_)
-  std::unique_ptr<egress::EgressListener> egress_;  // GUARDED_BY(mu_)
+  const std::function<void(const std::string&)> teardownHook_;  // NamespaceBackendOptions
+  std::mutex teardownMu_;
+  mutable std::mutex stateMu_;
+  UniqueFd lockFd_;  // GUARDED_BY(teardownMu_): flock on paths_.log (reclaim.h)
+  // Read by limitBreach() under stateMu_ until destroyed_; written only by destroy() after.
+  ContainedChild child_;
+  SandboxCgroup cgroup_;
+  DiskImage disk_;
+  bool destroyed_ = false;                          // GUARDED_BY(stateMu_)
+  std::optional<LimitBreach> breach_;               // GUARDED_BY(stateMu_)
+  std::unique_ptr<egress::EgressListener> egress_;  // GUARDED_BY(teardownMu_)
 };
 
 class NsBackend : public SandboxBackend {
@@ -191,8 +198,9 @@ class NsBackend : public SandboxBackend {
   std::vector<std::string> limitations() const override;
 
  private:
+  // Takes lockFd on success.
   Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths,
-                                         int logFd, int lockFd);
+                                         int logFd, UniqueFd& lockFd);
   // Everything the child needs beyond the fds, computed before the clone.
   Status fillPlan(ContainPlan& plan, const SandboxSpec& spec, const SandboxPaths& paths,
                   const std::string& diskDevice, const egress::NsEgress* egress,
@@ -211,7 +219,7 @@ class NsBackend : public SandboxBackend {
   const std::string layersDir_;  // the shared layers (layersDirFor)
   const CgroupLayout cgroups_;  // empty in rootless mode without delegation
   const std::string runtimeBinary_;  // kiln-runtime next to kiln, else kiln itself
-  const FdCloser runtimeFd_;  // O_PATH fd of the runtime executable, exec'd by every sandbox
+  const UniqueFd runtimeFd_;         // O_PATH fd of the runtime executable, exec'd by every sandbox
   std::mutex egressMu_;
   std::unique_ptr<egress::EgressProxy> ownEgress_;  // GUARDED_BY(egressMu_)
 };
@@ -227,34 +235,29 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
   }
   SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, layersDir_, spec.id);
   // The log comes first and goes last: its existence marks the id as taken.
-  FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
-                      0600));
+  UniqueFd logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600));
   if (logFd.get() < 0) {
     if (errno == EEXIST) return conflict("sandbox: " + spec.id + " already exists");
     return errnoStatus("sandbox: create " + paths.log, errno);
   }
   Result<int> lock = lockSandboxState(paths.log);
   if (!lock) return lock.status();
-  FdCloser lockFd(*lock);
-  auto sandbox = start(spec, paths, logFd.get(), lockFd.get());
-  if (sandbox) {
-    (void)lockFd.release();  // owned by the sandbox now
-  } else {
-    (void)removeSandboxFiles(paths);
-  }
+  UniqueFd lockFd(*lock);
+  auto sandbox = start(spec, paths, logFd.get(), lockFd);
+  if (!sandbox) (void)removeSandboxFiles(paths);
   return sandbox;
 }
 
 Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
                                                   const SandboxPaths& paths, int logFd,
-                                                  int lockFd) {
+                                                  UniqueFd& lockFd) {
   // Rootless: kiln's own files are the inside user's already (and nothing else can be chowned).
   if (!rootless_ && (!spec.rootInside || mapsRange())) {
     RETURN_IF_ERROR(chownTree(spec.workspaceDir, spec.rootInside ? ids_.root : ids_.agent,
                               spec.rootInside ? ids_.rootGid : ids_.agentGid));
   }
   ASSIGN_OR_RETURN(int listenFd, listenOn(paths.socket));
-  FdCloser listenGuard(listenFd);
+  UniqueFd listenGuard(listenFd);
   std::optional<egress::NsEgress> egress;
   if (spec.network == "allowlist") {
     ASSIGN_OR_RETURN(egress, egress::prepareNsEgress(spec, paths.net, egressProxy()));
@@ -293,8 +296,9 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
     std::ofstream adj("/proc/" + std::to_string(child->pid()) + "/oom_score_adj");
     adj << "-1000";
   }
-  auto sandbox = std::make_unique<NsSandbox>(spec.id, paths, lockFd, std::move(child).value(),
-                                             std::move(cgroup), std::move(disk));
+  auto sandbox =
+      std::make_unique<NsSandbox>(spec.id, paths, std::move(lockFd), std::move(child).value(),
+                                  std::move(cgroup), std::move(disk), opts_.teardownHook);
   if (egress) sandbox->keepEgress(std::move(egress->listener));
   return std::unique_ptr<Sandbox>(std::move(sandbox));
 }
