@@ -7,6 +7,7 @@
 #include <set>
 
 #include "agent/terminal_stream.h"
+#include "common/url.h"
 
 namespace kiln::agent {
 namespace {
@@ -358,22 +359,13 @@ Task<Result<CliOutcome>> runCliAgent(const CliPlan& plan, int timeoutMs, runtime
 }
 
 std::string urlAuthority(const std::string& url) {
-  size_t start = url.find("://");
-  start = start == std::string::npos ? 0 : start + 3;
-  size_t end = url.find_first_of("/?#", start);
-  std::string authority = url.substr(start, end == std::string::npos ? end : end - start);
-  if (size_t at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
-  return authority;
+  Result<Url> u = parseUrl(url);
+  return u ? u->authority() : "";
 }
 
 std::string urlHost(const std::string& url) {
-  std::string authority = urlAuthority(url);
-  if (!authority.empty() && authority[0] == '[') {
-    size_t close = authority.find(']');
-    return close == std::string::npos ? "" : authority.substr(1, close - 1);
-  }
-  if (size_t colon = authority.find(':'); colon != std::string::npos) authority.resize(colon);
-  return authority;
+  Result<Url> u = parseUrl(url);
+  return u ? u->host : "";
 }
 
 }  // namespace kiln::agent

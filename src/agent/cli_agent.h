@@ -55,9 +55,10 @@ Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& mod
 std::vector<std::string> cliAllowHosts(const std::string& agent, const nlohmann::json& spec,
                                        const EnvLookup& env);
 
-// "https://user@host:8443/path" → "host:8443" (userinfo dropped); "" when there is none.
+// "https://user@host:8443/path" → "host:8443" (userinfo dropped); "" when url is not a URL
+// (parseUrl).
 std::string urlAuthority(const std::string& url);
-// "https://user@host:8443/path" → "host", "git@host:path" → "host"; "" when there is none.
+// "https://user@host:8443/path" → "host"; "" when url is not a URL (parseUrl).
 std::string urlHost(const std::string& url);
 
 // Quotes one word for /bin/sh.

@@ -3,6 +3,8 @@
 #include <limits>
 
 #include "common/asio.h"
+#include "common/http_error.h"
+#include "common/url.h"
 
 namespace kiln::cli {
 
@@ -84,68 +86,23 @@ class Connection {
   beast::flat_buffer buffer_;
 };
 
-Code codeForHttpStatus(int status) {
-  switch (status) {
-    case 400:
-      return Code::kInvalidArgument;
-    case 401:
-      return Code::kUnauthenticated;
-    case 403:
-      return Code::kPermissionDenied;
-    case 404:
-      return Code::kNotFound;
-    case 409:
-      return Code::kConflict;
-    case 413:
-      return Code::kTooLarge;
-    case 422:
-      return Code::kUnprocessable;
-    case 503:
-      return Code::kUnavailable;
-    default:
-      return Code::kInternal;
-  }
-}
-
 }  // namespace
 
 Result<HttpUrl> parseHttpUrl(const std::string& url) {
-  const std::string scheme = "http://";
-  if (url.rfind("https://", 0) == 0) {
+  Result<Url> u = parseUrl(url);
+  if (u && u->scheme == "https") {
     return invalidArgument("https is not supported by the kiln CLI: " + url);
   }
-  if (url.rfind(scheme, 0) != 0) return invalidArgument("server URL must be http://…: " + url);
-  std::string rest = url.substr(scheme.size());
+  if (!u || u->scheme != "http") return invalidArgument("server URL must be http://…: " + url);
   HttpUrl out;
-  size_t slash = rest.find('/');
-  std::string hostPort = rest.substr(0, slash);
-  if (slash != std::string::npos) out.basePath = rest.substr(slash);
+  out.host = u->host;
+  out.port = u->port.empty() ? "80" : u->port;
+  out.basePath = u->path;
   while (!out.basePath.empty() && out.basePath.back() == '/') out.basePath.pop_back();
-  size_t colon = hostPort.rfind(':');
-  if (colon != std::string::npos && hostPort.find(']', colon) == std::string::npos) {
-    out.host = hostPort.substr(0, colon);
-    out.port = hostPort.substr(colon + 1);
-  } else {
-    out.host = hostPort;
-    out.port = "80";
-  }
-  if (out.host.size() > 2 && out.host.front() == '[')
-    out.host = out.host.substr(1, out.host.size() - 2);
-  if (out.host.empty() || out.port.empty()) return invalidArgument("bad server URL: " + url);
   return out;
 }
 
-Status apiError(const HttpResponse& resp) {
-  Code code = codeForHttpStatus(resp.status);
-  auto j = json::parse(resp.body, nullptr, false);
-  if (!j.is_discarded() && j.is_object() && j.contains("error") && j["error"].is_object()) {
-    const json& e = j["error"];
-    std::string name = e.value("code", "error");
-    return Status(code, name + ": " + e.value("message", "(no message)"));
-  }
-  std::string body = resp.body.substr(0, 200);
-  return Status(code, "HTTP " + std::to_string(resp.status) + (body.empty() ? "" : ": " + body));
-}
+Status apiError(const HttpResponse& resp) { return statusFromHttpError(resp.status, resp.body); }
 
 Result<json> jsonBody(const HttpResponse& resp) {
   if (resp.status < 200 || resp.status > 299) return apiError(resp);

@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "cli/sse.h"
 #include "common/result.h"
+#include "common/sse.h"
 
 namespace kiln::cli {
 
@@ -30,8 +30,7 @@ struct HttpResponse {
   std::string body;
 };
 
-// The API's error body {"error":{"code","message"}} as a Status ("job_not_found: ..." style);
-// falls back to the HTTP status line when the body is not that shape.
+// The API's error body {"error":{"code","message"}} as a Status (statusFromHttpError).
 Status apiError(const HttpResponse& resp);
 
 // Parses a 2xx JSON body, or turns anything else into apiError / a parse error.

@@ -2,14 +2,15 @@
 
 #include <filesystem>
 
+#include "common/url.h"
+
 namespace kiln::cli {
 
 namespace {
 
 bool isRemoteUrl(const std::string& repo) {
-  for (const char* scheme : {"https://", "http://", "ssh://", "git://", "file://", "git@"}) {
-    if (repo.rfind(scheme, 0) == 0) return true;
-  }
+  // file:// passes through as written: the server resolves it.
+  if (repo.rfind("file://", 0) == 0 || repo.rfind("git@", 0) == 0 || parseUrl(repo)) return true;
   // scp-like "host:path" (user@ already handled above); a local path never has ':' before '/'.
   size_t colon = repo.find(':');
   return colon != std::string::npos && colon > 1 && repo.find('/') > colon;

@@ -5,9 +5,9 @@
 #include <random>
 
 #include "agent/tools.h"
+#include "common/sse.h"
 #include "llm/http_provider.h"
 #include "llm/raw_json.h"
-#include "llm/sse.h"
 
 namespace kiln::llm {
 namespace {
@@ -217,10 +217,11 @@ Result<ModelTurn> parseMessage(const std::string& body) {
 // Assembles a streamed message from its events; tool input arrives as partial JSON text.
 class AnthropicParser : public TurnParser {
  public:
-  AnthropicParser(bool stream)
-      : stream_(stream), sse_([this](auto& e, auto& d) { onEvent(e, d); }) {}
+  AnthropicParser(bool stream) : stream_(stream) {}
 
-  void onBytes(std::string_view bytes) override { sse_.feed(bytes); }
+  void onBytes(std::string_view bytes) override {
+    for (const SseEvent& e : sse_.feed(bytes)) onEvent(e.event, e.data);
+  }
 
   Result<ModelTurn> finish(const HttpResponse& resp) override {
     if (!stream_) return parseMessage(resp.body);

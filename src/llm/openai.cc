@@ -3,9 +3,9 @@
 #include <map>
 
 #include "agent/tools.h"
+#include "common/sse.h"
 #include "llm/http_provider.h"
 #include "llm/raw_json.h"
-#include "llm/sse.h"
 
 namespace kiln::llm {
 namespace {
@@ -137,9 +137,11 @@ Result<ModelTurn> parseCompletion(const std::string& body) {
 // index and their argument text arrives in pieces.
 class OpenAiParser : public TurnParser {
  public:
-  OpenAiParser(bool stream) : stream_(stream), sse_([this](auto& e, auto& d) { onEvent(e, d); }) {}
+  OpenAiParser(bool stream) : stream_(stream) {}
 
-  void onBytes(std::string_view bytes) override { sse_.feed(bytes); }
+  void onBytes(std::string_view bytes) override {
+    for (const SseEvent& e : sse_.feed(bytes)) onEvent(e.event, e.data);
+  }
 
   Result<ModelTurn> finish(const HttpResponse& resp) override {
     if (!stream_) return parseCompletion(resp.body);

@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "common/subprocess.h"
+#include "common/url.h"
 #include "workspace/host_git.h"
 
 namespace kiln::workspace {
@@ -27,9 +28,12 @@ Result<std::string> normalizeRepoUrl(const std::string& url) {
       return invalidArgument("repoUrl contains whitespace or control characters");
   }
   if (url[0] == '-') return invalidArgument("repoUrl must not start with '-'");
-  static const std::regex kRemote(R"(^(https?|ssh|git)://[A-Za-z0-9._~%:@\[\]-]+(/.*)?$)");
   static const std::regex kScp(R"(^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:].*$)");
-  if (std::regex_match(url, kRemote) || std::regex_match(url, kScp)) return url;
+  if (Result<Url> u = parseUrl(url); u && (u->scheme == "https" || u->scheme == "http" ||
+                                           u->scheme == "ssh" || u->scheme == "git")) {
+    return url;
+  }
+  if (std::regex_match(url, kScp)) return url;
   std::string path;
   if (url.rfind("file://", 0) == 0) {
     path = url.substr(7);

@@ -120,12 +120,18 @@ TEST(CliHttpClientTest, ParsesServerUrls) {
   EXPECT_EQ(parseHttpUrl("http://h")->port, "80");
   EXPECT_FALSE(parseHttpUrl("https://h").isOk());
   EXPECT_FALSE(parseHttpUrl("h:1").isOk());
+  // One URL parser for all of kiln: user info is not part of the host, the scheme has no case.
+  EXPECT_EQ(parseHttpUrl("http://user@h:81")->host, "h");
+  EXPECT_EQ(parseHttpUrl("HTTP://h:81")->port, "81");
 }
 
 TEST(CliHttpClientTest, ApiErrorFallsBackToStatusLine) {
   EXPECT_EQ(apiError({500, "text/plain", "oops"}).message(), "HTTP 500: oops");
   EXPECT_EQ(apiError({409, "", R"({"error":{"code":"conflict","message":"m"}})"}).code(),
             Code::kConflict);
+  // Rate limits and timeouts keep their codes (the CLI once read both as internal).
+  EXPECT_EQ(apiError({429, "", ""}).code(), Code::kResourceExhausted);
+  EXPECT_EQ(apiError({504, "", ""}).code(), Code::kDeadlineExceeded);
 }
 
 }  // namespace

@@ -6,44 +6,12 @@
 #include "llm/http_provider.h"
 #include "llm/llm.h"
 #include "llm/raw_json.h"
-#include "llm/sse.h"
 #include "support/temp_dir.h"
 
 namespace kiln::llm {
 namespace {
 
 using std::chrono::milliseconds;
-
-TEST(LlmSseTest, EventsSplitAnywhereAreReassembled) {
-  std::string stream =
-      ": keep-alive\r\nevent: a\r\ndata: {\"x\":1}\r\n\r\ndata: line1\ndata: line2\n\n"
-      "event: b\ndata:nospace\n\n";
-  for (size_t step : {1u, 2u, 7u, 1000u}) {
-    std::vector<std::pair<std::string, std::string>> got;
-    SseParser p([&](const std::string& e, const std::string& d) { got.emplace_back(e, d); });
-    for (size_t i = 0; i < stream.size(); i += step) p.feed(stream.substr(i, step));
-    ASSERT_EQ(got.size(), 3u) << step;
-    EXPECT_EQ(got[0], std::make_pair(std::string("a"), std::string("{\"x\":1}")));
-    EXPECT_EQ(got[1], std::make_pair(std::string(""), std::string("line1\nline2")));
-    EXPECT_EQ(got[2], std::make_pair(std::string("b"), std::string("nospace")));
-  }
-}
-
-TEST(LlmSseTest, LinesEndAtCrLfOrCrlfWhereverTheStreamIsCut) {
-  // The same two events with each line ending; a CRLF cut between its CR and LF is one end.
-  for (std::string nl : {"\n", "\r", "\r\n"}) {
-    std::string stream =
-        "event: a" + nl + "data: 1" + nl + "data: 2" + nl + nl + ": c" + nl + "data: x" + nl + nl;
-    for (size_t step : {1u, 2u, 3u, 1000u}) {
-      std::vector<std::pair<std::string, std::string>> got;
-      SseParser p([&](const std::string& e, const std::string& d) { got.emplace_back(e, d); });
-      for (size_t i = 0; i < stream.size(); i += step) p.feed(stream.substr(i, step));
-      ASSERT_EQ(got.size(), 2u) << step << " " << nl.size();
-      EXPECT_EQ(got[0], std::make_pair(std::string("a"), std::string("1\n2")));
-      EXPECT_EQ(got[1], std::make_pair(std::string(""), std::string("x")));
-    }
-  }
-}
 
 TEST(LlmRawJsonTest, FindsValuesByteForByte) {
   const std::string text =

@@ -10,6 +10,7 @@
 
 #include "common/files.h"
 #include "common/subprocess.h"
+#include "common/url.h"
 
 namespace kiln::sandbox::image {
 namespace {
@@ -42,7 +43,8 @@ bool validSuite(const std::string& s) {
 }
 
 bool validMirror(const std::string& m) {
-  if (m.rfind("http://", 0) != 0 && m.rfind("https://", 0) != 0) return false;
+  Result<Url> url = parseUrl(m);
+  if (!url || (url->scheme != "http" && url->scheme != "https")) return false;
   return std::none_of(m.begin(), m.end(), [](char c) {
     return std::isspace(static_cast<unsigned char>(c)) || c == '\'' || c == '"';
   });

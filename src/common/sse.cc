@@ -1,6 +1,6 @@
-#include "cli/sse.h"
+#include "common/sse.h"
 
-namespace kiln::cli {
+namespace kiln {
 
 std::vector<SseEvent> SseParser::feed(std::string_view chunk) {
   std::vector<SseEvent> out;
@@ -61,4 +61,4 @@ void SseParser::processLine(std::string_view line, std::vector<SseEvent>& out) {
   }
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln

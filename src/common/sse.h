@@ -1,11 +1,13 @@
-// Incremental parser for text/event-stream (the WHATWG "server-sent events" format): feed it
-// bytes as they arrive and it returns each complete event. Pure; not thread-safe.
+// SseParser: the one parser of text/event-stream (the WHATWG "server-sent events" format), for
+// the CLI's job streams and the model APIs' streamed answers. Feed it bytes as they arrive, split
+// anywhere; it returns each complete event. Lines end at CR, LF or CRLF, as the format says.
+// Pure; not thread-safe.
 #pragma once
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace kiln::cli {
+namespace kiln {
 
 struct SseEvent {
   std::string id;     // empty when the event had no id: line
@@ -31,4 +33,4 @@ class SseParser {
   std::string lastEventId_;
 };
 
-}  // namespace kiln::cli
+}  // namespace kiln

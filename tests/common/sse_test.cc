@@ -1,11 +1,11 @@
+#include "common/sse.h"
+
 #include <gtest/gtest.h>
 
-#include "cli/sse.h"
-
-namespace kiln::cli {
+namespace kiln {
 namespace {
 
-TEST(CliSseParserTest, ParsesIdEventAndData) {
+TEST(SseParserTest, ParsesIdEventAndData) {
   SseParser p;
   auto evs = p.feed("id: 3\nevent: status\ndata: {\"status\":\"RUNNING\"}\n\n");
   ASSERT_EQ(evs.size(), 1u);
@@ -15,7 +15,7 @@ TEST(CliSseParserTest, ParsesIdEventAndData) {
   EXPECT_EQ(p.lastEventId(), "3");
 }
 
-TEST(CliSseParserTest, EventSplitAcrossChunksAtEveryByte) {
+TEST(SseParserTest, EventSplitAcrossChunksAtEveryByte) {
   const std::string stream =
       "id: 1\nevent: step\ndata: {\"a\":1}\n\nid: 2\nevent: done\ndata: {}\n\n";
   SseParser p;
@@ -30,7 +30,7 @@ TEST(CliSseParserTest, EventSplitAcrossChunksAtEveryByte) {
   EXPECT_EQ(all[1].event, "done");
 }
 
-TEST(CliSseParserTest, CrlfAndCrLineEndingsIncludingSplitCrlf) {
+TEST(SseParserTest, CrlfAndCrLineEndingsIncludingSplitCrlf) {
   SseParser p;
   auto a = p.feed("event: x\r\ndata: 1\r");
   EXPECT_TRUE(a.empty());
@@ -42,7 +42,7 @@ TEST(CliSseParserTest, CrlfAndCrLineEndingsIncludingSplitCrlf) {
   EXPECT_EQ(c[0].data, "2");
 }
 
-TEST(CliSseParserTest, MultiLineDataCommentsAndDefaults) {
+TEST(SseParserTest, MultiLineDataCommentsAndDefaults) {
   SseParser p;
   auto evs = p.feed(": keep-alive\n\ndata: line1\ndata: line2\ndata\n\n");
   ASSERT_EQ(evs.size(), 1u);  // the comment-only block dispatches nothing
@@ -50,13 +50,13 @@ TEST(CliSseParserTest, MultiLineDataCommentsAndDefaults) {
   EXPECT_EQ(evs[0].data, "line1\nline2\n");
 }
 
-TEST(CliSseParserTest, EventWithoutDataIsNotDispatched) {
+TEST(SseParserTest, EventWithoutDataIsNotDispatched) {
   SseParser p;
   EXPECT_TRUE(p.feed("event: status\nid: 9\n\n").empty());
   EXPECT_EQ(p.lastEventId(), "9");  // the id still counts for Last-Event-ID
 }
 
-TEST(CliSseParserTest, IdCarriesOverToLaterEventsWithoutOne) {
+TEST(SseParserTest, IdCarriesOverToLaterEventsWithoutOne) {
   SseParser p;
   auto evs = p.feed("id: 4\ndata: a\n\ndata: b\n\n");
   ASSERT_EQ(evs.size(), 2u);
@@ -64,12 +64,33 @@ TEST(CliSseParserTest, IdCarriesOverToLaterEventsWithoutOne) {
   EXPECT_EQ(p.lastEventId(), "4");
 }
 
-TEST(CliSseParserTest, ValueKeepsColonsAndOnlyOneLeadingSpaceIsStripped) {
+TEST(SseParserTest, ValueKeepsColonsAndOnlyOneLeadingSpaceIsStripped) {
   SseParser p;
   auto evs = p.feed("data:  two spaces: and colon\n\n");
   ASSERT_EQ(evs.size(), 1u);
   EXPECT_EQ(evs[0].data, " two spaces: and colon");
 }
 
+// A model API's stream (the shape the LLM providers read), split at every size, with the three
+// line endings the format allows: the providers once had a parser of their own that knew only
+// LF and CRLF, and waited forever on an event whose lines ended in a bare CR.
+TEST(SseParserTest, ModelStreamSplitAnywhereWithCrLfAndCrlfLines) {
+  const std::string stream =
+      ": keep-alive\r\nevent: a\r\ndata: {\"x\":1}\r\n\r\ndata: line1\ndata: line2\n\n"
+      "event: b\ndata:nospace\n\nevent: c\rdata: cr\r\r";
+  for (size_t step : {1u, 2u, 7u, 1000u}) {
+    SseParser p;
+    std::vector<SseEvent> got;
+    for (size_t i = 0; i < stream.size(); i += step) {
+      for (SseEvent& e : p.feed(stream.substr(i, step))) got.push_back(std::move(e));
+    }
+    ASSERT_EQ(got.size(), 4u) << step;
+    EXPECT_EQ(got[0].event + " " + got[0].data, "a {\"x\":1}");
+    EXPECT_EQ(got[1].event + " " + got[1].data, "message line1\nline2");
+    EXPECT_EQ(got[2].event + " " + got[2].data, "b nospace");
+    EXPECT_EQ(got[3].event + " " + got[3].data, "c cr");
+  }
+}
+
 }  // namespace
-}  // namespace kiln::cli
+}  // namespace kiln
