@@ -36,6 +36,7 @@ class LlmErrorsTest : public ::testing::TestWithParam<Api> {
 TEST_P(LlmErrorsTest, RateLimitRetriedHonouringRetryAfter) {
   LlmConfig cfg = config();
   // Backoff alone would wait an hour: finishing at all shows Retry-After: 0 was used instead.
+  // Without it, runTurn's deadline fails the test within a minute instead of hanging it.
   cfg.retry.baseDelay = std::chrono::hours(1);
   cfg.retry.maxDelay = std::chrono::hours(1);
   json script = json::array();

@@ -11,18 +11,28 @@
 
 namespace kiln::llm::testing {
 
-// Runs provider.next(context) on `io` until it completes.
+// Runs provider.next(context) on `io` until it completes, or fails once `deadline` passed
+// first: a provider left waiting (a backoff of an hour, a stream that never ends) fails the test
+// at once instead of hanging it. `io` must outlive the provider call it may still hold.
 inline Result<agent::ModelTurn> runTurn(asio::io_context& io, agent::Provider& provider,
-                                        const std::vector<agent::Message>& context) {
-  std::optional<Result<agent::ModelTurn>> out;
-  agent::TaskInfo info;
+                                        const std::vector<agent::Message>& context,
+                                        std::chrono::seconds deadline = std::chrono::seconds(60)) {
+  auto out = std::make_shared<std::optional<Result<agent::ModelTurn>>>();
+  auto info = std::make_shared<agent::TaskInfo>();
   asio::co_spawn(
-      io, [&]() -> Task<void> { out.emplace(co_await provider.next(info, context)); },
+      io,
+      [out, info, &provider, context]() -> Task<void> {
+        out->emplace(co_await provider.next(*info, context));
+      },
       asio::detached);
   io.restart();
-  io.run();
-  if (!out) return internalError("provider did not complete");
-  return std::move(*out);
+  io.run_for(deadline);
+  if (!*out) {
+    io.stop();
+    return Status(Code::kDeadlineExceeded,
+                  "the provider did not answer within " + std::to_string(deadline.count()) + " s");
+  }
+  return std::move(**out);
 }
 
 inline agent::Message message(std::string role, std::string content) {

@@ -7,12 +7,12 @@
 
 #include <chrono>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "common/files.h"
+#include "common/url.h"
 #include "support/http_client.h"
 
 namespace kiln::testing {
@@ -63,9 +63,9 @@ void KilnProcess::start() {
       throw std::runtime_error("kiln serve exited early:\n" + log());
     }
     auto j = nlohmann::json::parse(readFile(dataDir_ + "/server.json"), nullptr, false);
-    if (j.is_object() && j.value("pid", 0) == pid_) {
-      std::string url = j.value("url", "");
-      port_ = static_cast<uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+    Result<Url> url = parseUrl(j.is_object() ? j.value("url", "") : "");
+    if (j.is_object() && j.value("pid", 0) == pid_ && url && !url->port.empty()) {
+      port_ = static_cast<uint16_t>(std::stoi(url->port));
       std::string tok = readFile(dataDir_ + "/admin.token");
       token_ = tok.substr(0, tok.find('\n'));
       HttpClient c("127.0.0.1", port_);
@@ -78,11 +78,11 @@ void KilnProcess::start() {
   throw std::runtime_error("kiln serve did not come up:\n" + log());
 }
 
-void KilnProcess::kill(int sig) {
-  if (pid_ <= 0) return;
+int KilnProcess::kill(int sig) {
+  if (pid_ <= 0) return -1;
   ::kill(pid_, sig);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  int st;
+  int st = 0;
   while (waitpid(pid_, &st, WNOHANG) == 0) {
     if (std::chrono::steady_clock::now() > deadline) {
       ::kill(pid_, SIGKILL);
@@ -92,6 +92,7 @@ void KilnProcess::kill(int sig) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   pid_ = -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 void KilnProcess::restart() {

@@ -24,8 +24,9 @@ class KilnProcess {
   pid_t pid() const { return pid_; }
   std::string log() const;
 
-  // Sends `sig` and waits for the process to exit.
-  void kill(int sig);
+  // Sends `sig` and waits for the process to exit (SIGKILL after 20 s). Returns its exit code,
+  // or -1 when a signal ended it.
+  int kill(int sig);
   // Starts it again on the same data dir (a new port).
   void restart();
 
