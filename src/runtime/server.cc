@@ -67,16 +67,21 @@ Result<Args> parseArgs(int argc, char** argv) {
 }
 
 Result<int> bindSocket(const std::string& path) {
+  // Bound under a temporary name and renamed once listening: a client that sees the path
+  // never meets ECONNREFUSED in the moment between bind() and listen().
+  const std::string tmp = path + ".tmp";
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return invalidArgument("socket path too long");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (tmp.size() >= sizeof(addr.sun_path)) return invalidArgument("socket path too long");
+  std::memcpy(addr.sun_path, tmp.c_str(), tmp.size() + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return errnoStatus("socket", errno);
-  unlink(path.c_str());
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 128) != 0) {
+  unlink(tmp.c_str());
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 128) != 0 ||
+      rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     close(fd);
+    unlink(tmp.c_str());
     return errnoStatus("bind " + path, err);
   }
   return fd;
