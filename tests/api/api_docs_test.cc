@@ -118,7 +118,7 @@ std::vector<Documented> documentedRoutes() {
   static const std::regex kHeading(R"(\n### `(GET|POST) ([^` ]+)`)");
   static const std::regex kAnswer(R"(→ \*\*(\d{3})\*\*([^\n]*))");
   static const std::regex kSseAnswer(R"(answers `(\d{3})` with `Content-Type: ([^`]+)`)");
-  static const std::regex kTextType(R"(\(`(text/[^`]+)`\))");
+  static const std::regex kTextType(R"(\(`(text/[^`]+)`)");
   std::vector<Documented> out;
   for (std::sregex_iterator it(doc.begin(), doc.end(), kHeading), end; it != end; ++it) {
     Documented d;
@@ -147,6 +147,18 @@ std::vector<Documented> documentedRoutes() {
       if (size_t ct = rest.find("`Content-Type: "); ct != std::string::npos) {
         d.contentType = rest.substr(ct + 15, rest.find('`', ct + 15) - ct - 15);
       }
+      // "with the asset's type (`text/javascript`, `text/css`)": what they have in common.
+      static const std::regex kType(R"(`(text/[^`]+)`)");
+      for (std::sregex_iterator t(rest.begin(), rest.end(), kType), e; t != e; ++t) {
+        std::string type = (*t)[1];
+        if (d.contentType.empty()) {
+          d.contentType = type;
+        } else {
+          size_t n = 0;
+          while (n < type.size() && n < d.contentType.size() && type[n] == d.contentType[n]) ++n;
+          d.contentType.resize(n);
+        }
+      }
       if (size_t loc = rest.find("`Location: "); loc != std::string::npos) {
         std::string where = rest.substr(loc + 11, rest.find('`', loc + 11) - loc - 11);
         d.locationPrefix = where.substr(0, where.find('{'));
@@ -157,14 +169,16 @@ std::vector<Documented> documentedRoutes() {
                         block[block.find_first_not_of(" \n")] == '[';
         d.fields = exampleFields(block);
       }
-    } else if (std::regex_search(section, m, kTextType)) {  // /metrics: a text format
+    } else if (std::regex_search(section, m, kTextType)) {  // /metrics, the web page: text
       d.status = 200;
       d.contentType = m[1];
-      std::string block = section.substr(section.find("```\n") + 4);
-      block = block.substr(0, block.find("```"));
-      std::istringstream lines(block);
-      for (std::string line; std::getline(lines, line);) {
-        d.metricNames.push_back(line.substr(0, line.find_first_of("{ ")));
+      if (size_t start = section.find("```\n"); start != std::string::npos) {
+        std::string block = section.substr(start + 4);
+        block = block.substr(0, block.find("```"));
+        std::istringstream lines(block);
+        for (std::string line; std::getline(lines, line);) {
+          d.metricNames.push_back(line.substr(0, line.find_first_of("{ ")));
+        }
       }
     }
     out.push_back(std::move(d));
@@ -197,6 +211,8 @@ const std::map<std::string, Call>& calls() {
       {"GET /api/v1/tasks/{id}/events", {}},
       {"GET /healthz", {}},
       {"GET /metrics", {}},
+      {"GET /", {}},
+      {"GET /assets/{name}", {}},  // a name the page refers to
   };
   return kCalls;
 }
@@ -236,7 +252,15 @@ TEST_F(ApiDocsTest, EveryDocumentedRouteAnswersAsDocumented) {
       step.toolOutput = "README.md\n";
       ASSERT_TRUE(store_->recordStep(step, "", {}).isOk());
     }
-    const std::string path = std::regex_replace(d.path, std::regex(R"(\{id\})"), id);
+    std::string path = std::regex_replace(d.path, std::regex(R"(\{id\})"), id);
+    if (path.find("{name}") != std::string::npos) {
+      auto page = client_->get("/");
+      ASSERT_TRUE(page.isOk());
+      std::smatch asset;
+      static const std::regex kRef(R"re((?:href|src)="/assets/([^"]+)")re");
+      ASSERT_TRUE(std::regex_search(page->body, asset, kRef)) << page->body;
+      path = "/assets/" + asset[1].str();
+    }
     if (d.eventStream) {
       auto sse = openSse(path);
       ASSERT_TRUE(sse);

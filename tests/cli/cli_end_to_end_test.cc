@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "common/files.h"
 #include "support/kiln_process.h"
 #include "support/temp_dir.h"
 
@@ -78,12 +79,10 @@ TEST(CliEndToEndTest, ClearOneLineErrors) {
 TEST(CliEndToEndTest, UiPrintsTheDashboardWithASignInLink) {
   TempDir tmp;
   std::string data = tmp.file("data");
-  ServeProcess serve(data, tmp.path());
-  ASSERT_TRUE(serve.waitForServerFile(data + "/server.json")) << serve.log();
-  auto server = nlohmann::json::parse(slurp(data + "/server.json"), nullptr, false);
-  std::string url = server.value("url", "");
-  std::string token = slurp(data + "/admin.token");
-  token = token.substr(0, token.find('\n'));
+  KilnProcess serve(data);
+  auto server = nlohmann::json::parse(readFile(data + "/server.json").valueOr(""), nullptr, false);
+  std::string url = server.is_object() ? server.value("url", "") : "";
+  const std::string& token = serve.token();
   std::string out;
   ASSERT_EQ(kiln::testing::shell(kiln(data, "ui"), &out), 0) << out;
   EXPECT_EQ(out,
@@ -92,7 +91,7 @@ TEST(CliEndToEndTest, UiPrintsTheDashboardWithASignInLink) {
   out.clear();
   EXPECT_EQ(kiln::testing::shell(kiln(data, "--token wrong ui"), &out), 1);
   EXPECT_EQ(out.rfind("kiln: unauthenticated: ", 0), 0u) << out;
-  EXPECT_EQ(serve.terminate(), 0) << serve.log();
+  EXPECT_EQ(serve.kill(SIGTERM), 0) << serve.log();
 }
 
 TEST(CliEndToEndTest, RunWithoutServerStartsEmbeddedOne) {
