@@ -250,7 +250,15 @@ TEST_F(ApiDocsTest, EveryDocumentedRouteAnswersAsDocumented) {
       step.toolCalled = "bash";
       step.toolArguments = {{"cmd", "ls"}};
       step.toolOutput = "README.md\n";
-      ASSERT_TRUE(store_->recordStep(step, "", {}).isOk());
+      // A step is written under the job's lease: claim (the oldest queued first) up to it.
+      std::optional<store::Lease> lease;
+      for (int i = 0; i < 100 && !lease; ++i) {
+        auto claimed = store_->claimJob("node", clock_.nowMs(), 60'000);
+        ASSERT_TRUE(claimed.isOk() && claimed->has_value());
+        if ((*claimed)->id == id) lease = store::Lease{"node", (*claimed)->leaseEpoch};
+      }
+      ASSERT_TRUE(lease.has_value());
+      ASSERT_TRUE(store_->recordStep(step, *lease, {}).isOk());
     }
     std::string path = std::regex_replace(d.path, std::regex(R"(\{id\})"), id);
     if (path.find("{name}") != std::string::npos) {
