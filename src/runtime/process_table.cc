@@ -244,8 +244,11 @@ class Pump {
 
   // Returns false when the reader or the peer no longer wants output.
   bool pollOnce(int waitMs, const OutputFn& onOutput) {
-    pollfd p[5] = {{fds_[0], POLLIN, 0}, {fds_[1], POLLIN, 0}, {inFd_, POLLOUT, 0},
-                   {exited_ ? -1 : exitFd_, POLLIN, 0}, {out_.peerGone ? -1 : peerFd_, POLLRDHUP, 0}};
+    pollfd p[5] = {{fds_[0], POLLIN, 0},
+                   {fds_[1], POLLIN, 0},
+                   {inFd_, POLLOUT, 0},
+                   {exited_ ? -1 : exitFd_, POLLIN, 0},
+                   {out_.peerGone ? -1 : peerFd_, POLLRDHUP, 0}};
     if (poll(p, 5, waitMs) < 0) return errno == EINTR;
     bool keep = true;
     for (int i = 0; i < 2; ++i) {
@@ -326,8 +329,8 @@ Result<SpawnOutcome> ProcessTable::run(const SpawnRequest& req, const OutputFn& 
     if (fd->valid()) fcntl(fd->get(), F_SETFL, O_NONBLOCK);
   }
   // The pump owns (and closes) the pipes from here on.
-  Pump pump(waiter->pid, outR.release(), errR.release(), inW.release(), waiter->exitFd,
-            req.peerFd, req.stdinData);
+  Pump pump(waiter->pid, outR.release(), errR.release(), inW.release(), waiter->exitFd, req.peerFd,
+            req.stdinData);
   SpawnOutcome outcome = pump.loop(req.timeoutMs, onOutput);
   if (outcome.peerGone) {
     // Still wait for the exit so the pid is not left registered.

@@ -129,7 +129,8 @@ bool Router::route(Socket& sock, const Request& req) {
     writeJson(sock, 200, {{"ok", true}, {"shell", shell_}}, keepAlive);
     return keepAlive;
   }
-  if (req.method() == http::verb::get && (target == "/events" || target.rfind("/events?", 0) == 0)) {
+  if (req.method() == http::verb::get &&
+      (target == "/events" || target.rfind("/events?", 0) == 0)) {
     writeJson(sock, 200, eventsSince(target), keepAlive);
     return keepAlive;
   }
