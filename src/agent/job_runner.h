@@ -59,6 +59,11 @@ class JobHandle {
   // Asks the job to stop at the next step boundary and release its lease (graceful shutdown).
   void drain() { draining_ = true; }
   bool draining() const { return draining_.load(); }
+  // The run's own write handed the lease back (it ended, paused or will be retried); it is
+  // still tearing down. The scheduler renews the job's lease no more, and the store no longer
+  // listing it as this node's is no lost lease.
+  void markReleased() { released_ = true; }
+  bool released() const { return released_.load(); }
   std::string cancelReason() const;
   // Marks the job cancelled and kills its sandbox (blocking: call off the I/O threads).
   void cancel(const std::string& reason);
@@ -70,6 +75,7 @@ class JobHandle {
   const int64_t leaseEpoch_;
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> draining_{false};
+  std::atomic<bool> released_{false};
   mutable std::mutex mu_;
   std::string reason_;                         // GUARDED_BY(mu_)
   std::shared_ptr<sandbox::Sandbox> sandbox_;  // GUARDED_BY(mu_)

@@ -44,6 +44,7 @@ Task<PhaseOutcome> JobSession::update(const store::JobUpdate& change) {
     leaseLost_ = true;
     co_return PhaseOutcome::stop("the lease is lost or the job's status changed");
   }
+  if (u.releaseLease) handle_->markReleased();
   co_return PhaseOutcome::next();
 }
 

@@ -120,6 +120,8 @@ Task<void> Scheduler::renewLoop() {
     {
       std::lock_guard lock(mu_);
       for (auto& [id, h] : running_) {
+        // A run that handed its lease back is only tearing down: nothing to renew.
+        if (h->released()) continue;
         held.push_back({id, h->leaseEpoch()});
         handles[id] = h;
       }
@@ -140,7 +142,8 @@ Task<void> Scheduler::renewLoop() {
       // A lost lease means another node may own the job now: stop at once, write nothing.
       for (const std::string& id : *lost) {
         auto h = handles[id];
-        if (h->cancelled()) continue;
+        // Released since the list was taken: the store is right that the node holds it no more.
+        if (h->cancelled() || h->released()) continue;
         spdlog::warn("job {}: lease lost, stopping", id);
         asio::post(deps_.slowPool->executor(), [h] { h->cancel("lease lost"); });
       }

@@ -7,8 +7,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "common/clock.h"
@@ -40,6 +43,7 @@ class SchedulerFaultsTest : public ::testing::Test {
     faults_ = faulty.get();
     store_ = std::move(faulty);
     sandboxOpts_ = {dir_.file("sandboxes"), KILN_BINARY, nullptr, "", false};
+    sandboxOpts_.teardownHook = [this](const std::string&) { onTeardown(); };
     auto backend = sandbox::newNamespaceBackend(sandboxOpts_);
     ASSERT_TRUE(backend.isOk()) << backend.status().toString();
     backend_ = std::move(backend).value();
@@ -58,7 +62,7 @@ class SchedulerFaultsTest : public ::testing::Test {
     deps.agentUid = sandbox::agentHostUid(sandboxOpts_);
     // A fast claim poll.
     scheduler_ = std::make_unique<scheduler::Scheduler>(
-        ioc_, deps, scheduler::SchedulerOptions{"node-f", 1, leaseMs(), 20});
+        ioc_, deps, scheduler::SchedulerOptions{"node-f", maxJobs(), leaseMs(), 20});
     work_.emplace(ioc_.get_executor());
     for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { ioc_.run(); });
     scheduler_->start();
@@ -66,6 +70,9 @@ class SchedulerFaultsTest : public ::testing::Test {
 
   // Long enough that no renewal falls inside a job (the calls of a job stay countable).
   virtual int64_t leaseMs() const { return 30'000; }
+  virtual int maxJobs() const { return 1; }
+  // Runs inside each sandbox's destroy(), after its processes are killed (a slow-pool thread).
+  virtual void onTeardown() {}
 
   void TearDown() override {
     if (scheduler_) scheduler_->shutdown(5'000);
@@ -110,6 +117,15 @@ class SchedulerFaultsTest : public ::testing::Test {
       if (done()) return true;
     }
     return done();
+  }
+
+  // `make test` in the sample repo takes a second: several renewals of a short lease fall
+  // inside it.
+  void makeTestsSlow() {
+    ASSERT_EQ(shell("cd " + dir_.file("repo") +
+                    " && printf '#!/bin/sh\\nsleep 1\\necho tests passed\\n' > test.sh && "
+                    "git -c user.name=t -c user.email=t@t commit -qam slow"),
+              0);
   }
 
   int claimsOf(const std::string& id) {
@@ -199,11 +215,7 @@ class SchedulerLoopFaultsTest : public SchedulerFaultsTest {
 // next poll, and a renewal that fails is retried at the next tick (it is no proof the lease is
 // gone), so the job keeps its one lease and completes.
 TEST_F(SchedulerLoopFaultsTest, ClaimsAndRenewalsThatFailOrThrowDoNotStopTheNode) {
-  // `make test` takes a second: several renewals fall inside it.
-  ASSERT_EQ(shell("cd " + dir_.file("repo") +
-                  " && printf '#!/bin/sh\\nsleep 1\\necho tests passed\\n' > test.sh && "
-                  "git -c user.name=t -c user.email=t@t commit -qam slow"),
-            0);
+  makeTestsSlow();
   for (auto fault :
        {FaultInjectionStore::Fault::kThrow, FaultInjectionStore::Fault::kUnavailable}) {
     faults_->failNext("claimJob", fault);
@@ -219,6 +231,71 @@ TEST_F(SchedulerLoopFaultsTest, ClaimsAndRenewalsThatFailOrThrowDoNotStopTheNode
     EXPECT_EQ(faults_->firedAt(), "renewLeases") << "the job ended before a renewal failed";
     EXPECT_EQ(claimsOf(id), 1) << "the lease lapsed and the job was claimed again";
   }
+}
+
+// Two jobs at once, and the first sandbox's teardown held until the test lets it go.
+class SchedulerTeardownTest : public SchedulerLoopFaultsTest {
+ protected:
+  int maxJobs() const override { return 2; }
+  void onTeardown() override {
+    if (held_.exchange(true)) return;  // only the first teardown is held
+    {
+      std::lock_guard lock(mu_);
+      holding_ = true;
+    }
+    cv_.notify_all();
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, 60s, [this] { return letGo_; });
+  }
+  void letGo() {
+    {
+      std::lock_guard lock(mu_);
+      letGo_ = true;
+    }
+    cv_.notify_all();
+  }
+  void TearDown() override {
+    letGo();
+    SchedulerLoopFaultsTest::TearDown();
+  }
+
+  std::atomic<bool> held_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool holding_ = false;  // GUARDED_BY(mu_)
+  bool letGo_ = false;    // GUARDED_BY(mu_)
+};
+
+// A run hands its lease back with its last write (COMPLETED here), then tears its sandbox and
+// workspace down. Renewals during that teardown must not take the released lease for a lost
+// one: the node logged "lease lost, stopping" and cancelled the run after every normal end
+// whose teardown spanned a renewal tick.
+TEST_F(SchedulerTeardownTest, ALeaseHandedBackIsNotRenewedNorReportedLostDuringTeardown) {
+  makeTestsSlow();
+  std::string first = createJob();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mu_);
+    return holding_;
+  })) << "the first job's sandbox was never torn down";
+  ASSERT_EQ(faults_->inner().getJob(first)->status, JobStatus::kCompleted);
+  // A second job keeps the node renewing (its `make test` spans several ticks) while the first
+  // run is still tearing down.
+  std::string second = createJob();
+  ASSERT_TRUE(eventually([&] {
+    auto job = faults_->inner().getJob(second);
+    return job.isOk() && job->inflightCall.is_object();
+  })) << "the second job never ran a command";
+  const int base = faults_->renewals();
+  ASSERT_TRUE(eventually([&] { return faults_->renewals() >= base + 2; }))
+      << "no renewals while the second job ran";
+  letGo();
+  EXPECT_EQ(waitTerminal(second).status, JobStatus::kCompleted);
+  for (const std::string& id : faults_->reportedLost()) {
+    EXPECT_NE(id, first) << "the store was asked to renew the lease the first run handed back";
+    EXPECT_NE(id, second) << "the second job lost its lease";
+  }
+  EXPECT_EQ(claimsOf(first), 1);
+  EXPECT_EQ(claimsOf(second), 1);
 }
 
 }  // namespace

@@ -46,6 +46,26 @@ std::string FaultInjectionStore::firedAt() {
   return fired_;
 }
 
+int FaultInjectionStore::renewals() {
+  std::lock_guard lock(mu_);
+  return renewals_;
+}
+
+std::vector<std::string> FaultInjectionStore::reportedLost() {
+  std::lock_guard lock(mu_);
+  return lost_;
+}
+
+Result<std::vector<std::string>> FaultInjectionStore::renewLeases(
+    const std::string& nodeId, const std::vector<store::HeldLease>& held, int64_t nowMs,
+    int64_t leaseMs) {
+  auto lost = StoreDecorator::renewLeases(nodeId, held, nowMs, leaseMs);
+  std::lock_guard lock(mu_);
+  ++renewals_;
+  if (lost.isOk()) lost_.insert(lost_.end(), lost->begin(), lost->end());
+  return lost;
+}
+
 Status FaultInjectionStore::before(std::string_view method, const std::string& jobId) {
   Fault fault;
   {

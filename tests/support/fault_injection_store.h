@@ -29,6 +29,14 @@ class FaultInjectionStore : public store::StoreDecorator {
   std::vector<std::string> methodsFor(const std::string& jobId);
   // The method the armed fault hit ("" until it fired).
   std::string firedAt();
+  // renewLeases calls that reached the store, and every job id their answers said this node no
+  // longer holds.
+  int renewals();
+  std::vector<std::string> reportedLost();
+
+  Result<std::vector<std::string>> renewLeases(const std::string& nodeId,
+                                               const std::vector<store::HeldLease>& held,
+                                               int64_t nowMs, int64_t leaseMs) override;
 
  protected:
   Status before(std::string_view method, const std::string& jobId) override;
@@ -45,6 +53,8 @@ class FaultInjectionStore : public store::StoreDecorator {
   std::string armedMethod_;                                // GUARDED_BY(mu_)
   Fault methodFault_ = Fault::kError;                      // GUARDED_BY(mu_)
   std::string fired_;                                      // GUARDED_BY(mu_)
+  int renewals_ = 0;                                       // GUARDED_BY(mu_)
+  std::vector<std::string> lost_;                          // GUARDED_BY(mu_)
 };
 
 }  // namespace kiln::testing
