@@ -66,6 +66,20 @@ TEST_F(ApiControlTest, ApproveOnlyForAPausedJob) {
   EXPECT_EQ(jobs_.repliedIds(), std::vector<std::string>{id});
 }
 
+// A stored approval the API cannot read as a gate (another engine's or version's shape) is no
+// gate: the answer is taken. Reading its state with nlohmann's value() threw and answered 500.
+TEST_F(ApiControlTest, AStoredApprovalOfAnotherShapeIsNoGate) {
+  std::string id = createJob();
+  setStatus(id, JobStatus::kPaused);
+  store::JobUpdate u;
+  u.approval = json{{"state", 1}, {"action", "push"}};
+  ASSERT_TRUE(store_->updateJob(id, u).isOk());
+  auto res = client_->post("/api/v1/jobs/" + id + "/approve");
+  ASSERT_TRUE(res.isOk());
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(store_->getJob(id)->approval, (json{{"state", 1}, {"action", "push"}}));
+}
+
 TEST_F(ApiControlTest, ContinueOnlyForAFinishedJob) {
   std::string id = createJob();
   std::string url = "/api/v1/jobs/" + id + "/continue";

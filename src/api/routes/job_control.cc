@@ -1,6 +1,7 @@
 #include "api/request/fields.h"
 #include "api/routes/routes.h"
 #include "common/ids.h"
+#include "common/json_fields.h"
 #include "workspace/repo.h"
 
 namespace kiln::api {
@@ -79,7 +80,7 @@ Task<Reply> stopJob(Request& req) {
 // The job's approval gate after an answer: approve passes a pending gate, a reply refuses it
 // (the reply is the reason). Unchanged when the job is not at a gate.
 std::optional<json> answeredApproval(const store::Job& job, bool approve) {
-  if (!job.approval.is_object() || job.approval.value("state", "") != "pending") return {};
+  if (!job.approval.is_object() || fieldOr(job.approval, "state", "") != "pending") return {};
   json a = job.approval;
   a["state"] = approve ? "approved" : "refused";
   return a;
