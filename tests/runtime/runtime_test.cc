@@ -232,7 +232,8 @@ TEST_F(RuntimeTest, FilesWriteReadListSearch) {
   auto w = call("/files/write", {{"path", "sub/dir/a.txt"}, {"content", "one\ntwo\nthree\n"}});
   ASSERT_TRUE(w.isOk()) << w.status().toString();
   EXPECT_EQ((*w)["bytes"], 14);
-  auto r = call("/files/read", {{"path", ws_ + "/sub/dir/a.txt"}, {"startLine", 2}, {"endLine", 3}});
+  auto r =
+      call("/files/read", {{"path", ws_ + "/sub/dir/a.txt"}, {"startLine", 2}, {"endLine", 3}});
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   EXPECT_EQ((*r)["content"], "two\nthree\n");
   EXPECT_EQ((*r)["totalLines"], 3);
@@ -269,8 +270,10 @@ TEST_F(RuntimeTest, FilesRefuseSymlinkAndDotDotEscapes) {
 }
 
 TEST_F(RuntimeTest, GitDiffAndCommitOnRealRepo) {
-  ASSERT_EQ(sh("cd " + ws_ + " && git init -q && git -c user.name=t -c user.email=t@t commit -q "
-               "--allow-empty -m init"), 0);
+  ASSERT_EQ(sh("cd " + ws_ +
+               " && git init -q && git -c user.name=t -c user.email=t@t commit -q "
+               "--allow-empty -m init"),
+            0);
   auto head = call("/git/head", json::object());
   ASSERT_TRUE(head.isOk()) << head.status().toString();
   std::string base = (*head)["commit"];
@@ -296,8 +299,9 @@ TEST_F(RuntimeTest, GitDiffAndCommitOnRealRepo) {
 
   // The diff applies on a fresh clone of the base.
   std::string other = dir_ + "/other";
-  ASSERT_EQ(sh("git clone -q " + ws_ + " " + other + " && cd " + other + " && git checkout -q " +
-               base), 0);
+  ASSERT_EQ(
+      sh("git clone -q " + ws_ + " " + other + " && cd " + other + " && git checkout -q " + base),
+      0);
   (void)sh("true");
   auto diff2 = call("/git/diff", {{"base", base}});
   ASSERT_TRUE(diff2.isOk());
@@ -307,8 +311,10 @@ TEST_F(RuntimeTest, GitDiffAndCommitOnRealRepo) {
 }
 
 TEST_F(RuntimeTest, GitDiffSkipsAnUnchangedTreeAndSeesLaterChanges) {
-  ASSERT_EQ(sh("cd " + ws_ + " && git init -q && echo a > a.txt && git add a.txt && "
-               "git -c user.name=t -c user.email=t@t commit -q -m init"), 0);
+  ASSERT_EQ(sh("cd " + ws_ +
+               " && git init -q && echo a > a.txt && git add a.txt && "
+               "git -c user.name=t -c user.email=t@t commit -q -m init"),
+            0);
   std::string base = (*call("/git/head", json::object()))["commit"];
   auto first = call("/git/diff", {{"base", base}});
   ASSERT_TRUE(first.isOk()) << first.status().toString();
@@ -332,8 +338,10 @@ TEST_F(RuntimeTest, GitDiffSkipsAnUnchangedTreeAndSeesLaterChanges) {
 
 TEST_F(RuntimeTest, GitPushSendsTheBranchToTheRemote) {
   std::string remote = dir_ + "/remote.git";
-  ASSERT_EQ(sh("git init -q --bare " + remote + " && cd " + ws_ + " && git init -q && "
-               "git -c user.name=t -c user.email=t@t commit -q --allow-empty -m init"), 0);
+  ASSERT_EQ(sh("git init -q --bare " + remote + " && cd " + ws_ +
+               " && git init -q && "
+               "git -c user.name=t -c user.email=t@t commit -q --allow-empty -m init"),
+            0);
   auto c = call("/git/commit", {{"branch", "kiln/job1"}, {"message", "agent work"}});
   ASSERT_TRUE(c.isOk()) << c.status().toString();
   auto p = call("/git/push", {{"remote", remote}, {"branch", "kiln/job1"}, {"token", "t0k"}});
@@ -427,7 +435,7 @@ TEST_F(RuntimeTest, HandlerExceptionIsA500AndTheRuntimeServesOn) {
     ASSERT_EQ(status, 500) << answer.dump();
     EXPECT_EQ(answer["error"]["code"], "internal") << answer.dump();
     EXPECT_NE(answer["error"]["message"].get<std::string>().find(target), std::string::npos);
-    ASSERT_EQ(waitpid(pid_, nullptr, WNOHANG), 0) << "the runtime died";
+    ASSERT_EQ(waitpid(rt_->pid(), nullptr, WNOHANG), 0) << "the runtime died";
     auto read = call("/files/read", json{{"path", "a.txt"}, {"startLine", 2}});
     ASSERT_TRUE(read.isOk()) << read.status().toString();
     EXPECT_EQ((*read)["content"], "two\n");
@@ -444,8 +452,8 @@ TEST_F(RuntimeTest, HandlerExceptionIsA500AndTheRuntimeServesOn) {
 // errors and never throws (a throw would unwind the job's coroutine). A fake runtime answers one
 // /exec with fields of the wrong types.
 TEST(RuntimeClientTest, ExecAnswerWithFieldsOfOtherTypesIsReadNotThrownOn) {
-  const std::string dir = makeTempDir("rtc");
-  const std::string path = dir + "/fake.sock";
+  const kiln::testing::TempDir dir;
+  const std::string path = dir.file("fake.sock");
   asio::io_context serverIo;
   asio::local::stream_protocol::acceptor acceptor(serverIo,
                                                   asio::local::stream_protocol::endpoint(path));
@@ -486,7 +494,6 @@ TEST(RuntimeClientTest, ExecAnswerWithFieldsOfOtherTypesIsReadNotThrownOn) {
     thrown = e.what();
   }
   server.join();
-  fs::remove_all(dir);
   ASSERT_EQ(thrown, "") << "the client threw";
   ASSERT_TRUE(out && out->isOk()) << (out ? out->status().toString() : "no answer");
   EXPECT_EQ((*out)->exitCode, -1);

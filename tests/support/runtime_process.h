@@ -24,6 +24,7 @@ class RuntimeProcess {
   const std::string& dir() const { return dir_.path(); }
   const std::string& workspace() const { return workspace_; }
   const std::string& socket() const { return socket_; }
+  pid_t pid() const { return pid_; }
 
  private:
   TempDir dir_;
