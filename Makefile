@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 DEBS := g++ cmake ninja-build pkg-config git make python3 libboost-dev libcurl4-openssl-dev \
         libssl-dev nlohmann-json3-dev libsqlite3-dev libpq-dev libseccomp-dev libcli11-dev \
         libspdlog-dev libfmt-dev libgtest-dev bubblewrap iproute2 procps e2fsprogs debootstrap \
-        chromium
+        chromium postgresql kubernetes-client python3-yaml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test demo bench clean format
@@ -12,9 +12,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 all: build
 
 # Installs only the packages that are missing, after an `apt-get update`. Node.js and npm (the web
-# dashboard's build, tests/web) come from Debian unless a node is already on the PATH.
+# dashboard's build, tests/web) come from Debian unless a node is already on the PATH. Any kubectl
+# does for kubernetes-client (another kubectl package would conflict with it).
 deps:
-	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	@missing=$$(for p in $(DEBS); do \
+	  if [ $$p = kubernetes-client ] && command -v kubectl >/dev/null; then continue; fi; \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	  grep -q 'install ok installed' || echo $$p; done); \
 	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \

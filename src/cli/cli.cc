@@ -57,6 +57,16 @@ void addServe(CLI::App& app, Flags& f, int& code) {
                 "as root: give each sandbox a user namespace too, so that root and the agent "
                 "inside are unprivileged ids on the host (env KILN_SANDBOX_USERNS=1; run by "
                 "another user, kiln is in rootless mode and always does)");
+  cmd->add_option("--drain-timeout", f.serve.drainTimeout,
+                  "seconds a draining node (POST /api/v1/nodes/{id}/drain, SIGTERM) lets its "
+                  "running jobs finish before it hands them over to other nodes at a step "
+                  "boundary (env KILN_DRAIN_TIMEOUT; default 0)");
+  cmd->add_option("--min-free-disk-mb", f.serve.minFreeDiskMb,
+                  "stop claiming jobs while the data dir's filesystem has less free "
+                  "(env KILN_MIN_FREE_DISK_MB; default 512)");
+  cmd->add_option("--min-free-memory-mb", f.serve.minFreeMemoryMb,
+                  "stop claiming jobs while less memory is available "
+                  "(env KILN_MIN_FREE_MEMORY_MB; default 256)");
   cmd->callback([&] {
     if (f.serveMaxJobs > 0) f.serve.maxJobs = f.serveMaxJobs;
     if (f.serveMaxAttempts > 0) f.serve.maxAttempts = f.serveMaxAttempts;
@@ -103,6 +113,19 @@ void addJobs(CLI::App& app, Flags& f, int& code) {
   cmd->add_option("--limit", f.jobs.limit, "at most this many jobs")->check(CLI::Range(1, 1000));
   cmd->add_flag("--json", f.jobs.json, "print the raw JSON");
   cmd->callback([&] { code = jobsCommand(f.jobs, f.client); });
+}
+
+void addNodes(CLI::App& app, Flags& f, int& code) {
+  auto* cmd = app.add_subcommand("nodes", "List the fleet's nodes (admin token)");
+  cmd->add_flag("--json", f.json, "print the raw JSON");
+  auto* drain = cmd->add_subcommand(
+      "drain", "Make a node stop claiming; its jobs finish or hand over to other nodes");
+  drain->add_option("id", f.jobId, "node id")->required();
+  drain->add_flag("--wait", f.follow, "return once the node runs no job any more");
+  drain->callback([&] { code = drainCommand(f.jobId, f.follow, f.client); });
+  cmd->callback([&, drain] {
+    if (!drain->parsed()) code = nodesCommand(f.json, f.client);
+  });
 }
 
 CLI::App* addJobCommand(CLI::App& app, Flags& f, const std::string& name, const std::string& help) {
@@ -160,6 +183,7 @@ int parseAndRun(int argc, char** argv) {
   app.add_subcommand("ui", "Print the web dashboard's URL with a sign-in link")->callback([&] {
     code = uiCommand(flags.client);
   });
+  addNodes(app, flags, code);
   setUpLogging();
   // The embedded node of `kiln run` logs only warnings: the live view is the output.
   if (argc > 1 && std::string(argv[1]) == "run" && !std::getenv("KILN_LOG_LEVEL")) {

@@ -36,6 +36,14 @@ int diffCommand(const std::string& jobId, const ClientFlags& client);
 int statusCommand(const std::string& jobId, bool json, const ClientFlags& client);
 // Prints the dashboard URL and a sign-in link (URL#token=...).
 int uiCommand(const ClientFlags& client);
+// `kiln nodes`: the fleet's nodes; `kiln nodes drain ID [--wait]`.
+int nodesCommand(bool json, const ClientFlags& client);
+int drainCommand(const std::string& nodeId, bool wait, const ClientFlags& client);
+
+// One request to the discovered server: its parsed JSON body.
+Result<nlohmann::json> request(const ClientFlags& flags, const std::string& method,
+                               const std::string& target,
+                               const nlohmann::json& body = nlohmann::json::object());
 
 // Flags + process env + default data dir.
 ClientSettings clientSettings(const ClientFlags& flags);

@@ -33,6 +33,16 @@ Result<int> parsePositiveInt(const std::string& what, const std::string& s) {
   return static_cast<int>(v);
 }
 
+Result<int64_t> parseNonNegative(const std::string& what, const std::string& s) {
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  if (errno != 0 || end == s.c_str() || *end != '\0' || v < 0 || v > 1'000'000'000) {
+    return invalidArgument(what + ": expected a non-negative integer, got '" + s + "'");
+  }
+  return static_cast<int64_t>(v);
+}
+
 // The server's default job limits: a JSON object of the fields jobs can set in `limits`, under
 // the same rules (api::request::parseJobLimits).
 Result<api::request::JobLimits> parseDefaultLimits(const std::string& text) {
@@ -77,6 +87,18 @@ Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const Env
     return invalidArgument("KILN_SANDBOX_USERNS must be 0 or 1, got '" + userNs + "'");
   }
   opts.sandboxUserNamespace = flags.sandboxUserNs || userNs == "1";
+  if (auto v = firstOf(flags.drainTimeout, env("KILN_DRAIN_TIMEOUT"), ""); !v.empty()) {
+    ASSIGN_OR_RETURN(int64_t seconds, parseNonNegative("--drain-timeout (KILN_DRAIN_TIMEOUT)", v));
+    opts.drainTimeoutMs = seconds * 1000;
+  }
+  if (auto v = firstOf(flags.minFreeDiskMb, env("KILN_MIN_FREE_DISK_MB"), ""); !v.empty()) {
+    ASSIGN_OR_RETURN(opts.minFreeDiskMb,
+                     parseNonNegative("--min-free-disk-mb (KILN_MIN_FREE_DISK_MB)", v));
+  }
+  if (auto v = firstOf(flags.minFreeMemoryMb, env("KILN_MIN_FREE_MEMORY_MB"), ""); !v.empty()) {
+    ASSIGN_OR_RETURN(opts.minFreeMemoryMb,
+                     parseNonNegative("--min-free-memory-mb (KILN_MIN_FREE_MEMORY_MB)", v));
+  }
   if (opts.listen.rfind(':') == std::string::npos) {
     return invalidArgument("listen address must be HOST:PORT, got '" + opts.listen + "'");
   }

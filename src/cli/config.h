@@ -25,10 +25,15 @@ struct ServeFlags {
   std::string nodeId;
   std::string defaultLimits;  // JSON object
   bool sandboxUserNs = false;
+  // Fleet: non-negative integers as given ("" = not given).
+  std::string drainTimeout;  // seconds
+  std::string minFreeDiskMb;
+  std::string minFreeMemoryMb;
 };
 
 // Flags > KILN_LISTEN / KILN_DATA_DIR / KILN_STORE / KILN_MAX_JOBS / KILN_MAX_ATTEMPTS /
-// KILN_DEFAULT_LIMITS / KILN_SANDBOX_USERNS > NodeOptions defaults.
+// KILN_DEFAULT_LIMITS / KILN_SANDBOX_USERNS / KILN_DRAIN_TIMEOUT / KILN_MIN_FREE_DISK_MB /
+// KILN_MIN_FREE_MEMORY_MB > NodeOptions defaults.
 // The data dir default is left empty for node::resolveDefaults to fill.
 Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const EnvLookup& env);
 

@@ -31,13 +31,6 @@ Result<json> call(HttpClient& client, const std::string& method, const std::stri
   return jsonBody(*resp);
 }
 
-// One request to the discovered server: its parsed JSON body.
-Result<json> request(const ClientFlags& flags, const std::string& method,
-                     const std::string& target, const json& body = json::object()) {
-  ASSIGN_OR_RETURN(std::unique_ptr<ServerSession> session, open(flags));
-  return call(session->client(), method, target, body);
-}
-
 std::string jobPath(const std::string& id) { return "/api/v1/jobs/" + id; }
 
 std::string joinWords(const std::vector<std::string>& words) {
@@ -60,6 +53,12 @@ std::string urlEncode(const std::string& s) {
 }
 
 }  // namespace
+
+Result<json> request(const ClientFlags& flags, const std::string& method, const std::string& target,
+                     const json& body) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ServerSession> session, open(flags));
+  return call(session->client(), method, target, body);
+}
 
 ClientSettings clientSettings(const ClientFlags& flags) {
   return resolveClientSettings(flags, processEnv(), node::defaultDataDir);

@@ -13,11 +13,18 @@
 #include "common/blocking_pool.h"
 #include "common/ids.h"
 #include "events/event_bus.h"
+#include "node/node_monitor.h"
 #include "sandbox/egress/proxy.h"
 #include "sandbox/sandbox.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
 #include "workspace/cache.h"
+
+#ifdef KILN_VERSION
+#define KILN_NODE_VERSION KILN_VERSION
+#else
+#define KILN_NODE_VERSION "dev"
+#endif
 
 namespace kiln::node {
 namespace {
@@ -101,6 +108,8 @@ class NodeImpl : public Node {
   void wait() override;
 
  private:
+  void onStoreSignal(const store::StoreSignal& s);
+
   NodeOptions opts_;
   asio::io_context ioc_;
   BlockingPool storePool_;  // store calls only: never queued behind a clone
@@ -111,6 +120,7 @@ class NodeImpl : public Node {
   std::unique_ptr<sandbox::SandboxBackend> backend_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   std::unique_ptr<api::ApiServer> api_;
+  std::unique_ptr<NodeMonitor> monitor_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   std::string token_;
@@ -160,6 +170,10 @@ Status NodeImpl::init() {
   scheduler_ = std::make_unique<scheduler::Scheduler>(
       ioc_, deps, scheduler::SchedulerOptions{opts_.nodeId, opts_.maxJobs, opts_.leaseMs, 1000});
 
+  // Changes other nodes commit (PostgreSQL NOTIFY) reach this node's SSE readers and claim
+  // loop at once instead of at their next poll.
+  store_->watch([this](const store::StoreSignal& s) { onStoreSignal(s); });
+
   api::ApiOptions apiOpts;
   apiOpts.listen = opts_.listen;
   ASSIGN_OR_RETURN(api_, api::ApiServer::start(ioc_, apiOpts,
@@ -170,12 +184,40 @@ Status NodeImpl::init() {
   url_ = "http://" + host + ":" + std::to_string(api_->port());
   RETURN_IF_ERROR(writeServerJson(opts_.dataDir, url_));
 
+  monitor_ = std::make_unique<NodeMonitor>(
+      ioc_, *store_, storePool_, *scheduler_,
+      NodeMonitorOptions{opts_.nodeId, url_, opts_.version, opts_.dataDir, opts_.maxJobs,
+                         opts_.heartbeatMs, opts_.minFreeDiskMb, opts_.minFreeMemoryMb,
+                         opts_.drainTimeoutMs});
+
   work_.emplace(ioc_.get_executor());
   for (int i = 0; i < opts_.ioThreads; ++i) threads_.emplace_back([this] { ioc_.run(); });
+  monitor_->start();
   scheduler_->start();
   spdlog::info("kiln node {} listening on {} (data dir {}, max {} jobs)", opts_.nodeId, url_,
                opts_.dataDir, opts_.maxJobs);
   return Status::ok();
+}
+
+void NodeImpl::onStoreSignal(const store::StoreSignal& s) {
+  switch (s.kind) {
+    case store::StoreSignal::Kind::kEvents:
+      bus_.publish(s.id);
+      break;
+    case store::StoreSignal::Kind::kWork:
+      scheduler_->wake();
+      break;
+    case store::StoreSignal::Kind::kStopped:
+      scheduler_->stopped(s.id);
+      break;
+    case store::StoreSignal::Kind::kDrain:
+      if (s.id == opts_.nodeId && monitor_) monitor_->beat();
+      break;
+    case store::StoreSignal::Kind::kResync:
+      bus_.publishAll();
+      scheduler_->wake();
+      break;
+  }
 }
 
 void NodeImpl::shutdown() {
@@ -184,6 +226,17 @@ void NodeImpl::shutdown() {
     if (stopped_) return;
     stopped_ = true;
   }
+  if (monitor_ && scheduler_) {
+    // Stop claiming and let running jobs finish for the drain timeout (the API keeps serving
+    // their streams meanwhile); whatever still runs then hands over at a step boundary below.
+    scheduler_->drain(opts_.drainTimeoutMs);
+    monitor_->reportDraining();
+    if (opts_.drainTimeoutMs > 0 && !scheduler_->waitIdle(opts_.drainTimeoutMs)) {
+      spdlog::info("drain timeout: handing running jobs over to other nodes");
+    }
+    monitor_->stop();
+  }
+  if (store_) store_->watch(nullptr);  // no signal reaches the parts torn down below
   if (api_) api_->stop();
   if (scheduler_) scheduler_->shutdown();
   bus_.publishAll();
@@ -233,6 +286,9 @@ Status resolveDefaults(NodeOptions& o) {
     o.ioThreads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (o.nodeId.empty()) o.nodeId = hostname() + "-" + randomToken(3);
   if (const char* l = getenv("KILN_LEASE_MS"); l && *l) o.leaseMs = std::atoll(l);
+  if (const char* h = getenv("KILN_HEARTBEAT_MS"); h && *h) o.heartbeatMs = std::atoll(h);
+  if (o.heartbeatMs <= 0) o.heartbeatMs = std::min<int64_t>(o.leaseMs / 3, 2'000);
+  if (o.version.empty()) o.version = KILN_NODE_VERSION;
   if (o.leaseMs < 300) return invalidArgument("lease must be at least 300 ms");
   if (o.maxJobs <= 0) return invalidArgument("--max-jobs must be positive");
   if (o.maxAttempts <= 0) return invalidArgument("--max-attempts must be positive");

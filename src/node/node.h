@@ -23,6 +23,14 @@ struct NodeOptions {
   std::string nodeId;       // default <hostname>-<random>
   std::string kilnBinary;   // default /proc/self/exe
   int64_t leaseMs = 10'000;
+  // Fleet: how often this node writes its row in the nodes table ($KILN_HEARTBEAT_MS; default
+  // the lease TTL / 3, at most 2 s); a draining node's jobs hand over to other nodes after
+  // drainTimeoutMs; it claims only while its data dir's disk and its memory stay above these.
+  int64_t heartbeatMs = 0;
+  int64_t drainTimeoutMs = 0;
+  int64_t minFreeDiskMb = 512;
+  int64_t minFreeMemoryMb = 256;
+  std::string version;  // reported in the nodes table; default the build's
   // Runs of one job that may fail unexpectedly before it is FAILED (RunnerDeps::maxAttempts).
   int maxAttempts = 3;
   // Limits for jobs that do not set them (the schema is api::request::JobLimits); unset fields

@@ -10,7 +10,8 @@ Scheduler::Scheduler(asio::io_context& ioc, agent::RunnerDeps deps, SchedulerOpt
       opts_(std::move(opts)),
       strand_(asio::make_strand(ioc)),
       claimTimer_(strand_),
-      renewTimer_(strand_) {}
+      renewTimer_(strand_),
+      handOverTimer_(strand_) {}
 
 Scheduler::~Scheduler() = default;
 
@@ -51,7 +52,8 @@ Task<void> Scheduler::claimLoop() {
     // No exception may end this loop (the node would stop taking work): a store that throws is
     // logged like one that fails, and the next tick tries again.
     try {
-      while (!stopping_ && running() < static_cast<size_t>(opts_.maxJobs)) {
+      while (!stopping_ && claimsOpen_ && !draining_ &&
+             running() < static_cast<size_t>(opts_.maxJobs)) {
         int64_t now = deps_.clock->nowMs();
         auto claimed = co_await deps_.pool->run(
             [&] { return deps_.store->claimJob(opts_.nodeId, now, opts_.leaseMs); });
@@ -153,11 +155,31 @@ Task<void> Scheduler::renewLoop() {
   }
 }
 
+void Scheduler::drain(int64_t handOverAfterMs) {
+  if (draining_.exchange(true)) return;
+  spdlog::info("scheduler: draining: no new claims; running jobs hand over after {} ms",
+               handOverAfterMs);
+  asio::post(strand_, [this, handOverAfterMs] {
+    handOverTimer_.expires_after(std::chrono::milliseconds(handOverAfterMs));
+    handOverTimer_.async_wait([this](boost::system::error_code ec) {
+      if (ec || stopping_) return;
+      std::lock_guard lock(mu_);
+      for (auto& [id, h] : running_) h->drain();
+    });
+  });
+}
+
+bool Scheduler::waitIdle(int64_t ms) {
+  std::unique_lock lock(mu_);
+  return idle_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return running_.empty(); });
+}
+
 void Scheduler::shutdown(int64_t graceMs) {
   stopping_ = true;
   asio::post(strand_, [this] {
     claimTimer_.cancel();
     renewTimer_.cancel();
+    handOverTimer_.cancel();
   });
   std::vector<std::shared_ptr<agent::JobHandle>> jobs;
   {

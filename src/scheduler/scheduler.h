@@ -2,6 +2,8 @@
 // strand, at most `maxJobs` at once on this node. One renewer extends every lease each TTL/3 and
 // cancels a job the moment its renewal fails. Implements JobControl for the API. Thread-safe.
 #pragma once
+#include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -32,6 +34,18 @@ class Scheduler : public JobControl {
   void shutdown(int64_t graceMs = 10'000);
   size_t running() const;
 
+  // Claims only while `open` (the node's capacity monitor closes it when disk or memory run
+  // low). Running jobs are not affected.
+  void setClaiming(bool open) { claimsOpen_ = open; }
+  bool claiming() const { return claimsOpen_.load(); }
+  // Draining: stops claiming for good; running jobs go on, and those still running after
+  // `handOverAfterMs` stop at their next step boundary and release their lease so another node
+  // resumes them. Idempotent (the first call's deadline holds).
+  void drain(int64_t handOverAfterMs);
+  bool draining() const { return draining_.load(); }
+  // Blocks until no job runs here or `ms` passed; true when none runs. Not on an I/O thread.
+  bool waitIdle(int64_t ms);
+
   // JobControl
   void wake() override;
   void stopped(const std::string& jobId) override;
@@ -50,6 +64,9 @@ class Scheduler : public JobControl {
   asio::steady_timer claimTimer_;
   asio::steady_timer renewTimer_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> claimsOpen_{true};
+  std::atomic<bool> draining_{false};
+  asio::steady_timer handOverTimer_;  // on strand_
   mutable std::mutex mu_;
   std::condition_variable idle_;
   std::map<std::string, std::shared_ptr<agent::JobHandle>> running_;  // GUARDED_BY(mu_)

@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include "store/postgres/pg_store.h"
 #include "store/sqlite/sqlite_store.h"
 #include "store/store_decorator.h"
 
@@ -40,10 +41,13 @@ bool isTerminal(JobStatus s) {
 
 Result<std::unique_ptr<Store>> Store::open(const StoreOptions& opts) {
   const std::string& url = opts.url;
-  if (url.rfind("postgres://", 0) == 0 || url.rfind("postgresql://", 0) == 0) {
-    return Status(Code::kUnavailable, "store: the PostgreSQL engine is not built yet; use sqlite:");
-  }
   if (opts.busyTimeoutMs < 0) return invalidArgument("store: negative busy timeout");
+  if (url.rfind("postgres://", 0) == 0 || url.rfind("postgresql://", 0) == 0) {
+    PostgresOptions pg;
+    pg.busyTimeoutMs = opts.busyTimeoutMs;
+    ASSIGN_OR_RETURN(auto engine, openPostgresStore(url, pg));
+    return guardStore(std::move(engine));
+  }
   std::string path = url.rfind("sqlite:", 0) == 0 ? url.substr(7) : url;
   if (path.empty()) return invalidArgument("store: empty SQLite path");
   ASSIGN_OR_RETURN(auto engine, openSqliteStore(path, opts.busyTimeoutMs));

@@ -7,13 +7,13 @@
 // caller may retry; Conflict for a failed condition such as a stale lease).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/result.h"
 
@@ -189,6 +189,37 @@ struct StoreOptions {
   int busyTimeoutMs = 2'000;
 };
 
+// One kiln node of the fleet as it last reported itself (its heartbeat).
+struct NodeRecord {
+  std::string id;
+  std::string address;  // its API URL
+  std::string version;
+  int64_t startedAt = 0;    // ms since epoch
+  int64_t heartbeatAt = 0;  // ms since epoch, the node's clock
+  int runningJobs = 0;
+  int maxJobs = 0;
+  bool claiming = true;   // it takes new jobs: a free slot, enough disk and memory, not draining
+  bool draining = false;  // it stopped claiming for good (a drain was asked, or it shuts down)
+  json figures = json::object();  // {diskFreeBytes, memAvailableBytes, blockedBy, ...}
+};
+
+// A change another node may need to act on at once, sent to every node sharing the store
+// (PostgreSQL: LISTEN/NOTIFY, delivered when the change commits). Only a hint: the store stays
+// the source of truth, and nodes still poll.
+struct StoreSignal {
+  enum class Kind {
+    kWork,     // a job became claimable (id = the job)
+    kEvents,   // a job has events up to seq (id = the job)
+    kStopped,  // a job was stopped (id = the job): the node running it kills it
+    kDrain,    // a drain was requested (id = the node)
+    kResync,   // signals may have been lost (the listener reconnected): re-check everything
+  };
+  Kind kind;
+  std::string id;
+  int64_t seq = 0;
+};
+using SignalHandler = std::function<void(const StoreSignal&)>;
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -257,6 +288,20 @@ class Store {
   virtual Status addToken(const std::string& tokenHash, const std::string& tenantId) = 0;
   // The tenant of a live token; Unauthenticated for an unknown or revoked one.
   virtual Result<std::string> tenantForToken(const std::string& tokenHash) = 0;
+
+  // Fleet nodes. heartbeatNode inserts or replaces the node's row (all but the drain request)
+  // and returns whether a drain was requested for it; it also drops rows whose heartbeat is
+  // older than a day. listNodes: every row, by id. requestDrain marks a node to drain (it
+  // acts at its next heartbeat, or at once on the kDrain signal); NotFound for an unknown id.
+  virtual Result<bool> heartbeatNode(const NodeRecord& node) = 0;
+  virtual Result<std::vector<NodeRecord>> listNodes() = 0;
+  virtual Status requestDrain(const std::string& nodeId) = 0;
+
+  // Delivers the signals of every node sharing the store (this one included) to `handler`, on
+  // a thread of the store's, until the store is destroyed or watch(nullptr) (which returns once
+  // no handler runs any more). Engines without cross-process signals (SQLite) deliver none:
+  // in-process wake-ups go through the event bus.
+  virtual void watch(SignalHandler handler) {}
 };
 
 }  // namespace kiln::store

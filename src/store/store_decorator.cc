@@ -103,6 +103,19 @@ Result<std::string> StoreDecorator::tenantForToken(const std::string& tokenHash)
                                       [&] { return inner_->tenantForToken(tokenHash); });
 }
 
+Result<bool> StoreDecorator::heartbeatNode(const NodeRecord& node) {
+  return forward<Result<bool>>("heartbeatNode", "", [&] { return inner_->heartbeatNode(node); });
+}
+
+Result<std::vector<NodeRecord>> StoreDecorator::listNodes() {
+  return forward<Result<std::vector<NodeRecord>>>("listNodes", "",
+                                                  [&] { return inner_->listNodes(); });
+}
+
+Status StoreDecorator::requestDrain(const std::string& nodeId) {
+  return forward<Status>("requestDrain", "", [&] { return inner_->requestDrain(nodeId); });
+}
+
 std::unique_ptr<Store> guardStore(std::unique_ptr<Store> engine) {
   return std::make_unique<StoreDecorator>(std::move(engine), true);
 }

@@ -46,6 +46,10 @@ class StoreDecorator : public Store {
   Status ensureTenant(const std::string& tenantId, const std::string& name) override;
   Status addToken(const std::string& tokenHash, const std::string& tenantId) override;
   Result<std::string> tenantForToken(const std::string& tokenHash) override;
+  Result<bool> heartbeatNode(const NodeRecord& node) override;
+  Result<std::vector<NodeRecord>> listNodes() override;
+  Status requestDrain(const std::string& nodeId) override;
+  void watch(SignalHandler handler) override { inner_->watch(std::move(handler)); }
 
  protected:
   // Runs before every call: `method` is the Store method's name, `jobId` the job the call

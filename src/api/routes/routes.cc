@@ -11,6 +11,7 @@ std::shared_ptr<const Router> buildRouter() {
   addJobReadRoutes(*r);
   addJobControlRoutes(*r);
   addTaskRoutes(*r);
+  addNodeRoutes(*r);
   return r;
 }
 

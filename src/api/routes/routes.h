@@ -15,6 +15,10 @@ void addJobControlRoutes(Router& r);  // create, stop, reply, approve, continue
 void addTaskRoutes(Router& r);        // devin.baby aliases
 void addSystemRoutes(Router& r);      // healthz, metrics
 void addWebRoutes(Router& r);         // the dashboard page and its assets
+void addNodeRoutes(Router& r);        // fleet nodes, drain
+
+// The per-node gauges of /metrics (Prometheus text), from the nodes table.
+Result<std::string> renderNodeMetrics(store::Store* store, int64_t nowMs);
 
 // The job named by the `{id}` path parameter if the request's tenant may see it; NotFound for
 // ids that are not UUIDs, unknown, or another tenant's.

@@ -45,9 +45,12 @@ Task<Reply> metrics(Request& req) {
   auto* store = req.env.deps.store;
   auto jobs = co_await req.env.deps.pool->run([&] { return renderJobCounts(store); });
   if (!jobs) co_return errorReply(jobs.status());
+  const int64_t now = req.env.deps.clock->nowMs();
+  auto nodes = co_await req.env.deps.pool->run([&] { return renderNodeMetrics(store, now); });
+  if (!nodes) co_return errorReply(nodes.status());
   Reply r;
   r.contentType = "text/plain; version=0.0.4";
-  r.body = *jobs + req.env.metrics.render() + agent::stepTimings().render();
+  r.body = *jobs + *nodes + req.env.metrics.render() + agent::stepTimings().render();
   co_return r;
 }
 

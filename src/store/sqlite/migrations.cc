@@ -95,6 +95,21 @@ ALTER TABLE execution_steps ADD COLUMN shell_state TEXT;
       {6, R"sql(
 ALTER TABLE agent_jobs ADD COLUMN verify TEXT;
 )sql"},
+      // Fleet nodes and their heartbeats.
+      {7, R"sql(
+CREATE TABLE kiln_nodes(
+  node_id TEXT PRIMARY KEY,
+  address TEXT NOT NULL,
+  version TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL,
+  running_jobs INTEGER NOT NULL,
+  max_jobs INTEGER NOT NULL,
+  claiming INTEGER NOT NULL,
+  draining INTEGER NOT NULL,
+  drain_requested INTEGER NOT NULL DEFAULT 0,
+  figures TEXT NOT NULL DEFAULT '{}');
+)sql"},
   };
   return kMigrations;
 }

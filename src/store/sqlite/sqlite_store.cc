@@ -93,6 +93,9 @@ class SqliteStore : public Store {
   Status ensureTenant(const std::string& tenantId, const std::string& name) override;
   Status addToken(const std::string& tokenHash, const std::string& tenantId) override;
   Result<std::string> tenantForToken(const std::string& tokenHash) override;
+  Result<bool> heartbeatNode(const NodeRecord& node) override;
+  Result<std::vector<NodeRecord>> listNodes() override;
+  Status requestDrain(const std::string& nodeId) override;
 
  private:
   int64_t now() const { return RealClock::instance().nowMs(); }
@@ -544,6 +547,73 @@ Result<std::string> SqliteStore::tenantForToken(const std::string& tokenHash) {
   ASSIGN_OR_RETURN(bool row, st.step());
   if (!row) return Status(Code::kUnauthenticated, "unknown or revoked token");
   return st.text(0);
+}
+
+Result<bool> SqliteStore::heartbeatNode(const NodeRecord& n) {
+  std::lock_guard lock(mu_);
+  Transaction tx(*db_);
+  RETURN_IF_ERROR(tx.begin());
+  ASSIGN_OR_RETURN(
+      auto up,
+      db_->prepare(
+          "INSERT INTO kiln_nodes(node_id, address, version, started_at, heartbeat_at, "
+          "running_jobs, "
+          "max_jobs, claiming, draining, figures) VALUES(?,?,?,?,?,?,?,?,?,?) "
+          "ON CONFLICT(node_id) DO UPDATE SET address=excluded.address, version=excluded.version, "
+          "started_at=excluded.started_at, heartbeat_at=excluded.heartbeat_at, "
+          "running_jobs=excluded.running_jobs, max_jobs=excluded.max_jobs, "
+          "claiming=excluded.claiming, draining=excluded.draining, figures=excluded.figures, "
+          // A drain asked of an earlier process with the same node id does not carry over.
+          "drain_requested=CASE WHEN kiln_nodes.started_at=excluded.started_at "
+          "THEN kiln_nodes.drain_requested ELSE 0 END"));
+  up.bind(1, n.id).bind(2, n.address).bind(3, n.version).bind(4, n.startedAt);
+  up.bind(5, n.heartbeatAt).bind(6, n.runningJobs).bind(7, n.maxJobs);
+  up.bind(8, int64_t{n.claiming}).bind(9, int64_t{n.draining}).bind(10, dumpJson(n.figures));
+  RETURN_IF_ERROR(up.run());
+  ASSIGN_OR_RETURN(auto old, db_->prepare("DELETE FROM kiln_nodes WHERE heartbeat_at < ?"));
+  RETURN_IF_ERROR(old.bind(1, n.heartbeatAt - 86'400'000).run());
+  ASSIGN_OR_RETURN(auto q, db_->prepare("SELECT drain_requested FROM kiln_nodes WHERE node_id=?"));
+  q.bind(1, n.id);
+  ASSIGN_OR_RETURN(bool row, q.step());
+  bool drain = row && q.i64(0) != 0;
+  RETURN_IF_ERROR(tx.commit());
+  return drain;
+}
+
+Result<std::vector<NodeRecord>> SqliteStore::listNodes() {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare(
+          "SELECT node_id, address, version, started_at, heartbeat_at, running_jobs, max_jobs, "
+          "claiming, draining, figures FROM kiln_nodes ORDER BY node_id"));
+  std::vector<NodeRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    NodeRecord n;
+    n.id = st.text(0);
+    n.address = st.text(1);
+    n.version = st.text(2);
+    n.startedAt = st.i64(3);
+    n.heartbeatAt = st.i64(4);
+    n.runningJobs = static_cast<int>(st.i64(5));
+    n.maxJobs = static_cast<int>(st.i64(6));
+    n.claiming = st.i64(7) != 0;
+    n.draining = st.i64(8) != 0;
+    n.figures = parseJsonColumn(st.text(9), json::object());
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
+Status SqliteStore::requestDrain(const std::string& nodeId) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st,
+                   db_->prepare("UPDATE kiln_nodes SET drain_requested=1 WHERE node_id=?"));
+  RETURN_IF_ERROR(st.bind(1, nodeId).run());
+  if (db_->changes() == 0) return notFound("no node " + nodeId);
+  return Status::ok();
 }
 
 }  // namespace

@@ -1,18 +1,31 @@
 #include <gtest/gtest.h>
 
+#include <map>
+#include <thread>
+#include <mutex>
+
 #include "common/ids.h"
 #include "store/sqlite/migrations.h"
 #include "store/sqlite/sqlite_db.h"
 #include "store/store.h"
+#include "support/postgres_server.h"
 #include "support/temp_dir.h"
 
 namespace kiln::store {
 namespace {
 
-class StoreTest : public ::testing::Test {
+// The whole suite runs on each engine: SQLite in a temp file, PostgreSQL in a fresh database
+// of the test process's server.
+class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    auto s = Store::open({"sqlite:" + dir_.file("kiln.db")});
+    if (GetParam() == "postgres") {
+      KILN_REQUIRE_POSTGRES(pg);
+      url_ = pg->createDatabase();
+    } else {
+      url_ = "sqlite:" + dir_.file("kiln.db");
+    }
+    auto s = Store::open({url_});
     ASSERT_TRUE(s.isOk()) << s.status().toString();
     store_ = std::move(s).value();
   }
@@ -26,10 +39,14 @@ class StoreTest : public ::testing::Test {
     return j;
   }
   kiln::testing::TempDir dir_;
+  std::string url_;
   std::unique_ptr<Store> store_;
 };
 
-TEST_F(StoreTest, CreateGetAndTenantIsolation) {
+INSTANTIATE_TEST_SUITE_P(Engines, StoreTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+TEST_P(StoreTest, CreateGetAndTenantIsolation) {
   Job j = newJob();
   auto got = store_->getJob(j.id);
   ASSERT_TRUE(got.isOk());
@@ -39,15 +56,15 @@ TEST_F(StoreTest, CreateGetAndTenantIsolation) {
   EXPECT_EQ(store_->getJob(newUuid()).status().code(), Code::kNotFound);
 }
 
-TEST_F(StoreTest, MigrationsAreIdempotentAcrossReopen) {
+TEST_P(StoreTest, MigrationsAreIdempotentAcrossReopen) {
   Job j = newJob();
   store_.reset();
-  auto s = Store::open({dir_.file("kiln.db")});
+  auto s = Store::open({GetParam() == "sqlite" ? dir_.file("kiln.db") : url_});
   ASSERT_TRUE(s.isOk()) << s.status().toString();
   EXPECT_TRUE((*s)->getJob(j.id).isOk());
 }
 
-TEST_F(StoreTest, StepsKeepTheModelsCallAndOlderRowsStillRead) {
+TEST_P(StoreTest, StepsKeepTheModelsCallAndOlderRowsStillRead) {
   Job j = newJob();
   Step s;
   s.jobId = j.id;
@@ -72,36 +89,53 @@ TEST_F(StoreTest, StepsKeepTheModelsCallAndOlderRowsStillRead) {
   EXPECT_EQ((*got)[0].shellState["env"]["X"], "1");
 
   // A database written before these columns existed: its steps read with the defaults.
-  std::string old = dir_.file("old.db");
-  {
-    auto db = sqlite::Database::open(old, 5000);
-    ASSERT_TRUE(db.isOk());
-    ASSERT_TRUE((*db)
-                    ->exec("CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, "
-                           "applied_at INTEGER NOT NULL)")
-                    .isOk());
-    for (const auto& m : sqlite::migrations()) {
-      if (m.version > 4) break;
-      ASSERT_TRUE((*db)->exec(std::string(m.sql)).isOk());
-      ASSERT_TRUE(
-          (*db)
-              ->exec("INSERT INTO schema_migrations VALUES(" + std::to_string(m.version) + ", 0)")
-              .isOk());
+  std::unique_ptr<Store> reader;
+  if (GetParam() == "postgres") {
+    // A row as an older node writes it (it knows none of these columns), into the schema of a
+    // newer one.
+    KILN_REQUIRE_POSTGRES(pg);
+    pg->query(url_,
+              "INSERT INTO agent_jobs(job_id, tenant_id, repository_url, task_description, "
+              "agent, status, created_at, updated_at) VALUES('j1', 'default', 'r', 't', 'mock', "
+              "'RUNNING', 0, 0)");
+    pg->query(url_,
+              "INSERT INTO execution_steps(step_id, job_id, step_number, tool_called, "
+              "tool_arguments, tool_output, executed_at) VALUES('s1', 'j1', 1, 'bash', "
+              "'{\"command\":\"ls\"}', '', 0)");
+    reader = std::move(store_);
+  } else {
+    std::string old = dir_.file("old.db");
+    {
+      auto db = sqlite::Database::open(old, 5000);
+      ASSERT_TRUE(db.isOk());
+      ASSERT_TRUE((*db)
+                      ->exec("CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, "
+                             "applied_at INTEGER NOT NULL)")
+                      .isOk());
+      for (const auto& m : sqlite::migrations()) {
+        if (m.version > 4) break;
+        ASSERT_TRUE((*db)->exec(std::string(m.sql)).isOk());
+        ASSERT_TRUE(
+            (*db)
+                ->exec("INSERT INTO schema_migrations VALUES(" + std::to_string(m.version) + ", 0)")
+                .isOk());
+      }
+      ASSERT_TRUE((*db)
+                      ->exec("INSERT INTO agent_jobs(job_id, tenant_id, repository_url, "
+                             "task_description, agent, status, created_at, updated_at) VALUES("
+                             "'j1', 'default', 'r', 't', 'mock', 'RUNNING', 0, 0)")
+                      .isOk());
+      ASSERT_TRUE((*db)
+                      ->exec("INSERT INTO execution_steps(step_id, job_id, step_number, "
+                             "tool_called, tool_arguments, executed_at) VALUES("
+                             "'s1', 'j1', 1, 'bash', '{\"command\":\"ls\"}', 0)")
+                      .isOk());
     }
-    ASSERT_TRUE((*db)
-                    ->exec("INSERT INTO agent_jobs(job_id, tenant_id, repository_url, "
-                           "task_description, agent, status, created_at, updated_at) VALUES("
-                           "'j1', 'default', 'r', 't', 'mock', 'RUNNING', 0, 0)")
-                    .isOk());
-    ASSERT_TRUE((*db)
-                    ->exec("INSERT INTO execution_steps(step_id, job_id, step_number, "
-                           "tool_called, tool_arguments, executed_at) VALUES("
-                           "'s1', 'j1', 1, 'bash', '{\"command\":\"ls\"}', 0)")
-                    .isOk());
+    auto reopened = Store::open({"sqlite:" + old});
+    ASSERT_TRUE(reopened.isOk()) << reopened.status().toString();
+    reader = std::move(reopened).value();
   }
-  auto reopened = Store::open({"sqlite:" + old});
-  ASSERT_TRUE(reopened.isOk()) << reopened.status().toString();
-  auto oldSteps = (*reopened)->listSteps("j1");
+  auto oldSteps = reader->listSteps("j1");
   ASSERT_TRUE(oldSteps.isOk()) << oldSteps.status().toString();
   ASSERT_EQ(oldSteps->size(), 1u);
   EXPECT_EQ((*oldSteps)[0].toolArguments["command"], "ls");
@@ -112,7 +146,7 @@ TEST_F(StoreTest, StepsKeepTheModelsCallAndOlderRowsStillRead) {
   EXPECT_TRUE((*oldSteps)[0].shellState.is_null());
 }
 
-TEST_F(StoreTest, AJobsVerifyResultIsKeptUntilReplaced) {
+TEST_P(StoreTest, AJobsVerifyResultIsKeptUntilReplaced) {
   Job j = newJob(1);
   EXPECT_TRUE(store_->getJob(j.id)->verify.is_null());
   JobUpdate failed;
@@ -129,7 +163,7 @@ TEST_F(StoreTest, AJobsVerifyResultIsKeptUntilReplaced) {
   EXPECT_EQ(store_->getJob(j.id)->verify["passed"], true);
 }
 
-TEST_F(StoreTest, EventsGetGaplessSequenceNumbers) {
+TEST_P(StoreTest, EventsGetGaplessSequenceNumbers) {
   Job j = newJob();
   auto claimed = store_->claimJob("a", 1, 60'000);
   ASSERT_TRUE(claimed.isOk() && claimed->has_value());
@@ -144,7 +178,7 @@ TEST_F(StoreTest, EventsGetGaplessSequenceNumbers) {
   EXPECT_EQ((*after1)[0].payload["data"], "a");
 }
 
-TEST_F(StoreTest, ListPagesNewestFirstWithCursor) {
+TEST_P(StoreTest, ListPagesNewestFirstWithCursor) {
   for (int i = 0; i < 5; ++i) newJob(1000 + i);
   auto p1 = store_->listJobs("", std::nullopt, 2, "");
   ASSERT_TRUE(p1.isOk());
@@ -159,7 +193,7 @@ TEST_F(StoreTest, ListPagesNewestFirstWithCursor) {
   EXPECT_FALSE(store_->listJobs("", std::nullopt, 2, "garbage").isOk());
 }
 
-TEST_F(StoreTest, ClaimHonoursLeases) {
+TEST_P(StoreTest, ClaimHonoursLeases) {
   Job j = newJob();
   auto c1 = store_->claimJob("a", 10'000, 5'000);
   ASSERT_TRUE(c1.isOk() && c1->has_value());
@@ -177,7 +211,7 @@ TEST_F(StoreTest, ClaimHonoursLeases) {
 // The fencing token: a claim increments the epoch, and every write of the old owner is refused
 // once another node claimed the job, even when the old owner's node id comes back (a restarted
 // node reusing its id).
-TEST_F(StoreTest, StaleLeaseWritesAreRefused) {
+TEST_P(StoreTest, StaleLeaseWritesAreRefused) {
   Job j = newJob();
   auto c1 = store_->claimJob("a", 1'000, 1'000);
   ASSERT_TRUE(c1->has_value());
@@ -213,7 +247,7 @@ TEST_F(StoreTest, StaleLeaseWritesAreRefused) {
             Code::kConflict);
 }
 
-TEST_F(StoreTest, EveryClaimIsLoggedWithItsEpoch) {
+TEST_P(StoreTest, EveryClaimIsLoggedWithItsEpoch) {
   Job j = newJob();
   ASSERT_TRUE(store_->claimJob("a", 1'000, 1'000)->has_value());
   ASSERT_TRUE(store_->claimJob("b", 3'000, 1'000)->has_value());
@@ -227,7 +261,7 @@ TEST_F(StoreTest, EveryClaimIsLoggedWithItsEpoch) {
   EXPECT_EQ((*log)[1].nodeId, "b");
 }
 
-TEST_F(StoreTest, RenewLeasesRenewsOnlyTheLeasesStillHeld) {
+TEST_P(StoreTest, RenewLeasesRenewsOnlyTheLeasesStillHeld) {
   Job j1 = newJob(1), j2 = newJob(2), j3 = newJob(3);
   auto c1 = store_->claimJob("a", 1'000, 1'000);
   auto c2 = store_->claimJob("a", 1'000, 1'000);
@@ -244,7 +278,7 @@ TEST_F(StoreTest, RenewLeasesRenewsOnlyTheLeasesStillHeld) {
   EXPECT_EQ(store_->getJob(j2.id)->leaseExpiresAt, 2'000);
 }
 
-TEST_F(StoreTest, AttemptsCountAndJobTotalsAggregate) {
+TEST_P(StoreTest, AttemptsCountAndJobTotalsAggregate) {
   Job j1 = newJob(1), j2 = newJob(2);
   JobUpdate attempt;
   attempt.addAttempt = true;
@@ -288,7 +322,7 @@ TEST_F(StoreTest, AttemptsCountAndJobTotalsAggregate) {
   }
 }
 
-TEST_F(StoreTest, PausedJobsAreClaimableOnlyWithAReply) {
+TEST_P(StoreTest, PausedJobsAreClaimableOnlyWithAReply) {
   Job j = newJob();
   ASSERT_TRUE(store_->claimJob("a", 1, 5'000)->has_value());
   JobUpdate pause;
@@ -305,7 +339,7 @@ TEST_F(StoreTest, PausedJobsAreClaimableOnlyWithAReply) {
   EXPECT_EQ((*c)->pendingReply.value_or(""), "yes");
 }
 
-TEST_F(StoreTest, ConditionalUpdateAndStepLeaseCheck) {
+TEST_P(StoreTest, ConditionalUpdateAndStepLeaseCheck) {
   Job j = newJob();
   auto claimed = store_->claimJob("a", 1, 60'000);
   ASSERT_TRUE(claimed->has_value());
@@ -336,11 +370,122 @@ TEST_F(StoreTest, ConditionalUpdateAndStepLeaseCheck) {
   EXPECT_EQ(store_->listSteps(j.id)->size(), 1u);
 }
 
-TEST_F(StoreTest, TokensMapToTenants) {
+TEST_P(StoreTest, TokensMapToTenants) {
   ASSERT_TRUE(store_->ensureTenant("t1", "Team").isOk());
   ASSERT_TRUE(store_->addToken(sha256Hex("secret"), "t1").isOk());
   EXPECT_EQ(store_->tenantForToken(sha256Hex("secret")).value(), "t1");
   EXPECT_EQ(store_->tenantForToken(sha256Hex("nope")).status().code(), Code::kUnauthenticated);
+}
+
+TEST_P(StoreTest, NodesHeartbeatListAndDrain) {
+  NodeRecord a;
+  a.id = "node-a";
+  a.address = "http://127.0.0.1:1";
+  a.version = "1.2.3";
+  a.startedAt = 1'000;
+  a.heartbeatAt = 2'000;
+  a.runningJobs = 2;
+  a.maxJobs = 8;
+  a.figures = {{"diskFreeBytes", 123}};
+  ASSERT_FALSE(store_->heartbeatNode(a).value());
+  NodeRecord b = a;
+  b.id = "node-b";
+  b.claiming = false;
+  ASSERT_FALSE(store_->heartbeatNode(b).value());
+  auto nodes = store_->listNodes();
+  ASSERT_TRUE(nodes.isOk()) << nodes.status().toString();
+  ASSERT_EQ(nodes->size(), 2u);
+  EXPECT_EQ((*nodes)[0].id, "node-a");
+  EXPECT_EQ((*nodes)[0].runningJobs, 2);
+  EXPECT_EQ((*nodes)[0].version, "1.2.3");
+  EXPECT_EQ((*nodes)[0].figures["diskFreeBytes"], 123);
+  EXPECT_TRUE((*nodes)[0].claiming);
+  EXPECT_FALSE((*nodes)[1].claiming);
+
+  EXPECT_EQ(store_->requestDrain("nope").code(), Code::kNotFound);
+  ASSERT_TRUE(store_->requestDrain("node-a").isOk());
+  a.heartbeatAt = 3'000;
+  EXPECT_TRUE(store_->heartbeatNode(a).value());  // told at its next heartbeat, and again
+  EXPECT_TRUE(store_->heartbeatNode(a).value());
+  EXPECT_FALSE(store_->heartbeatNode(b).value());
+  // The same node id started again is a new process: an old drain does not carry over.
+  a.startedAt = 5'000;
+  EXPECT_FALSE(store_->heartbeatNode(a).value());
+  // Rows silent for a day go.
+  a.heartbeatAt = 2'000 + 86'400'001;
+  ASSERT_TRUE(store_->heartbeatNode(a).isOk());
+  EXPECT_EQ(store_->listNodes()->size(), 1u);
+}
+
+TEST_P(StoreTest, TextAndBytesSurviveTheRoundTrip) {
+  Job j = newJob();
+  auto claimed = store_->claimJob("a", 1, 60'000);
+  ASSERT_TRUE(claimed->has_value());
+  const Lease lease{"a", (*claimed)->leaseEpoch};
+  Step s;
+  s.jobId = j.id;
+  s.stepNumber = 1;
+  s.plannerThought = "thought \xc3\xa9";
+  static const char kOutput[] = "out\0put \xff\xfe end";
+  s.toolOutput = std::string(kOutput, sizeof kOutput - 1);
+  s.toolArguments = {{"cmd", "echo 'x'"}};
+  auto rec = store_->recordStep(s, lease, {{"terminal", {{"data", std::string("a\0b", 3)}}}});
+  ASSERT_TRUE(rec.isOk()) << rec.status().toString();
+  auto steps = store_->listSteps(j.id);
+  ASSERT_EQ(steps->size(), 1u);
+  EXPECT_EQ((*steps)[0].toolOutput, s.toolOutput);  // tool output is kept byte for byte
+  EXPECT_EQ((*steps)[0].plannerThought, s.plannerThought);
+  EXPECT_EQ((*steps)[0].toolArguments, s.toolArguments);
+  auto ev = store_->listEvents(j.id, 1, 10);
+  ASSERT_EQ(ev->size(), 1u);
+  EXPECT_EQ((*ev)[0].payload["data"], std::string("a\0b", 3));
+}
+
+TEST_P(StoreTest, ConcurrentClaimsNeverShareAJob) {
+  constexpr int kJobs = 40;
+  for (int i = 0; i < kJobs; ++i) newJob(1000 + i);
+  std::mutex mu;
+  std::map<std::string, std::string> owner;  // job -> node
+  int duplicates = 0;
+  std::vector<std::thread> nodes;
+  for (int n = 0; n < 4; ++n) {
+    nodes.emplace_back([&, n] {
+      auto s = Store::open({url_});
+      ASSERT_TRUE(s.isOk()) << s.status().toString();
+      const std::string me = "node-" + std::to_string(n);
+      for (;;) {
+        auto c = (*s)->claimJob(me, 10'000, 60'000);
+        ASSERT_TRUE(c.isOk()) << c.status().toString();
+        if (!c->has_value()) return;
+        std::lock_guard lock(mu);
+        duplicates += !owner.emplace((*c)->id, me).second;
+      }
+    });
+  }
+  for (auto& t : nodes) t.join();
+  EXPECT_EQ(duplicates, 0);
+  EXPECT_EQ(owner.size(), static_cast<size_t>(kJobs));
+}
+
+TEST_P(StoreTest, ConcurrentAppendsKeepSequencesGapless) {
+  Job j = newJob();
+  auto claimed = store_->claimJob("a", 1, 600'000);
+  ASSERT_TRUE(claimed->has_value());
+  const Lease lease{"a", (*claimed)->leaseEpoch};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 4; ++w) {
+    writers.emplace_back([&] {
+      auto s = Store::open({url_});
+      ASSERT_TRUE(s.isOk()) << s.status().toString();
+      for (int i = 0; i < 25; ++i) {
+        ASSERT_TRUE((*s)->appendEvents(j.id, lease, {{"terminal", {{"i", i}}}, {"terminal", {}}}).isOk());
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  auto ev = store_->listEvents(j.id, 0, 1000);
+  ASSERT_EQ(ev->size(), 201u);
+  for (size_t i = 0; i < ev->size(); ++i) EXPECT_EQ((*ev)[i].seq, static_cast<int64_t>(i + 1));
 }
 
 }  // namespace
