@@ -176,6 +176,12 @@ void PostgresServer::stop() {
   running_ = false;
 }
 
+std::string PostgresServer::log() const {
+  std::string out;
+  (void)shell("tail -c 20000 " + shellQuote(dir_ + "/server.log"), &out);
+  return out;
+}
+
 std::string PostgresServer::conninfo(const std::string& db) const {
   std::string name = db.substr(db.rfind('/') + 1);
   return "host=127.0.0.1 port=" + std::to_string(port_) + " user=postgres dbname=" + name +

@@ -32,6 +32,8 @@ class PostgresServer {
   // Runs one SQL statement on database `db` (the name, or a URL from createDatabase) and
   // returns its rows, each row's columns joined by '|'. Throws std::runtime_error on failure.
   std::vector<std::string> query(const std::string& db, const std::string& sql);
+  // The server's log, for failure messages.
+  std::string log() const;
 
  private:
   PostgresServer() = default;
