@@ -252,8 +252,8 @@ Result<ConnectionPool::Lease> ConnectionPool::acquire() {
     }
     if (now >= deadline) {
       return Status(Code::kUnavailable,
-                    "store: no database connection" +
-                        (lastError_.empty() ? std::string() : " (" + lastError_ + ")"));
+                    lastError_.empty() ? "store: every database connection is busy"
+                                       : "store: no database connection (" + lastError_ + ")");
     }
     int64_t wakeAt = deadline;
     if (open_ < size_) wakeAt = std::min(wakeAt, nextConnectAtMs_);

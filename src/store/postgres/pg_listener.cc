@@ -62,7 +62,10 @@ void Listener::run() {
       backoffMs = std::min<int64_t>(backoffMs * 2, 2'000);
       continue;
     }
-    if (!(*conn)->exec(kListen).isOk()) continue;
+    if (!(*conn)->exec(kListen).isOk()) {
+      if (!pause(backoffMs)) return;
+      continue;
+    }
     backoffMs = 100;
     // Whatever was sent while no connection listened is lost: every node re-checks.
     if (!first) handler_(StoreSignal{StoreSignal::Kind::kResync, ""});
