@@ -74,8 +74,10 @@ class FleetTest : public ::testing::Test {
     url_ = pg->createDatabase();
   }
 
-  KilnProcess& startNode(const std::string& name, std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--store", url_, "--node-id", name, "--max-jobs", "6"};
+  KilnProcess& startNode(const std::string& name, std::vector<std::string> extra = {},
+                         int maxJobs = 6) {
+    std::vector<std::string> args = {"--store", url_, "--node-id", name, "--max-jobs",
+                                     std::to_string(maxJobs)};
     args.insert(args.end(), extra.begin(), extra.end());
     nodes_.push_back(std::make_unique<KilnProcess>(
         dir_.file(name), args,
@@ -179,9 +181,11 @@ void expectOneOwnerAtATime(store::Store& st, const std::string& id) {
 
 TEST_F(FleetTest, ThreeNodesShareJobsAndSurviveAKillNine) {
   makeSlowRepo(dir_.file("repo"), "0.3");
-  KilnProcess& a = startNode("node-a");
-  KilnProcess& b = startNode("node-b");
-  KilnProcess& c = startNode("node-c");
+  // Slots for every job, so that the survivors can take node a's jobs over as soon as their
+  // leases lapse rather than when a slot frees up.
+  KilnProcess& a = startNode("node-a", {}, 24);
+  KilnProcess& b = startNode("node-b", {}, 24);
+  KilnProcess& c = startNode("node-c", {}, 24);
   constexpr int kJobs = 60;
   std::vector<std::string> ids;
   // Any node takes submissions; the store decides who runs what.
