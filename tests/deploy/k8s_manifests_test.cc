@@ -1,8 +1,11 @@
 // deploy/k8s/: the kustomize base renders with `kubectl kustomize`, and the objects it makes
 // fit together: a privileged node Deployment that drains before it stops, a Service that
-// selects its pods, the Secret and the PostgreSQL reference the nodes read.
+// selects its pods, the Secret and the PostgreSQL reference the nodes read. And the systemd
+// unit of deploy/systemd/.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "support/temp_dir.h"
@@ -100,6 +103,40 @@ TEST_F(K8sManifestsTest, ServiceSecretAndDatabaseFitTheDeployment) {
   ASSERT_TRUE(db.is_object());
   EXPECT_EQ(db["spec"].value("type", ""), "ExternalName");
   EXPECT_NE(url.find("@kiln-postgres:"), std::string::npos) << "the store URL names the reference";
+}
+
+// deploy/systemd/kiln.service: the unit runs `kiln serve`, reads its settings (the store URL)
+// from an optional environment file, and gives a stopping node longer than its drain timeout.
+TEST(SystemdUnitTest, ServesDrainsOnStopAndReadsTheStoreFromTheEnvironment) {
+  std::ifstream in(std::string(KILN_SOURCE_DIR) + "/deploy/systemd/kiln.service");
+  ASSERT_TRUE(in) << "deploy/systemd/kiln.service is missing";
+  std::map<std::string, std::map<std::string, std::string>> unit;
+  std::string line, section;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line.front() == '[' && line.back() == ']') {
+      section = line.substr(1, line.size() - 2);
+      continue;
+    }
+    auto eq = line.find('=');
+    ASSERT_NE(eq, std::string::npos) << "not a key=value line: " << line;
+    unit[section][line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  auto& svc = unit["Service"];
+  const std::string exec = svc["ExecStart"];
+  EXPECT_EQ(exec.rfind("/usr/bin/kiln serve ", 0), 0u) << exec;
+  EXPECT_NE(exec.find("--data-dir=/var/lib/kiln"), std::string::npos) << exec;
+  auto at = exec.find("--drain-timeout=");
+  ASSERT_NE(at, std::string::npos) << exec;
+  const int drainSeconds = std::atoi(exec.c_str() + at + 16);
+  EXPECT_GT(drainSeconds, 0);
+  EXPECT_GT(std::atoi(svc["TimeoutStopSec"].c_str()), drainSeconds)
+      << "systemd must not SIGKILL a node before its drain timeout";
+  EXPECT_EQ(svc["KillSignal"], "SIGTERM") << "SIGTERM drains";
+  EXPECT_EQ(svc["EnvironmentFile"].rfind("-/etc/kiln/", 0), 0u)
+      << "KILN_STORE comes from an optional environment file";
+  EXPECT_EQ(svc["Delegate"], "yes") << "sandboxes need their own cgroup subtree";
+  EXPECT_EQ(unit["Install"]["WantedBy"], "multi-user.target");
 }
 
 }  // namespace

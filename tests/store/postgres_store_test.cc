@@ -166,5 +166,50 @@ TEST_F(PostgresStoreTest, ADatabaseRestartIsSurvived) {
   })) << "the listener reconnects and tells the node to re-check what it may have missed";
 }
 
+// Rolling upgrades: a newer node applies its migrations (here: a column, a table and version
+// 99 it records) while older nodes still run. An older node, started or running against that
+// schema, neither fails nor re-applies anything, and every write it makes still works.
+TEST_F(PostgresStoreTest, AnOlderNodeRunsOnTheSchemaOfANewerOne) {
+  auto old = open();
+  ASSERT_TRUE(old);
+  Job before = queuedJob();
+  ASSERT_TRUE(old->createJob(before, {}).isOk());
+  pg_->query(url_,
+             "BEGIN; ALTER TABLE agent_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0; "
+             "ALTER TABLE execution_steps ADD COLUMN duration_ms BIGINT; "
+             "CREATE TABLE job_labels(job_id TEXT, label TEXT); "
+             "INSERT INTO schema_migrations VALUES(99, 0); COMMIT");
+  auto restarted = open();  // an old node (re)starting meets the newer schema
+  ASSERT_TRUE(restarted);
+  for (Store* st : {old.get(), restarted.get()}) {
+    Job j = queuedJob();
+    ASSERT_TRUE(st->createJob(j, {{"status", {{"status", "QUEUED"}}}}).isOk());
+    auto claimed = st->claimJob("old-node", 1, 60'000);
+    ASSERT_TRUE(claimed.isOk()) << claimed.status().toString();
+    ASSERT_TRUE(claimed->has_value());
+    const Job& c = **claimed;
+    Lease lease{"old-node", c.leaseEpoch};
+    Step step;
+    step.jobId = c.id;
+    step.stepNumber = 1;
+    step.toolCalled = "bash";
+    auto rec = st->recordStep(step, lease, {{"step", {{"n", 1}}}});
+    ASSERT_TRUE(rec.isOk()) << rec.status().toString();
+    JobUpdate done;
+    done.status = JobStatus::kCompleted;
+    done.releaseLease = true;
+    done.ifLease = lease;
+    done.events = {{"done", {}}};
+    auto upd = st->updateJob(c.id, done);
+    ASSERT_TRUE(upd.isOk() && upd->applied) << upd.status().toString();
+    EXPECT_EQ(st->listSteps(c.id)->size(), 1u);
+    auto renewed = st->renewLeases("old-node", {{c.id, c.leaseEpoch}}, 2, 60'000);
+    ASSERT_TRUE(renewed.isOk());
+    EXPECT_EQ(renewed->size(), 1u) << "a released lease is not renewed";
+  }
+  auto versions = pg_->query(url_, "SELECT version FROM schema_migrations ORDER BY version");
+  EXPECT_EQ(versions.back(), "99") << "the older node left the newer schema as it was";
+}
+
 }  // namespace
 }  // namespace kiln::store
