@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "api/api_fixture.h"
+#include "common/ids.h"
 
 namespace kiln::api {
 namespace {
@@ -210,6 +211,8 @@ const std::map<std::string, Call>& calls() {
       {"POST /api/v1/tasks", {{}, false, R"({"prompt":"say hi"})"}},
       {"GET /api/v1/tasks/{id}/events", {}},
       {"GET /healthz", {}},
+      {"GET /api/v1/nodes", {}},
+      {"POST /api/v1/nodes/{id}/drain", {}},  // {id}: the node heartbeating below
       {"GET /metrics", {}},
       {"GET /", {}},
       {"GET /assets/{name}", {}},  // a name the page refers to
@@ -233,6 +236,19 @@ class ApiDocsTest : public ApiFixture {
 TEST_F(ApiDocsTest, EveryDocumentedRouteAnswersAsDocumented) {
   const auto routes = documentedRoutes();
   ASSERT_GE(routes.size(), 14u);
+  // One node of the fleet, for /api/v1/nodes and the per-node figures of /metrics.
+  store::NodeRecord node;
+  node.id = "kiln-0";
+  node.address = "http://127.0.0.1:1";
+  node.version = "test";
+  node.startedAt = node.heartbeatAt = clock_.nowMs();
+  node.maxJobs = 64;
+  node.figures = {{"diskFreeBytes", int64_t{51234567890}}, {"memAvailableBytes", int64_t{2000}}};
+  ASSERT_TRUE(store_->heartbeatNode(node).isOk());
+  // Nodes are the operator's: their routes take the admin tenant's token.
+  constexpr const char* kAdminToken = "token-admin";
+  ASSERT_TRUE(store_->ensureTenant("default", "default").isOk());
+  ASSERT_TRUE(store_->addToken(sha256Hex(kAdminToken), "default").isOk());
   std::set<std::string> seen;
   for (const Documented& d : routes) {
     const std::string name = d.method + " " + d.path;
@@ -260,7 +276,8 @@ TEST_F(ApiDocsTest, EveryDocumentedRouteAnswersAsDocumented) {
       ASSERT_TRUE(lease.has_value());
       ASSERT_TRUE(store_->recordStep(step, *lease, {}).isOk());
     }
-    std::string path = std::regex_replace(d.path, std::regex(R"(\{id\})"), id);
+    std::string path = std::regex_replace(
+        d.path, std::regex(R"(\{id\})"), d.path.rfind("/api/v1/nodes/", 0) == 0 ? node.id : id);
     if (path.find("{name}") != std::string::npos) {
       auto page = client_->get("/");
       ASSERT_TRUE(page.isOk());
@@ -283,7 +300,9 @@ TEST_F(ApiDocsTest, EveryDocumentedRouteAnswersAsDocumented) {
       EXPECT_EQ(first->json()["status"], "QUEUED");
       continue;
     }
-    client_->setBearer(d.path.rfind("/api/", 0) == 0 ? kToken : "");
+    client_->setBearer(d.path.rfind("/api/v1/nodes", 0) == 0 ? kAdminToken
+                       : d.path.rfind("/api/", 0) == 0   ? kToken
+                                                          : "");
     auto res = client_->request(d.method == "GET" ? http::verb::get : http::verb::post, path,
                                 call->second.body);
     client_->setBearer(kToken);
