@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <climits>
+#include <deque>
 
 namespace kiln::runtime {
 namespace {
@@ -52,8 +55,8 @@ Result<std::unique_ptr<WorkspaceFs>> WorkspaceFs::open(const std::string& root) 
   if (fd < 0) return errnoStatus("workspace " + root, errno);
   struct stat st;
   fstat(fd, &st);
-  std::string clean = root.size() > 1 && root.back() == '/' ? root.substr(0, root.size() - 1)
-                                                            : root;
+  std::string clean =
+      root.size() > 1 && root.back() == '/' ? root.substr(0, root.size() - 1) : root;
   return std::unique_ptr<WorkspaceFs>(new WorkspaceFs(clean, fd, st.st_uid, st.st_gid));
 }
 
@@ -69,7 +72,82 @@ Result<std::string> WorkspaceFs::relative(const std::string& path) const {
   return outside(path);
 }
 
+namespace {
+
+// Kernels without openat2 (gVisor's, as packaged in Debian 12, answers ENOSYS).
+std::atomic<bool> noOpenat2{false};
+
+std::deque<std::string> components(const std::string& path) {
+  std::deque<std::string> out;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    std::string part = path.substr(start, slash - start);
+    if (!part.empty() && part != ".") out.push_back(std::move(part));
+    start = slash + 1;
+  }
+  return out;
+}
+
+Status openError(const std::string& rel, int err) {
+  if (err == ENOENT) return notFound("no such file or directory: " + rel);
+  return errnoStatus("open " + rel, err);
+}
+
+// openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) done one component at a time: every
+// component is opened O_NOFOLLOW relative to an fd of its parent, ".." pops back to the
+// parent's fd (never past the root), and symlinks are expanded here, an absolute one or one
+// climbing above the root being an escape. A rename cannot race a directory out of the
+// workspace: the workspace is its own mount, and renames do not cross mounts.
+Result<int> walkBeneath(int rootFd, const std::string& rel, int flags, mode_t mode) {
+  std::vector<int> dirs;  // the directories walked into, innermost last
+  struct Closer {
+    std::vector<int>& fds;
+    ~Closer() {
+      for (int fd : fds) close(fd);
+    }
+  } closer{dirs};
+  auto current = [&] { return dirs.empty() ? rootFd : dirs.back(); };
+  std::deque<std::string> parts = components(rel);
+  int links = 0;
+  while (!parts.empty()) {
+    const std::string name = std::move(parts.front());
+    parts.pop_front();
+    if (name == "..") {
+      if (dirs.empty()) return outside(rel);
+      close(dirs.back());
+      dirs.pop_back();
+      continue;
+    }
+    char target[PATH_MAX];
+    ssize_t n = readlinkat(current(), name.c_str(), target, sizeof target - 1);
+    if (n >= 0) {
+      if (++links > 40) return errnoStatus("open " + rel, ELOOP);
+      target[n] = 0;
+      if (target[0] == '/') return outside(rel);
+      std::deque<std::string> expanded = components(target);
+      parts.insert(parts.begin(), expanded.begin(), expanded.end());
+      continue;
+    }
+    if (parts.empty()) {
+      int fd = openat(current(), name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
+      if (fd < 0) return openError(rel, errno);
+      return fd;
+    }
+    int fd = openat(current(), name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return openError(rel, errno);
+    dirs.push_back(fd);
+  }
+  int fd = openat(current(), ".", flags | O_CLOEXEC, mode);
+  if (fd < 0) return openError(rel, errno);
+  return fd;
+}
+
+}  // namespace
+
 Result<int> WorkspaceFs::openBeneath(const std::string& rel, int flags, mode_t mode) const {
+  if (noOpenat2.load(std::memory_order_relaxed)) return walkBeneath(rootFd_, rel, flags, mode);
   open_how how{};
   how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
   how.mode = (flags & O_CREAT) ? mode : 0;
@@ -79,8 +157,11 @@ Result<int> WorkspaceFs::openBeneath(const std::string& rel, int flags, mode_t m
     if (fd >= 0) return fd;
     if (errno == EAGAIN || errno == EINTR) continue;  // a racing rename; retry
     if (errno == EXDEV) return outside(rel);
-    if (errno == ENOENT) return notFound("no such file or directory: " + rel);
-    return errnoStatus("open " + rel, errno);
+    if (errno == ENOSYS) {
+      noOpenat2.store(true, std::memory_order_relaxed);
+      return walkBeneath(rootFd_, rel, flags, mode);
+    }
+    return openError(rel, errno);
   }
 }
 
