@@ -152,6 +152,7 @@ Status NodeImpl::init() {
   deps.slowPool = &slowPool_;
   deps.maxAttempts = opts_.maxAttempts;
   deps.backend = sandboxes_->backend(sandboxes_->defaultBackend());
+  deps.sandboxes = sandboxes_.get();
   deps.clock = &RealClock::instance();
   deps.nodeId = opts_.nodeId;
   deps.workspacesDir = opts_.dataDir + "/workspaces";
