@@ -314,7 +314,13 @@ void row(const char* name, const std::vector<double>& v, double baseP50) {
 int main(int argc, char** argv) {
   int runs = argc > 1 ? std::atoi(argv[1]) : 200;
   std::string kiln = argc > 2 ? argv[2] : KILN_BINARY;
-  std::string state = "/tmp/kbench", ws = "/tmp/kbench-ws";
+  // Dirs of this run only: a second bench at once (or a leftover of a killed one) shares nothing.
+  char stateTmpl[] = "/tmp/kbench-XXXXXX";
+  if (!mkdtemp(stateTmpl)) {
+    std::perror("sandbox_bench: mkdtemp");
+    return 1;
+  }
+  std::string state = stateTmpl, ws = state + "-ws";
   std::filesystem::create_directories(ws);
   // KILN_BENCH_USERNS=1: the same as root with a user namespace per sandbox.
   const char* userNs = std::getenv("KILN_BENCH_USERNS");
@@ -413,7 +419,7 @@ int main(int argc, char** argv) {
   if (sideBySide == nullptr || std::string(sideBySide) != "0") {
     const char* gvRunsEnv = std::getenv("KILN_BENCH_GVISOR_RUNS");
     const int gvRuns = gvRunsEnv ? std::atoi(gvRunsEnv) : 20;
-    auto gvisor = sandbox::newGvisorBackend({state, kiln, nullptr});
+    auto gvisor = sandbox::newGvisorBackend({.stateDir = state, .kilnBinary = kiln});
     if (!gvisor) {
       std::fprintf(stderr, "gvisor: %s\n", gvisor.status().toString().c_str());
       return 1;
