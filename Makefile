@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 DEBS := g++ cmake ninja-build pkg-config git make python3 libboost-dev libcurl4-openssl-dev \
         libssl-dev nlohmann-json3-dev libsqlite3-dev libpq-dev libseccomp-dev libcli11-dev \
         libspdlog-dev libfmt-dev libgtest-dev bubblewrap iproute2 procps e2fsprogs debootstrap \
-        chromium postgresql kubernetes-client python3-yaml
+        chromium postgresql kubernetes-client python3-yaml runsc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test demo bench clean format

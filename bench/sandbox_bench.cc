@@ -1,6 +1,11 @@
 // sandbox_bench: the namespace backend's lifecycle cost next to bubblewrap and plain
-// fork+exec, sandboxed exec throughput, and create latency under 100 concurrent creates.
+// fork+exec, sandboxed exec throughput, and create latency under 100 concurrent creates; then
+// the backends side by side (namespace, gvisor): cold start to a ready runtime, a whole
+// lifecycle, a warm-pool take, 100 concurrent takes from a full pool of 100, and
+// `kiln sandbox exec -- true` as a whole process next to a whole bwrap run.
 // Needs root. Usage: sandbox_bench [runs=200] [kiln binary]
+// KILN_BENCH_GVISOR_RUNS (default 20): gVisor's runs (each start costs ~0.2-0.6 s);
+// KILN_BENCH_BACKENDS=0: skip the side-by-side part.
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -16,6 +21,7 @@
 #include <vector>
 
 #include "runtime/client.h"
+#include "sandbox/pool.h"
 #include "sandbox/sandbox.h"
 
 using namespace kiln;
@@ -78,12 +84,11 @@ struct FirstRequest {
   std::vector<double> ready, first, second;
 };
 
-FirstRequest benchFirstRequest(sandbox::SandboxBackend& backend, const std::string& ws,
-                               int runs) {
+FirstRequest benchFirstRequest(sandbox::SandboxBackend& backend, const std::string& ws, int runs) {
   FirstRequest f;
   for (int i = 0; i < runs; ++i) {
-    auto sb = backend.create({.id = "f" + std::to_string(i), .workspaceDir = ws,
-                              .memoryMb = 512, .pids = 256});
+    auto sb = backend.create(
+        {.id = "f" + std::to_string(i), .workspaceDir = ws, .memoryMb = 512, .pids = 256});
     if (!sb) continue;
     auto t0 = Clock::now();
     health(**sb);
@@ -107,8 +112,8 @@ Series benchKiln(sandbox::SandboxBackend& backend, const std::string& ws, int ru
   Series s;
   for (int i = 0; i < runs; ++i) {
     auto t0 = Clock::now();
-    auto sb = backend.create({.id = "b" + std::to_string(i), .workspaceDir = ws,
-                              .memoryMb = 512, .pids = 256});
+    auto sb = backend.create(
+        {.id = "b" + std::to_string(i), .workspaceDir = ws, .memoryMb = 512, .pids = 256});
     if (!sb) {
       std::fprintf(stderr, "create: %s\n", sb.status().toString().c_str());
       std::exit(1);
@@ -214,6 +219,90 @@ std::vector<double> concurrently(int n, Fn fn) {
   return latency;
 }
 
+// One backend's side of the comparison.
+struct BackendFigures {
+  std::vector<double> ready, lifecycle, take, concurrentTakes, cliExec;
+  double fillMs = 0;  // filling the pool of 100
+};
+
+sandbox::SandboxSpec jobSpec(const std::string& id, const std::string& ws) {
+  return {.id = id, .workspaceDir = ws, .memoryMb = 512, .pids = 256};
+}
+
+BackendFigures benchBackend(sandbox::SandboxBackend& backend, const std::string& name,
+                            const std::string& kiln, const std::string& state,
+                            const std::string& ws, int runs) {
+  BackendFigures f;
+  const std::string tag = name.substr(0, 1);
+  for (int i = 0; i < runs; ++i) {
+    // Cold start: create until the runtime answers /health.
+    auto t0 = Clock::now();
+    auto sb = backend.create(jobSpec(tag + "r" + std::to_string(i), ws));
+    if (!sb) {
+      std::fprintf(stderr, "%s create: %s\n", name.c_str(), sb.status().toString().c_str());
+      std::exit(1);
+    }
+    health(**sb);
+    f.ready.push_back(msSince(t0));
+    (void)(*sb)->destroy();
+    // A whole lifecycle.
+    t0 = Clock::now();
+    sb = backend.create(jobSpec(tag + "l" + std::to_string(i), ws));
+    if (sb && !execTrue(**sb)) std::fprintf(stderr, "%s: exec true failed\n", name.c_str());
+    if (sb) (void)(*sb)->destroy();
+    f.lifecycle.push_back(msSince(t0));
+  }
+  {
+    // Single takes: each from a full pool, timed until the job's sandbox is handed over
+    // (workspace attached, limits applied).
+    sandbox::WarmPool pool(backend, {name, "", 4}, tag + "p");
+    if (!pool.start()) std::exit(1);
+    for (int i = 0; i < runs; ++i) {
+      pool.waitFull(120'000);
+      auto t0 = Clock::now();
+      auto got = pool.take(jobSpec("", ws));
+      f.take.push_back(msSince(t0));
+      if (!got || !got->isOk()) {
+        std::fprintf(stderr, "%s: take failed\n", name.c_str());
+        std::exit(1);
+      }
+      if (!execTrue(***got)) std::fprintf(stderr, "%s: exec after take failed\n", name.c_str());
+      (void)(**got)->destroy();
+    }
+  }
+  {
+    // 100 takes at once from a full pool of 100, each its own workspace.
+    sandbox::WarmPool pool(backend, {name, "", 100}, tag + "q");
+    auto t0 = Clock::now();
+    if (!pool.start() || !pool.waitFull(600'000)) {
+      std::fprintf(stderr, "%s: the pool of 100 did not fill\n", name.c_str());
+      std::exit(1);
+    }
+    f.fillMs = msSince(t0);
+    std::vector<std::string> dirs(100);
+    for (int i = 0; i < 100; ++i) {
+      dirs[i] = ws + "-" + tag + std::to_string(i);
+      std::filesystem::create_directories(dirs[i]);
+    }
+    std::vector<std::unique_ptr<sandbox::Sandbox>> taken(100);
+    f.concurrentTakes = concurrently(100, [&](int i) {
+      auto got = pool.take(jobSpec("", dirs[i]));
+      if (got && got->isOk()) taken[i] = std::move(*got).value();
+    });
+    int failed = std::count(taken.begin(), taken.end(), nullptr);
+    if (failed)
+      std::fprintf(stderr, "%s: %d of 100 concurrent takes failed\n", name.c_str(), failed);
+    for (auto& sb : taken) {
+      if (sb) (void)sb->destroy();
+    }
+    for (const auto& d : dirs) std::filesystem::remove_all(d);
+  }
+  f.cliExec =
+      benchCommand({kiln, "sandbox", "exec", "--backend", name, "--state-dir", state, "--", "true"},
+                   std::max(5, runs / 2));
+  return f;
+}
+
 void row(const char* name, const std::vector<double>& v, double baseP50) {
   std::printf("%-34s %9.2f %9.2f %9.2f", name, pct(v, 50), pct(v, 99), pct(v, 100));
   if (baseP50 > 0) std::printf("   %6.2fx", pct(v, 50) / baseP50);
@@ -225,7 +314,13 @@ void row(const char* name, const std::vector<double>& v, double baseP50) {
 int main(int argc, char** argv) {
   int runs = argc > 1 ? std::atoi(argv[1]) : 200;
   std::string kiln = argc > 2 ? argv[2] : KILN_BINARY;
-  std::string state = "/tmp/kbench", ws = "/tmp/kbench-ws";
+  // Dirs of this run only: a second bench at once (or a leftover of a killed one) shares nothing.
+  char stateTmpl[] = "/tmp/kbench-XXXXXX";
+  if (!mkdtemp(stateTmpl)) {
+    std::perror("sandbox_bench: mkdtemp");
+    return 1;
+  }
+  std::string state = stateTmpl, ws = state + "-ws";
   std::filesystem::create_directories(ws);
   // KILN_BENCH_USERNS=1: the same as root with a user namespace per sandbox.
   const char* userNs = std::getenv("KILN_BENCH_USERNS");
@@ -236,19 +331,43 @@ int main(int argc, char** argv) {
     return 1;
   }
   benchKiln(**backend, ws, 10);  // warm-up: page cache, shared layers
-  if (runs == 0) {  // only the concurrent creates, e.g. under perf
+  if (runs == 0) {               // only the concurrent creates, e.g. under perf
     auto conc = concurrentCreates(**backend, ws, 100);
     std::printf("100 concurrent creates: p50 %.2f ms, p99 %.2f ms, %.2f ms CPU each\n",
                 pct(conc.latency, 50), pct(conc.latency, 99), conc.cpuMsPerSandbox);
     return 0;
   }
   Series k = benchKiln(**backend, ws, runs);
-  std::vector<std::string> bwrap = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent",
-                                    "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
-                                    "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64",
-                                    "/lib64", "--symlink", "usr/sbin", "/sbin", "--proc", "/proc",
-                                    "--dev", "/dev", "--tmpfs", "/tmp", "--bind", ws,
-                                    "/workspace", "--chdir", "/workspace", "true"};
+  std::vector<std::string> bwrap = {"/usr/bin/bwrap",
+                                    "--unshare-all",
+                                    "--die-with-parent",
+                                    "--ro-bind",
+                                    "/usr",
+                                    "/usr",
+                                    "--symlink",
+                                    "usr/bin",
+                                    "/bin",
+                                    "--symlink",
+                                    "usr/lib",
+                                    "/lib",
+                                    "--symlink",
+                                    "usr/lib64",
+                                    "/lib64",
+                                    "--symlink",
+                                    "usr/sbin",
+                                    "/sbin",
+                                    "--proc",
+                                    "/proc",
+                                    "--dev",
+                                    "/dev",
+                                    "--tmpfs",
+                                    "/tmp",
+                                    "--bind",
+                                    ws,
+                                    "/workspace",
+                                    "--chdir",
+                                    "/workspace",
+                                    "true"};
   benchCommand(bwrap, 10);
   auto b = benchCommand(bwrap, runs);
   auto f = benchCommand({"/bin/true"}, runs);
@@ -258,8 +377,8 @@ int main(int argc, char** argv) {
   // The same burst for whole lifecycles, kiln's beside bwrap's: what 100 at once cost on this
   // machine's cores, whatever the sandbox.
   auto kConc = concurrently(100, [&](int i) {
-    auto sb = backend.value()->create({.id = "l" + std::to_string(i), .workspaceDir = ws,
-                                       .memoryMb = 512, .pids = 256});
+    auto sb = backend.value()->create(
+        {.id = "l" + std::to_string(i), .workspaceDir = ws, .memoryMb = 512, .pids = 256});
     if (sb && !execTrue(**sb)) std::fprintf(stderr, "exec true failed\n");
     if (sb) (void)(*sb)->destroy();
   });
@@ -285,14 +404,50 @@ int main(int argc, char** argv) {
   std::printf("100-concurrent create p99 / single p50: %.2fx\n",
               pct(conc.latency, 99) / pct(k.create, 50));
   const double kRatio = pct(kConc, 99) / pct(k.total, 50), bRatio = pct(bConc, 99) / pct(b, 50);
-  std::printf("100-concurrent lifecycle p99 / single p50: kiln %.1fx, bwrap %.1fx (kiln/bwrap "
-              "%.2f)\n",
-              kRatio, bRatio, kRatio / bRatio);
+  std::printf(
+      "100-concurrent lifecycle p99 / single p50: kiln %.1fx, bwrap %.1fx (kiln/bwrap "
+      "%.2f)\n",
+      kRatio, bRatio, kRatio / bRatio);
   unsigned cores = std::thread::hardware_concurrency();
-  std::printf("100-concurrent: all created in %.0f ms; CPU per sandbox (create+destroy) %.2f ms,\n"
-              "  so 100 need >= %.0f ms on %u cores\n",
-              conc.wallMs, conc.cpuMsPerSandbox, 100 * conc.cpuMsPerSandbox / cores, cores);
+  std::printf(
+      "100-concurrent: all created in %.0f ms; CPU per sandbox (create+destroy) %.2f ms,\n"
+      "  so 100 need >= %.0f ms on %u cores\n",
+      conc.wallMs, conc.cpuMsPerSandbox, 100 * conc.cpuMsPerSandbox / cores, cores);
   std::printf("sandboxed exec throughput (sequential): %.0f exec/s\n", tput);
+
+  const char* sideBySide = std::getenv("KILN_BENCH_BACKENDS");
+  if (sideBySide == nullptr || std::string(sideBySide) != "0") {
+    const char* gvRunsEnv = std::getenv("KILN_BENCH_GVISOR_RUNS");
+    const int gvRuns = gvRunsEnv ? std::atoi(gvRunsEnv) : 20;
+    auto gvisor = sandbox::newGvisorBackend({.stateDir = state, .kilnBinary = kiln});
+    if (!gvisor) {
+      std::fprintf(stderr, "gvisor: %s\n", gvisor.status().toString().c_str());
+      return 1;
+    }
+    BackendFigures nsF = benchBackend(**backend, "namespace", kiln, state, ws, runs);
+    BackendFigures gvF = benchBackend(**gvisor, "gvisor", kiln, state, ws, gvRuns);
+    auto bwrapCli = benchCommand(bwrap, std::max(5, runs / 2));
+    std::printf("\nbackends side by side (namespace: %d runs, %s: %d runs)\n\n", runs,
+                (*gvisor)->name().c_str(), gvRuns);
+    std::printf("%-40s %9s %9s   %9s %9s\n", "ms", "ns p50", "ns p99", "gv p50", "gv p99");
+    auto both = [](const char* label, const std::vector<double>& a, const std::vector<double>& b) {
+      std::printf("%-40s %9.2f %9.2f   %9.2f %9.2f\n", label, pct(a, 50), pct(a, 99), pct(b, 50),
+                  pct(b, 99));
+    };
+    both("cold start to runtime ready", nsF.ready, gvF.ready);
+    both("lifecycle (create+exec true+destroy)", nsF.lifecycle, gvF.lifecycle);
+    both("warm-pool take (pool of 4)", nsF.take, gvF.take);
+    both("100 concurrent takes (pool of 100)", nsF.concurrentTakes, gvF.concurrentTakes);
+    both("`kiln sandbox exec -- true`, process", nsF.cliExec, gvF.cliExec);
+    both("bwrap ... true, process", bwrapCli, bwrapCli);
+    std::printf("\n100-concurrent take p99 / single take p50: namespace %.1fx, gvisor %.1fx\n",
+                pct(nsF.concurrentTakes, 99) / pct(nsF.take, 50),
+                pct(gvF.concurrentTakes, 99) / pct(gvF.take, 50));
+    std::printf("`kiln sandbox exec -- true` p50 / bwrap p50: namespace %.2fx, gvisor %.2fx\n",
+                pct(nsF.cliExec, 50) / pct(bwrapCli, 50), pct(gvF.cliExec, 50) / pct(bwrapCli, 50));
+    std::printf("filling a pool of 100: namespace %.0f ms, gvisor %.0f ms\n", nsF.fillMs,
+                gvF.fillMs);
+  }
   std::filesystem::remove_all(state);
   std::filesystem::remove_all(ws);
   return 0;

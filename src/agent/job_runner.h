@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "events/event_bus.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/supervisor.h"
 #include "store/store.h"
 
 namespace kiln::agent {
@@ -30,7 +31,9 @@ struct RunnerDeps {
   BlockingPool* pool = nullptr;
   // Slow blocking work: git clone, sandbox create/destroy, workspace mounts.
   BlockingPool* slowPool = nullptr;
-  sandbox::SandboxBackend* backend = nullptr;
+  sandbox::SandboxBackend* backend = nullptr;  // when there is no supervisor (tests)
+  // The node's backends and warm pools: a job's sandbox comes from here when set.
+  sandbox::Supervisor* sandboxes = nullptr;
   Clock* clock = nullptr;
   std::string nodeId;
   std::string workspacesDir;  // <dataDir>/workspaces

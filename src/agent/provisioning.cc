@@ -164,7 +164,10 @@ Task<PhaseOutcome> acquireSandbox(JobSession& s) {
   const RunnerDeps& d = s.deps();
   const workspace::Workspaces workspaces(d.workspacesDir, d.reposDir, d.agentUid);
   const sandbox::SandboxSpec spec = sandboxSpecFor(s.job(), s.spec(), workspaces.dir(s.job().id));
-  auto created = co_await d.slowPool->run([&] { return d.backend->create(spec); });
+  const std::string backend = s.spec().sandboxOrDefault().backend;
+  // From a warm pool when one fits and has a sandbox idle, else created now.
+  auto created = co_await d.slowPool->run(
+      [&] { return d.sandboxes ? d.sandboxes->acquire(backend, spec) : d.backend->create(spec); });
   if (!created.isOk()) co_return PhaseOutcome::fail({"sandbox_error", created.status().message()});
   s.sandbox = std::shared_ptr<sandbox::Sandbox>(std::move(created).value());
   s.handle().setSandbox(s.sandbox);

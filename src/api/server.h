@@ -14,6 +14,10 @@
 #include "scheduler/job_control.h"
 #include "store/store.h"
 
+namespace kiln::sandbox {
+class Supervisor;
+}
+
 namespace kiln::api {
 
 struct ApiDeps {
@@ -23,6 +27,7 @@ struct ApiDeps {
   BlockingPool* pool = nullptr;  // store calls
   Clock* clock = nullptr;
   BlockingPool* slowPool = nullptr;  // git ls-remote and other slow work; null = `pool`
+  const sandbox::Supervisor* sandboxes = nullptr;  // optional: warm pool metrics
 };
 
 struct ApiOptions {

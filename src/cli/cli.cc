@@ -67,6 +67,19 @@ void addServe(CLI::App& app, Flags& f, int& code) {
   cmd->add_option("--min-free-memory-mb", f.serve.minFreeMemoryMb,
                   "stop claiming jobs while less memory is available "
                   "(env KILN_MIN_FREE_MEMORY_MB; default 256)");
+  cmd->add_option("--sandbox-backend", f.serve.sandboxBackend,
+                  "backend of jobs that name none: namespace (Linux namespaces, the host's "
+                  "kernel) or gvisor (runsc: a kernel of its own) (env KILN_SANDBOX_BACKEND; "
+                  "default namespace)");
+  cmd->add_option("--warm-pool", f.serve.warmPools,
+                  "keep N sandboxes of BACKEND[:IMAGE] started for jobs to take, e.g. "
+                  "gvisor=4 (repeatable; env KILN_WARM_POOLS, comma-separated); refused at start "
+                  "when it cannot be filled")
+      ->take_all()
+      ->allow_extra_args(false);
+  cmd->add_option("--gvisor-platform", f.serve.gvisorPlatform,
+                  "auto (kvm where it works, else ptrace), ptrace or kvm "
+                  "(env KILN_GVISOR_PLATFORM)");
   cmd->callback([&] {
     if (f.serveMaxJobs > 0) f.serve.maxJobs = f.serveMaxJobs;
     if (f.serveMaxAttempts > 0) f.serve.maxAttempts = f.serveMaxAttempts;

@@ -3,6 +3,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "sandbox/pool.h"
 
 namespace kiln::cli {
 
@@ -98,6 +101,25 @@ Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const Env
   if (auto v = firstOf(flags.minFreeMemoryMb, env("KILN_MIN_FREE_MEMORY_MB"), ""); !v.empty()) {
     ASSIGN_OR_RETURN(opts.minFreeMemoryMb,
                      parseNonNegative("--min-free-memory-mb (KILN_MIN_FREE_MEMORY_MB)", v));
+  }
+  opts.sandboxBackend = firstOf(flags.sandboxBackend, env("KILN_SANDBOX_BACKEND"), "namespace");
+  if (opts.sandboxBackend != "namespace" && opts.sandboxBackend != "gvisor") {
+    return invalidArgument("--sandbox-backend must be namespace or gvisor, got '" +
+                           opts.sandboxBackend + "'");
+  }
+  opts.gvisorPlatform = firstOf(flags.gvisorPlatform, env("KILN_GVISOR_PLATFORM"), "auto");
+  opts.runsc = env("KILN_RUNSC").value_or("");
+  // KILN_WARM_POOLS: the same as --warm-pool, comma-separated; the flags win.
+  std::vector<std::string> pools = flags.warmPools;
+  if (pools.empty()) {
+    std::istringstream list(env("KILN_WARM_POOLS").value_or(""));
+    for (std::string p; std::getline(list, p, ',');) {
+      if (!p.empty()) pools.push_back(p);
+    }
+  }
+  for (const std::string& p : pools) {
+    ASSIGN_OR_RETURN(sandbox::WarmPoolConfig pool, sandbox::parseWarmPool(p));
+    opts.warmPools.push_back(pool);
   }
   if (opts.listen.rfind(':') == std::string::npos) {
     return invalidArgument("listen address must be HOST:PORT, got '" + opts.listen + "'");

@@ -29,6 +29,9 @@ struct ServeFlags {
   std::string drainTimeout;  // seconds
   std::string minFreeDiskMb;
   std::string minFreeMemoryMb;
+  std::string sandboxBackend;          // --sandbox-backend
+  std::vector<std::string> warmPools;  // --warm-pool BACKEND[:IMAGE]=N, repeatable
+  std::string gvisorPlatform;          // --gvisor-platform
 };
 
 // Flags > KILN_LISTEN / KILN_DATA_DIR / KILN_STORE / KILN_MAX_JOBS / KILN_MAX_ATTEMPTS /

@@ -16,6 +16,7 @@
 #include "node/node_monitor.h"
 #include "sandbox/egress/proxy.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/supervisor.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
 #include "workspace/cache.h"
@@ -116,8 +117,8 @@ class NodeImpl : public Node {
   BlockingPool slowPool_;   // clones, ls-remote, sandbox create/destroy, mounts
   events::EventBus bus_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<sandbox::egress::EgressProxy> egress_;  // before backend_: outlives it
-  std::unique_ptr<sandbox::SandboxBackend> backend_;
+  std::unique_ptr<sandbox::egress::EgressProxy> egress_;  // before sandboxes_: outlives it
+  std::unique_ptr<sandbox::Supervisor> sandboxes_;        // backends and warm pools
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   std::unique_ptr<api::ApiServer> api_;
   std::unique_ptr<NodeMonitor> monitor_;
@@ -145,8 +146,14 @@ Status NodeImpl::init() {
   const sandbox::NamespaceBackendOptions sandboxOpts{opts_.dataDir + "/sandboxes", opts_.kilnBinary,
                                                      egress_.get(), opts_.dataDir + "/images",
                                                      opts_.sandboxUserNamespace};
-  ASSIGN_OR_RETURN(backend_, sandbox::newNamespaceBackend(sandboxOpts));
-  for (const std::string& l : backend_->limitations()) spdlog::warn("sandbox: {}", l);
+  sandbox::SupervisorOptions supervisorOpts;
+  supervisorOpts.defaultBackend = opts_.sandboxBackend;
+  supervisorOpts.ns = sandboxOpts;
+  supervisorOpts.gvisor = {opts_.dataDir + "/sandboxes", opts_.kilnBinary, egress_.get(),
+                           opts_.runsc, opts_.gvisorPlatform};
+  supervisorOpts.pools = opts_.warmPools;
+  ASSIGN_OR_RETURN(sandboxes_, sandbox::Supervisor::start(std::move(supervisorOpts)));
+  for (const std::string& l : sandboxes_->limitations()) spdlog::warn("sandbox: {}", l);
 
   agent::RunnerDeps deps;
   deps.store = store_.get();
@@ -154,7 +161,8 @@ Status NodeImpl::init() {
   deps.pool = &storePool_;
   deps.slowPool = &slowPool_;
   deps.maxAttempts = opts_.maxAttempts;
-  deps.backend = backend_.get();
+  deps.backend = sandboxes_->backend(sandboxes_->defaultBackend());
+  deps.sandboxes = sandboxes_.get();
   deps.clock = &RealClock::instance();
   deps.nodeId = opts_.nodeId;
   deps.workspacesDir = opts_.dataDir + "/workspaces";
@@ -178,7 +186,8 @@ Status NodeImpl::init() {
   apiOpts.listen = opts_.listen;
   ASSIGN_OR_RETURN(api_, api::ApiServer::start(ioc_, apiOpts,
                                                {store_.get(), &bus_, scheduler_.get(), &storePool_,
-                                                &RealClock::instance(), &slowPool_}));
+                                                &RealClock::instance(), &slowPool_,
+                                                sandboxes_.get()}));
   std::string host = opts_.listen.substr(0, opts_.listen.rfind(':'));
   if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
   url_ = "http://" + host + ":" + std::to_string(api_->port());
@@ -244,6 +253,8 @@ void NodeImpl::shutdown() {
   ioc_.stop();
   for (auto& t : threads_)
     if (t.joinable()) t.join();
+  // No job holds a sandbox any more: the warm pools' idle ones go now, not with the process.
+  sandboxes_.reset();
   // No job runs any more: unmount the workspaces of runs that did not get to end.
   (void)workspace::Workspaces(opts_.dataDir + "/workspaces", "").releaseAll();
   std::error_code ec;

@@ -9,6 +9,7 @@
 
 #include "api/request/job_spec.h"
 #include "common/result.h"
+#include "sandbox/pool.h"
 
 namespace kiln::node {
 
@@ -38,6 +39,12 @@ struct NodeOptions {
   api::request::JobLimits defaultLimits;
   // As root: each sandbox gets a user namespace too (NamespaceBackendOptions::userNamespace).
   bool sandboxUserNamespace = false;
+  // The backend of jobs that name none: "namespace" or "gvisor" (sandbox/supervisor.h).
+  std::string sandboxBackend = "namespace";
+  std::string gvisorPlatform = "auto";
+  std::string runsc;  // the runsc binary; empty: found on PATH
+  // Warm pools to keep filled; start() fails, saying why, when one cannot be filled.
+  std::vector<sandbox::WarmPoolConfig> warmPools;
 };
 
 // Resolves defaults (data dir, store URL, binary path) in place.

@@ -163,14 +163,18 @@ Task<Result<ExecResult>> RuntimeClient::exec(const ExecRequest& r, ChunkFn onChu
   if (ec) co_return transportError("write /exec", ec);
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
-  parser.body_limit(boost::none);
+  // Bounded for an error answer (JSON with a length); the stream is unbounded, and is read
+  // chunk by chunk below. (Unbounded from the start, Beast 1.74 fails an error answer's header.)
+  parser.body_limit(kMaxResponseBytes);
   co_await http::async_read_header(*sock, buffer, parser,
                                    asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return transportError("read /exec", ec);
   if (parser.get().result_int() != 200) {
     co_await http::async_read(*sock, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return transportError("read /exec", ec);
     co_return statusFromHttpError(parser.get().result_int(), parser.get().body());
   }
+  parser.body_limit(boost::none);
   ExecResult result;
   ExecStream stream(onChunk, result);
   // Beast 1.74 hands boost::string_view here.
@@ -187,6 +191,18 @@ Task<Result<ExecResult>> RuntimeClient::exec(const ExecRequest& r, ChunkFn onChu
   if (!stream.error().isOk()) co_return stream.error();
   if (!stream.sawExit()) co_return internalError("runtime: /exec ended without an exit line");
   co_return result;
+}
+
+Result<nlohmann::json> callRuntime(const std::string& socketPath, const std::string& path,
+                                   const nlohmann::json& body) {
+  asio::io_context ioc;
+  RuntimeClient client(ioc.get_executor(), socketPath);
+  std::optional<Result<nlohmann::json>> out;
+  asio::co_spawn(
+      ioc, [&]() -> Task<void> { out.emplace(co_await client.call(path, body)); }, asio::detached);
+  ioc.run();
+  if (!out) return internalError("runtime: call " + path + " did not complete");
+  return std::move(*out);
 }
 
 }  // namespace kiln::runtime

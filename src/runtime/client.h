@@ -5,10 +5,9 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "common/asio.h"
 #include "common/result.h"
@@ -44,6 +43,11 @@ struct ExecResult {
 
 // Called for each chunk of output as it arrives; stream is "stdout" or "stderr".
 using ChunkFn = std::function<void(std::string_view stream, std::string_view data)>;
+
+// One call of the contract, blocking the calling thread (a pool thread, or a tool) on its own
+// I/O context: for the backends' own calls (attaching a workspace).
+Result<nlohmann::json> callRuntime(const std::string& socketPath, const std::string& path,
+                                   const nlohmann::json& body);
 
 class RuntimeClient {
  public:

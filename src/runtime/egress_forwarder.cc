@@ -1,69 +1,119 @@
 #include "runtime/egress_forwarder.h"
 
-#include <cstdio>
-#include <thread>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
-#include "common/asio.h"
-#include "common/no_throw.h"
-#include "sandbox/egress/relay.h"
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <system_error>
+#include <thread>
 
 namespace kiln::runtime {
 namespace {
 
-using tcp = asio::ip::tcp;
-using UnixSocket = asio::local::stream_protocol::socket;
+// Blocking sockets, poll() and a thread per connection, like the runtime's own server: the
+// Asio (epoll) relay this replaces stalled under gVisor's kernel (the gvisor backend), where the
+// proxy's socket is a host socket; a sandbox's egress is a handful of connections at a time.
+constexpr int kIdleMs = 10 * 60 * 1000;  // as the host proxy's tunnels
 
-Task<void> forward(std::shared_ptr<tcp::socket> client, std::string proxySocket) {
-  UnixSocket upstream(client->get_executor());
-  boost::system::error_code ec;
-  const asio::local::stream_protocol::endpoint endpoint(proxySocket);
-  co_await upstream.async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    std::fprintf(stderr, "kiln runtime: egress proxy %s: %s\n", proxySocket.c_str(),
-                 ec.message().c_str());
-    co_return;  // the client sees its connection closed
+int connectUnix(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return -1;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
   }
-  sandbox::egress::RelayOptions opts;
-  sandbox::egress::startRelay(std::move(*client), std::move(upstream), opts);
+  return fd;
 }
 
-Task<void> acceptLoop(tcp::acceptor& acceptor, std::string proxySocket) {
-  asio::steady_timer backoff(acceptor.get_executor());
-  for (;;) {
-    boost::system::error_code ec;
-    tcp::socket client =
-        co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      backoff.expires_after(std::chrono::milliseconds(50));  // out of fds: do not spin
-      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      continue;
-    }
-    // Named values only: g++ 12 may destroy a temporary coroutine argument twice.
-    auto conn = std::make_shared<tcp::socket>(std::move(client));
-    asio::co_spawn(acceptor.get_executor(), forward(conn, proxySocket), asio::detached);
+bool writeAll(int fd, const char* data, size_t n) {
+  while (n > 0) {
+    ssize_t w = send(fd, data, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    data += w;
+    n -= static_cast<size_t>(w);
   }
+  return true;
+}
+
+// Copies both ways until both sides finished sending, or neither sent anything for kIdleMs.
+void relay(int a, int b) {
+  pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+  bool open[2] = {true, true};
+  char buf[65536];
+  while (open[0] || open[1]) {
+    for (int i = 0; i < 2; ++i) fds[i].events = open[i] ? POLLIN : 0;
+    int n = poll(fds, 2, kIdleMs);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // idle, or broken
+    for (int i = 0; i < 2; ++i) {
+      if (!open[i] || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t r = recv(fds[i].fd, buf, sizeof buf, 0);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        open[i] = false;
+        shutdown(fds[1 - i].fd, SHUT_WR);
+        continue;
+      }
+      if (!writeAll(fds[1 - i].fd, buf, static_cast<size_t>(r))) return;
+    }
+  }
+}
+
+void serve(int client, std::string proxySocket) {
+  int upstream = connectUnix(proxySocket);
+  if (upstream < 0) {
+    std::fprintf(stderr, "kiln runtime: egress proxy %s: %s\n", proxySocket.c_str(),
+                 std::strerror(errno));
+  } else {
+    relay(client, upstream);
+    close(upstream);
+  }
+  close(client);
 }
 
 }  // namespace
 
 Status startEgressForwarder(const std::string& proxySocket, uint16_t port) {
-  // Lives as long as the runtime process (PID 1 of the sandbox): never destroyed.
-  auto* ioc = new asio::io_context(1);
-  auto* acceptor = new tcp::acceptor(*ioc);
-  const tcp::endpoint endpoint(asio::ip::address_v4::loopback(), port);
-  boost::system::error_code ec;
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec) acceptor->listen(128, ec);
-  if (ec) {
-    return internalError("egress forwarder: listen on 127.0.0.1:" + std::to_string(port) + ": " +
-                         ec.message());
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errnoStatus("egress forwarder: socket", errno);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 128) != 0) {
+    int err = errno;
+    close(fd);
+    return errnoStatus("egress forwarder: listen on 127.0.0.1:" + std::to_string(port), err);
   }
-  asio::co_spawn(*ioc, acceptLoop(*acceptor, proxySocket), asio::detached);
-  std::thread([ioc] {
-    // A handler that threw is logged; the loop goes on serving the other connections.
-    while (!callNoThrow("runtime: egress forwarder", [&] { ioc->run(); })) {
+  // Lives as long as the runtime process (PID 1 of the sandbox).
+  std::thread([fd, proxySocket] {
+    for (;;) {
+      int client = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) {
+        if (errno != EINTR) usleep(50'000);  // out of fds: do not spin
+        continue;
+      }
+      try {
+        std::thread(serve, client, proxySocket).detach();
+      } catch (const std::system_error&) {
+        close(client);  // no thread to be had (a fork bomb holds every pid)
+        usleep(10'000);
+      }
     }
   }).detach();
   return Status::ok();

@@ -1,5 +1,6 @@
 #include "runtime/router.h"
 
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -66,11 +67,14 @@ void writeError(Router::Socket& sock, const Status& s, bool keepAlive) {
 }
 
 Result<std::unique_ptr<Router>> Router::create(RuntimeConfig config) {
-  ASSIGN_OR_RETURN(auto fs, WorkspaceFs::open(config.workspace));
+  std::shared_ptr<const WorkspaceFs> fs;
+  if (!config.awaitWorkspace) {
+    ASSIGN_OR_RETURN(fs, WorkspaceFs::open(config.workspace));
+  }
   return std::unique_ptr<Router>(new Router(std::move(config), std::move(fs)));
 }
 
-Router::Router(RuntimeConfig config, std::unique_ptr<WorkspaceFs> fs)
+Router::Router(RuntimeConfig config, std::shared_ptr<const WorkspaceFs> fs)
     : config_(std::move(config)),
       shell_(pickShell(config_.bashPaths)),
       fs_(std::move(fs)),
@@ -143,6 +147,10 @@ bool Router::route(Socket& sock, const Request& req) {
     writeError(sock, invalidArgument("body must be a JSON object"), keepAlive);
     return keepAlive;
   }
+  if (target != "/workspace/attach" && !fs_.load()) {
+    writeError(sock, conflict("no workspace attached yet (POST /workspace/attach)"), keepAlive);
+    return keepAlive;
+  }
   if (target == "/exec") {
     streamExec(sock, body);
     return false;
@@ -157,10 +165,12 @@ bool Router::route(Socket& sock, const Request& req) {
 }
 
 Result<json> Router::dispatch(const std::string& target, const json& body) {
-  if (target == "/files/read") return fs_->read(body);
-  if (target == "/files/write") return fs_->write(body);
-  if (target == "/files/list") return fs_->list(body);
-  if (target == "/files/search") return fs_->search(body);
+  if (target == "/workspace/attach") return attachWorkspace(body);
+  std::shared_ptr<const WorkspaceFs> fs = fs_.load();
+  if (target == "/files/read") return fs->read(body);
+  if (target == "/files/write") return fs->write(body);
+  if (target == "/files/list") return fs->list(body);
+  if (target == "/files/search") return fs->search(body);
   if (target == "/git/head") return git_.head(body);
   if (target == "/git/diff") return git_.diff(body);
   if (target == "/git/commit") return git_.commit(body);
@@ -168,6 +178,28 @@ Result<json> Router::dispatch(const std::string& target, const json& body) {
   if (target == "/git/apply") return git_.apply(body);
   if (target == "/git/push") return git_.push(body);
   return notFound("no such route: " + target);
+}
+
+Result<json> Router::attachWorkspace(const json& body) {
+  std::lock_guard lock(attachMu_);
+  if (fs_.load()) return conflict("a workspace is attached already");
+  auto source = body.find("source");
+  if (source != body.end()) {
+    if (!source->is_string() || source->get_ref<const std::string&>().empty() ||
+        source->get_ref<const std::string&>()[0] != '/') {
+      return invalidArgument("source must be an absolute path");
+    }
+    // The backend could not mount the workspace where it belongs from outside (gVisor's
+    // gofer keeps an fd of each mount's root): it is at `source`, inside, and moves here.
+    const std::string& from = source->get_ref<const std::string&>();
+    if (mount(from.c_str(), config_.workspace.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+      return errnoStatus("attach: bind " + from + " at " + config_.workspace, errno);
+    }
+  }
+  // Opened only now: an fd taken before would keep pointing under the attached mount.
+  ASSIGN_OR_RETURN(std::unique_ptr<WorkspaceFs> fs, WorkspaceFs::open(config_.workspace));
+  fs_.store(std::shared_ptr<const WorkspaceFs>(std::move(fs)));
+  return json{{"attached", true}};
 }
 
 void Router::streamExec(Socket& sock, const json& body) {

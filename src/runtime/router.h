@@ -3,7 +3,9 @@
 // connection; every other route answers one JSON body. Thread-safe: one call per connection
 // thread.
 #pragma once
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "common/asio.h"
@@ -16,6 +18,9 @@ namespace kiln::runtime {
 
 struct RuntimeConfig {
   std::string workspace = "/workspace";
+  // A sandbox started ahead of its job (a warm pool): the workspace is attached later, by
+  // POST /workspace/attach; until then every other POST answers 409.
+  bool awaitWorkspace = false;
   std::string home;  // HOME of commands
   CommandJail jail;
   // Where bash may be; commands run with the first that is executable, else /bin/sh.
@@ -37,17 +42,19 @@ class Router {
   bool handle(Socket& sock, const Request& req) noexcept;
 
  private:
-  Router(RuntimeConfig config, std::unique_ptr<WorkspaceFs> fs);
+  Router(RuntimeConfig config, std::shared_ptr<const WorkspaceFs> fs);
   bool route(Socket& sock, const Request& req);
   Result<nlohmann::json> dispatch(const std::string& target, const nlohmann::json& body);
+  Result<nlohmann::json> attachWorkspace(const nlohmann::json& body);
   void streamExec(Socket& sock, const nlohmann::json& body);
   std::vector<std::string> commandEnv(const nlohmann::json& extra) const;
   nlohmann::json eventsSince(const std::string& target) const;
 
   RuntimeConfig config_;
   std::string shell_;  // pickShell(config_.bashPaths), once
-  std::unique_ptr<WorkspaceFs> fs_;
-  EventLog events_;  // before table_: the table reports into it
+  std::mutex attachMu_;                                 // one attach at a time
+  std::atomic<std::shared_ptr<const WorkspaceFs>> fs_;  // null until a workspace is attached
+  EventLog events_;                                     // before table_: the table reports into it
   ProcessTable table_;
   ShellSession session_;  // the "session" shell mode's persistent shell
   GitOps git_;

@@ -26,6 +26,7 @@ struct Args {
   int listenFd = -1;
   std::string socketPath;
   std::string egressSocket;  // network "allowlist": the egress proxy's socket
+  std::string preload;       // LD_PRELOAD of every command (gVisor: its compat library)
   RuntimeConfig config;
 };
 
@@ -38,12 +39,19 @@ Result<Args> parseArgs(int argc, char** argv) {
       a.config.jail.enabled = true;
       continue;
     }
+    if (flag == "--await-workspace") {
+      a.config.awaitWorkspace = true;
+      continue;
+    }
+
     if (i + 1 >= argc) return invalidArgument("missing value for " + flag);
     std::string v = argv[++i];
     if (flag == "--listen-fd") {
       a.listenFd = std::atoi(v.c_str());
     } else if (flag == "--socket") {
       a.socketPath = v;
+    } else if (flag == "--preload") {
+      a.preload = v;
     } else if (flag == "--egress-socket") {
       a.egressSocket = v;
     } else if (flag == "--workspace") {
@@ -162,6 +170,7 @@ int runtimeMain(int argc, char** argv) {
     }
     args->config.jail.extraEnv = egressProxyEnv();
   }
+  if (!args->preload.empty()) args->config.jail.extraEnv.push_back("LD_PRELOAD=" + args->preload);
   Result<std::unique_ptr<Router>> router = Router::create(args->config);
   if (!router) {
     std::fprintf(stderr, "kiln runtime: %s\n", router.status().message().c_str());

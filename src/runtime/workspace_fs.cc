@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <climits>
+#include <deque>
 
 #include "common/json_fields.h"
 
@@ -57,7 +60,77 @@ Result<std::string> WorkspaceFs::relative(const std::string& path) const {
   return outside(path);
 }
 
+namespace {
+
+// Kernels without openat2 (gVisor's, as packaged in Debian 12, answers ENOSYS).
+std::atomic<bool> noOpenat2{false};
+
+std::deque<std::string> components(const std::string& path) {
+  std::deque<std::string> out;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    std::string part = path.substr(start, slash - start);
+    if (!part.empty() && part != ".") out.push_back(std::move(part));
+    start = slash + 1;
+  }
+  return out;
+}
+
+Status openError(const std::string& rel, int err) {
+  if (err == ENOENT) return notFound("no such file or directory: " + rel);
+  return errnoStatus("open " + rel, err);
+}
+
+// openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) done one component at a time: every
+// component is opened O_NOFOLLOW relative to an fd of its parent, ".." pops back to the
+// parent's fd (never past the root), and symlinks are expanded here, an absolute one or one
+// climbing above the root being an escape. A rename cannot race a directory out of the
+// workspace: the workspace is its own mount, and renames do not cross mounts.
+Result<UniqueFd> walkBeneath(int rootFd, const std::string& rel, int flags, mode_t mode) {
+  std::vector<UniqueFd> dirs;  // the directories walked into, innermost last
+  auto current = [&] { return dirs.empty() ? rootFd : dirs.back().get(); };
+  std::deque<std::string> parts = components(rel);
+  int links = 0;
+  while (!parts.empty()) {
+    const std::string name = std::move(parts.front());
+    parts.pop_front();
+    if (name == "..") {
+      if (dirs.empty()) return outside(rel);
+      dirs.pop_back();
+      continue;
+    }
+    char target[PATH_MAX];
+    ssize_t n = readlinkat(current(), name.c_str(), target, sizeof target - 1);
+    if (n >= 0) {
+      if (++links > 40) return errnoStatus("open " + rel, ELOOP);
+      target[n] = 0;
+      if (target[0] == '/') return outside(rel);
+      std::deque<std::string> expanded = components(target);
+      parts.insert(parts.begin(), expanded.begin(), expanded.end());
+      continue;
+    }
+    if (parts.empty()) {
+      UniqueFd fd(openat(current(), name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode));
+      if (!fd.valid()) return openError(rel, errno);
+      return fd;
+    }
+    UniqueFd fd(openat(current(), name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) return openError(rel, errno);
+    dirs.push_back(std::move(fd));
+  }
+  UniqueFd fd(openat(current(), ".", flags | O_CLOEXEC, mode));
+  if (!fd.valid()) return openError(rel, errno);
+  return fd;
+}
+
+}  // namespace
+
 Result<UniqueFd> WorkspaceFs::openBeneath(const std::string& rel, int flags, mode_t mode) const {
+  if (noOpenat2.load(std::memory_order_relaxed)) {
+    return walkBeneath(rootFd_.get(), rel, flags, mode);
+  }
   open_how how{};
   how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
   how.mode = (flags & O_CREAT) ? mode : 0;
@@ -67,8 +140,11 @@ Result<UniqueFd> WorkspaceFs::openBeneath(const std::string& rel, int flags, mod
     if (fd >= 0) return UniqueFd(fd);
     if (errno == EAGAIN || errno == EINTR) continue;  // a racing rename; retry
     if (errno == EXDEV) return outside(rel);
-    if (errno == ENOENT) return notFound("no such file or directory: " + rel);
-    return errnoStatus("open " + rel, errno);
+    if (errno == ENOSYS) {
+      noOpenat2.store(true, std::memory_order_relaxed);
+      return walkBeneath(rootFd_.get(), rel, flags, mode);
+    }
+    return openError(rel, errno);
   }
 }
 

@@ -1,5 +1,5 @@
-// `kiln sandbox exec`: runs one command in a fresh namespace sandbox, streams its output and
-// exits with its exit code. For operators and tests.
+// `kiln sandbox exec`: runs one command in a fresh sandbox (namespace or gvisor backend), streams
+// its output and exits with its exit code. For operators and tests.
 #include "sandbox/cli.h"
 
 #include <unistd.h>
@@ -23,6 +23,8 @@ struct ExecOptions {
   std::string imagesDir = node::defaultDataDir() + "/images";
   int timeoutMs = 0;
   bool userNamespace = false;
+  std::string backend = "namespace";
+  std::string gvisorPlatform = "auto";
   std::vector<std::string> command;
 };
 
@@ -72,13 +74,16 @@ int runExec(ExecOptions& o) {
   o.spec.id = "x" + std::to_string(getpid());
   int code = 1;
   auto backend =
-      newNamespaceBackend({o.stateDir, selfBinary(), nullptr, o.imagesDir, o.userNamespace});
+      o.backend == "gvisor"
+          ? newGvisorBackend({o.stateDir, selfBinary(), nullptr, "", o.gvisorPlatform})
+          : newNamespaceBackend({o.stateDir, selfBinary(), nullptr, o.imagesDir, o.userNamespace});
   if (backend) {
     for (const std::string& l : (*backend)->limitations()) {
       std::fprintf(stderr, "kiln sandbox: warning: %s\n", l.c_str());
     }
   }
-  auto sb = backend ? (*backend)->create(o.spec) : Result<std::unique_ptr<Sandbox>>(backend.status());
+  auto sb =
+      backend ? (*backend)->create(o.spec) : Result<std::unique_ptr<Sandbox>>(backend.status());
   if (!sb) {
     std::fprintf(stderr, "kiln sandbox: %s\n", sb.status().message().c_str());
   } else {
@@ -103,10 +108,11 @@ int runExec(ExecOptions& o) {
 }  // namespace
 
 int sandboxCommandMain(int argc, char** argv) {
-  CLI::App app{"kiln sandbox: run commands in a fresh namespace sandbox (as root; run by any "
-               "other user, each sandbox also gets a user namespace: rootless mode, see "
-               "docs/runtime.md)",
-               "kiln sandbox"};
+  CLI::App app{
+      "kiln sandbox: run commands in a fresh sandbox (as root; run by any "
+      "other user, each sandbox also gets a user namespace: rootless mode, see "
+      "docs/runtime.md)",
+      "kiln sandbox"};
   app.require_subcommand(1);
   ExecOptions o;
   CLI::App* exec = app.add_subcommand("exec", "run one command in a fresh sandbox");
@@ -129,11 +135,21 @@ int sandboxCommandMain(int argc, char** argv) {
   exec->add_flag("--userns", o.userNamespace,
                  "as root: a user namespace too, so ids inside are unprivileged on the host "
                  "(rootless mode always has one)");
+  exec->add_option("--backend", o.backend, "namespace (default) | gvisor (a kernel of its own)")
+      ->check(CLI::IsMember({"namespace", "gvisor"}));
+  exec->add_option("--gvisor-platform", o.gvisorPlatform, "auto | ptrace | kvm")
+      ->check(CLI::IsMember({"auto", "ptrace", "kvm"}));
   exec->add_option("command", o.command, "command and arguments (after --)")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (o.backend == "gvisor" && (o.userNamespace || !o.spec.image.empty() || o.spec.diskMb > 0)) {
+    std::fprintf(stderr,
+                 "kiln sandbox: --userns, --image and --disk-mb are for the namespace "
+                 "backend (gVisor has a kernel of its own)\n");
+    return 2;
   }
   if (!o.spec.allowHosts.empty() && o.spec.network != "allowlist") {
     std::fprintf(stderr, "kiln sandbox: --allow-host needs --network allowlist\n");

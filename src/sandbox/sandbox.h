@@ -1,6 +1,7 @@
 // Sandbox: an isolated environment for one job, reached only through the runtime contract
-// (HTTP over a unix socket, see docs/runtime.md). Backends: namespace (sandbox/ns/), later
-// microVM (sandbox/microvm/). The orchestrator never touches a sandbox's insides directly.
+// (HTTP over a unix socket, see docs/runtime.md). Backends: namespace (sandbox/ns/: Linux
+// namespaces, the host's kernel) and gvisor (sandbox/gvisor/: gVisor's runsc, a kernel of its
+// own). The orchestrator never touches a sandbox's insides directly.
 #pragma once
 #include <functional>
 #include <memory>
@@ -57,6 +58,9 @@ class Sandbox {
   // progress (it is called from I/O threads): during one, it answers what was known when the
   // teardown began.
   virtual std::optional<LimitBreach> limitBreach() const = 0;
+  // Gives a sandbox from SandboxBackend::startIdle() its job: spec.workspaceDir at /workspace,
+  // and spec's memory, cpu and process limits. Once (a second call is a conflict); blocking.
+  virtual Status attach(const SandboxSpec& spec) = 0;
 };
 
 // Creates sandboxes. create() blocks (clone, mounts): run it on the BlockingPool. Thread-safe.
@@ -64,6 +68,9 @@ class SandboxBackend {
  public:
   virtual ~SandboxBackend() = default;
   virtual Result<std::unique_ptr<Sandbox>> create(const SandboxSpec& spec) = 0;
+  // Starts a sandbox ahead of its job, for a warm pool: as create(spec), but nothing is at
+  // /workspace (spec.workspaceDir is ignored) and the runtime refuses work until attach().
+  virtual Result<std::unique_ptr<Sandbox>> startIdle(const SandboxSpec& spec) = 0;
   virtual std::string name() const = 0;
   // What this backend cannot enforce on this host (e.g. rootless mode without a delegated
   // cgroup: no memory limit), one sentence each, for the operator's log. Empty: everything.
@@ -100,5 +107,24 @@ unsigned agentHostUid(const NamespaceBackendOptions& opts);
 // sandbox also gets a user namespace, limits come from a delegated cgroup if there is one, and
 // the disk quota is the size of a tmpfs. Fails when the host disallows user namespaces.
 Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBackendOptions& opts);
+
+struct GvisorBackendOptions {
+  // As NamespaceBackendOptions::stateDir; both backends may share one (sandbox ids are unique
+  // across them, and each reclaims the other's stale sandboxes as its own).
+  std::string stateDir;
+  // Path of the kiln binary; the runtime (kiln-runtime next to it, else kiln) is PID 1 inside.
+  std::string kilnBinary;
+  egress::EgressProxy* egressProxy = nullptr;  // as NamespaceBackendOptions::egressProxy
+  // runsc to run; empty: found on PATH (Debian package runsc).
+  std::string runsc;
+  // "auto" (kvm where it works, probed once per boot, else ptrace) | "ptrace" | "kvm".
+  std::string platform = "auto";
+};
+
+// gVisor (docs/runtime.md, "The gvisor backend"): each sandbox is a `runsc run` of an OCI bundle
+// kiln writes, the runtime PID 1 of gVisor's own kernel, no network stack to the host (the
+// egress proxy is reached over a unix socket). Needs root. Fails, saying why, when runsc is
+// missing or cannot run here.
+Result<std::unique_ptr<SandboxBackend>> newGvisorBackend(const GvisorBackendOptions& opts);
 
 }  // namespace kiln::sandbox

@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <thread>
 
 #include "common/files.h"
+#include "sandbox/ns/layout.h"
 #include "store/store.h"
 #include "support/fake_llm.h"
 #include "support/http_client.h"
@@ -783,6 +785,123 @@ TEST_F(AgentE2eTest, FillingTheDiskQuotaFailsTheJobWithSandboxLimitDisk) {
   ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
   EXPECT_EQ(errorCode(job), "sandbox_limit") << job.dump();
   EXPECT_EQ(job["error"].value("resource", ""), "disk") << job.dump();
+}
+
+// --- the gvisor backend: the same jobs on gVisor's kernel ---------------------------------
+
+namespace gvisor_e2e {
+
+bool haveRunsc() {
+  for (const char* p : {"/usr/sbin/runsc", "/usr/bin/runsc"}) {
+    if (access(p, X_OK) == 0) return true;
+  }
+  return false;
+}
+
+// runsc processes (runsc, gofer, sentry) of the kiln whose data dir is `data`: their state and
+// bundle live in its run dir, which their command lines name.
+int runscOf(const std::string& data) {
+  const std::string runDir = sandbox::runDirFor(data + "/sandboxes");
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string pid = e.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmd = readFile((e.path() / "cmdline").string()).valueOr("");
+    n += cmd.rfind("runsc", 0) == 0 && cmd.find(runDir) != std::string::npos;
+  }
+  return n;
+}
+
+}  // namespace gvisor_e2e
+
+// `kiln serve --sandbox-backend gvisor --warm-pool gvisor=1`: the OpenAI bug fix runs in a
+// sandbox taken from the pool, on a kernel that is not the host's.
+TEST_F(AgentE2eTest, AnOpenAiBugFixRunsOnGvisorInASandboxFromTheWarmPool) {
+  if (!gvisor_e2e::haveRunsc()) GTEST_SKIP() << "gvisor: runsc is not installed";
+  start(json::array({
+            bash("python3 -B test_calc.py; uname -r"),
+            turn("Fix it.", "edit_file",
+                 {{"path", "calc.py"}, {"old_str", "return a - b"}, {"new_str", "return a + b"}}),
+            bash("python3 -B test_calc.py && ls -la calc.py"),
+            finish("fixed"),
+        }),
+        {"--sandbox-backend", "gvisor", "--warm-pool", "gvisor=1"});
+  std::string id = createJob({});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  EXPECT_NE(diff(id).find("+    return a + b"), std::string::npos);
+  json s = steps(id);
+  ASSERT_GE(s.size(), 3u) << s.dump();
+  const std::string first = s[0]["toolOutput"], third = s[2]["toolOutput"];
+  EXPECT_NE(first.find("FAIL: add(2, 3) = -1"), std::string::npos) << first;
+  utsname host{};
+  uname(&host);
+  EXPECT_EQ(first.find(host.release), std::string::npos) << "the host's kernel: " << first;
+  EXPECT_NE(third.find("OK"), std::string::npos) << third;
+  EXPECT_NE(third.find("calc.py"), std::string::npos) << third;
+  auto metrics = client_->get("/metrics");
+  ASSERT_TRUE(metrics.isOk());
+  EXPECT_NE(metrics->body.find("kiln_warm_pool_hits_total{backend=\"gvisor\",image=\"\"} 1"),
+            std::string::npos)
+      << metrics->body;
+}
+
+// A job asks for gvisor on a server whose default is the namespace backend: the mock agent's
+// whole job runs there, and a stopped job's sandbox (runsc, its gofer and sentry) is gone.
+TEST_F(AgentE2eTest, MockJobsAskForGvisorAndStopEndsOne) {
+  if (!gvisor_e2e::haveRunsc()) GTEST_SKIP() << "gvisor: runsc is not installed";
+  start(json::array());
+  std::string id = createJob({{"agent", "mock"}, {"sandbox", {{"backend", "gvisor"}}}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  EXPECT_NE(diff(id).find("AGENT_TASK.md"), std::string::npos);
+
+  std::string out;
+  ASSERT_EQ(shell("cd " + dir_.file("repo") +
+                      " && printf 'test:\\n\\tsleep 600\\n' > Makefile && git add Makefile && "
+                      "git -c user.name=t -c user.email=t@t commit -qm slow",
+                  &out),
+            0)
+      << out;
+  id = createJob({{"agent", "mock"}, {"sandbox", {{"backend", "gvisor"}}}});
+  // Wait until the job runs in its sandbox (its tests sleep for ten minutes).
+  waitStatus(id, {"RUNNING"});
+  for (int i = 0; i < 400 && gvisor_e2e::runscOf(dir_.file("data")) == 0; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_GT(gvisor_e2e::runscOf(dir_.file("data")), 0) << kiln_->log();
+  auto r = client_->post("/api/v1/jobs/" + id + "/stop");
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->status, 200) << r->body;
+  job = finished(id);
+  EXPECT_EQ(job.value("status", ""), "STOPPED") << job.dump();
+  for (int i = 0; i < 100 && gvisor_e2e::runscOf(dir_.file("data")) > 0; ++i) usleep(50'000);
+  EXPECT_EQ(gvisor_e2e::runscOf(dir_.file("data")), 0);
+}
+
+// Bad input at submission: never a job that fails (or hangs) later.
+TEST_F(AgentE2eTest, ABackendTheServerCannotRunIsRefusedAtSubmission) {
+  start(json::array(), {}, {{"KILN_RUNSC", "/nonexistent/runsc"}});
+  auto post = [&](const json& sandbox) {
+    json body = {
+        {"repoUrl", dir_.file("repo")}, {"taskDesc", "t"}, {"agent", "mock"}, {"sandbox", sandbox}};
+    return client_->postJson("/api/v1/jobs", body);
+  };
+  auto r = post({{"backend", "gvisor"}});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->status, 422) << r->body;
+  EXPECT_EQ(r->json()["error"].value("code", ""), "backend_unavailable") << r->body;
+  EXPECT_NE(r->body.find("/nonexistent/runsc"), std::string::npos) << r->body;
+  r = post({{"backend", "qemu"}});
+  EXPECT_EQ(r->status, 400) << r->body;
+  r = post({{"backend", "gvisor"}, {"diskMb", 64}});
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(r->body.find("no disk quota"), std::string::npos) << r->body;
+  r = post({{"backend", "namespace"}});
+  EXPECT_EQ(r->status, 201) << r->body;
+  auto jobs = client_->get("/api/v1/jobs");
+  ASSERT_TRUE(jobs.isOk());
+  EXPECT_EQ(jobs->json()["jobs"].size(), 1u) << jobs->body;  // only the accepted one
 }
 
 }  // namespace

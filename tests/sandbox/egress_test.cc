@@ -6,8 +6,8 @@
 #include <netinet/in.h>
 #include <sys/wait.h>
 
-#include "sandbox/ns/layout.h"
 #include "egress_upstream.h"
+#include "sandbox/ns/layout.h"
 #include "sandbox_fixture.h"
 #include "support/temp_dir.h"
 
@@ -83,7 +83,7 @@ std::string hostAddress() {
   return out;
 }
 
-class SandboxEgressTest : public NsSandboxTest {
+class SandboxEgressTest : public BackendSandboxTest {
  protected:
   // 127.0.0.2 is the host's loopback but not in NO_PROXY, so urllib goes through the proxy.
   std::string httpHost() const { return "127.0.0.2:" + std::to_string(http_.port()); }
@@ -105,7 +105,7 @@ class SandboxEgressTest : public NsSandboxTest {
   TestUpstream echo_{TestUpstream::Mode::kEcho};
 };
 
-TEST_F(SandboxEgressTest, ListedHostIsReachableThroughTheProxy) {
+TEST_P(SandboxEgressTest, ListedHostIsReachableThroughTheProxy) {
   Sandbox* sb = allowlisted();
   ASSERT_NE(sb, nullptr);
   EXPECT_EQ(run(sb, "python3 fetch.py http://" + httpHost() + "/from-inside"),
@@ -116,7 +116,7 @@ TEST_F(SandboxEgressTest, ListedHostIsReachableThroughTheProxy) {
             "https_proxy=http://127.0.0.1:3128\nno_proxy=localhost,127.0.0.1\n");
 }
 
-TEST_F(SandboxEgressTest, UnlistedHostIsRefusedWith403) {
+TEST_P(SandboxEgressTest, UnlistedHostIsRefusedWith403) {
   Sandbox* sb = allowlisted();
   ASSERT_NE(sb, nullptr);
   std::string out = run(sb, "python3 fetch.py http://example.com/");
@@ -130,7 +130,7 @@ TEST_F(SandboxEgressTest, UnlistedHostIsRefusedWith403) {
   EXPECT_EQ(out.rfind("403 ", 0), 0u) << out;
 }
 
-TEST_F(SandboxEgressTest, MetadataAddressIsRefusedEvenWhenListed) {
+TEST_P(SandboxEgressTest, MetadataAddressIsRefusedEvenWhenListed) {
   Sandbox* sb = allowlisted();
   ASSERT_NE(sb, nullptr);
   std::string out = run(sb, "python3 fetch.py http://169.254.169.254/latest/meta-data/");
@@ -138,7 +138,7 @@ TEST_F(SandboxEgressTest, MetadataAddressIsRefusedEvenWhenListed) {
   EXPECT_NE(out.find("metadata"), std::string::npos) << out;
 }
 
-TEST_F(SandboxEgressTest, NoDirectRouteOnlyTheProxy) {
+TEST_P(SandboxEgressTest, NoDirectRouteOnlyTheProxy) {
   Sandbox* sb = allowlisted();
   ASSERT_NE(sb, nullptr);
   std::string port = std::to_string(http_.port());
@@ -152,11 +152,12 @@ TEST_F(SandboxEgressTest, NoDirectRouteOnlyTheProxy) {
                 .rfind("ERROR", 0),
             0u);
   // The proxy's unix socket is for the runtime, not for the agent's uid.
-  EXPECT_EQ(run(sb, "test -r /run/kiln/px.sock -o -x /run/kiln && echo OPEN || echo CLOSED"),
+  const std::string dir = isGvisor() ? "/run/kiln/net" : "/run/kiln";
+  EXPECT_EQ(run(sb, "test -r " + dir + "/px.sock -o -x " + dir + " && echo OPEN || echo CLOSED"),
             "CLOSED\n");
 }
 
-TEST_F(SandboxEgressTest, ConnectTunnelsToListedHostAndRefusesOthers) {
+TEST_P(SandboxEgressTest, ConnectTunnelsToListedHostAndRefusesOthers) {
   Sandbox* sb = allowlisted();
   ASSERT_NE(sb, nullptr);
   EXPECT_EQ(run(sb, "python3 connect.py localhost:" + std::to_string(echo_.port())),
@@ -167,7 +168,7 @@ TEST_F(SandboxEgressTest, ConnectTunnelsToListedHostAndRefusesOthers) {
   EXPECT_EQ(out.rfind("403\n", 0), 0u) << out;
 }
 
-TEST_F(SandboxEgressTest, NetworkNoneHasNoProxyAtAll) {
+TEST_P(SandboxEgressTest, NetworkNoneHasNoProxyAtAll) {
   Sandbox* sb = createWithScripts({});
   ASSERT_NE(sb, nullptr);
   EXPECT_EQ(run(sb, "env | grep -ci proxy || true"), "0\n");
@@ -175,10 +176,13 @@ TEST_F(SandboxEgressTest, NetworkNoneHasNoProxyAtAll) {
   EXPECT_EQ(run(sb, "HTTP_PROXY=http://127.0.0.1:3128 python3 fetch.py http://" + httpHost() + "/")
                 .rfind("ERROR", 0),
             0u);
-  EXPECT_EQ(run(sb, "test -e /run/kiln && echo PRESENT || echo ABSENT"), "ABSENT\n");
+  // (gVisor has /run/kiln for the runtime's own files, never the proxy's socket dir.)
+  EXPECT_EQ(run(sb, std::string("test -e ") + (isGvisor() ? "/run/kiln/net" : "/run/kiln") +
+                        " && echo PRESENT || echo ABSENT"),
+            "ABSENT\n");
 }
 
-TEST_F(SandboxEgressTest, BadAllowlistEntryFailsCreation) {
+TEST_P(SandboxEgressTest, BadAllowlistEntryFailsCreation) {
   SandboxSpec spec;
   spec.id = uniqueId("bad");
   spec.workspaceDir = newWorkspace();
@@ -193,7 +197,7 @@ TEST_F(SandboxEgressTest, BadAllowlistEntryFailsCreation) {
   EXPECT_EQ(backend_->create(spec).status().code(), Code::kInvalidArgument);
 }
 
-TEST_F(SandboxEgressTest, DestroyClosesTheSandboxesProxySocket) {
+TEST_P(SandboxEgressTest, DestroyClosesTheSandboxesProxySocket) {
   Sandbox* sb = allowlisted();
   ASSERT_NE(sb, nullptr);
   const std::string netDir = runDirFor(state_) + "/" + sb->id() + ".net";
@@ -202,13 +206,13 @@ TEST_F(SandboxEgressTest, DestroyClosesTheSandboxesProxySocket) {
   EXPECT_FALSE(std::filesystem::exists(netDir));
 }
 
-TEST_F(SandboxEgressTest, CliAllowHostFlag) {
+TEST_P(SandboxEgressTest, CliAllowHostFlag) {
   std::string ws = newWorkspace();
   std::ofstream(ws + "/fetch.py") << kFetchPy;
   std::string state = tempDir("cli");
   dirs_.push_back(state);
-  std::string base =
-      std::string(KILN_BINARY) + " sandbox exec --state-dir " + state + " --workspace " + ws;
+  std::string base = std::string(KILN_BINARY) + " sandbox exec --backend " + GetParam() +
+                     " --state-dir " + state + " --workspace " + ws;
   std::string out;
   int rc = kiln::testing::shell(base + " --network allowlist --allow-host " + httpHost() +
                                     " -- python3 fetch.py http://" + httpHost() + "/cli",
@@ -223,20 +227,24 @@ TEST_F(SandboxEgressTest, CliAllowHostFlag) {
 
 // The runtime reaches the proxy's socket when it is root of its own user namespace: the socket
 // dir, under kiln's 0700 run dir, comes in as a detached mount.
-TEST_F(SandboxEgressTest, CliAllowHostWithAUserNamespace) {
+TEST_P(SandboxEgressTest, CliAllowHostWithAUserNamespace) {
+  SKIP_ON_GVISOR("--userns is the namespace backend's");
   std::string ws = newWorkspace();
   std::ofstream(ws + "/fetch.py") << kFetchPy;
   std::string state = tempDir("cliu");
   dirs_.push_back(state);
   std::string out;
-  int rc = kiln::testing::shell(std::string(KILN_BINARY) + " sandbox exec --userns --state-dir " +
-                                    state + " --workspace " + ws +
-                                    " --network allowlist --allow-host " + httpHost() +
-                                    " -- python3 fetch.py http://" + httpHost() + "/userns",
-                                &out);
+  int rc =
+      kiln::testing::shell(std::string(KILN_BINARY) + " sandbox exec --userns --state-dir " +
+                               state + " --workspace " + ws + " --network allowlist --allow-host " +
+                               httpHost() + " -- python3 fetch.py http://" + httpHost() + "/userns",
+                           &out);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_EQ(out, "200 hello /userns\n");
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, SandboxEgressTest, ::testing::ValuesIn(kBackends),
+                         backendTestName);
 
 }  // namespace
 }  // namespace kiln::sandbox::testing

@@ -108,15 +108,28 @@ inline std::vector<std::string> sandboxStateEntries(const std::string& stateDir)
   return out;
 }
 
+// runsc present: the gvisor backend's tests run (CI installs it); absent: they skip, saying so.
+inline bool haveRunsc() {
+  for (const char* p : {"/usr/sbin/runsc", "/usr/bin/runsc", "/usr/local/bin/runsc"}) {
+    if (access(p, X_OK) == 0) return true;
+  }
+  return false;
+}
+
+// A backend over a temp state dir and helpers; the namespace backend unless backendName_ says
+// "gvisor" before SetUp.
 class NsSandboxTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "namespace sandbox tests need root";
+    if (geteuid() != 0) GTEST_SKIP() << "sandbox tests need root";
+    if (isGvisor() && !haveRunsc()) GTEST_SKIP() << "gvisor: runsc is not installed";
     state_ = tempDir("st");
-    auto backend = newNamespaceBackend({state_, KILN_BINARY, nullptr, ""});
+    auto backend = isGvisor() ? newGvisorBackend({state_, KILN_BINARY, nullptr})
+                              : newNamespaceBackend({state_, KILN_BINARY, nullptr, ""});
     ASSERT_TRUE(backend.isOk()) << backend.status().toString();
     backend_ = std::move(backend).value();
   }
+  bool isGvisor() const { return backendName_ == "gvisor"; }
   void TearDown() override {
     for (auto& sb : sandboxes_) {
       if (sb) (void)sb->destroy();
@@ -177,11 +190,31 @@ class NsSandboxTest : public ::testing::Test {
     return std::move(*out);
   }
 
+  std::string backendName_ = "namespace";
   std::string state_;
   std::unique_ptr<SandboxBackend> backend_;
   std::vector<std::unique_ptr<Sandbox>> sandboxes_;
   std::vector<std::string> dirs_;
   int counter_ = 0;
 };
+
+// The same tests over every backend: TEST_P(Suite, ...) with
+// INSTANTIATE_TEST_SUITE_P(Backends, Suite, ::testing::ValuesIn(kBackends), backendTestName).
+class BackendSandboxTest : public NsSandboxTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    backendName_ = GetParam();
+    NsSandboxTest::SetUp();
+  }
+};
+
+inline const std::vector<std::string> kBackends = {"namespace", "gvisor"};
+inline std::string backendTestName(const ::testing::TestParamInfo<std::string>& info) {
+  return info.param;
+}
+
+// In a TEST_P: a case that does not apply to gVisor's kernel skips there, saying why.
+#define SKIP_ON_GVISOR(why) \
+  if (isGvisor()) GTEST_SKIP() << "not applicable to gvisor: " << why
 
 }  // namespace kiln::sandbox::testing

@@ -195,8 +195,14 @@ Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where
                            " must be \"fresh\" (bash -c per command), \"login\" (bash -lc per "
                            "command) or \"session\" (one persistent bash per job)");
   }
-  if (backend && *backend != "ns" && *backend != "microvm") {
-    return invalidArgument(name(where, "backend") + " must be \"ns\" or \"microvm\"");
+  if (backend && *backend == "ns") backend = "namespace";  // the older name
+  if (backend && *backend != "namespace" && *backend != "gvisor") {
+    return invalidArgument(name(where, "backend") + " must be \"namespace\" or \"gvisor\"");
+  }
+  if (backend && *backend == "gvisor" && disk) {
+    return invalidArgument(name(where, "diskMb") +
+                           ": the gvisor backend has no disk quota (writes outside /workspace "
+                           "are memory: set memoryMb)");
   }
   if (network && *network == "egress") network = "allowlist";  // the older name
   if (network && *network != "none" && *network != "allowlist") {

@@ -47,7 +47,7 @@ struct JobLimits {
 
 // What a job asks of its sandbox.
 struct SandboxRequest {
-  std::string backend;  // "" (the node's), "ns" or "microvm"
+  std::string backend;  // "" (the node's), "namespace" or "gvisor"
   // CPU time in cores: 0 = unlimited, 0.5 = half of one core (a 50% cgroup quota), 2 = two.
   double cpus = 0;
   int64_t memoryMb = 0;          // 0 = unlimited

@@ -2,6 +2,7 @@
 #include "api/routes/routes.h"
 #include "common/ids.h"
 #include "common/json_fields.h"
+#include "sandbox/supervisor.h"
 #include "workspace/repo.h"
 
 namespace kiln::api {
@@ -153,6 +154,16 @@ Task<Reply> continueJob(Request& req) {
 
 Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const char* idField) {
   auto& deps = req.env.deps;
+  // A backend this node cannot run is refused now, never left to fail (or hang) in the queue.
+  if (deps.sandboxes) {
+    const request::SandboxRequest sb = create.spec.sandboxOrDefault();
+    if (Status st = deps.sandboxes->check(sb.backend); !st) {
+      co_return errorReply(
+          ApiError{st.code() == Code::kUnprocessable ? 422 : 400,
+                   st.code() == Code::kUnprocessable ? "backend_unavailable" : "invalid_argument",
+                   "sandbox.backend: " + st.message()});
+    }
+  }
   std::string url;
   if (!create.repoUrl.empty()) {
     auto normalized =

@@ -4,6 +4,7 @@
 
 #include "agent/step_timings.h"
 #include "api/routes/routes.h"
+#include "sandbox/supervisor.h"
 
 namespace kiln::api {
 namespace {
@@ -51,6 +52,7 @@ Task<Reply> metrics(Request& req) {
   Reply r;
   r.contentType = "text/plain; version=0.0.4";
   r.body = *jobs + *nodes + req.env.metrics.render() + agent::stepTimings().render();
+  if (req.env.deps.sandboxes) r.body += req.env.deps.sandboxes->renderMetrics();
   co_return r;
 }
 

@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "common/unique_fd.h"
+#include "runtime/client.h"
 #include "sandbox/egress/ns_egress.h"
 #include "sandbox/image/ns_image.h"
 #include "sandbox/ns/cgroup.h"
@@ -80,19 +81,44 @@ bool validId(const std::string& id) {
   return true;
 }
 
-std::vector<std::string> runtimeArgs(const SandboxSpec& spec) {
+std::vector<std::string> runtimeArgs(const SandboxSpec& spec, bool idle) {
   bool root = spec.rootInside;
-  return {"kiln",    "runtime", "--listen-fd", "3",      "--workspace", "/workspace",
-          "--home",  root ? "/root" : "/home/agent",    "--jail",      "--uid",
-          root ? "0" : std::to_string(kAgentUid),       "--gid",       root ? "0" : std::to_string(kAgentGid)};
+  std::vector<std::string> args = {"kiln",
+                                   "runtime",
+                                   "--listen-fd",
+                                   "3",
+                                   "--workspace",
+                                   "/workspace",
+                                   "--home",
+                                   root ? "/root" : "/home/agent",
+                                   "--jail",
+                                   "--uid",
+                                   root ? "0" : std::to_string(kAgentUid),
+                                   "--gid",
+                                   root ? "0" : std::to_string(kAgentGid)};
+  if (idle) args.push_back("--await-workspace");
+  return args;
 }
 
-// The runtime executable next to the kiln binary (a small static build of `kiln runtime`
-// that starts in ~1 ms), else the kiln binary itself.
-std::string runtimeBinaryFor(const std::string& kilnBinary) {
-  std::string dir = kilnBinary.substr(0, kilnBinary.rfind('/') + 1);
-  std::string runtime = dir + "kiln-runtime";
-  return access(runtime.c_str(), X_OK) == 0 ? runtime : kilnBinary;
+// Who owns a sandbox's workspace on the host, and whether kiln may chown it there.
+struct WorkspaceOwner {
+  bool rootless = false;   // kiln's own files are the inside user's already; nothing to chown
+  bool mapsRange = false;  // root with a user namespace: root inside is a mapped host id too
+  SandboxIds ids;
+
+  Status chown(const SandboxSpec& spec) const {
+    if (rootless || (spec.rootInside && !mapsRange)) return Status::ok();
+    return chownTree(spec.workspaceDir, spec.rootInside ? ids.root : ids.agent,
+                     spec.rootInside ? ids.rootGid : ids.agentGid);
+  }
+};
+
+Status checkWorkspace(const SandboxSpec& spec) {
+  struct stat st;
+  if (stat(spec.workspaceDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return invalidArgument("sandbox: workspace is not a directory: " + spec.workspaceDir);
+  }
+  return Status::ok();
 }
 
 // Two locks: limitBreach() runs on a job's strand (an I/O thread) and must never wait for a
@@ -102,9 +128,14 @@ std::string runtimeBinaryFor(const std::string& kilnBinary) {
 // no longer touches child_, cgroup_ or disk_, which the teardown then owns alone.
 class NsSandbox : public Sandbox {
  public:
-  NsSandbox(std::string id, SandboxPaths paths, UniqueFd lockFd, ContainedChild child,
-            SandboxCgroup cgroup, DiskImage disk, std::function<void(const std::string&)> hook)
-      : id_(std::move(id)),
+  // idle: started by startIdle(spec), waiting for attach(); owner: for attach's chown.
+  NsSandbox(const SandboxSpec& spec, bool idle, WorkspaceOwner owner, SandboxPaths paths,
+            UniqueFd lockFd, ContainedChild child, SandboxCgroup cgroup, DiskImage disk,
+            std::function<void(const std::string&)> hook)
+      : started_(spec),
+        idle_(idle),
+        owner_(owner),
+        id_(spec.id),
         paths_(std::move(paths)),
         teardownHook_(std::move(hook)),
         lockFd_(std::move(lockFd)),
@@ -158,7 +189,11 @@ class NsSandbox : public Sandbox {
     auto b = cgroup_.breach();
     return b ? b : disk_.breach(child_.pid());
   }
+  Status attach(const SandboxSpec& spec) override;
 
+  const SandboxSpec started_;
+  const bool idle_;
+  const WorkspaceOwner owner_;
   const std::string id_;
   const SandboxPaths paths_;
   const std::function<void(const std::string&)> teardownHook_;  // NamespaceBackendOptions
@@ -172,7 +207,32 @@ class NsSandbox : public Sandbox {
   bool destroyed_ = false;                          // GUARDED_BY(stateMu_)
   std::optional<LimitBreach> breach_;               // GUARDED_BY(stateMu_)
   std::unique_ptr<egress::EgressListener> egress_;  // GUARDED_BY(teardownMu_)
+  bool attached_ = false;                           // GUARDED_BY(teardownMu_)
 };
+
+Status NsSandbox::attach(const SandboxSpec& spec) {
+  std::lock_guard teardown(teardownMu_);  // no destroy() while the workspace goes in
+  {
+    std::lock_guard lock(stateMu_);
+    if (destroyed_) return conflict("sandbox: " + id_ + " is destroyed");
+  }
+  if (!idle_ || attached_) return conflict("sandbox: " + id_ + " has a workspace already");
+  if (spec.rootInside != started_.rootInside || spec.network != started_.network ||
+      spec.allowHosts != started_.allowHosts || spec.image != started_.image ||
+      spec.diskMb != started_.diskMb) {
+    return invalidArgument(
+        "sandbox: attach: the user, network, image and disk quota are fixed "
+        "at start");
+  }
+  RETURN_IF_ERROR(checkWorkspace(spec));
+  RETURN_IF_ERROR(owner_.chown(spec));
+  RETURN_IF_ERROR(cgroup_.setLimits(spec));
+  RETURN_IF_ERROR(attachInside(child_.pid(), spec.workspaceDir, "/workspace"));
+  attached_ = true;
+  Result<nlohmann::json> answer =
+      runtime::callRuntime(paths_.socket, "/workspace/attach", nlohmann::json::object());
+  return answer ? Status::ok() : answer.status().withContext("sandbox: attach");
+}
 
 class NsBackend : public SandboxBackend {
  public:
@@ -186,28 +246,34 @@ class NsBackend : public SandboxBackend {
         layersDir_(layersDirFor(opts_.stateDir, ids_)),
         cgroups_(std::move(cgroups)),
         runtimeBinary_(std::move(runtimeBinary)),
-        runtimeFd_(runtimeFd) {}
+        runtimeFd_(runtimeFd),
+        idleWorkspace_(layersDir_ + "/.idle") {}
   // The run dir goes with the last backend over it (an rmdir fails while sandboxes live).
   ~NsBackend() override { rmdir(runDir_.c_str()); }
 
   // SandboxBackend
   Result<std::unique_ptr<Sandbox>> create(const SandboxSpec& spec) override;
+  Result<std::unique_ptr<Sandbox>> startIdle(const SandboxSpec& spec) override;
   std::string name() const override {
-    return rootless_ ? "namespace (rootless)" : userNs_ ? "namespace (user namespace)" : "namespace";
+    return rootless_ ? "namespace (rootless)"
+           : userNs_ ? "namespace (user namespace)"
+                     : "namespace";
   }
   std::vector<std::string> limitations() const override;
 
  private:
+  Result<std::unique_ptr<Sandbox>> launch(const SandboxSpec& spec, bool idle);
   // Takes lockFd on success.
-  Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths,
-                                         int logFd, UniqueFd& lockFd);
+  Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, bool idle,
+                                         const SandboxPaths& paths, int logFd, UniqueFd& lockFd);
   // Everything the child needs beyond the fds, computed before the clone.
-  Status fillPlan(ContainPlan& plan, const SandboxSpec& spec, const SandboxPaths& paths,
+  Status fillPlan(ContainPlan& plan, const SandboxSpec& spec, bool idle, const SandboxPaths& paths,
                   const std::string& diskDevice, const egress::NsEgress* egress,
                   const image::NsImage* baseImage) const;
   egress::EgressProxy& egressProxy();
   // Root with a user namespace: root and the agent inside are ids of a mapped range.
   bool mapsRange() const { return userNs_ && !rootless_; }
+  WorkspaceOwner owner() const { return {rootless_, mapsRange(), ids_}; }
 
   const NamespaceBackendOptions opts_;
   const std::string runDir_;
@@ -215,23 +281,36 @@ class NsBackend : public SandboxBackend {
   const bool rootless_;
   // Rootless, or root with opts_.userNamespace: a range of host ids mapped from 0 inside.
   const bool userNs_;
-  const SandboxIds ids_;  // the host ids of root and the agent inside
-  const std::string layersDir_;  // the shared layers (layersDirFor)
-  const CgroupLayout cgroups_;  // empty in rootless mode without delegation
+  const SandboxIds ids_;             // the host ids of root and the agent inside
+  const std::string layersDir_;      // the shared layers (layersDirFor)
+  const CgroupLayout cgroups_;       // empty in rootless mode without delegation
   const std::string runtimeBinary_;  // kiln-runtime next to kiln, else kiln itself
   const UniqueFd runtimeFd_;         // O_PATH fd of the runtime executable, exec'd by every sandbox
+  const std::string idleWorkspace_;  // empty dir at /workspace of idle sandboxes
   std::mutex egressMu_;
   std::unique_ptr<egress::EgressProxy> ownEgress_;  // GUARDED_BY(egressMu_)
 };
 
 Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
+  RETURN_IF_ERROR(checkWorkspace(spec));
+  return launch(spec, false);
+}
+
+Result<std::unique_ptr<Sandbox>> NsBackend::startIdle(const SandboxSpec& spec) {
+  if (rootless_) {
+    return Status(Code::kUnavailable,
+                  "sandbox: idle namespace sandboxes (warm pools) need kiln to run as root: "
+                  "attaching a workspace enters the sandbox's mount namespace");
+  }
+  SandboxSpec idle = spec;
+  idle.workspaceDir = idleWorkspace_;
+  return launch(idle, true);
+}
+
+Result<std::unique_ptr<Sandbox>> NsBackend::launch(const SandboxSpec& spec, bool idle) {
   if (!validId(spec.id)) return invalidArgument("sandbox: id must be 1-40 of [A-Za-z0-9_-]");
   if (spec.network != "none" && spec.network != "allowlist") {
     return invalidArgument("sandbox: network \"" + spec.network + "\" is not supported yet");
-  }
-  struct stat st;
-  if (stat(spec.workspaceDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return invalidArgument("sandbox: workspace is not a directory: " + spec.workspaceDir);
   }
   SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, layersDir_, spec.id);
   // The log comes first and goes last: its existence marks the id as taken.
@@ -243,19 +322,15 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
   Result<int> lock = lockSandboxState(paths.log);
   if (!lock) return lock.status();
   UniqueFd lockFd(*lock);
-  auto sandbox = start(spec, paths, logFd.get(), lockFd);
+  auto sandbox = start(spec, idle, paths, logFd.get(), lockFd);
   if (!sandbox) (void)removeSandboxFiles(paths);
   return sandbox;
 }
 
-Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
+Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec, bool idle,
                                                   const SandboxPaths& paths, int logFd,
                                                   UniqueFd& lockFd) {
-  // Rootless: kiln's own files are the inside user's already (and nothing else can be chowned).
-  if (!rootless_ && (!spec.rootInside || mapsRange())) {
-    RETURN_IF_ERROR(chownTree(spec.workspaceDir, spec.rootInside ? ids_.root : ids_.agent,
-                              spec.rootInside ? ids_.rootGid : ids_.agentGid));
-  }
+  if (!idle) RETURN_IF_ERROR(owner().chown(spec));
   ASSIGN_OR_RETURN(int listenFd, listenOn(paths.socket));
   UniqueFd listenGuard(listenFd);
   std::optional<egress::NsEgress> egress;
@@ -282,7 +357,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
   plan.listenFd = listenFd;
   plan.logFd = logFd;
   plan.cgroupFds = *procs;
-  Status planned = fillPlan(plan, spec, paths, disk.device(), egress ? &*egress : nullptr,
+  Status planned = fillPlan(plan, spec, idle, paths, disk.device(), egress ? &*egress : nullptr,
                             baseImage ? &*baseImage : nullptr);
   Result<ContainedChild> child = planned ? cloneContained(plan) : Result<ContainedChild>(planned);
   for (int fd : *procs) close(fd);
@@ -297,21 +372,23 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
     adj << "-1000";
   }
   auto sandbox =
-      std::make_unique<NsSandbox>(spec.id, paths, std::move(lockFd), std::move(child).value(),
-                                  std::move(cgroup), std::move(disk), opts_.teardownHook);
+      std::make_unique<NsSandbox>(spec, idle, owner(), paths, std::move(lockFd),
+                                  std::move(child).value(), std::move(cgroup), std::move(disk),
+                                  opts_.teardownHook);
   if (egress) sandbox->keepEgress(std::move(egress->listener));
   return std::unique_ptr<Sandbox>(std::move(sandbox));
 }
 
 std::vector<std::string> NsBackend::limitations() const {
   if (!cgroups_.parents.empty()) return {};
-  return {"rootless mode without a delegated cgroup (see docs/runtime.md, \"Rootless mode\"): "
-          "memory and cpu limits are not enforced, and the process limit is RLIMIT_NPROC"};
+  return {
+      "rootless mode without a delegated cgroup (see docs/runtime.md, \"Rootless mode\"): "
+      "memory and cpu limits are not enforced, and the process limit is RLIMIT_NPROC"};
 }
 
-Status NsBackend::fillPlan(ContainPlan& plan, const SandboxSpec& spec, const SandboxPaths& paths,
-                           const std::string& diskDevice, const egress::NsEgress* egress,
-                           const image::NsImage* baseImage) const {
+Status NsBackend::fillPlan(ContainPlan& plan, const SandboxSpec& spec, bool idle,
+                           const SandboxPaths& paths, const std::string& diskDevice,
+                           const egress::NsEgress* egress, const image::NsImage* baseImage) const {
   if (rootless_) {
     const std::string inside = spec.rootInside ? "0" : std::to_string(kAgentUid);
     const std::string insideGid = spec.rootInside ? "0" : std::to_string(kAgentGid);
@@ -327,9 +404,9 @@ Status NsBackend::fillPlan(ContainPlan& plan, const SandboxSpec& spec, const San
   plan.mounts = buildMountPlan(paths, spec, workspace, diskDevice, userNs_);
   plan.newRoot = paths.newRoot;
   plan.binFd = runtimeFd_.get();
-  plan.args = runtimeArgs(spec);
-  plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-              "LANG=C.UTF-8", "HOME=/root"};
+  plan.args = runtimeArgs(spec, idle);
+  plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+              "HOME=/root"};
   if (egress) RETURN_IF_ERROR(egress->addTo(plan));
   return baseImage ? baseImage->applyTo(plan, paths) : Status::ok();
 }
@@ -359,7 +436,8 @@ Status checkUserNamespaces() {
   if (!why) return Status::ok();
   return Status(Code::kPermissionDenied,
                 std::string("sandbox: not root, and this host does not allow unprivileged user "
-                            "namespaces (") + why + "): run kiln as root, or allow them");
+                            "namespaces (") +
+                    why + "): run kiln as root, or allow them");
 }
 
 }  // namespace
@@ -383,6 +461,10 @@ Result<std::unique_ptr<SandboxBackend>> newNamespaceBackend(const NamespaceBacke
   // What a crashed predecessor left: its sandboxes died with it (parent-death signal), their
   // cgroups, state dirs and any lingering loop device or mount did not.
   (void)reclaimStaleSandboxes(opts.stateDir, runDirFor(opts.stateDir), cgroups);
+  const std::string idle = layersDirFor(opts.stateDir, ids) + "/.idle";
+  if (mkdir(idle.c_str(), 0755) != 0 && errno != EEXIST) {
+    return errnoStatus("sandbox: mkdir " + idle, errno);
+  }
   std::string runtime = runtimeBinaryFor(opts.kilnBinary);
   int runtimeFd = open(runtime.c_str(), O_PATH | O_CLOEXEC);
   if (runtimeFd < 0) return errnoStatus("sandbox: open " + runtime, errno);

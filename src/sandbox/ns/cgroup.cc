@@ -202,16 +202,32 @@ Result<SandboxCgroup> SandboxCgroup::create(const CgroupLayout& layout, const st
   for (const std::string& dir : layout.dirsOf(id)) {
     Status st = makeDir(dir);
     if (st) cg.dirs_.push_back(dir);
-    if (st) {
-      st = layout.v2 ? writeV2Limits(dir, spec)
-                     : writeV1Limits(kV1Controllers[cg.dirs_.size() - 1], dir, spec);
-    }
     if (!st) {
       (void)cg.remove();
       return st;
     }
   }
+  if (Status st = cg.setLimits(spec); !st) {
+    (void)cg.remove();
+    return st;
+  }
   return cg;
+}
+
+Status SandboxCgroup::setLimits(const SandboxSpec& spec) {
+  for (size_t i = 0; i < dirs_.size(); ++i) {
+    RETURN_IF_ERROR(v2_ ? writeV2Limits(dirs_[i], spec)
+                        : writeV1Limits(kV1Controllers[i], dirs_[i], spec));
+  }
+  return Status::ok();
+}
+
+void SandboxCgroup::killAll() const {
+  for (const auto& dir : dirs_) {
+    for (pid_t pid : processesIn(dir)) {
+      if (pid > 0) kill(pid, SIGKILL);
+    }
+  }
 }
 
 std::string SandboxCgroup::dirFor(const char* controller) const {

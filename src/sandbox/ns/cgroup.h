@@ -50,6 +50,11 @@ class SandboxCgroup {
   static Result<SandboxCgroup> create(const CgroupLayout& layout, const std::string& id,
                                       const SandboxSpec& spec);
 
+  // Rewrites the memory, cpu and process limits for spec (a pooled sandbox's job's limits).
+  Status setLimits(const SandboxSpec& spec);
+  // SIGKILLs every process in the cgroup (a sandbox whose processes are not one pid namespace
+  // of ours: gVisor's runsc, gofer and sentry).
+  void killAll() const;
   // Opens cgroup.procs of each directory for writing, for the child to write itself in
   // (ContainPlan::cgroupFds). The caller closes them.
   Result<std::vector<int>> openProcs() const;

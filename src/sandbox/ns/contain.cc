@@ -3,10 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/mount.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
-#include <linux/mount.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -15,8 +16,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <pthread.h>
 
 #include "sandbox/ns/net.h"
 
@@ -31,7 +30,7 @@ enum ChildFd { kListen = 3, kError = 4, kBinary = 5, kLog = 6, kGo = 7, kBinds =
 constexpr int kMaxBinds = kCgroups - kBinds;
 constexpr int kMaxCgroups = 3;
 constexpr int kFirstSource = kCgroups + kMaxCgroups;  // host copies of the fds start here
-constexpr int kFixedFds = 5;  // listen, error, binary, log, go
+constexpr int kFixedFds = 5;                          // listen, error, binary, log, go
 
 struct ErrorRecord {
   char step[60];
@@ -159,7 +158,8 @@ int containMain(void* arg) {
   // If kiln dies (even kill -9), the sandbox's PID 1 dies with it, and with it the whole pid
   // namespace: no orphaned sandbox keeps running an agent's commands. The signal follows the
   // creating thread, which is a long-lived pool thread.
-  if ((err = check(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0))) != 0) fail("set parent-death signal", err);
+  if ((err = check(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0))) != 0)
+    fail("set parent-death signal", err);
   if (plan.nprocLimit > 0) {
     const rlimit lim{static_cast<rlim_t>(plan.nprocLimit), static_cast<rlim_t>(plan.nprocLimit)};
     if ((err = check(setrlimit(RLIMIT_NPROC, &lim))) != 0) fail("set process limit", err);
@@ -250,8 +250,12 @@ Result<ContainedChild> cloneContained(ContainPlan& plan) {
     return errnoStatus("sandbox: pipe", err);
   }
   // Copies at fd >= kFirstSource so the child's dup2 into its slots never clobbers a source.
-  ChildArgs args{&plan, {}, static_cast<int>(plan.bindFds.size()),
-                 static_cast<int>(plan.cgroupFds.size()), nullptr, nullptr};
+  ChildArgs args{&plan,
+                 {},
+                 static_cast<int>(plan.bindFds.size()),
+                 static_cast<int>(plan.cgroupFds.size()),
+                 nullptr,
+                 nullptr};
   int hostFds[kFixedFds + kMaxBinds + kMaxCgroups] = {plan.listenFd, error[1], plan.binFd,
                                                       plan.logFd, waitForMaps ? go[0] : error[1]};
   int nFds = kFixedFds;
@@ -308,6 +312,83 @@ Result<ContainedChild> cloneContained(ContainPlan& plan) {
   if (stack != MAP_FAILED) munmap(stack, kChildStack);
   if (!st) return st;
   return child;
+}
+
+namespace {
+
+struct AttachArgs {
+  int nsFd, treeFd, errorFd;
+  const char* target;
+};
+
+[[noreturn]] void failAttach(int errorFd, const char* step, int err) {
+  ErrorRecord rec{};
+  for (size_t i = 0; step[i] && i + 1 < sizeof rec.step; ++i) rec.step[i] = step[i];
+  rec.err = err;
+  (void)!write(errorFd, &rec, sizeof rec);
+  _exit(1);
+}
+
+// Shares our memory (CLONE_VM | CLONE_VFORK) but not our filesystem context: raw syscalls only.
+int attachMain(void* arg) {
+  const AttachArgs& a = *static_cast<AttachArgs*>(arg);
+  if (setns(a.nsFd, CLONE_NEWNS) != 0) failAttach(a.errorFd, "enter mount namespace", errno);
+  if (syscall(SYS_move_mount, a.treeFd, "", AT_FDCWD, a.target, MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    failAttach(a.errorFd, "attach workspace", errno);
+  }
+  if (mount(nullptr, a.target, nullptr, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, nullptr) !=
+      0) {
+    failAttach(a.errorFd, "remount workspace", errno);
+  }
+  _exit(0);
+}
+
+}  // namespace
+
+Status attachInside(pid_t pid, const std::string& hostDir, const std::string& target) {
+  const std::string nsPath = "/proc/" + std::to_string(pid) + "/ns/mnt";
+  int nsFd = open(nsPath.c_str(), O_RDONLY | O_CLOEXEC);
+  if (nsFd < 0) return errnoStatus("sandbox: open " + nsPath, errno);
+  int treeFd = static_cast<int>(
+      syscall(SYS_open_tree, AT_FDCWD, hostDir.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (treeFd < 0) {
+    int err = errno;
+    close(nsFd);
+    return errnoStatus("sandbox: open_tree " + hostDir, err);
+  }
+  int error[2];
+  if (pipe2(error, O_CLOEXEC) != 0) {
+    int err = errno;
+    close(nsFd);
+    close(treeFd);
+    return errnoStatus("sandbox: pipe", err);
+  }
+  AttachArgs args{nsFd, treeFd, error[1], target.c_str()};
+  constexpr size_t kStack = 64 << 10;
+  void* stack =
+      mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  pid_t child = -1;
+  int cloneErr = ENOMEM;
+  if (stack != MAP_FAILED) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    child = clone(attachMain, static_cast<char*>(stack) + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                  &args);
+    cloneErr = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
+  close(error[1]);
+  close(nsFd);
+  close(treeFd);
+  Status st = child < 0 ? errnoStatus("sandbox: clone", cloneErr) : childOutcome(error[0]);
+  close(error[0]);
+  if (child > 0) {
+    while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (stack != MAP_FAILED) munmap(stack, kStack);
+  return st;
 }
 
 }  // namespace kiln::sandbox

@@ -63,7 +63,7 @@ struct ContainPlan {
   // cgroup.procs of each of the sandbox's cgroups, open for writing: the child writes itself
   // in first, so that every later step and process is accounted there.
   std::vector<int> cgroupFds;
-  std::vector<int> bindFds;  // addBindSource()
+  std::vector<int> bindFds;       // addBindSource()
   std::vector<std::string> args;  // argv of the runtime, argv[0] included
   std::vector<std::string> env;
 };
@@ -91,5 +91,11 @@ class ContainedChild {
 // Returns once the child exec'd the runtime, or the step it failed at, as
 // "sandbox: <step>: <strerror>" (the child is then reaped).
 Result<ContainedChild> cloneContained(ContainPlan& plan);
+
+// Attaches hostDir at target (a path inside) in the mount namespace of the sandbox whose PID 1
+// is pid, nosuid and nodev: a detached bind mount made here, moved there by a short-lived
+// child that enters that namespace (a process sharing its filesystem context with threads may
+// not). For a warm-pool sandbox's workspace. Blocking; needs root.
+Status attachInside(pid_t pid, const std::string& hostDir, const std::string& target);
 
 }  // namespace kiln::sandbox

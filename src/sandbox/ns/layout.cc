@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -20,14 +22,24 @@ namespace {
 
 // Files of the host /etc that must not be visible inside (whited out in the mask layer).
 constexpr const char* kEtcSecrets[] = {
-    "shadow",  "shadow-",  "gshadow", "gshadow-", "sudoers", "security/opasswd",
-    "ssh/ssh_host_rsa_key", "ssh/ssh_host_ecdsa_key", "ssh/ssh_host_ed25519_key",
-    "ssh/ssh_host_dsa_key", "ssl/private", "machine-id", "kiln",
+    "shadow",
+    "shadow-",
+    "gshadow",
+    "gshadow-",
+    "sudoers",
+    "security/opasswd",
+    "ssh/ssh_host_rsa_key",
+    "ssh/ssh_host_ecdsa_key",
+    "ssh/ssh_host_ed25519_key",
+    "ssh/ssh_host_dsa_key",
+    "ssl/private",
+    "machine-id",
+    "kiln",
 };
 
-constexpr const char* kSkelDirs[] = {"usr", "etc", "proc", "dev", "tmp", "workspace", "home",
-                                     "root", "var", "var/tmp", "run", "mnt", "opt", "srv",
-                                     "home/agent"};
+constexpr const char* kSkelDirs[] = {"usr",       "etc",  "proc", "dev", "tmp",
+                                     "workspace", "home", "root", "var", "var/tmp",
+                                     "run",       "mnt",  "opt",  "srv", "home/agent"};
 
 Status mkdirIfMissing(const std::string& path, mode_t mode) {
   if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return errnoStatus("mkdir " + path, errno);
@@ -108,7 +120,8 @@ Status prepareRunDir(const std::string& dir) {
   struct stat st;
   if (lstat(dir.c_str(), &st) != 0) return errnoStatus("stat " + dir, errno);
   if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
-    return Status(Code::kPermissionDenied, "run dir " + dir + " is not a private directory of ours");
+    return Status(Code::kPermissionDenied,
+                  "run dir " + dir + " is not a private directory of ours");
   }
   return Status::ok();
 }
@@ -144,16 +157,57 @@ Status prepareSharedLayers(const std::string& stateDir, const SandboxIds& ids) {
     chmod(layers.c_str(), 0711);
   }
   const bool rootless = geteuid() != 0;
-  RETURN_IF_ERROR(prepareSkeleton(layers + "/.skel",
-                                  rootless ? std::nullopt : std::optional<SandboxIds>(ids)));
+  RETURN_IF_ERROR(
+      prepareSkeleton(layers + "/.skel", rootless ? std::nullopt : std::optional<SandboxIds>(ids)));
   RETURN_IF_ERROR(mkdirIfMissing(layers + "/.mnt", 0700));
   RETURN_IF_ERROR(prepareRunDir(runDirFor(stateDir)));
   return prepareEtcMask(layers + "/.etcmask");
 }
 
+namespace {
+
+Status removeIfThere(const std::string& path, bool dir) {
+  if ((dir ? rmdir(path.c_str()) : unlink(path.c_str())) == 0 || errno == ENOENT) {
+    return Status::ok();
+  }
+  return errnoStatus("sandbox: remove " + path, errno);
+}
+
+// <id>.gv: only its known entries, and the slot (where a workspace may be mounted) after its
+// mounts are detached, by rmdir: a workspace on the same filesystem as the run dir would
+// otherwise be walked into.
+Status removeBundleDir(const std::string& dir) {
+  const std::string slot = dir + "/slot";
+  std::vector<std::string> mounted;
+  for (const std::string& m : mountPoints()) {
+    if (m == slot || m.rfind(slot + "/", 0) == 0) mounted.push_back(m);
+  }
+  std::sort(mounted.rbegin(), mounted.rend());
+  for (const std::string& m : mounted) umount2(m.c_str(), MNT_DETACH);
+  RETURN_IF_ERROR(removeIfThere(slot + "/w", true));
+  RETURN_IF_ERROR(removeIfThere(slot, true));
+  RETURN_IF_ERROR(removeTree(dir + "/state"));
+  RETURN_IF_ERROR(removeIfThere(dir + "/rt/rt.sock", false));
+  RETURN_IF_ERROR(removeIfThere(dir + "/rt", true));
+  RETURN_IF_ERROR(removeIfThere(dir + "/config.json", false));
+  return removeIfThere(dir, true);
+}
+
+}  // namespace
+
+std::string runtimeBinaryFor(const std::string& kilnBinary) {
+  std::string dir = kilnBinary.substr(0, kilnBinary.rfind('/') + 1);
+  std::string runtime = dir + "kiln-runtime";
+  return access(runtime.c_str(), X_OK) == 0 ? runtime : kilnBinary;
+}
+
 Status removeSandboxFiles(const SandboxPaths& paths) {
   Status st;
   if (access(paths.net.c_str(), F_OK) == 0) st = removeTree(paths.net);
+  if (access(paths.gv.c_str(), F_OK) == 0) {
+    Status gv = removeBundleDir(paths.gv);
+    if (st.isOk()) st = gv;
+  }
   for (const std::string* f : {&paths.socket, &paths.image, &paths.log}) {
     if (unlink(f->c_str()) != 0 && errno != ENOENT && st.isOk()) {
       st = errnoStatus("sandbox: remove " + *f, errno);
@@ -168,6 +222,7 @@ SandboxPaths SandboxPaths::of(const std::string& stateDir, const std::string& ru
   p.socket = runDir + "/" + id + ".sock";
   p.log = runDir + "/" + id + ".log";
   p.net = runDir + "/" + id + ".net";
+  p.gv = runDir + "/" + id + ".gv";
   p.image = stateDir + "/" + id + ".img";
   p.rw = layersDir + "/.mnt";
   p.newRoot = p.rw + "/m";

@@ -19,6 +19,9 @@
 //   <run>/<id>.sock   the runtime's listening socket
 //   <run>/<id>.net/   network "allowlist" only: the egress proxy's socket px.sock, bind-mounted
 //                     at /run/kiln inside
+//   <run>/<id>.gv/    gVisor backend only (sandbox/gvisor/): the OCI bundle (config.json), runsc's
+//                     state (state/), the runtime's socket dir (rt/) and the workspace slot
+//                     (slot/, a shared mount on which the job's workspace is bind-mounted)
 //   <state>/<id>.img  the disk-quota image, if any (on disk: it holds the sandbox's writes)
 // Nothing of a sandbox's writes lands on the host filesystem outside its image.
 #pragma once
@@ -54,13 +57,18 @@ std::string layersDirFor(const std::string& stateDir, const SandboxIds& ids);
 std::string runDirFor(const std::string& stateDir);
 
 struct SandboxPaths {
-  std::string socket, log, net, image, rw, newRoot, skel, etcMask;
+  std::string socket, log, net, gv, image, rw, newRoot, skel, etcMask;
   static SandboxPaths of(const std::string& stateDir, const std::string& runDir,
                          const std::string& layersDir, const std::string& id);
 };
 
-// Removes a sandbox's own files (socket, net dir, image, log: the log last, it marks the id).
+// Removes a sandbox's own files (socket, net dir, gVisor bundle dir, image, log: the log last,
+// it marks the id). Mounts under the bundle dir are detached first, and nothing is ever removed
+// through a mount (the workspace slot may still carry a job's workspace).
 Status removeSandboxFiles(const SandboxPaths& paths);
 
+// The runtime executable next to the kiln binary (kiln-runtime: a small static build of
+// `kiln runtime` that starts in ~1 ms), else the kiln binary itself.
+std::string runtimeBinaryFor(const std::string& kilnBinary);
 
 }  // namespace kiln::sandbox

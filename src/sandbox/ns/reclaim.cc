@@ -12,9 +12,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <vector>
 
 #include "sandbox/ns/layout.h"
@@ -37,9 +37,9 @@ int detachLoops(const std::string& path) {
     std::string backing;
     if (!std::getline(in, backing)) continue;
     // A deleted backing file reads "<path> (deleted)".
-    bool match = backing.rfind(path, 0) == 0 &&
-                 (backing.size() == path.size() || backing[path.size()] == '/' ||
-                  backing[path.size()] == ' ');
+    bool match =
+        backing.rfind(path, 0) == 0 && (backing.size() == path.size() ||
+                                        backing[path.size()] == '/' || backing[path.size()] == ' ');
     if (!match) continue;
     int fd = open(("/dev/" + e.path().filename().string()).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) continue;
@@ -85,12 +85,13 @@ Result<int> lockSandboxState(const std::string& path) {
 namespace {
 
 bool endsWith(const std::string& s, const std::string& suffix) {
-  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() > suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 struct StaleEntries {
-  std::set<std::string> ids;      // from <id>.log / .sock / .img / .net
-  std::set<std::string> legacy;   // <id>/ directories
+  std::set<std::string> ids;     // from <id>.log / .sock / .img / .net
+  std::set<std::string> legacy;  // <id>/ directories
 };
 
 Result<StaleEntries> listEntries(const std::string& stateDir) {
@@ -103,8 +104,8 @@ Result<StaleEntries> listEntries(const std::string& stateDir) {
     struct stat st;
     if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
-      if (endsWith(name, ".net")) {  // an allowlist sandbox's egress socket dir
-        out.ids.insert(name.substr(0, name.size() - 4));
+      if (endsWith(name, ".net") || endsWith(name, ".gv")) {  // egress dir, gVisor bundle
+        out.ids.insert(name.substr(0, name.rfind('.')));
       } else {
         out.legacy.insert(name);
       }
@@ -125,10 +126,9 @@ constexpr int64_t kOrphanCgroupAgeSeconds = 600;
 // files: the sandbox's disk image, or its directory in the earlier layout.
 Status reclaimOne(const std::string& id, const std::string& files, const CgroupLayout& cgroups,
                   ReclaimReport& report) {
-  report.cgroups += std::any_of(cgroups.parents.begin(), cgroups.parents.end(),
-                                [&](const std::string& p) {
-                                  return access((p + "/" + id).c_str(), F_OK) == 0;
-                                });
+  report.cgroups +=
+      std::any_of(cgroups.parents.begin(), cgroups.parents.end(),
+                  [&](const std::string& p) { return access((p + "/" + id).c_str(), F_OK) == 0; });
   // Processes first: they hold the mount namespace, and through it the loop devices.
   Status st = removeStaleCgroup(cgroups, id);
   report.loops += detachLoops(files);
@@ -138,9 +138,8 @@ Status reclaimOne(const std::string& id, const std::string& files, const CgroupL
 
 }  // namespace
 
-Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir,
-                                           const std::string& runDir,
-                                           const CgroupLayout& cgroups) {
+Result<ReclaimReport> reclaimStaleSandboxes(const std::string& stateDir, const std::string& runDir,
+                                            const CgroupLayout& cgroups) {
   ASSIGN_OR_RETURN(StaleEntries entries, listEntries(stateDir));
   ASSIGN_OR_RETURN(StaleEntries running, listEntries(runDir));
   entries.ids.insert(running.ids.begin(), running.ids.end());
