@@ -18,7 +18,7 @@ Task<void> forward(std::shared_ptr<tcp::socket> client, std::string proxySocket)
   const asio::local::stream_protocol::endpoint endpoint(proxySocket);
   co_await upstream.async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
-    std::fprintf(stderr, "kiln runtime: egress proxy %s: %s\n", proxySocket.c_str(),
+    std::fprintf(stderr, "kiln runtime: forward to %s: %s\n", proxySocket.c_str(),
                  ec.message().c_str());
     co_return;  // the client sees its connection closed
   }

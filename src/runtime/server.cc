@@ -13,6 +13,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "runtime/egress_forwarder.h"
 #include "runtime/router.h"
@@ -25,6 +26,9 @@ struct Args {
   int listenFd = -1;
   std::string socketPath;
   std::string egressSocket;  // network "allowlist": the egress proxy's socket
+  // --forward PORT:PATH: 127.0.0.1:PORT inside relayed to the unix socket PATH (an agent CLI's
+  // sandbox: kiln's model gateway and its ACP client on the host).
+  std::vector<std::pair<uint16_t, std::string>> forwards;
   RuntimeConfig config;
 };
 
@@ -45,6 +49,13 @@ Result<Args> parseArgs(int argc, char** argv) {
       a.socketPath = v;
     } else if (flag == "--egress-socket") {
       a.egressSocket = v;
+    } else if (flag == "--forward") {
+      const size_t colon = v.find(':');
+      const int port = colon == std::string::npos ? 0 : std::atoi(v.substr(0, colon).c_str());
+      if (port <= 0 || port > 65535 || colon + 1 >= v.size()) {
+        return invalidArgument("--forward wants PORT:PATH, got " + v);
+      }
+      a.forwards.emplace_back(static_cast<uint16_t>(port), v.substr(colon + 1));
     } else if (flag == "--workspace") {
       a.config.workspace = v;
     } else if (flag == "--home") {
@@ -155,6 +166,13 @@ int runtimeMain(int argc, char** argv) {
       return 1;
     }
     args->config.jail.extraEnv = egressProxyEnv();
+  }
+  for (const auto& [port, socket] : args->forwards) {
+    Status st = startEgressForwarder(socket, port);
+    if (!st) {
+      std::fprintf(stderr, "kiln runtime: %s\n", st.message().c_str());
+      return 1;
+    }
   }
   Result<std::unique_ptr<Router>> router = Router::create(args->config);
   if (!router) {

@@ -4,6 +4,7 @@
 
 #include "agent/step_timings.h"
 #include "api/routes/routes.h"
+#include "gateway/gateway_metrics.h"
 
 namespace kiln::api {
 namespace {
@@ -47,7 +48,8 @@ Task<Reply> metrics(Request& req) {
   if (!jobs) co_return errorReply(jobs.status());
   Reply r;
   r.contentType = "text/plain; version=0.0.4";
-  r.body = *jobs + req.env.metrics.render() + agent::stepTimings().render();
+  r.body = *jobs + req.env.metrics.render() + agent::stepTimings().render() +
+           gateway::gatewayMetrics().render();
   co_return r;
 }
 
