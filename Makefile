@@ -43,9 +43,10 @@ $(AGENT_CLI_DIR)/.installed: Makefile
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
 	  nodejs npm; }
 	rm -rf $(AGENT_CLI_DIR) && mkdir -p $(AGENT_CLI_DIR)
-	cd $(AGENT_CLI_DIR) && echo '{"private": true}' > package.json && \
-	  npm install --no-audit --no-fund --loglevel=error $(AGENT_CLIS)
-	touch $@
+	@cd $(AGENT_CLI_DIR) && echo '{"private": true}' > package.json && \
+	  if npm install --no-audit --no-fund --loglevel=error $(AGENT_CLIS); then touch .installed; \
+	  else rm -rf node_modules; echo "agent-clis: npm install failed: the real agent CLI tests \
+	  (RealCliTest) will be skipped" >&2; fi
 
 # Serial on purpose: the sandbox leak tests count host-wide mounts, cgroups and processes.
 test: build agent-clis

@@ -10,7 +10,8 @@ namespace kiln::agent {
 
 Result<std::unique_ptr<CliGateway>> CliGateway::start(
     asio::any_io_executor io, const std::string& parentDir, const store::Job& job,
-    const gateway::Upstreams& upstreams, std::function<void(const gateway::GatewayStop&)> onStop) {
+    const gateway::GatewayBudget& budget, const gateway::Upstreams& upstreams,
+    std::function<void(const gateway::GatewayStop&)> onStop) {
   if (mkdir(parentDir.c_str(), 0700) != 0 && errno != EEXIST) {
     return errnoStatus("model gateway: mkdir " + parentDir, errno);
   }
@@ -22,15 +23,7 @@ Result<std::unique_ptr<CliGateway>> CliGateway::start(
   o.label = job.id;
   o.placeholderKey = g->key_;
   o.upstreams = upstreams;
-  const nlohmann::json& l = job.limits;
-  if (l.is_object() && l.contains("maxUsd") && l["maxUsd"].is_number()) {
-    o.budget.maxUsd = l["maxUsd"].get<double>();
-  }
-  if (l.is_object() && l.contains("maxTokens") && l["maxTokens"].is_number_integer()) {
-    o.budget.maxTokens = l["maxTokens"].get<int64_t>();
-  }
-  o.budget.spentUsd = job.tokenSpendUsd;
-  o.budget.spentTokens = job.tokensIn + job.tokensOut;
+  o.budget = budget;
   o.onStop = std::move(onStop);
   auto started = gateway::startModelGateway(io, std::move(o));
   if (!started.isOk()) return started.status();  // ~CliGateway removes the dir

@@ -19,12 +19,13 @@ namespace kiln::agent {
 class CliGateway {
  public:
   // Makes <parentDir>/<random> (0700) with the gateway's socket in it, and for an ACP agent
-  // the channel's socket too (listening on `io`, the job's strand). `job` gives the limits
-  // (maxUsd, maxTokens) and what the job spent before this run. `onStop` runs on the gateway's
+  // the channel's socket too (listening on `io`, the job's strand). `budget` holds the
+  // job's maxUsd and maxTokens and what it spent before this run. `onStop` runs on the gateway's
   // strand when it stops passing calls (budget spent, upstream down): it must not block.
   static Result<std::unique_ptr<CliGateway>> start(
       asio::any_io_executor io, const std::string& parentDir, const store::Job& job,
-      const gateway::Upstreams& upstreams, std::function<void(const gateway::GatewayStop&)> onStop);
+      const gateway::GatewayBudget& budget, const gateway::Upstreams& upstreams,
+      std::function<void(const gateway::GatewayStop&)> onStop);
   // Stops the gateway and removes its dir.
   ~CliGateway();
 

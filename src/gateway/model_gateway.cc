@@ -529,14 +529,16 @@ std::optional<GatewayStop> Core::overBudget() const {
   const double usd = b.spentUsd + total_.usd;
   const int64_t tokens = b.spentTokens + total_.tokensIn + total_.tokensOut;
   if (b.maxUsd && usd >= *b.maxUsd) {
-    return GatewayStop{"budget_exceeded", "maxUsd",
-                       fmt::format("the job's model spend reached its maxUsd limit of ${} (spent ${:.6f})",
-                                   *b.maxUsd, usd)};
+    return GatewayStop{
+        "budget_exceeded", "maxUsd",
+        fmt::format("the job's model spend reached its maxUsd limit of ${} (spent ${:.6f})",
+                    *b.maxUsd, usd)};
   }
   if (b.maxTokens && tokens >= *b.maxTokens) {
-    return GatewayStop{"budget_exceeded", "maxTokens",
-                       fmt::format("the job's model tokens reached its maxTokens limit of {} (used {})",
-                                   *b.maxTokens, tokens)};
+    return GatewayStop{
+        "budget_exceeded", "maxTokens",
+        fmt::format("the job's model tokens reached its maxTokens limit of {} (used {})",
+                    *b.maxTokens, tokens)};
   }
   return std::nullopt;
 }

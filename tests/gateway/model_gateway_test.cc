@@ -209,8 +209,7 @@ TEST_F(ModelGatewayTest, CallAfterTheBudgetIsSpentIsRefusedAndStopsTheGateway) {
   EXPECT_EQ(r.status, 400) << r.body;
   json err = json::parse(r.body, nullptr, false);
   EXPECT_NE(err["error"].value("message", "").find("maxUsd"), std::string::npos);
-  EXPECT_NE(err["error"].value("message", "").find("limit of $0.01"), std::string::npos)
-      << r.body;
+  EXPECT_NE(err["error"].value("message", "").find("limit of $0.01"), std::string::npos) << r.body;
   EXPECT_EQ(llm_->requests().size(), 1u);
   auto stop = gateway_->stopped();
   ASSERT_TRUE(stop);

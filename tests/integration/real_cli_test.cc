@@ -59,9 +59,11 @@ class RealCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root for namespace sandboxes";
-    if (!std::filesystem::exists(kCliDir + "/node_modules/.bin/claude")) {
-      GTEST_SKIP() << "the agent CLIs are not installed in " << kCliDir
-                   << " (make agent-clis installs them)";
+    for (const char* cli : {"claude", "codex", "claude-code-acp"}) {
+      if (!std::filesystem::exists(kCliDir + "/node_modules/.bin/" + cli)) {
+        GTEST_SKIP() << "the agent CLI " << cli << " is not installed in " << kCliDir
+                     << " (make agent-clis installs it from npm)";
+      }
     }
     const std::string repo = dir_.file("repo");
     makeSampleRepo(repo);
@@ -197,7 +199,9 @@ class RealCliTest : public ::testing::Test {
 
 TEST_F(RealCliTest, ClaudeCodeFixesABugThroughTheGateway) {
   startKiln(json::array({
-      claudeRead(), claudeEdit(), claudeRunTest(),
+      claudeRead(),
+      claudeEdit(),
+      claudeRunTest(),
       call("Check the environment.", "Bash",
            {{"command", kShowEnv}, {"description", "Show the environment"}}),
       answer("Fixed the greeting; the test passes."),
@@ -269,7 +273,8 @@ std::string sessionOf(const json& request) {
 
 TEST_F(RealCliTest, ContinueResumesTheSameClaudeSession) {
   startKiln(json::array({
-      claudeRead(), claudeEdit(),
+      claudeRead(),
+      claudeEdit(),
       answer("Fixed the greeting."),
       answer("The test passes already; nothing more to do."),
   }));
@@ -302,7 +307,9 @@ TEST_F(RealCliTest, ContinueResumesTheSameClaudeSession) {
 
 TEST_F(RealCliTest, AcpClaudeCodeFixesABugAndWaitsForApprovalBeforeBash) {
   startKiln(json::array({
-      claudeRead(), claudeEdit(), claudeRunTest(),
+      claudeRead(),
+      claudeEdit(),
+      claudeRunTest(),
       answer("Fixed the greeting; the test passes."),
   }));
   std::string id = createJob({{"taskDesc", "Make the test pass"},
