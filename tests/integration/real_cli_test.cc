@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -51,9 +52,30 @@ json claudeRunTest() {
               {{"command", "python3 test_hello.py"}, {"description", "Run the test"}});
 }
 
-// Shows the sandbox's whole environment, its own and every process's it can read.
-constexpr const char* kShowEnv =
-    "env; for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null; echo ENV-END";
+// Lists the sandbox's files (outside the base image and the CLIs' install) that hold the real
+// key, then those that hold the fixed greeting (a control: the search does look), then shows the
+// sandbox's whole environment, its own and every process's it can read. The command spells the
+// key in two pieces, so that the CLIs' transcripts of it do not hold it.
+const std::string kShowEnv =
+    std::string(
+        "f() { grep -rIl -D skip --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev "
+        "--exclude-dir=usr --exclude-dir=kiln-agent-clis -e \"$1\" / 2>/dev/null; }; K=") +
+    std::string(kRealKey).substr(0, std::strlen(kRealKey) - 1) + "; echo KEY-FILES:; f \"${K}" +
+    std::string(kRealKey).substr(std::strlen(kRealKey) - 1) +
+    "\"; echo CONTROL-FILES:; f 'hello, world'; echo FILES-END; env; "
+    "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null; echo ENV-END";
+
+// The files the search of kShowEnv found: those holding the key, and the control's.
+std::pair<std::string, std::string> filesFound(const std::string& outputs) {
+  const size_t key = outputs.find("KEY-FILES:\n");
+  const size_t control = outputs.find("CONTROL-FILES:\n", key);
+  const size_t end = outputs.find("FILES-END", control);
+  if (key == std::string::npos || control == std::string::npos || end == std::string::npos) {
+    return {"(no listing)", ""};
+  }
+  return {outputs.substr(key + 11, control - key - 11),
+          outputs.substr(control + 15, end - control - 15)};
+}
 
 class RealCliTest : public ::testing::Test {
  protected:
@@ -168,6 +190,10 @@ class RealCliTest : public ::testing::Test {
     // The sandbox's environment holds the placeholder, never the real key.
     EXPECT_NE(outputs.find("ENV-END"), std::string::npos) << s.dump(1);
     EXPECT_NE(outputs.find("_API_KEY=kiln-"), std::string::npos) << outputs;
+    // No file the agent can read holds it, though the search finds the fixed file.
+    const auto [keyFiles, controlFiles] = filesFound(outputs);
+    EXPECT_EQ(keyFiles, "") << outputs;
+    EXPECT_NE(controlFiles.find("/workspace/hello.py"), std::string::npos) << outputs;
     EXPECT_EQ(outputs.find(kRealKey), std::string::npos);
     EXPECT_EQ(s.dump().find(kRealKey), std::string::npos);
     EXPECT_EQ(storeBytes().find(kRealKey), std::string::npos);
@@ -218,6 +244,15 @@ TEST_F(RealCliTest, ClaudeCodeFixesABugThroughTheGateway) {
               llm::PriceTable::defaults().costUsd("claude-sonnet-4-5", 10000, 900), 1e-9)
       << job.dump();
   EXPECT_EQ(mainCalls().size(), 5u);
+  // Every call the upstream answered is on /metrics, with its tokens and spend.
+  auto metrics = client_->get("/metrics");
+  ASSERT_TRUE(metrics.isOk());
+  EXPECT_NE(metrics->body.find("kiln_gateway_calls_total{api=\"anthropic\",status=\"200\"} " +
+                               std::to_string(llm_->requests().size()) + "\n"),
+            std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("kiln_gateway_usd_total{api=\"anthropic\"} 0.0"), std::string::npos)
+      << metrics->body;
 }
 
 TEST_F(RealCliTest, CodexFixesABugThroughTheGateway) {
@@ -262,6 +297,11 @@ TEST_F(RealCliTest, MaxUsdStopsClaudeCodeMidRunAndNoCallPassesAfterIt) {
   const double spent = job.value("tokenSpendUsd", 0.0);
   EXPECT_GE(spent, 0.02) << job.dump();
   EXPECT_LT(spent, 0.02 + 0.009) << job.dump();
+  auto metrics = client_->get("/metrics");
+  ASSERT_TRUE(metrics.isOk());
+  EXPECT_NE(metrics->body.find("kiln_gateway_refusals_total{reason=\"budget\"} "),
+            std::string::npos)
+      << metrics->body;
 }
 
 // The session id Claude Code sends with every call (metadata.user_id ends in session_<id>).
