@@ -297,11 +297,6 @@ TEST_F(RealCliTest, MaxUsdStopsClaudeCodeMidRunAndNoCallPassesAfterIt) {
   const double spent = job.value("tokenSpendUsd", 0.0);
   EXPECT_GE(spent, 0.02) << job.dump();
   EXPECT_LT(spent, 0.02 + 0.009) << job.dump();
-  auto metrics = client_->get("/metrics");
-  ASSERT_TRUE(metrics.isOk());
-  EXPECT_NE(metrics->body.find("kiln_gateway_refusals_total{reason=\"budget\"} "),
-            std::string::npos)
-      << metrics->body;
 }
 
 // The session id Claude Code sends with every call (metadata.user_id ends in session_<id>).
