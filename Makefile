@@ -6,8 +6,14 @@ DEBS := g++ cmake ninja-build pkg-config git make python3 libboost-dev libcurl4-
         libspdlog-dev libfmt-dev libgtest-dev bubblewrap iproute2 procps e2fsprogs debootstrap \
         chromium postgresql kubernetes-client python3-yaml runsc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The real agent CLIs the tests run in sandboxes (tests/integration/real_cli_test.cc), pinned.
+# Claude Code 2.1.197 is the newest release that still runs on Debian 12's Node 18 (later ones
+# ask for Node 22); Codex and claude-code-acp need Node 16 and 18.
+AGENT_CLIS := @anthropic-ai/claude-code@2.1.197 @openai/codex@0.171.0 \
+              @zed-industries/claude-code-acp@0.16.2
+AGENT_CLI_DIR := $(BUILD_DIR)/agent-clis
 
-.PHONY: all deps build test demo bench clean format
+.PHONY: all deps build test demo bench clean format agent-clis
 
 all: build
 
@@ -32,8 +38,21 @@ $(BUILD_DIR)/build.ninja: CMakeLists.txt
 build: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# Installs AGENT_CLIS from npm into $(AGENT_CLI_DIR) (never globally), once per pinned list;
+# Node and npm come from Debian when missing.
+agent-clis: $(AGENT_CLI_DIR)/.installed
+$(AGENT_CLI_DIR)/.installed: Makefile
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+	  nodejs npm; }
+	rm -rf $(AGENT_CLI_DIR) && mkdir -p $(AGENT_CLI_DIR)
+	@cd $(AGENT_CLI_DIR) && echo '{"private": true}' > package.json && \
+	  if npm install --no-audit --no-fund --loglevel=error $(AGENT_CLIS); then touch .installed; \
+	  else rm -rf node_modules; echo "agent-clis: npm install failed: the real agent CLI tests \
+	  (RealCliTest) will be skipped" >&2; fi
+
 # Serial on purpose: the sandbox leak tests count host-wide mounts, cgroups and processes.
-test: build
+test: build agent-clis
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600
 
 demo: build

@@ -6,8 +6,12 @@
 #include <cstdlib>
 #include <set>
 
+#include "agent/step_writer.h"
 #include "agent/terminal_stream.h"
 #include "common/url.h"
+#include "gateway/model_gateway.h"
+#include "runtime/egress_forwarder.h"
+#include "sandbox/ns/agent_mounts.h"
 
 namespace kiln::agent {
 namespace {
@@ -19,19 +23,37 @@ using json = nlohmann::json;
 constexpr size_t kCliStreamBytes = 64 << 20;
 constexpr size_t kTailBytes = 4096;
 constexpr size_t kRawStepBytes = 256 << 10;
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 struct Preset {
   const char* name;
   std::vector<std::string> argv;
   const char* modelFlag;
-  std::vector<std::string> env;  // names passed through from the server's environment
+  // Names passed through from the server's environment (a CLI whose API is not a model API the
+  // gateway speaks).
+  std::vector<std::string> env;
   std::vector<std::string> defaultHosts;
-  const char* baseUrlVar;  // when set on the server, its host replaces defaultHosts
+  // The CLI's model calls go through kiln's model gateway (gateway/model_gateway.h).
+  bool gateway;
+  // Set for every run: what keeps the CLI offline but for its model API (no telemetry, update
+  // checks or error reports, which would only fail in a sandbox without network).
+  std::vector<std::pair<std::string, std::string>> fixedEnv;
 };
+
+// The gateway as Codex's model provider: a custom provider is the only way to give it a base
+// URL that covers its streaming calls too (the built-in one would open a WebSocket to
+// api.openai.com), and its key comes from OPENAI_API_KEY (the gateway's placeholder).
+std::string codexProvider() {
+  return "model_providers.kiln={name=\"kiln\",base_url=\"http://127.0.0.1:" +
+         std::to_string(runtime::kModelGatewayPort) +
+         "/openai/v1\",env_key=\"OPENAI_API_KEY\",wire_api=\"responses\","
+         "supports_websockets=false}";
+}
 
 // Each preset asks for its CLI's structured output mode, so tool uses become steps, and
 // skips the CLI's own permission prompts: nobody is there to answer them, and the kiln sandbox
-// is the boundary.
+// is the boundary (commands run as its unprivileged user, which Claude Code requires for
+// --dangerously-skip-permissions).
 const std::vector<Preset>& presets() {
   static const std::vector<Preset> kPresets = {
       {"claude",
@@ -39,20 +61,27 @@ const std::vector<Preset>& presets() {
         "--dangerously-skip-permissions"},
        "--model",
        {"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"},
-       {"api.anthropic.com"},
-       "ANTHROPIC_BASE_URL"},
+       {},
+       true,
+       {{"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"},
+        {"DISABLE_AUTOUPDATER", "1"},
+        {"DISABLE_TELEMETRY", "1"},
+        {"DISABLE_ERROR_REPORTING", "1"}}},
       {"codex",
-       {"codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox"},
+       {"codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
+        "--skip-git-repo-check", "-c", "model_provider=kiln", "-c", codexProvider()},
        "--model",
        {"OPENAI_API_KEY", "CODEX_API_KEY", "OPENAI_BASE_URL"},
-       {"api.openai.com"},
-       "OPENAI_BASE_URL"},
+       {},
+       true,
+       {}},
       {"cursor",
        {"agent", "-p", "--force", "--trust", "--output-format", "stream-json"},
        "--model",
        {"CURSOR_API_KEY"},
        {"api2.cursor.sh", "api.cursor.com"},
-       nullptr},
+       false,
+       {}},
   };
   return kPresets;
 }
@@ -87,7 +116,6 @@ bool isStringArray(const json& v) {
          std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_string(); });
 }
 
-
 bool isHostName(const std::string& h) {
   if (h.empty() || h.size() > 253) return false;
   return std::all_of(h.begin(), h.end(), [](char c) {
@@ -121,53 +149,6 @@ Status checkCliOptions(const json& cli) {
   return Status::ok();
 }
 
-// Asks `recordStep` to store each parsed step, one at a time and in order, without holding up
-// the output stream: steps are queued and a single writer coroutine drains the queue.
-class StepWriter {
- public:
-  StepWriter(asio::any_io_executor ex, CliHooks& hooks) : ex_(ex), hooks_(hooks), idle_(ex) {}
-
-  void push(CliStep s) {
-    queue_.push_back(std::move(s));
-    if (!writing_) {
-      writing_ = true;
-      asio::co_spawn(ex_, write(), asio::detached);
-    }
-  }
-
-  // Returns once every queued step was handed to recordStep; the first failure, if any.
-  Task<Status> drain() {
-    while (writing_) {
-      idle_.expires_at(asio::steady_timer::time_point::max());
-      boost::system::error_code ec;
-      co_await idle_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
-    co_return status_;
-  }
-
- private:
-  Task<void> write() {
-    while (!queue_.empty()) {
-      CliStep s = std::move(queue_.front());
-      queue_.erase(queue_.begin());
-      // After a failure (the lease is gone, the store is down) the rest are dropped: the job
-      // ends on that failure anyway.
-      if (!status_.isOk()) continue;
-      Status st = co_await hooks_.recordStep(s);
-      if (!st.isOk()) status_ = st;
-    }
-    writing_ = false;
-    idle_.cancel();
-  }
-
-  asio::any_io_executor ex_;
-  CliHooks& hooks_;
-  std::vector<CliStep> queue_;
-  bool writing_ = false;
-  Status status_;
-  asio::steady_timer idle_;
-};
-
 runtime::ExecRequest execRequest(const CliPlan& plan, int timeoutMs) {
   runtime::ExecRequest req;
   req.cmd = plan.shellCommand;
@@ -198,12 +179,22 @@ CliStep rawRunStep(const CliPlan& plan, const runtime::ExecResult& r) {
   return s;
 }
 
-json failureFor(const runtime::ExecResult& r, int timeoutMs, const std::string& tail) {
+json failureFor(const CliPlan& plan, const runtime::ExecResult& r, int timeoutMs,
+                const std::string& tail) {
   if (r.timedOut) {
     return {{"code", "budget_exceeded"},
             {"limit", "maxWallSeconds"},
             {"message", "the agent CLI ran longer than " + std::to_string(timeoutMs / 1000) +
                             " s and was killed"}};
+  }
+  if (r.exitCode == 127) {  // the shell's "command not found"
+    const std::string name = plan.argv.empty() ? "command" : "'" + plan.argv[0] + "'";
+    return {{"code", "agent_failed"},
+            {"exitCode", r.exitCode},
+            {"message", "the agent CLI " + name +
+                            " is not installed in the sandbox (install it system-wide, or in "
+                            "the server's KILN_AGENT_CLI_DIR)" +
+                            (tail.empty() ? "" : ": " + tail)}};
   }
   return {{"code", "agent_failed"},
           {"exitCode", r.exitCode},
@@ -227,7 +218,9 @@ EnvLookup processEnv() {
   };
 }
 
-bool isCliAgent(const std::string& agent) { return agent == "cli" || findPreset(agent) != nullptr; }
+bool isCliAgent(const std::string& agent) {
+  return agent == "cli" || agent == "acp" || findPreset(agent) != nullptr;
+}
 
 std::string shellQuote(std::string_view word) {
   std::string out = "'";
@@ -241,11 +234,18 @@ std::string shellQuote(std::string_view word) {
   return out + "'";
 }
 
+std::string sessionDir(const std::string& agent) {
+  if (agent == "claude" || agent == "acp") return ".claude/projects";
+  if (agent == "codex") return ".codex/sessions";
+  return "";
+}
+
 Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& model,
-                                const json& spec, const std::string& prompt, const EnvLookup& env) {
+                                const json& spec, const std::string& prompt, const EnvLookup& env,
+                                const std::string& resumeSession) {
   const Preset* preset = findPreset(agent);
-  if (agent != "cli" && preset == nullptr) {
-    return invalidArgument("'" + agent + "' is not a CLI agent (cli, claude, codex, cursor)");
+  if (agent != "cli" && agent != "acp" && preset == nullptr) {
+    return invalidArgument("'" + agent + "' is not a CLI agent (cli, acp, claude, codex, cursor)");
   }
   const json cli = spec.is_object() ? spec.value("cli", json()) : json();
   RETURN_IF_ERROR(checkCliOptions(cli));
@@ -265,6 +265,17 @@ Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& mod
       plan.argv.push_back(preset->modelFlag);
       plan.argv.push_back(model);
     }
+    if (!resumeSession.empty() && agent == "claude") {
+      plan.argv.push_back("--resume");
+      plan.argv.push_back(resumeSession);
+    } else if (!resumeSession.empty() && agent == "codex") {
+      plan.argv.push_back("resume");
+      plan.argv.push_back(resumeSession);
+    }
+  } else if (agent == "acp") {
+    return invalidArgument(
+        "agent \"acp\" needs a command: the argv of the ACP agent to run, e.g. "
+        "[\"claude-code-acp\"]");
   } else {
     return invalidArgument(
         "agent \"cli\" needs a command: the argv of the agent CLI to run, e.g. "
@@ -275,7 +286,9 @@ Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& mod
   }
   plan.promptVia = cli.is_object() && cli.value("promptVia", "argv") == "stdin" ? PromptVia::kStdin
                                                                                 : PromptVia::kArgv;
-  if (plan.promptVia == PromptVia::kArgv) {
+  if (agent == "acp") {
+    // The prompt goes in the ACP session, not on the command line (acp_agent.h).
+  } else if (plan.promptVia == PromptVia::kArgv) {
     shell += " " + shellQuote(prompt);
   } else {
     plan.stdinData = prompt;
@@ -283,7 +296,7 @@ Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& mod
   plan.shellCommand = shell;
 
   std::vector<std::string> names;
-  if (preset != nullptr) names = preset->env;
+  if (preset != nullptr && !preset->gateway) names = preset->env;
   if (cli.is_object() && cli.contains("env")) {
     const std::set<std::string> passable = passableNames(env);
     for (const auto& n : cli["env"]) {
@@ -299,22 +312,38 @@ Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& mod
   for (const auto& name : names) {
     if (auto v = env(name)) plan.env[name] = *v;
   }
+  plan.usesGateway = usesModelGateway(agent);
+  if (preset != nullptr) {
+    for (const auto& [name, value] : preset->fixedEnv) plan.env[name] = value;
+  } else {
+    // A `cli` or `acp` command is often Claude Code itself (or its ACP adapter).
+    for (const auto& [name, value] : findPreset("claude")->fixedEnv) plan.env[name] = value;
+  }
+  if (!agentCliDir(env).empty()) {
+    plan.env["PATH"] = std::string(sandbox::kAgentCliInsideDir) +
+                       "/node_modules/.bin:" + sandbox::kAgentCliInsideDir + "/bin:" + kDefaultPath;
+  }
   return plan;
 }
+
+bool usesModelGateway(const std::string& agent) {
+  const Preset* p = findPreset(agent);
+  return p != nullptr ? p->gateway : agent == "cli" || agent == "acp";
+}
+
+void addGatewayEnv(CliPlan& plan, const std::string& placeholderKey) {
+  // Over whatever the job passed through: a real key never reaches the sandbox.
+  for (auto& [name, value] : gateway::sandboxEnv(placeholderKey)) plan.env[name] = value;
+  plan.env.erase("ANTHROPIC_AUTH_TOKEN");
+}
+
+std::string agentCliDir(const EnvLookup& env) { return env("KILN_AGENT_CLI_DIR").value_or(""); }
 
 std::vector<std::string> cliAllowHosts(const std::string& agent, const json& spec,
                                        const EnvLookup& env) {
   if (!isCliAgent(agent)) return {};
   std::vector<std::string> hosts;
-  if (const Preset* p = findPreset(agent)) {
-    std::string base = p->baseUrlVar ? env(p->baseUrlVar).value_or("") : "";
-    std::string host = urlHost(base);
-    if (!host.empty()) {
-      hosts.push_back(host);
-    } else {
-      hosts = p->defaultHosts;
-    }
-  }
+  if (const Preset* p = findPreset(agent)) hosts = p->defaultHosts;
   const json cli = spec.is_object() ? spec.value("cli", json()) : json();
   if (cli.is_object() && isStringArray(cli.value("allowHosts", json()))) {
     for (const auto& h : cli["allowHosts"]) {
@@ -352,9 +381,12 @@ Task<Result<CliOutcome>> runCliAgent(const CliPlan& plan, int timeoutMs, runtime
   out.exitCode = r->exitCode;
   out.timedOut = r->timedOut;
   out.outputTail = tailOf(r->output);
+  out.sessionId = parser.sessionId();
   out.summary =
       parser.finalText().empty() ? "The agent CLI exited with status 0." : parser.finalText();
-  if (r->exitCode != 0 || r->timedOut) out.failure = failureFor(*r, timeoutMs, out.outputTail);
+  if (r->exitCode != 0 || r->timedOut) {
+    out.failure = failureFor(plan, *r, timeoutMs, out.outputTail);
+  }
   co_return out;
 }
 

@@ -26,7 +26,7 @@ class TerminalStream;
 using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
 EnvLookup processEnv();
 
-// True for the agents that run an external CLI: cli, claude, codex, cursor.
+// True for the agents that run an external CLI: cli, acp, claude, codex, cursor.
 bool isCliAgent(const std::string& agent);
 
 enum class PromptVia { kArgv, kStdin };
@@ -38,20 +38,41 @@ struct CliPlan {
   std::map<std::string, std::string> env;  // only allow-listed names, values from the server
   PromptVia promptVia = PromptVia::kArgv;
   std::string stdinData;  // the prompt when promptVia is kStdin
+  // Its model calls go through kiln's model gateway: addGatewayEnv() before running it.
+  bool usesGateway = false;
 };
+
+// True for the agents whose model calls go through the model gateway: claude, codex, cli, acp.
+bool usesModelGateway(const std::string& agent);
+
+// Points the plan's model API variables at the gateway inside the sandbox, with the job's
+// placeholder key in place of any real key (gateway::sandboxEnv).
+void addGatewayEnv(CliPlan& plan, const std::string& placeholderKey);
+
+// The operator's dir of agent CLIs (KILN_AGENT_CLI_DIR; e.g. an `npm install --prefix DIR`):
+// mounted read-only in CLI agents' sandboxes, its node_modules/.bin and bin first on PATH.
+// "" when unset.
+std::string agentCliDir(const EnvLookup& env);
 
 // Resolves a job's agent ("cli" with spec.command, or a preset name) into a plan. The job's
 // options (docs/api.md): `command` (argv array, or a shell string) overrides the preset's argv;
 // `cli.promptVia` ("argv" | "stdin"); `cli.env` (names to pass through: any preset key name,
 // or a name the operator lists in KILN_CLI_ENV); `cli.allowHosts`. InvalidArgument when the
 // agent is unknown, `cli` has no command, or the options are malformed.
+// `resumeSession`: a session of an earlier run of the job to resume (claude: --resume ID;
+// codex: `exec … resume ID`), "" for a new one.
 Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& model,
                                 const nlohmann::json& spec, const std::string& prompt,
-                                const EnvLookup& env);
+                                const EnvLookup& env, const std::string& resumeSession = "");
 
-// The hosts the job's sandbox must reach through the egress proxy for this CLI: the model API
-// of the preset (the host of ANTHROPIC_BASE_URL / OPENAI_BASE_URL when set) plus the job's
-// `cli.allowHosts`. Empty for agents that are not CLIs.
+// Where the agent keeps its sessions, under the sandbox user's home: kept with the job between
+// runs, so a follow-up resumes the same session. ".claude/projects" for claude and acp (Claude
+// Code's ACP adapter), ".codex/sessions" for codex, "" for the others.
+std::string sessionDir(const std::string& agent);
+
+// The hosts the job's sandbox must reach through the egress proxy for this CLI: the API hosts
+// of a preset that does not use the model gateway (cursor) plus the job's `cli.allowHosts`.
+// Empty for agents that are not CLIs.
 std::vector<std::string> cliAllowHosts(const std::string& agent, const nlohmann::json& spec,
                                        const EnvLookup& env);
 
@@ -76,6 +97,7 @@ struct CliOutcome {
   bool timedOut = false;
   std::string summary;     // the CLI's final answer, or a default line
   std::string outputTail;  // the last few KB of its output
+  std::string sessionId;   // the CLI's session, as its output named it; "" if none
   // The job error for a run that did not succeed: {code, message, exitCode} (object), or null.
   nlohmann::json failure;
 };

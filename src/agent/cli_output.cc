@@ -196,6 +196,7 @@ bool AgentOutputParser::claudeLine(const json& j) {
   const std::string type = str(j, "type");
   if (type == "system") {
     if (str(j, "subtype") == "init") {
+      if (!str(j, "session_id").empty()) sessionId_ = str(j, "session_id");
       terminal_ += "[agent session started" +
                    (str(j, "model").empty() ? "" : ", model " + str(j, "model")) + "]\n";
     }
@@ -274,6 +275,7 @@ bool AgentOutputParser::cursorToolCall(const json& j) {
 // Codex `exec --json`: thread.started, turn.started/completed/failed, item.*, error.
 bool AgentOutputParser::codexLine(const json& j) {
   const std::string type = str(j, "type");
+  if (type == "thread.started" && !str(j, "thread_id").empty()) sessionId_ = str(j, "thread_id");
   if (type == "thread.started" || type == "turn.started") return true;
   if (type == "turn.completed") {
     resultStep(finalText_, field(j, "usage"), 0, false);

@@ -35,6 +35,8 @@ class AgentOutputParser {
   const std::string& finalText() const { return finalText_; }
   // True once a structured line was understood.
   bool structured() const { return structured_; }
+  // The CLI's session id (Claude Code's init line, Codex's thread.started), "" if none.
+  const std::string& sessionId() const { return sessionId_; }
 
  private:
   struct PendingTool {
@@ -61,6 +63,7 @@ class AgentOutputParser {
   std::vector<std::string> openOrder_;
   std::string thought_;  // assistant text since the last tool use
   std::string finalText_;
+  std::string sessionId_;
   bool structured_ = false;
 };
 

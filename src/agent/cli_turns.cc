@@ -1,8 +1,13 @@
 // The turn loop of a CLI agent: one long run of the agent CLI inside the sandbox, whose output
-// is parsed into steps (src/agent/cli_output.h) and recorded as they arrive.
+// is parsed into steps (src/agent/cli_output.h) and recorded as they arrive; for an ACP agent,
+// one prompt turn over the Agent Client Protocol (src/agent/acp_agent.h). Model calls go
+// through the run's gateway (s.gateway), whose usage is charged to the steps; the CLI's session
+// is kept with the job and resumed by its next run (src/agent/cli_session.h).
 #include <spdlog/spdlog.h>
 
+#include "agent/acp_agent.h"
 #include "agent/cli_agent.h"
+#include "agent/cli_session.h"
 #include "agent/job_events.h"
 #include "agent/turn_loop.h"
 
@@ -20,6 +25,8 @@ class CliStepRecorder {
     store::Step& step = c.step;
     step.stepNumber = s_.nextStep++;
     step.isError = c.isError;
+    // The gateway's count of the calls since the previous step, not what the CLI says it spent.
+    if (s_.gateway) s_.gateway->charge(step);
     std::vector<store::NewEvent> events;
     if (co_await s_.captureWorkspace(step)) events.push_back(diffEvent(step));
     step.workspaceHash = s_.lastTree;
@@ -48,27 +55,143 @@ class CliStepRecorder {
   std::optional<JobFailure> breach_;
 };
 
-}  // namespace
+JobFailure gatewayFailure(const gateway::GatewayStop& stop) {
+  json extra = json::object();
+  if (!stop.limit.empty()) extra["limit"] = stop.limit;
+  return JobFailure{stop.code, stop.message, extra};
+}
 
-Task<PhaseOutcome> runCliTurns(JobSession& s, TerminalStream& terminal) {
-  const store::Job& job = s.job();
-  const json spec = s.spec().toJson();
-  auto plan = resolveCliAgent(job.agent, job.model, spec, job.taskDesc, processEnv());
-  if (!plan.isOk()) co_return PhaseOutcome::fail({"invalid_argument", plan.status().message()});
-  CliStepRecorder recorder(s);
-  CliHooks hooks;
-  hooks.recordStep = [&recorder](CliStep& c) -> Task<Status> { return recorder.record(c); };
-  // What is left of the job's wall-clock budget, for the CLI's single long command.
-  const int timeoutMs = static_cast<int>(std::clamp<int64_t>(s.wallLeftMs(), 1000, INT32_MAX));
-  auto out = co_await runCliAgent(*plan, timeoutMs, *s.rt, terminal, hooks);
+// An ACP agent's tool call waiting for a human.
+json toolApproval(const std::string& gate, const std::string& detail) {
+  return {{"action", gate}, {"state", "pending"}, {"detail", detail}};
+}
+
+std::string toolQuestion(const std::string& gate, const std::string& detail) {
+  if (gate == "bash") return "Approve running `" + detail + "`?";
+  return "Approve the agent's " + gate + ": " + detail + "?";
+}
+
+// Records a step kiln adds after the CLI's own (its uncharged calls, its session).
+Task<PhaseOutcome> recordExtra(JobSession& s, store::Step& step) {
+  step.stepNumber = s.nextStep++;
+  step.workspaceHash = s.lastTree;
+  co_return co_await s.record(step, eventList(stepEvent(step, false)));
+}
+
+// After the run: the calls no step was charged with, the session, then how the run ended.
+Task<PhaseOutcome> finishCli(JobSession& s, const CliStepRecorder& recorder,
+                             const Result<CliOutcome>& out, const std::string& sessionId) {
   if (!recorder.writeOutcome().goesOn()) co_return recorder.writeOutcome();
   if (s.stopped()) co_return PhaseOutcome::stop(s.leaseLost() ? "lease lost" : "cancelled");
+  if (std::optional<store::Step> rest = s.gateway ? s.gateway->unchargedStep() : std::nullopt) {
+    PhaseOutcome o = co_await recordExtra(s, *rest);
+    if (!o.goesOn()) co_return o;
+  }
+  // Kept whatever the outcome, while the sandbox is there: the next run resumes it.
+  if (std::optional<store::Step> kept =
+          co_await captureCliSession(*s.rt, s.job().agent, sessionId)) {
+    PhaseOutcome o = co_await recordExtra(s, *kept);
+    if (!o.goesOn()) co_return o;
+  }
+  if (auto stop = s.gateway ? s.gateway->stopped() : std::nullopt) {
+    co_return PhaseOutcome::fail(gatewayFailure(*stop));
+  }
   if (recorder.breach()) co_return PhaseOutcome::fail(*recorder.breach());
   if (!out.isOk()) {
     co_return PhaseOutcome::fail({"agent_failed", "run the agent CLI: " + out.status().message()});
   }
   if (!out->failure.is_null()) co_return PhaseOutcome::fail(cliFailure(out->failure));
   co_return PhaseOutcome::finished(out->summary);
+}
+
+// An ACP agent's permission request for a tool of `gate`: allowed unless the job's `approvals`
+// lists the gate; then the job pauses (keeping its lease and sandbox: the agent waits mid-turn)
+// until a human approves (true) or replies (false) through the store.
+Task<bool> permitTool(JobSession& s, const std::string& gate, const std::string& detail) {
+  if (!s.spec().gates().covers(gate)) co_return true;
+  store::JobUpdate pause;
+  pause.status = store::JobStatus::kPaused;
+  pause.ifStatusIn.push_back(store::JobStatus::kRunning);
+  pause.approval = toolApproval(gate, detail);
+  pause.events = approvalEvents(gate, toolQuestion(gate, detail), detail);
+  if (!(co_await s.update(pause)).goesOn()) co_return false;
+  spdlog::info("job {}: paused for approval of {}: {}", s.job().id, gate, detail);
+  const RunnerDeps& d = s.deps();
+  auto sub = d.bus->subscribe(s.job().id, co_await asio::this_coro::executor);
+  const std::string id = s.job().id;
+  for (;;) {
+    if (s.stopped()) co_return false;
+    // Woken by the answer's event; the slow tick covers an answer given on another node.
+    co_await sub->wait(std::chrono::seconds(2));
+    auto now = co_await d.pool->run([&] { return d.store->getJob(id); });
+    if (!now.isOk()) continue;
+    if (store::isTerminal(now->status)) co_return false;  // stopped meanwhile
+    const std::string state =
+        now->approval.is_object() ? now->approval.value("state", "") : std::string();
+    if (state != "approved" && state != "refused") continue;
+    store::JobUpdate resume;
+    resume.status = store::JobStatus::kRunning;
+    resume.ifStatusIn.push_back(store::JobStatus::kPaused);
+    resume.approval = json(nullptr);
+    resume.clearPendingReply = true;
+    resume.events = statusEvents(store::JobStatus::kRunning);
+    if (!(co_await s.update(resume)).goesOn()) co_return false;
+    s.job().approval = json(nullptr);
+    co_return state == "approved";
+  }
+}
+
+}  // namespace
+
+Task<PhaseOutcome> runCliTurns(JobSession& s, TerminalStream& terminal) {
+  const store::Job& job = s.job();
+  const json spec = s.spec().toJson();
+  // A run after the first resumes the agent's session from the previous one.
+  std::string resumeId;
+  if (std::optional<CliSession> prior = lastCliSession(s.steps, job.agent)) {
+    Status restored = co_await restoreCliSession(*s.rt, *prior);
+    if (restored.isOk()) {
+      resumeId = prior->id;
+    } else {
+      spdlog::warn("job {}: the agent's session was not restored: {}", job.id, restored.toString());
+    }
+  }
+  const std::string prompt = cliPrompt(s.steps, job.taskDesc);
+  const bool acp = job.agent == "acp";
+  auto plan =
+      resolveCliAgent(job.agent, job.model, spec, prompt, processEnv(), acp ? "" : resumeId);
+  if (!plan.isOk()) co_return PhaseOutcome::fail({"invalid_argument", plan.status().message()});
+  if (s.gateway) addGatewayEnv(*plan, s.gateway->placeholderKey());
+  CliStepRecorder recorder(s);
+  auto recordStep = [&recorder](CliStep& c) -> Task<Status> { return recorder.record(c); };
+  // What is left of the job's wall-clock budget, for the CLI's single long command.
+  const int timeoutMs = static_cast<int>(std::clamp<int64_t>(s.wallLeftMs(), 1000, INT32_MAX));
+  if (!acp) {
+    CliHooks hooks;
+    hooks.recordStep = recordStep;
+    auto out = co_await runCliAgent(*plan, timeoutMs, *s.rt, terminal, hooks);
+    const std::string sessionId = out.isOk() ? out->sessionId : "";
+    co_return co_await finishCli(s, recorder, out, sessionId);
+  }
+  AcpRun run;
+  run.argv = plan->argv.empty() ? std::vector<std::string>{"/bin/sh", "-c", plan->shellCommand}
+                                : plan->argv;
+  run.env = plan->env;
+  run.prompt = prompt;
+  run.resumeSessionId = resumeId;
+  const std::string initMs = processEnv()("KILN_ACP_INIT_TIMEOUT_MS").value_or("");
+  if (std::atoll(initMs.c_str()) > 0) {
+    run.initializeTimeout = std::chrono::milliseconds(std::atoll(initMs.c_str()));
+  }
+  std::string sessionId;
+  AcpHooks hooks;
+  hooks.recordStep = recordStep;
+  hooks.permit = [&s](const std::string& gate, const std::string& detail) -> Task<bool> {
+    co_return co_await permitTool(s, gate, detail);
+  };
+  hooks.onSession = [&sessionId](const std::string& id) { sessionId = id; };
+  auto out = co_await runAcpAgent(run, timeoutMs, *s.rt, s.gateway->acpChannel(), terminal, hooks);
+  co_return co_await finishCli(s, recorder, out, sessionId);
 }
 
 }  // namespace kiln::agent

@@ -39,6 +39,9 @@ struct RunnerDeps {
   std::string workspacesDir;  // <dataDir>/workspaces
   // <dataDir>/repos: the repo cache job workspaces are overlays on (plain clones when empty).
   std::string reposDir;
+  // <dataDir>/gateways: the socket dirs of CLI runs' model gateways (empty: next to
+  // workspacesDir).
+  std::string gatewaysDir;
   // The server's limits for jobs that do not set them (NodeOptions::defaultLimits).
   api::request::JobLimits defaultLimits;
   // Runs of one job that may end in an unexpected failure (PhaseOutcome::kRetry: a store error,

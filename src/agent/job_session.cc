@@ -99,16 +99,20 @@ Task<bool> JobSession::captureWorkspace(store::Step& s) {
 }
 
 Task<void> JobSession::destroySandbox() {
-  if (!sandbox) co_return;
-  rt.reset();
-  auto sb = sandbox;
-  sandbox.reset();
-  handle_->setSandbox(nullptr);
-  // A named lambda capturing by reference: g++ 12 destroys a lambda temporary that owns a
-  // shared_ptr twice when it appears in a co_await expression.
-  auto destroy = [&sb] { return sb->destroy(); };
-  Status st = co_await deps_.slowPool->run(destroy);
-  if (!st.isOk()) spdlog::error("job {}: destroy sandbox: {}", job_.id, st.toString());
+  if (sandbox) {
+    rt.reset();
+    auto sb = sandbox;
+    sandbox.reset();
+    handle_->setSandbox(nullptr);
+    // A named lambda capturing by reference: g++ 12 destroys a lambda temporary that owns a
+    // shared_ptr twice when it appears in a co_await expression.
+    auto destroy = [&sb] { return sb->destroy(); };
+    Status st = co_await deps_.slowPool->run(destroy);
+    if (!st.isOk()) spdlog::error("job {}: destroy sandbox: {}", job_.id, st.toString());
+  }
+  // After the sandbox, which mounts its dir (removed here: off the I/O threads).
+  auto stopGateway = [this] { gateway.reset(); };
+  if (gateway) co_await deps_.slowPool->run(stopGateway);
 }
 
 std::optional<JobFailure> JobSession::checkCaps() const {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/cli_gateway.h"
 #include "agent/job_outcome.h"
 #include "agent/job_runner.h"
 #include "agent/provider.h"
@@ -24,6 +25,7 @@ class JobSession {
   store::Job& job() { return job_; }
   const store::Job& job() const { return job_; }
   JobHandle& handle() { return *handle_; }
+  std::shared_ptr<JobHandle> sharedHandle() const { return handle_; }
   // True once the job was cancelled (stop, lost lease, shutdown) or a write found the lease gone:
   // nothing more may be written.
   bool stopped() const { return handle_->cancelled() || leaseLost_; }
@@ -76,6 +78,8 @@ class JobSession {
   std::shared_ptr<sandbox::Sandbox> sandbox;
   std::unique_ptr<runtime::RuntimeClient> rt;
   std::unique_ptr<Provider> provider;
+  // A CLI agent's model gateway (and ACP channel), started before its sandbox, stopped after.
+  std::unique_ptr<CliGateway> gateway;
   std::vector<store::Step> steps;  // every stored step of the job, oldest first
   std::vector<Message> ctx;        // the model's context, rebuilt from `steps`
   std::string lastTree;            // the workspace tree the runner saw last

@@ -43,7 +43,7 @@ Result<std::unique_ptr<Provider>> makeProvider(const ProviderSettings& settings,
     return std::unique_ptr<Provider>(new CliProvider(settings.agent));
   }
   return invalidArgument("unknown agent '" + settings.agent +
-                         "' (available: mock, openai, anthropic, cli, claude, codex, cursor)");
+                         "' (available: mock, openai, anthropic, cli, acp, claude, codex, cursor)");
 }
 
 }  // namespace kiln::agent

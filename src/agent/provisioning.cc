@@ -159,11 +159,51 @@ Task<PhaseOutcome> prepareWorkspace(JobSession& s, bool& rebuild) {
   co_return co_await s.update(u);
 }
 
+// Where the model gateways of this node's CLI runs keep their sockets.
+std::string gatewaysDir(const RunnerDeps& d) {
+  if (!d.gatewaysDir.empty()) return d.gatewaysDir;
+  return std::filesystem::path(d.workspacesDir).parent_path().string() + "/gateways";
+}
+
+// A CLI agent's model gateway (cli_gateway.h), which its sandbox mounts, and its CLI dir.
+Task<PhaseOutcome> startGateway(JobSession& s, sandbox::SandboxSpec& spec) {
+  const store::Job& job = s.job();
+  if (!isCliAgent(job.agent)) co_return PhaseOutcome::next();
+  spec.agentCliDir = agentCliDir(processEnv());
+  if (!usesModelGateway(job.agent)) co_return PhaseOutcome::next();
+  const RunnerDeps& d = s.deps();
+  gateway::GatewayBudget budget;
+  budget.maxUsd = s.limits().maxUsd;
+  budget.maxTokens = s.limits().maxTokens;
+  budget.spentUsd = job.tokenSpendUsd;
+  budget.spentTokens = job.tokensIn + job.tokensOut;
+  // The gateway stops passing calls once the budget is spent or the upstream is down: the CLI
+  // would only retry, so its sandbox goes at once (off the I/O threads: destroy blocks).
+  std::shared_ptr<JobHandle> handle = s.sharedHandle();
+  BlockingPool* slow = d.slowPool;
+  auto onStop = [handle, slow](const gateway::GatewayStop&) {
+    asio::post(slow->executor(), [handle] {
+      if (auto sb = handle->sandbox()) (void)sb->destroy();
+    });
+  };
+  const asio::any_io_executor io = co_await asio::this_coro::executor;
+  const gateway::Upstreams upstreams = gateway::upstreamsFromEnv(processEnv());
+  const std::string parent = gatewaysDir(d);
+  auto gw = co_await d.slowPool->run(
+      [&] { return CliGateway::start(io, parent, job, budget, upstreams, onStop); });
+  if (!gw.isOk()) co_return PhaseOutcome::fail({"sandbox_error", gw.status().message()});
+  s.gateway = std::move(gw).value();
+  spec.gatewayDir = s.gateway->dir();
+  co_return PhaseOutcome::next();
+}
+
 // Takes the job's sandbox and connects its runtime client.
 Task<PhaseOutcome> acquireSandbox(JobSession& s) {
   const RunnerDeps& d = s.deps();
   const workspace::Workspaces workspaces(d.workspacesDir, d.reposDir, d.agentUid);
-  const sandbox::SandboxSpec spec = sandboxSpecFor(s.job(), s.spec(), workspaces.dir(s.job().id));
+  sandbox::SandboxSpec spec = sandboxSpecFor(s.job(), s.spec(), workspaces.dir(s.job().id));
+  PhaseOutcome started = co_await startGateway(s, spec);
+  if (!started.goesOn()) co_return started;
   const std::string backend = s.spec().sandboxOrDefault().backend;
   // From a warm pool when one fits and has a sandbox idle, else created now.
   auto created = co_await d.slowPool->run(
@@ -228,7 +268,9 @@ Task<PhaseOutcome> markRunning(JobSession& s) {
   u.markStarted = true;
   u.events = statusEvents(JobStatus::kRunning);
   const std::string gateState = approvalState(job.approval);
-  if (gateState == "approved") {
+  const std::string gateAction = jsonString(job.approval, "action");
+  // An ACP agent's tool gates (bash, edit, ...) are answered in its run, never here.
+  if (gateState == "approved" && (gateAction == "commit" || gateAction == "push")) {
     // Passed the gate: deliver what the agent finished. The approval is cleared when the job
     // completes, so a crash before that still resumes into delivery.
     s.deliverNow = s.lastFinishSummary();

@@ -40,6 +40,8 @@ struct Transfer {
   std::string requestBody;
   HttpResponse resp;
   ChunkFn onChunk;
+  HeadFn onHead;
+  bool headSent = false;
   CURLcode result = CURLE_OK;
   bool done = false;
   char error[CURL_ERROR_SIZE] = {0};
@@ -206,6 +208,11 @@ size_t onBody(char* data, size_t size, size_t n, void* userp) {
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
   std::string_view bytes(data, size * n);
   if (t->onChunk && status >= 200 && status < 300) {
+    if (t->onHead && !t->headSent) {
+      t->headSent = true;
+      t->resp.status = status;
+      t->onHead(t->resp);
+    }
     t->onChunk(bytes);
   } else {
     t->resp.body.append(bytes);
@@ -216,9 +223,15 @@ size_t onBody(char* data, size_t size, size_t n, void* userp) {
 void configure(Transfer& t, const HttpRequest& req) {
   CURL* e = t.easy;
   curl_easy_setopt(e, CURLOPT_URL, req.url.c_str());
-  curl_easy_setopt(e, CURLOPT_POST, 1L);
-  curl_easy_setopt(e, CURLOPT_POSTFIELDS, t.requestBody.data());
-  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t.requestBody.size()));
+  if (req.method == "GET") {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else {
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t.requestBody.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(t.requestBody.size()));
+    if (req.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+  }
   for (const auto& h : req.headers) t.headers = curl_slist_append(t.headers, h.c_str());
   // Without this curl waits a second for "100 Continue" before sending large bodies.
   t.headers = curl_slist_append(t.headers, "Expect:");
@@ -261,7 +274,8 @@ HttpClient::HttpClient(asio::any_io_executor ex) : multi_(std::make_shared<Multi
 
 HttpClient::~HttpClient() { multi_->shutdown(); }
 
-Task<Result<HttpResponse>> HttpClient::post(const HttpRequest& req, ChunkFn onChunk) {
+Task<Result<HttpResponse>> HttpClient::post(const HttpRequest& req, ChunkFn onChunk,
+                                            HeadFn onHead) {
   std::shared_ptr<Multi> multi = multi_;
   auto t = std::make_unique<Transfer>(multi->executor());
   t->easy = curl_easy_init();
@@ -269,6 +283,7 @@ Task<Result<HttpResponse>> HttpClient::post(const HttpRequest& req, ChunkFn onCh
   TransferGuard guard{multi, t.get()};
   t->requestBody = req.body;
   t->onChunk = std::move(onChunk);
+  t->onHead = std::move(onHead);
   configure(*t, req);
   Status st = multi->add(t.get());
   if (!st.isOk()) co_return st;

@@ -18,6 +18,7 @@
 namespace kiln::llm {
 
 struct HttpRequest {
+  std::string method = "POST";  // or "GET" (no body), or any other verb (with the body)
   std::string url;
   std::vector<std::string> headers;  // "Name: value"
   std::string body;
@@ -40,6 +41,8 @@ struct HttpResponse {
 
 // Receives body bytes as they arrive, for 2xx responses only (error bodies stay in `body`).
 using ChunkFn = std::function<void(std::string_view)>;
+// Called once with the status and headers of a 2xx response, before its first body chunk.
+using HeadFn = std::function<void(const HttpResponse& head)>;
 
 class HttpClient {
  public:
@@ -48,9 +51,10 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  // POSTs `req`. A response with any status is a value; transport failures are statuses:
-  // kDeadlineExceeded (timeout, stall) or kUnavailable (DNS, connect, reset, TLS).
-  Task<Result<HttpResponse>> post(const HttpRequest& req, ChunkFn onChunk = {});
+  // Sends `req` (a POST unless req.method says otherwise). A response with any status is a
+  // value; transport failures are statuses: kDeadlineExceeded (timeout, stall) or kUnavailable
+  // (DNS, connect, reset, TLS).
+  Task<Result<HttpResponse>> post(const HttpRequest& req, ChunkFn onChunk = {}, HeadFn onHead = {});
 
   class Multi;  // the multi handle and its Asio plumbing (http.cc)
 

@@ -167,6 +167,7 @@ Status NodeImpl::init() {
   deps.nodeId = opts_.nodeId;
   deps.workspacesDir = opts_.dataDir + "/workspaces";
   deps.reposDir = opts_.dataDir + "/repos";
+  deps.gatewaysDir = opts_.dataDir + "/gateways";
   // A node killed mid-job leaves its workspace mounts behind: drop them; resumed jobs remount.
   const workspace::Workspaces workspaces(deps.workspacesDir, deps.reposDir);
   if (int n = workspaces.releaseAll(); n > 0) {

@@ -75,7 +75,7 @@ void relay(int a, int b) {
 void serve(int client, std::string proxySocket) {
   int upstream = connectUnix(proxySocket);
   if (upstream < 0) {
-    std::fprintf(stderr, "kiln runtime: egress proxy %s: %s\n", proxySocket.c_str(),
+    std::fprintf(stderr, "kiln runtime: forward to %s: %s\n", proxySocket.c_str(),
                  std::strerror(errno));
   } else {
     relay(client, upstream);

@@ -13,6 +13,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "common/no_throw.h"
 #include "runtime/egress_forwarder.h"
@@ -27,6 +28,9 @@ struct Args {
   std::string socketPath;
   std::string egressSocket;  // network "allowlist": the egress proxy's socket
   std::string preload;       // LD_PRELOAD of every command (gVisor: its compat library)
+  // --forward PORT:PATH: 127.0.0.1:PORT inside relayed to the unix socket PATH (an agent CLI's
+  // sandbox: kiln's model gateway and its ACP client on the host).
+  std::vector<std::pair<uint16_t, std::string>> forwards;
   RuntimeConfig config;
 };
 
@@ -54,6 +58,13 @@ Result<Args> parseArgs(int argc, char** argv) {
       a.preload = v;
     } else if (flag == "--egress-socket") {
       a.egressSocket = v;
+    } else if (flag == "--forward") {
+      const size_t colon = v.find(':');
+      const int port = colon == std::string::npos ? 0 : std::atoi(v.substr(0, colon).c_str());
+      if (port <= 0 || port > 65535 || colon + 1 >= v.size()) {
+        return invalidArgument("--forward wants PORT:PATH, got " + v);
+      }
+      a.forwards.emplace_back(static_cast<uint16_t>(port), v.substr(colon + 1));
     } else if (flag == "--workspace") {
       a.config.workspace = v;
     } else if (flag == "--home") {
@@ -171,6 +182,13 @@ int runtimeMain(int argc, char** argv) {
     args->config.jail.extraEnv = egressProxyEnv();
   }
   if (!args->preload.empty()) args->config.jail.extraEnv.push_back("LD_PRELOAD=" + args->preload);
+  for (const auto& [port, socket] : args->forwards) {
+    Status st = startEgressForwarder(socket, port);
+    if (!st) {
+      std::fprintf(stderr, "kiln runtime: %s\n", st.message().c_str());
+      return 1;
+    }
+  }
   Result<std::unique_ptr<Router>> router = Router::create(args->config);
   if (!router) {
     std::fprintf(stderr, "kiln runtime: %s\n", router.status().message().c_str());

@@ -36,6 +36,11 @@ struct SandboxSpec {
   std::string image;
   // Commands run as root inside (still without capabilities) instead of uid 1000 `agent`.
   bool rootInside = false;
+  // A host dir holding the model gateway's socket `llm.sock` (gateway/model_gateway.h), made
+  // reachable inside as 127.0.0.1:3129 whatever `network` is. Empty: none.
+  std::string gatewayDir;
+  // A host dir of agent CLIs, mounted read-only at /opt/kiln-agent-clis. Empty: none.
+  std::string agentCliDir;
 };
 
 // Why a sandbox was killed by a limit, if it was.

@@ -80,8 +80,11 @@ Result<std::unique_ptr<Sandbox>> Supervisor::acquire(const std::string& backend,
   const std::string& name = backend.empty() ? defaultBackend_ : backend;
   for (auto& pool : pools_) {
     if (pool->config().backend != name || !pool->fits(spec)) continue;
-    if (auto taken = pool->take(spec)) return std::move(*taken);
-    break;  // a miss: created cold below
+    auto taken = pool->take(spec);
+    if (taken && taken->isOk()) return std::move(*taken);
+    // A miss, or a pooled sandbox that could not take the workspace (destroyed by take()):
+    // created cold below, so that one bad idle sandbox fails no job.
+    break;
   }
   return backends_.at(name)->create(spec);
 }

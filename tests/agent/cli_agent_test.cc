@@ -199,20 +199,52 @@ TEST(AgentOutputParserTest, CursorToolCallLinesBecomeSteps) {
   EXPECT_FALSE(steps[0].isError);
 }
 
-TEST(CliAgentResolveTest, PresetsAppendThePromptAndPassOnlyTheirKeys) {
-  auto env = envOf({{"ANTHROPIC_API_KEY", "sk-a"}, {"OPENAI_API_KEY", "sk-o"}, {"HOME", "/root"}});
+TEST(CliAgentResolveTest, PresetsAppendThePromptAndGetOnlyTheGatewaysPlaceholderKey) {
+  auto env = envOf({{"ANTHROPIC_API_KEY", "sk-a"},
+                    {"ANTHROPIC_AUTH_TOKEN", "sk-t"},
+                    {"OPENAI_API_KEY", "sk-o"},
+                    {"CURSOR_API_KEY", "sk-c"},
+                    {"HOME", "/root"}});
   auto plan = resolveCliAgent("claude", "", json::object(), "fix it's bug", env);
   ASSERT_TRUE(plan.isOk()) << plan.status().toString();
   EXPECT_EQ(plan->argv[0], "claude");
   EXPECT_EQ(plan->shellCommand.rfind("exec 'claude' '-p' '--bare'", 0), 0u) << plan->shellCommand;
   EXPECT_TRUE(plan->shellCommand.ends_with(" 'fix it'\\''s bug'")) << plan->shellCommand;
-  EXPECT_EQ(plan->env, (std::map<std::string, std::string>{{"ANTHROPIC_API_KEY", "sk-a"}}));
+  EXPECT_TRUE(plan->usesGateway);
+  EXPECT_EQ(plan->env.count("ANTHROPIC_API_KEY"), 0u);
+  EXPECT_EQ(plan->env.at("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"), "1");
+  plan->env["ANTHROPIC_AUTH_TOKEN"] = "sk-t";  // as if a job had passed it through
+  addGatewayEnv(*plan, "kiln-placeholder");
+  EXPECT_EQ(plan->env.at("ANTHROPIC_API_KEY"), "kiln-placeholder");
+  EXPECT_EQ(plan->env.at("ANTHROPIC_BASE_URL"), "http://127.0.0.1:3129/anthropic");
+  EXPECT_EQ(plan->env.at("OPENAI_BASE_URL"), "http://127.0.0.1:3129/openai/v1");
+  for (const auto& [name, value] : plan->env)
+    EXPECT_EQ(value.find("sk-"), std::string::npos) << name;
 
   auto codex = resolveCliAgent("codex", "gpt-5", json::object(), "t", env);
   ASSERT_TRUE(codex.isOk());
   EXPECT_EQ(codex->argv[1], "exec");
+  EXPECT_NE(codex->shellCommand.find("'model_provider=kiln'"), std::string::npos);
+  EXPECT_NE(codex->shellCommand.find("base_url=\"http://127.0.0.1:3129/openai/v1\""),
+            std::string::npos)
+      << codex->shellCommand;
   EXPECT_NE(codex->shellCommand.find("'--model' 'gpt-5' 't'"), std::string::npos);
-  EXPECT_EQ(codex->env, (std::map<std::string, std::string>{{"OPENAI_API_KEY", "sk-o"}}));
+  EXPECT_TRUE(codex->env.empty());
+
+  // Cursor talks to its own service, not a model API: its key passes, no gateway.
+  auto cursor = resolveCliAgent("cursor", "", json::object(), "t", env);
+  ASSERT_TRUE(cursor.isOk());
+  EXPECT_FALSE(cursor->usesGateway);
+  EXPECT_EQ(cursor->env, (std::map<std::string, std::string>{{"CURSOR_API_KEY", "sk-c"}}));
+}
+
+TEST(CliAgentResolveTest, AgentCliDirGoesFirstOnPath) {
+  auto plan = resolveCliAgent("codex", "", json::object(), "t",
+                              envOf({{"KILN_AGENT_CLI_DIR", "/srv/clis"}}));
+  ASSERT_TRUE(plan.isOk());
+  EXPECT_EQ(plan->env.at("PATH").rfind("/opt/kiln-agent-clis/node_modules/.bin:", 0), 0u);
+  EXPECT_EQ(agentCliDir(envOf({{"KILN_AGENT_CLI_DIR", "/srv/clis"}})), "/srv/clis");
+  EXPECT_EQ(resolveCliAgent("codex", "", json::object(), "t", envOf({}))->env.count("PATH"), 0u);
 }
 
 TEST(CliAgentResolveTest, SpecCommandPromptViaAndEnvAllowList) {
@@ -226,8 +258,14 @@ TEST(CliAgentResolveTest, SpecCommandPromptViaAndEnvAllowList) {
   ASSERT_TRUE(plan.isOk()) << plan.status().toString();
   EXPECT_EQ(plan->shellCommand, "exec 'aider' '--yes'");
   EXPECT_EQ(plan->stdinData, "task");
-  EXPECT_EQ(plan->env,
-            (std::map<std::string, std::string>{{"ANTHROPIC_API_KEY", "sk-a"}, {"GH_TOKEN", "g"}}));
+  EXPECT_EQ(plan->env.at("ANTHROPIC_API_KEY"), "sk-a");
+  EXPECT_EQ(plan->env.at("GH_TOKEN"), "g");
+  EXPECT_EQ(plan->env.count("SECRET"), 0u);
+  // The gateway's placeholder replaces a model key the job asked for.
+  ASSERT_TRUE(plan->usesGateway);
+  addGatewayEnv(*plan, "p");
+  EXPECT_EQ(plan->env.at("ANTHROPIC_API_KEY"), "p");
+  EXPECT_EQ(plan->env.at("GH_TOKEN"), "g");
 
   json leak = {{"command", {"x"}}, {"cli", {{"env", {"SECRET"}}}}};
   EXPECT_EQ(resolveCliAgent("cli", "", leak, "t", env).status().code(), Code::kInvalidArgument);
@@ -239,13 +277,13 @@ TEST(CliAgentResolveTest, SpecCommandPromptViaAndEnvAllowList) {
   EXPECT_EQ(resolveCliAgent("cli", "", bad, "t", env).status().code(), Code::kInvalidArgument);
 }
 
-TEST(CliAgentResolveTest, AllowHostsAreThePresetApiHostAndTheJobsList) {
+TEST(CliAgentResolveTest, AllowHostsAreCursorsServiceAndTheJobsListNeverAModelApi) {
   auto none = envOf({});
-  EXPECT_EQ(cliAllowHosts("claude", json::object(), none),
-            std::vector<std::string>{"api.anthropic.com"});
-  EXPECT_EQ(cliAllowHosts("codex", json::object(),
-                          envOf({{"OPENAI_BASE_URL", "https://proxy.example:8443/v1"}})),
-            std::vector<std::string>{"proxy.example"});
+  // Model APIs are reached through the gateway, not the egress proxy.
+  EXPECT_TRUE(cliAllowHosts("claude", json::object(), none).empty());
+  EXPECT_TRUE(cliAllowHosts("codex", json::object(),
+                            envOf({{"OPENAI_BASE_URL", "https://proxy.example:8443/v1"}}))
+                  .empty());
   EXPECT_EQ(cliAllowHosts("cursor", json::object(), none),
             (std::vector<std::string>{"api2.cursor.sh", "api.cursor.com"}));
   json spec = {{"cli", {{"allowHosts", {"pypi.org", "bad host/", "pypi.org"}}}}};

@@ -6,12 +6,17 @@ line shapes as Claude Code: a system init line, an assistant message with a tool
 user message with its tool_result, a final result line with usage and cost. It really does
 what its tools say: Edit changes /workspace/hello.py, Bash runs the command.
 
+With ANTHROPIC_BASE_URL set it also asks the model once, as Claude Code would: a Messages API
+call with ANTHROPIC_API_KEY, whose answer it prints as assistant text (or the API's error).
+A task containing ASK_MANY asks up to ten times, stopping at the first error.
 A task containing FAIL prints a message on stderr and exits 3 instead.
 """
 import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 
 def emit(obj):
@@ -32,6 +37,27 @@ def tool_result(tool_id, text, is_error=False):
                "content": [{"type": "text", "text": text}], "is_error": is_error}]}})
 
 
+def ask_model(question):
+    """The model's answer text, or None with no model configured, or "model error ..."."""
+    base = os.environ.get("ANTHROPIC_BASE_URL")
+    if not base:
+        return None
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "system": "You fix code.",
+            "messages": [{"role": "user", "content": question}]}
+    req = urllib.request.Request(
+        base + "/v1/messages", data=json.dumps(body).encode(),
+        headers={"x-api-key": os.environ.get("ANTHROPIC_API_KEY", ""),
+                 "anthropic-version": "2023-06-01", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            answer = json.load(r)
+        return "".join(b.get("text", "") for b in answer.get("content", []))
+    except urllib.error.HTTPError as e:
+        return "model error %d: %s" % (e.code, e.read().decode("utf-8", "replace"))
+    except OSError as e:
+        return "model error: %s" % e
+
+
 def main():
     task = sys.argv[-1] if len(sys.argv) > 1 else sys.stdin.read()
     if "FAIL" in task:
@@ -40,6 +66,14 @@ def main():
 
     emit({"type": "system", "subtype": "init", "session_id": "s1", "cwd": os.getcwd(),
           "model": "fake-model", "tools": ["Bash", "Edit"]})
+
+    for _ in range(10 if "ASK_MANY" in task else 1):
+        answer = ask_model(task)
+        if answer is None:
+            break
+        assistant([{"type": "text", "text": "The model says: " + answer}])
+        if answer.startswith("model error"):
+            sys.exit(1)
 
     path = "/workspace/hello.py"
     old, new = 'return "hello"', 'return "hello, world"'

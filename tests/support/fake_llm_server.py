@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A fake LLM API for tests: speaks OpenAI Chat Completions (/v1/chat/completions or
-/chat/completions) and the Anthropic Messages API (/v1/messages), streaming (real SSE over
+/chat/completions), the OpenAI Responses API (/v1/responses, as Codex uses it) and the Anthropic
+Messages API (/v1/messages, query strings such as ?beta=true ignored), streaming (real SSE over
 chunked transfer encoding, events split across writes) and not.
 
 It replays a scripted trajectory, one entry per request, in order. The script is a JSON list
@@ -17,6 +18,11 @@ It replays a scripted trajectory, one entry per request, in order. The script is
       line endings rewritten when "newline" is given
 Several jobs can share one server with {"by_marker": {"MARKER": [entries], ...}}: a request
 whose body contains MARKER (put it in the job's task) takes the next entry of that list.
+A request with an empty tool list, or a Messages API request without a system prompt, is an
+agent CLI's side call (Claude Code's titles, summaries, command-prefix checks and warm-up): it
+gets the script's "side" entry (default: the text "none", 10 tokens in, 1 out) without using up
+a turn, and is logged with "side": true, as is /v1/messages/count_tokens (answered
+{"input_tokens": 10}).
 Every request is appended to the log file as a JSON line: {"n", "path", "headers", "body",
 "raw"} (raw: the body's text as received, for byte-exact assertions).
 With --port 0 the chosen port is printed as stdout's first line.
@@ -28,6 +34,18 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+SIDE_DEFAULT = {"thought": "none", "usage": {"in": 10, "out": 1}}
+
+
+def is_side_call(path, body):
+    if not isinstance(body, dict):
+        return False
+    if body.get("tools") == []:
+        return True
+    # Claude Code's warm-up and token-count calls offer tools but have no system prompt.
+    return path.split("?", 1)[0].endswith("/messages") and "system" not in body
+
+
 class Script:
     def __init__(self, path, log_path):
         with open(path) as f:
@@ -35,17 +53,30 @@ class Script:
         self.entries = data.get("turns", []) if isinstance(data, dict) else data
         self.by_marker = data.get("by_marker", {}) if isinstance(data, dict) else {}
         self.taken = {}  # marker -> entries taken
+        self.side = data.get("side", SIDE_DEFAULT) if isinstance(data, dict) else SIDE_DEFAULT
         self.log_path = log_path
         self.lock = threading.Lock()
         self.n = 0
 
+    def log_side(self, path, headers, body):
+        with self.lock:
+            line = {"n": self.n, "path": path, "headers": headers, "body": body, "side": True}
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(line) + "\n")
+
     def take(self, path, headers, body, raw):
+        side = is_side_call(path, body)
         with self.lock:
             n = self.n
-            self.n += 1
+            if not side:
+                self.n += 1
+            line = {"n": n, "path": path, "headers": headers, "body": body, "raw": raw}
+            if side:
+                line["side"] = True
             with open(self.log_path, "a") as f:
-                f.write(json.dumps({"n": n, "path": path, "headers": headers, "body": body,
-                                    "raw": raw}) + "\n")
+                f.write(json.dumps(line) + "\n")
+            if side:
+                return n, self.side
             for marker, entries in self.by_marker.items():
                 if marker in raw:
                     k = self.taken.get(marker, 0)
@@ -184,6 +215,76 @@ def anthropic_error(status, message):
     return {"type": "error", "error": {"type": kind.get(status, "api_error"), "message": message}}
 
 
+# --- OpenAI Responses ---------------------------------------------------------------------
+
+def responses_output(entry, n):
+    out = []
+    if entry.get("thought"):
+        out.append({"type": "message", "id": "msg_%d" % n, "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": entry["thought"],
+                                 "annotations": []}]})
+    for i, c in enumerate(entry.get("tool_calls", [])):
+        out.append({"type": "function_call", "id": "fc_%d_%d" % (n, i), "status": "completed",
+                    "call_id": call_id(c, n, i, "call"), "name": c["name"],
+                    "arguments": args_text(c)})
+    return out
+
+
+def responses_usage(entry):
+    tin, tout = usage_of(entry)
+    return {"input_tokens": tin, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": tout, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": tin + tout}
+
+
+def responses_object(entry, n, status="completed"):
+    return {"id": "resp_%d" % n, "object": "response", "created_at": 0, "status": status,
+            "model": "fake", "output": responses_output(entry, n) if status == "completed" else [],
+            "usage": responses_usage(entry) if status == "completed" else None}
+
+
+def responses_events(entry, n):
+    seq = [0]
+
+    def ev(kind, **fields):
+        fields["type"] = kind
+        fields["sequence_number"] = seq[0]
+        seq[0] += 1
+        return kind, fields
+    yield ev("response.created", response=responses_object(entry, n, "in_progress"))
+    yield ev("response.in_progress", response=responses_object(entry, n, "in_progress"))
+    for index, item in enumerate(responses_output(entry, n)):
+        if item["type"] == "message":
+            text = item["content"][0]["text"]
+            yield ev("response.output_item.added", output_index=index,
+                     item=dict(item, status="in_progress", content=[]))
+            yield ev("response.content_part.added", item_id=item["id"], output_index=index,
+                     content_index=0, part={"type": "output_text", "text": "", "annotations": []})
+            for p in pieces(text, 5):
+                yield ev("response.output_text.delta", item_id=item["id"], output_index=index,
+                         content_index=0, delta=p)
+            yield ev("response.output_text.done", item_id=item["id"], output_index=index,
+                     content_index=0, text=text)
+            yield ev("response.content_part.done", item_id=item["id"], output_index=index,
+                     content_index=0, part=item["content"][0])
+        else:
+            yield ev("response.output_item.added", output_index=index,
+                     item=dict(item, status="in_progress", arguments=""))
+            for p in pieces(item["arguments"], 7):
+                yield ev("response.function_call_arguments.delta", item_id=item["id"],
+                         output_index=index, delta=p)
+            yield ev("response.function_call_arguments.done", item_id=item["id"],
+                     output_index=index, arguments=item["arguments"])
+        yield ev("response.output_item.done", output_index=index, item=item)
+    yield ev("response.completed", response=responses_object(entry, n))
+
+
+def responses_sse(entry, n):
+    for name, data in responses_events(entry, n):
+        yield "event: %s\ndata: %s\n\n" % (name, json.dumps(data))
+
+
 # --- HTTP ---------------------------------------------------------------------------------
 
 class Handler(BaseHTTPRequestHandler):
@@ -204,9 +305,14 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw
         headers = {k.lower(): v for k, v in self.headers.items()}
+        route = self.path.split("?", 1)[0].rstrip("/")
+        if route.endswith("/messages/count_tokens"):  # Claude Code counts before it sends
+            self.script.log_side(self.path, headers, body)
+            return self.send_json(200, {"input_tokens": 10}, {})
         n, entry = self.script.take(self.path, headers, body, raw)
-        anthropic = self.path.rstrip("/").endswith("/messages")
-        if not self.path.rstrip("/").endswith(("/chat/completions", "/messages")):
+        anthropic = route.endswith("/messages")
+        responses = route.endswith("/responses")
+        if not route.endswith(("/chat/completions", "/messages", "/responses")):
             return self.send_json(404, openai_error(404, "no route " + self.path), {})
         if entry is None:
             return self.send_error_entry({"status": 400, "message": "fake llm: script exhausted"},
@@ -221,6 +327,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_error_entry({"status": 503, "message": "hung"}, anthropic)
         if "replay" in entry:
             return self.send_replay(entry)
+        if responses:
+            if not stream:
+                return self.send_json(200, responses_object(entry, n), {})
+            return self.send_stream(responses_sse(entry, n))
         if not stream:
             msg = anthropic_message(entry, n) if anthropic else openai_message(entry, n)
             return self.send_json(200, msg, {})

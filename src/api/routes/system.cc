@@ -4,6 +4,7 @@
 
 #include "agent/step_timings.h"
 #include "api/routes/routes.h"
+#include "gateway/gateway_metrics.h"
 #include "sandbox/supervisor.h"
 
 namespace kiln::api {
@@ -51,7 +52,8 @@ Task<Reply> metrics(Request& req) {
   if (!nodes) co_return errorReply(nodes.status());
   Reply r;
   r.contentType = "text/plain; version=0.0.4";
-  r.body = *jobs + *nodes + req.env.metrics.render() + agent::stepTimings().render();
+  r.body = *jobs + *nodes + req.env.metrics.render() + agent::stepTimings().render() +
+           gateway::gatewayMetrics().render();
   if (req.env.deps.sandboxes) r.body += req.env.deps.sandboxes->renderMetrics();
   co_return r;
 }

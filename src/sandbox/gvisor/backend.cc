@@ -256,6 +256,8 @@ Status GvBackend::writeBundle(const SandboxSpec& spec, const SandboxPaths& paths
   in.socketDir = paths.gv + "/rt";
   in.slotDir = paths.gv + "/slot";
   if (egress) in.netDir = paths.net;
+  in.gatewayDir = spec.gatewayDir;
+  in.agentCliDir = spec.agentCliDir;
   in.rootInside = spec.rootInside;
   const std::string config = paths.gv + "/config.json";
   std::ofstream out(config, std::ios::trunc);

@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include "runtime/egress_forwarder.h"
+#include "sandbox/ns/agent_mounts.h"
 #include "sandbox/ns/layout.h"
 
 namespace kiln::sandbox::gvisor {
@@ -77,6 +79,20 @@ Bundle bundleFor(const BundleInputs& in) {
     b.mounts.push_back({kInsideNetDir, "bind", in.netDir, {"rbind", "nosuid", "nodev", "noexec"}});
     b.args.push_back("--egress-socket");
     b.args.push_back(std::string(kInsideNetDir) + "/px.sock");
+  }
+  // As the namespace backend's (sandbox/ns/agent_mounts.h): the runtime relays 127.0.0.1:3129
+  // and :3130 inside to the gateway's sockets, which are host sockets (runsc --host-uds=all).
+  if (!in.gatewayDir.empty()) {
+    b.mounts.push_back(
+        {kGatewayInsideDir, "bind", in.gatewayDir, {"rbind", "nosuid", "nodev", "noexec"}});
+    for (const auto& [port, name] : {std::pair{runtime::kModelGatewayPort, "/llm.sock"},
+                                     std::pair{runtime::kAcpChannelPort, "/acp.sock"}}) {
+      b.args.push_back("--forward");
+      b.args.push_back(std::to_string(port) + ":" + kGatewayInsideDir + name);
+    }
+  }
+  if (!in.agentCliDir.empty()) {
+    b.mounts.push_back({kAgentCliInsideDir, "bind", in.agentCliDir, kReadOnly});
   }
   b.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
            "HOME=/root"};

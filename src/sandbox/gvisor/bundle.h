@@ -37,6 +37,10 @@ struct BundleInputs {
   std::string socketDir;  // host dir at kInsideSocketDir: the runtime binds its socket there
   std::string slotDir;    // host dir at kInsideSlot: the workspace comes at <slot>/w
   std::string netDir;     // network "allowlist": host dir of the egress proxy's px.sock
+  // An agent CLI's sandbox (SandboxSpec::gatewayDir, ::agentCliDir): the host dir of kiln's
+  // model gateway and ACP sockets, and the operator's agent CLIs (read-only). Empty: none.
+  std::string gatewayDir;
+  std::string agentCliDir;
   bool rootInside = false;
 };
 

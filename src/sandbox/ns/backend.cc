@@ -18,6 +18,7 @@
 #include "runtime/client.h"
 #include "sandbox/egress/ns_egress.h"
 #include "sandbox/image/ns_image.h"
+#include "sandbox/ns/agent_mounts.h"
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/ns/contain.h"
 #include "sandbox/ns/disk.h"
@@ -339,6 +340,10 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec, bool 
     // The runtime (root inside) connects to the proxy's socket.
     if (mapsRange()) RETURN_IF_ERROR(chownTree(paths.net, ids_.root, ids_.rootGid));
   }
+  // The same for the model gateway's socket.
+  if (!spec.gatewayDir.empty() && mapsRange()) {
+    RETURN_IF_ERROR(chownTree(spec.gatewayDir, ids_.root, ids_.rootGid));
+  }
   std::optional<image::NsImage> baseImage;
   if (!spec.image.empty()) {
     ASSIGN_OR_RETURN(baseImage, image::NsImage::prepare(opts_.stateDir, opts_.imagesDir,
@@ -408,6 +413,8 @@ Status NsBackend::fillPlan(ContainPlan& plan, const SandboxSpec& spec, bool idle
   plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
               "HOME=/root"};
   if (egress) RETURN_IF_ERROR(egress->addTo(plan));
+  RETURN_IF_ERROR(addGatewayMount(plan, spec.gatewayDir));
+  RETURN_IF_ERROR(addAgentCliMount(plan, spec.agentCliDir));
   return baseImage ? baseImage->applyTo(plan, paths) : Status::ok();
 }
 

@@ -28,6 +28,8 @@ MountStep overlay(const std::string& name, const std::string& lower, const std::
           flags};
 }
 
+}  // namespace
+
 // The flags of the mount under path that a bind remount must repeat: in a user namespace the
 // host's are locked, and a remount that would clear one (noexec, an atime mode) is refused.
 unsigned long lockedFlagsOf(const std::string& path) {
@@ -41,8 +43,6 @@ unsigned long lockedFlagsOf(const std::string& path) {
   if (st.f_flag & ST_RELATIME) flags |= MS_RELATIME;
   return flags;
 }
-
-}  // namespace
 
 MountStep bindStep(const std::string& name, const std::string& hostDir, const std::string& target,
                    int treeFd, bool mkdirTarget) {

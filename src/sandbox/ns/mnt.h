@@ -22,6 +22,10 @@ struct MountStep {
   int treeFd = -1;
 };
 
+// The flags of the mount under path that a bind remount must repeat (MS_RDONLY, MS_NOEXEC, the
+// atime modes): in a user namespace the host's are locked.
+unsigned long lockedFlagsOf(const std::string& path);
+
 // Bind hostDir (by path, or the detached mount treeFd when >= 0) at target.
 MountStep bindStep(const std::string& name, const std::string& hostDir, const std::string& target,
                    int treeFd, bool mkdirTarget = false);

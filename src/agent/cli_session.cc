@@ -1,0 +1,81 @@
+#include "agent/cli_session.h"
+
+#include "agent/cli_agent.h"
+#include "agent/context.h"
+
+namespace kiln::agent {
+namespace {
+
+using json = nlohmann::json;
+
+// Sessions larger than this (base64) are not kept: the run after starts a new session.
+constexpr size_t kMaxArchive = 32 << 20;
+
+json sessionArgs(const std::string& agent, const std::string& id) {
+  return {{"agent", agent},
+          {"sessionId", id},
+          {"dir", "~/" + sessionDir(agent)},
+          {"encoding", "tar.gz, base64"}};
+}
+
+}  // namespace
+
+std::optional<CliSession> lastCliSession(const std::vector<store::Step>& steps,
+                                         const std::string& agent) {
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    if (it->toolCalled != kSessionTool || it->phase != kSessionPhase) continue;
+    const json& a = it->toolArguments;
+    if (!a.is_object() || a.value("agent", "") != agent) continue;
+    CliSession s{agent, a.value("sessionId", ""), it->toolOutput};
+    if (s.id.empty() || s.archive.empty()) return std::nullopt;
+    return s;
+  }
+  return std::nullopt;
+}
+
+Task<Status> restoreCliSession(runtime::RuntimeClient& rt, const CliSession& session) {
+  runtime::ExecRequest req;
+  req.cmd = "mkdir -p \"$HOME\" && cd \"$HOME\" && base64 -d | tar -xzf -";
+  req.stdinData = session.archive;
+  req.timeoutMs = 60'000;
+  runtime::ChunkFn ignore = [](std::string_view, std::string_view) {};
+  auto r = co_await rt.exec(req, ignore);
+  if (!r.isOk()) co_return r.status();
+  if (r->exitCode != 0) {
+    co_return Status(Code::kUnprocessable, "restore the agent's session: " + r->output);
+  }
+  co_return Status::ok();
+}
+
+Task<std::optional<store::Step>> captureCliSession(runtime::RuntimeClient& rt,
+                                                   const std::string& agent,
+                                                   const std::string& sessionId) {
+  const std::string dir = sessionDir(agent);
+  if (dir.empty() || sessionId.empty()) co_return std::nullopt;
+  runtime::ExecRequest req;
+  req.cmd = "cd \"$HOME\" && [ -d " + shellQuote(dir) + " ] && tar -czf - " + shellQuote(dir) +
+            " 2>/dev/null | base64 -w0";
+  req.timeoutMs = 60'000;
+  req.maxHeadBytes = kMaxArchive;
+  runtime::ChunkFn ignore = [](std::string_view, std::string_view) {};
+  auto r = co_await rt.exec(req, ignore);
+  if (!r.isOk() || r->exitCode != 0 || r->truncated || r->output.empty()) co_return std::nullopt;
+  store::Step s;
+  s.phase = kSessionPhase;
+  s.toolCalled = kSessionTool;
+  s.plannerThought = "Keep the agent's session " + sessionId + " for the job's next run.";
+  s.toolArguments = sessionArgs(agent, sessionId);
+  s.toolOutput = std::move(r->output);
+  co_return s;
+}
+
+std::string cliPrompt(const std::vector<store::Step>& steps, const std::string& taskDesc) {
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    if (it->phase == kSessionPhase) continue;
+    if (it->phase == kReplyPhase && !it->toolOutput.empty()) return it->toolOutput;
+    break;
+  }
+  return taskDesc;
+}
+
+}  // namespace kiln::agent
