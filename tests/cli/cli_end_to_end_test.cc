@@ -34,8 +34,9 @@ class ServeProcess {
  public:
   ServeProcess(const std::string& dataDir, const std::string& logDir)
       : log_(logDir + "/serve.log") {
-    std::vector<std::string> args = {KILN_BINARY,   "serve",      "--listen",
-                                     "127.0.0.1:0", "--data-dir", dataDir};
+    std::vector<std::string> args = {KILN_BINARY,           "serve",      "--listen",
+                                     "127.0.0.1:0",         "--data-dir", dataDir,
+                                     "--allow-local-repos", logDir};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

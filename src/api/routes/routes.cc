@@ -14,6 +14,12 @@ std::shared_ptr<const Router> buildRouter() {
   return r;
 }
 
+std::shared_ptr<const Router> buildMetricsRouter() {
+  auto r = std::make_shared<Router>();
+  addOpenMetricsRoutes(*r);
+  return r;
+}
+
 Task<Result<store::Job>> loadJob(Request& req) {
   const std::string& id = req.param("id");
   if (!isUuid(id)) co_return notFound("no job " + id);
@@ -30,7 +36,7 @@ Task<Reply> streamJob(Request& req) {
       request::parseResumeSeq(std::string(req.http["Last-Event-ID"]), req.queryValue("after"));
   if (!after) co_return errorReply(after.status());
   Reply r;
-  r.sse = SseRequest{job->id, *after};
+  r.sse = SseRequest{job->id, *after, req.tokenHash};
   co_return r;
 }
 

@@ -8,13 +8,16 @@
 namespace kiln::api {
 
 std::shared_ptr<const Router> buildRouter();
+// The --metrics-listen address's routes: /metrics without a token, and /healthz.
+std::shared_ptr<const Router> buildMetricsRouter();
 
 // Handler groups, one file each.
-void addJobReadRoutes(Router& r);     // list, get, steps, diff, stream
-void addJobControlRoutes(Router& r);  // create, stop, reply, approve, continue
-void addTaskRoutes(Router& r);        // devin.baby aliases
-void addSystemRoutes(Router& r);      // healthz, metrics
-void addWebRoutes(Router& r);         // the dashboard page and its assets
+void addJobReadRoutes(Router& r);      // list, get, steps, diff, stream
+void addJobControlRoutes(Router& r);   // create, stop, reply, approve, continue
+void addTaskRoutes(Router& r);         // devin.baby aliases
+void addSystemRoutes(Router& r);       // healthz, metrics (with a token)
+void addOpenMetricsRoutes(Router& r);  // healthz, metrics (open)
+void addWebRoutes(Router& r);          // the dashboard page and its assets
 
 // The job named by the `{id}` path parameter if the request's tenant may see it; NotFound for
 // ids that are not UUIDs, unknown, or another tenant's.
