@@ -15,16 +15,28 @@ Status transportError(const std::string& what, const error_code& ec) {
 
 Code codeForHttp(unsigned status) {
   switch (status) {
-    case 400: return Code::kInvalidArgument;
-    case 403: return Code::kPermissionDenied;
-    case 404: return Code::kNotFound;
-    case 409: return Code::kConflict;
-    case 413: return Code::kTooLarge;
-    case 422: return Code::kUnprocessable;
-    case 429: return Code::kResourceExhausted;
-    case 503: return Code::kUnavailable;
-    case 504: return Code::kDeadlineExceeded;
-    default: return Code::kInternal;
+    case 400:
+      return Code::kInvalidArgument;
+    case 401:
+      return Code::kUnauthenticated;
+    case 403:
+      return Code::kPermissionDenied;
+    case 404:
+      return Code::kNotFound;
+    case 409:
+      return Code::kConflict;
+    case 413:
+      return Code::kTooLarge;
+    case 422:
+      return Code::kUnprocessable;
+    case 429:
+      return Code::kResourceExhausted;
+    case 503:
+      return Code::kUnavailable;
+    case 504:
+      return Code::kDeadlineExceeded;
+    default:
+      return Code::kInternal;
   }
 }
 
@@ -48,11 +60,18 @@ Task<Result<Socket>> connectTo(asio::any_io_executor ex, const std::string& path
   co_return std::move(sock);
 }
 
-http::request<http::string_body> postRequest(const std::string& path, const json& body) {
-  http::request<http::string_body> req{http::verb::post, path, 11};
+template <class Body>
+void setHead(http::request<Body>& req, const std::string& token) {
   req.set(http::field::host, "runtime");
-  req.set(http::field::content_type, "application/json");
+  if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
   req.keep_alive(false);
+}
+
+http::request<http::string_body> postRequest(const std::string& path, const json& body,
+                                             const std::string& token) {
+  http::request<http::string_body> req{http::verb::post, path, 11};
+  setHead(req, token);
+  req.set(http::field::content_type, "application/json");
   req.body() = body.dump(-1, ' ', false, json::error_handler_t::replace);
   req.prepare_payload();
   return req;
@@ -105,14 +124,14 @@ class ExecStream {
 
 }  // namespace
 
-RuntimeClient::RuntimeClient(asio::any_io_executor ex, std::string socketPath)
-    : ex_(std::move(ex)), socketPath_(std::move(socketPath)) {}
+RuntimeClient::RuntimeClient(asio::any_io_executor ex, std::string socketPath, std::string token)
+    : ex_(std::move(ex)), socketPath_(std::move(socketPath)), token_(std::move(token)) {}
 
 Task<Result<json>> RuntimeClient::call(const std::string& path, const json& body) {
   Result<Socket> sock = co_await connectTo(ex_, socketPath_);
   if (!sock) co_return sock.status();
   error_code ec;
-  auto req = postRequest(path, body);
+  auto req = postRequest(path, body, token_);
   co_await http::async_write(*sock, req, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return transportError("write " + path, ec);
   beast::flat_buffer buffer;
@@ -132,8 +151,7 @@ Task<Result<std::string>> RuntimeClient::get(const std::string& target) {
   if (!sock) co_return sock.status();
   error_code ec;
   http::request<http::empty_body> req{http::verb::get, target, 11};
-  req.set(http::field::host, "runtime");
-  req.keep_alive(false);
+  setHead(req, token_);
   co_await http::async_write(*sock, req, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return transportError("write " + target, ec);
   beast::flat_buffer buffer;
@@ -182,7 +200,7 @@ Task<Result<ExecResult>> RuntimeClient::exec(const ExecRequest& r, ChunkFn onChu
   Result<Socket> sock = co_await connectTo(ex_, socketPath_);
   if (!sock) co_return sock.status();
   error_code ec;
-  auto req = postRequest("/exec", body);
+  auto req = postRequest("/exec", body, token_);
   co_await http::async_write(*sock, req, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return transportError("write /exec", ec);
   beast::flat_buffer buffer;

@@ -5,10 +5,9 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "common/asio.h"
 #include "common/result.h"
@@ -47,7 +46,8 @@ using ChunkFn = std::function<void(std::string_view stream, std::string_view dat
 
 class RuntimeClient {
  public:
-  RuntimeClient(asio::any_io_executor ex, std::string socketPath);
+  // `token`: the sandbox's runtime token (Sandbox::runtimeToken()), sent with every request.
+  RuntimeClient(asio::any_io_executor ex, std::string socketPath, std::string token = "");
 
   Task<Result<ExecResult>> exec(const ExecRequest& req, ChunkFn onChunk);
   // POSTs a JSON body to a contract path ("/files/read", "/git/diff", ...) and returns the JSON
@@ -65,6 +65,7 @@ class RuntimeClient {
   Task<Result<std::string>> get(const std::string& target);
   asio::any_io_executor ex_;
   std::string socketPath_;
+  std::string token_;
 };
 
 }  // namespace kiln::runtime

@@ -45,7 +45,7 @@ Result<runtime::ExecResult> execIn(Sandbox& sb, const ExecOptions& o) {
   req.cmd = cmd;
   req.timeoutMs = o.timeoutMs > 0 ? o.timeoutMs : 24 * 3600 * 1000;
   asio::io_context ioc;
-  runtime::RuntimeClient client(ioc.get_executor(), sb.runtimeSocket());
+  runtime::RuntimeClient client(ioc.get_executor(), sb.runtimeSocket(), sb.runtimeToken());
   auto onChunk = [](std::string_view stream, std::string_view data) {
     FILE* f = stream == "stderr" ? stderr : stdout;
     fwrite(data.data(), 1, data.size(), f);
@@ -78,7 +78,8 @@ int runExec(ExecOptions& o) {
       std::fprintf(stderr, "kiln sandbox: warning: %s\n", l.c_str());
     }
   }
-  auto sb = backend ? (*backend)->create(o.spec) : Result<std::unique_ptr<Sandbox>>(backend.status());
+  auto sb =
+      backend ? (*backend)->create(o.spec) : Result<std::unique_ptr<Sandbox>>(backend.status());
   if (!sb) {
     std::fprintf(stderr, "kiln sandbox: %s\n", sb.status().message().c_str());
   } else {
@@ -103,10 +104,11 @@ int runExec(ExecOptions& o) {
 }  // namespace
 
 int sandboxCommandMain(int argc, char** argv) {
-  CLI::App app{"kiln sandbox: run commands in a fresh namespace sandbox (as root; run by any "
-               "other user, each sandbox also gets a user namespace: rootless mode, see "
-               "docs/runtime.md)",
-               "kiln sandbox"};
+  CLI::App app{
+      "kiln sandbox: run commands in a fresh namespace sandbox (as root; run by any "
+      "other user, each sandbox also gets a user namespace: rootless mode, see "
+      "docs/runtime.md)",
+      "kiln sandbox"};
   app.require_subcommand(1);
   ExecOptions o;
   CLI::App* exec = app.add_subcommand("exec", "run one command in a fresh sandbox");

@@ -22,9 +22,9 @@ struct SandboxSpec {
   std::string workspaceDir;
   // CPU time in cores: 0 = unlimited, 0.5 = half of one core (a 50% cgroup quota).
   double cpus = 0;
-  int memoryMb = 0;    // 0 = unlimited
-  int pids = 0;        // 0 = backend default
-  int diskMb = 0;      // 0 = unlimited
+  int memoryMb = 0;              // 0 = unlimited
+  int pids = 0;                  // 0 = backend default
+  int diskMb = 0;                // 0 = unlimited
   std::string network = "none";  // "none" | "allowlist"
   // With network "allowlist": the hosts reachable through the egress proxy (`host`,
   // `*.domain`, IP literals, each with an optional `:port`; docs/runtime.md, "Network").
@@ -50,6 +50,9 @@ class Sandbox {
   virtual const std::string& id() const = 0;
   // Host path of the unix socket where the runtime (PID 1 inside) serves the contract.
   virtual const std::string& runtimeSocket() const = 0;
+  // The secret the runtime on that socket accepts (`Authorization: Bearer <token>`): one per
+  // sandbox, so that reaching a socket is not enough to drive its sandbox.
+  virtual const std::string& runtimeToken() const = 0;
   // Kills every process inside and releases mounts, cgroups and state dirs. Blocking.
   virtual Status destroy() = 0;
   // Set once a limit killed (or is about to kill) the sandbox.

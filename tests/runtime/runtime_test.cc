@@ -103,6 +103,35 @@ TEST_F(RuntimeTest, HealthNamesTheShellAndCommandsRunWithBash) {
   EXPECT_EQ(r->output, "bash\nlogin\n");
 }
 
+TEST(RuntimeTokenTest, OnlyItsOwnTokenIsServedAndCommandsDoNotSeeIt) {
+  const std::string token = "rt-token-4f2a9c";
+  kiln::testing::RuntimeProcess rt({}, token);
+  auto health = [&](const std::string& given) {
+    return kiln::testing::runTask<Status>([&](asio::any_io_executor ex) -> Task<Status> {
+      RuntimeClient client(ex, rt.socket(), given);
+      co_return co_await client.health();
+    });
+  };
+  for (const std::string& wrong : {std::string(), std::string("rt-token-4f2a9d"),
+                                   std::string("rt-token-4f2a9"), token + "0"}) {
+    Status st = health(wrong);
+    EXPECT_EQ(st.code(), Code::kUnauthenticated) << "token '" << wrong << "': " << st.toString();
+  }
+  EXPECT_TRUE(health(token).isOk());
+  auto r = kiln::testing::runTask<Result<ExecResult>>(
+      [&](asio::any_io_executor ex) -> Task<Result<ExecResult>> {
+        RuntimeClient client(ex, rt.socket(), token);
+        ExecRequest req;
+        req.cmd = "env";
+        req.cwd = rt.workspace();
+        co_return co_await client.exec(req, nullptr);
+      });
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->exitCode, 0) << r->output;
+  EXPECT_NE(r->output.find("PATH="), std::string::npos) << r->output;
+  EXPECT_EQ(r->output.find(token), std::string::npos) << r->output;
+}
+
 TEST(RuntimeWithoutBashTest, CommandsRunWithShAndHealthSaysSo) {
   kiln::testing::RuntimeProcess rt({"--bash", "/nonexistent/bash"});
   auto info =
@@ -231,7 +260,8 @@ TEST_F(RuntimeTest, FilesWriteReadListSearch) {
   auto w = call("/files/write", {{"path", "sub/dir/a.txt"}, {"content", "one\ntwo\nthree\n"}});
   ASSERT_TRUE(w.isOk()) << w.status().toString();
   EXPECT_EQ((*w)["bytes"], 14);
-  auto r = call("/files/read", {{"path", ws_ + "/sub/dir/a.txt"}, {"startLine", 2}, {"endLine", 3}});
+  auto r =
+      call("/files/read", {{"path", ws_ + "/sub/dir/a.txt"}, {"startLine", 2}, {"endLine", 3}});
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   EXPECT_EQ((*r)["content"], "two\nthree\n");
   EXPECT_EQ((*r)["totalLines"], 3);
@@ -268,8 +298,10 @@ TEST_F(RuntimeTest, FilesRefuseSymlinkAndDotDotEscapes) {
 }
 
 TEST_F(RuntimeTest, GitDiffAndCommitOnRealRepo) {
-  ASSERT_EQ(sh("cd " + ws_ + " && git init -q && git -c user.name=t -c user.email=t@t commit -q "
-               "--allow-empty -m init"), 0);
+  ASSERT_EQ(sh("cd " + ws_ +
+               " && git init -q && git -c user.name=t -c user.email=t@t commit -q "
+               "--allow-empty -m init"),
+            0);
   auto head = call("/git/head", json::object());
   ASSERT_TRUE(head.isOk()) << head.status().toString();
   std::string base = (*head)["commit"];
@@ -295,8 +327,9 @@ TEST_F(RuntimeTest, GitDiffAndCommitOnRealRepo) {
 
   // The diff applies on a fresh clone of the base.
   std::string other = dir_ + "/other";
-  ASSERT_EQ(sh("git clone -q " + ws_ + " " + other + " && cd " + other + " && git checkout -q " +
-               base), 0);
+  ASSERT_EQ(
+      sh("git clone -q " + ws_ + " " + other + " && cd " + other + " && git checkout -q " + base),
+      0);
   (void)sh("true");
   auto diff2 = call("/git/diff", {{"base", base}});
   ASSERT_TRUE(diff2.isOk());
@@ -306,8 +339,10 @@ TEST_F(RuntimeTest, GitDiffAndCommitOnRealRepo) {
 }
 
 TEST_F(RuntimeTest, GitDiffSkipsAnUnchangedTreeAndSeesLaterChanges) {
-  ASSERT_EQ(sh("cd " + ws_ + " && git init -q && echo a > a.txt && git add a.txt && "
-               "git -c user.name=t -c user.email=t@t commit -q -m init"), 0);
+  ASSERT_EQ(sh("cd " + ws_ +
+               " && git init -q && echo a > a.txt && git add a.txt && "
+               "git -c user.name=t -c user.email=t@t commit -q -m init"),
+            0);
   std::string base = (*call("/git/head", json::object()))["commit"];
   auto first = call("/git/diff", {{"base", base}});
   ASSERT_TRUE(first.isOk()) << first.status().toString();
@@ -331,8 +366,10 @@ TEST_F(RuntimeTest, GitDiffSkipsAnUnchangedTreeAndSeesLaterChanges) {
 
 TEST_F(RuntimeTest, GitPushSendsTheBranchToTheRemote) {
   std::string remote = dir_ + "/remote.git";
-  ASSERT_EQ(sh("git init -q --bare " + remote + " && cd " + ws_ + " && git init -q && "
-               "git -c user.name=t -c user.email=t@t commit -q --allow-empty -m init"), 0);
+  ASSERT_EQ(sh("git init -q --bare " + remote + " && cd " + ws_ +
+               " && git init -q && "
+               "git -c user.name=t -c user.email=t@t commit -q --allow-empty -m init"),
+            0);
   auto c = call("/git/commit", {{"branch", "kiln/job1"}, {"message", "agent work"}});
   ASSERT_TRUE(c.isOk()) << c.status().toString();
   auto p = call("/git/push", {{"remote", remote}, {"branch", "kiln/job1"}, {"token", "t0k"}});

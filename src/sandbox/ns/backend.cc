@@ -13,6 +13,8 @@
 #include <fstream>
 #include <mutex>
 
+#include "common/ids.h"
+#include "runtime/server.h"
 #include "sandbox/egress/ns_egress.h"
 #include "sandbox/image/ns_image.h"
 #include "sandbox/ns/cgroup.h"
@@ -99,9 +101,19 @@ bool validId(const std::string& id) {
 
 std::vector<std::string> runtimeArgs(const SandboxSpec& spec) {
   bool root = spec.rootInside;
-  return {"kiln",    "runtime", "--listen-fd", "3",      "--workspace", "/workspace",
-          "--home",  root ? "/root" : "/home/agent",    "--jail",      "--uid",
-          root ? "0" : std::to_string(kAgentUid),       "--gid",       root ? "0" : std::to_string(kAgentGid)};
+  return {"kiln",
+          "runtime",
+          "--listen-fd",
+          "3",
+          "--workspace",
+          "/workspace",
+          "--home",
+          root ? "/root" : "/home/agent",
+          "--jail",
+          "--uid",
+          root ? "0" : std::to_string(kAgentUid),
+          "--gid",
+          root ? "0" : std::to_string(kAgentGid)};
 }
 
 // The runtime executable next to the kiln binary (a small static build of `kiln runtime`
@@ -114,10 +126,11 @@ std::string runtimeBinaryFor(const std::string& kilnBinary) {
 
 class NsSandbox : public Sandbox {
  public:
-  NsSandbox(std::string id, SandboxPaths paths, int lockFd, ContainedChild child,
+  NsSandbox(std::string id, SandboxPaths paths, std::string token, int lockFd, ContainedChild child,
             SandboxCgroup cgroup, DiskImage disk)
       : id_(std::move(id)),
         paths_(std::move(paths)),
+        token_(std::move(token)),
         lockFd_(lockFd),
         child_(std::move(child)),
         cgroup_(std::move(cgroup)),
@@ -127,6 +140,7 @@ class NsSandbox : public Sandbox {
   // Sandbox
   const std::string& id() const override { return id_; }
   const std::string& runtimeSocket() const override { return paths_.socket; }
+  const std::string& runtimeToken() const override { return token_; }
   Status destroy() override {
     std::lock_guard lock(mu_);
     if (destroyed_) return Status::ok();
@@ -157,13 +171,14 @@ class NsSandbox : public Sandbox {
  private:
   const std::string id_;
   const SandboxPaths paths_;
+  const std::string token_;
   mutable std::mutex mu_;
-  FdCloser lockFd_;                      // GUARDED_BY(mu_): flock on paths_.log (reclaim.h)
-  ContainedChild child_;                 // GUARDED_BY(mu_)
-  SandboxCgroup cgroup_;                 // GUARDED_BY(mu_)
-  DiskImage disk_;                       // GUARDED_BY(mu_)
-  bool destroyed_ = false;               // GUARDED_BY(mu_)
-  std::optional<LimitBreach> breach_;    // GUARDED_BY(mu_)
+  FdCloser lockFd_;                    // GUARDED_BY(mu_): flock on paths_.log (reclaim.h)
+  ContainedChild child_;               // GUARDED_BY(mu_)
+  SandboxCgroup cgroup_;               // GUARDED_BY(mu_)
+  DiskImage disk_;                     // GUARDED_BY(mu_)
+  bool destroyed_ = false;             // GUARDED_BY(mu_)
+  std::optional<LimitBreach> breach_;  // GUARDED_BY(mu_)
   std::unique_ptr<egress::EgressListener> egress_;  // GUARDED_BY(mu_)
 };
 
@@ -186,7 +201,9 @@ class NsBackend : public SandboxBackend {
   // SandboxBackend
   Result<std::unique_ptr<Sandbox>> create(const SandboxSpec& spec) override;
   std::string name() const override {
-    return rootless_ ? "namespace (rootless)" : userNs_ ? "namespace (user namespace)" : "namespace";
+    return rootless_ ? "namespace (rootless)"
+           : userNs_ ? "namespace (user namespace)"
+                     : "namespace";
   }
   std::vector<std::string> limitations() const override;
 
@@ -207,11 +224,11 @@ class NsBackend : public SandboxBackend {
   const bool rootless_;
   // Rootless, or root with opts_.userNamespace: a range of host ids mapped from 0 inside.
   const bool userNs_;
-  const SandboxIds ids_;  // the host ids of root and the agent inside
-  const std::string layersDir_;  // the shared layers (layersDirFor)
-  const CgroupLayout cgroups_;  // empty in rootless mode without delegation
+  const SandboxIds ids_;             // the host ids of root and the agent inside
+  const std::string layersDir_;      // the shared layers (layersDirFor)
+  const CgroupLayout cgroups_;       // empty in rootless mode without delegation
   const std::string runtimeBinary_;  // kiln-runtime next to kiln, else kiln itself
-  const FdCloser runtimeFd_;  // O_PATH fd of the runtime executable, exec'd by every sandbox
+  const FdCloser runtimeFd_;         // O_PATH fd of the runtime executable, exec'd by every sandbox
   std::mutex egressMu_;
   std::unique_ptr<egress::EgressProxy> ownEgress_;  // GUARDED_BY(egressMu_)
 };
@@ -227,8 +244,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
   }
   SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, layersDir_, spec.id);
   // The log comes first and goes last: its existence marks the id as taken.
-  FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
-                      0600));
+  FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600));
   if (logFd.get() < 0) {
     if (errno == EEXIST) return conflict("sandbox: " + spec.id + " already exists");
     return errnoStatus("sandbox: create " + paths.log, errno);
@@ -275,12 +291,15 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
     (void)cgroup.remove();
     return procs.status();
   }
+  // The runtime reads its token from the environment and wipes it there (runtime/server.cc).
+  const std::string token = randomToken();
   ContainPlan plan;
   plan.listenFd = listenFd;
   plan.logFd = logFd;
   plan.cgroupFds = *procs;
   Status planned = fillPlan(plan, spec, paths, disk.device(), egress ? &*egress : nullptr,
                             baseImage ? &*baseImage : nullptr);
+  plan.env.push_back(std::string(runtime::kTokenEnv) + "=" + token);
   Result<ContainedChild> child = planned ? cloneContained(plan) : Result<ContainedChild>(planned);
   for (int fd : *procs) close(fd);
   if (!child) {
@@ -293,16 +312,17 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
     std::ofstream adj("/proc/" + std::to_string(child->pid()) + "/oom_score_adj");
     adj << "-1000";
   }
-  auto sandbox = std::make_unique<NsSandbox>(spec.id, paths, lockFd, std::move(child).value(),
-                                             std::move(cgroup), std::move(disk));
+  auto sandbox = std::make_unique<NsSandbox>(
+      spec.id, paths, token, lockFd, std::move(child).value(), std::move(cgroup), std::move(disk));
   if (egress) sandbox->keepEgress(std::move(egress->listener));
   return std::unique_ptr<Sandbox>(std::move(sandbox));
 }
 
 std::vector<std::string> NsBackend::limitations() const {
   if (!cgroups_.parents.empty()) return {};
-  return {"rootless mode without a delegated cgroup (see docs/runtime.md, \"Rootless mode\"): "
-          "memory and cpu limits are not enforced, and the process limit is RLIMIT_NPROC"};
+  return {
+      "rootless mode without a delegated cgroup (see docs/runtime.md, \"Rootless mode\"): "
+      "memory and cpu limits are not enforced, and the process limit is RLIMIT_NPROC"};
 }
 
 Status NsBackend::fillPlan(ContainPlan& plan, const SandboxSpec& spec, const SandboxPaths& paths,
@@ -324,8 +344,8 @@ Status NsBackend::fillPlan(ContainPlan& plan, const SandboxSpec& spec, const San
   plan.newRoot = paths.newRoot;
   plan.binFd = runtimeFd_.get();
   plan.args = runtimeArgs(spec);
-  plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-              "LANG=C.UTF-8", "HOME=/root"};
+  plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+              "HOME=/root"};
   if (egress) RETURN_IF_ERROR(egress->addTo(plan));
   return baseImage ? baseImage->applyTo(plan, paths) : Status::ok();
 }
@@ -355,7 +375,8 @@ Status checkUserNamespaces() {
   if (!why) return Status::ok();
   return Status(Code::kPermissionDenied,
                 std::string("sandbox: not root, and this host does not allow unprivileged user "
-                            "namespaces (") + why + "): run kiln as root, or allow them");
+                            "namespaces (") +
+                    why + "): run kiln as root, or allow them");
 }
 
 }  // namespace
