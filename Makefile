@@ -4,10 +4,10 @@ JOBS ?= $(shell nproc)
 DEBS := g++ cmake ninja-build pkg-config git make python3 libboost-dev libcurl4-openssl-dev \
         libssl-dev nlohmann-json3-dev libsqlite3-dev libpq-dev libseccomp-dev libcli11-dev \
         libspdlog-dev libfmt-dev libgtest-dev bubblewrap iproute2 procps e2fsprogs debootstrap \
-        chromium
+        chromium clang
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test demo bench clean format
+.PHONY: all deps build test fuzz demo bench clean format
 
 all: build
 
@@ -32,6 +32,18 @@ build: deps $(BUILD_DIR)/build.ninja
 # Serial on purpose: the sandbox leak tests count host-wide mounts, cgroups and processes.
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600
+
+# Each libFuzzer target (tests/fuzz/, built with clang) for FUZZ_SECONDS; `make test` runs each
+# for a few seconds.
+FUZZ_SECONDS ?= 60
+fuzz: build
+	@for t in http_request job_request resume_id stream_json; do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  log=$(BUILD_DIR)/fuzz/$$t.log; \
+	  if tests/fuzz/run.sh $(BUILD_DIR)/fuzz $$t $(FUZZ_SECONDS) >$$log 2>&1; then tail -n 3 $$log; \
+	  else tail -n 60 $$log; echo "fuzz $$t failed: the input is in $(BUILD_DIR)/fuzz/artifacts"; \
+	  exit 1; fi; \
+	done
 
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)/kiln
