@@ -105,35 +105,32 @@ Task<bool> HttpSession::readRequest(Request& req) {
     }
     if (!ec) co_await http::async_read(stream_, buffer_, parser, ecToken(ec));
   }
-  if (ec == http::error::body_limit) {
-    env_->metrics.countRequest(413);
-    const ApiError tooLarge{
-        413, "payload_too_large",
-        "request body exceeds " + std::to_string(env_->opts.maxBodyBytes) + " bytes"};
-    co_await writeErrorAndLinger(11, tooLarge);
-    co_return false;
-  }
-  if (ec == http::error::header_limit) {
-    env_->metrics.countRequest(431);
-    const ApiError tooLarge{
-        431, "headers_too_large",
-        "request line and headers exceed " + std::to_string(env_->opts.maxHeaderBytes) + " bytes"};
-    co_await writeErrorAndLinger(11, tooLarge);
-    co_return false;
-  }
   if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == beast::error::timeout ||
       ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
       ec == asio::error::bad_descriptor) {
     co_return false;
   }
   if (ec) {
-    env_->metrics.countRequest(400);
-    const ApiError bad{400, "bad_request", "malformed HTTP request: " + ec.message()};
-    co_await writeErrorAndLinger(11, bad);
+    const ApiError refused = readError(ec);
+    env_->metrics.countRequest(refused.status);
+    co_await writeErrorAndLinger(11, refused);
     co_return false;
   }
   req = parser.release();
   co_return true;
+}
+
+ApiError HttpSession::readError(const boost::system::error_code& ec) const {
+  if (ec == http::error::body_limit) {
+    return {413, "payload_too_large",
+            "request body exceeds " + std::to_string(env_->opts.maxBodyBytes) + " bytes"};
+  }
+  if (ec == http::error::header_limit) {
+    return {
+        431, "headers_too_large",
+        "request line and headers exceed " + std::to_string(env_->opts.maxHeaderBytes) + " bytes"};
+  }
+  return {400, "bad_request", "malformed HTTP request: " + ec.message()};
 }
 
 // Answers, then reads and drops what the client is still sending so that closing does not

@@ -46,6 +46,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   Task<Reply> dispatch(const Request& req);
   Task<Reply> route(const Request& req);
   Task<bool> writeReply(const Request& req, const Reply& reply);
+  // The answer to a request that could not be read: too large, or malformed.
+  ApiError readError(const boost::system::error_code& ec) const;
   Task<void> writeErrorAndLinger(unsigned version, const ApiError& e);
   // Runs the SSE stream of `reply`, or answers 429 when its token has too many open.
   Task<bool> stream(const Request& req, const SseRequest& sse);

@@ -15,28 +15,17 @@ Status transportError(const std::string& what, const error_code& ec) {
 
 Code codeForHttp(unsigned status) {
   switch (status) {
-    case 400:
-      return Code::kInvalidArgument;
-    case 401:
-      return Code::kUnauthenticated;
-    case 403:
-      return Code::kPermissionDenied;
-    case 404:
-      return Code::kNotFound;
-    case 409:
-      return Code::kConflict;
-    case 413:
-      return Code::kTooLarge;
-    case 422:
-      return Code::kUnprocessable;
-    case 429:
-      return Code::kResourceExhausted;
-    case 503:
-      return Code::kUnavailable;
-    case 504:
-      return Code::kDeadlineExceeded;
-    default:
-      return Code::kInternal;
+    case 400: return Code::kInvalidArgument;
+    case 401: return Code::kUnauthenticated;
+    case 403: return Code::kPermissionDenied;
+    case 404: return Code::kNotFound;
+    case 409: return Code::kConflict;
+    case 413: return Code::kTooLarge;
+    case 422: return Code::kUnprocessable;
+    case 429: return Code::kResourceExhausted;
+    case 503: return Code::kUnavailable;
+    case 504: return Code::kDeadlineExceeded;
+    default: return Code::kInternal;
   }
 }
 

@@ -102,10 +102,9 @@ bool sameSecret(std::string_view a, std::string_view b) {
 bool authorized(const http::request<http::string_body>& req, const std::string& token) {
   if (token.empty()) return true;
   auto header = req[http::field::authorization];
+  const std::string_view given(header.data(), header.size());
   constexpr std::string_view kScheme = "Bearer ";
-  if (header.size() <= kScheme.size() || header.substr(0, kScheme.size()) != kScheme) return false;
-  auto given = header.substr(kScheme.size());
-  return sameSecret(std::string_view(given.data(), given.size()), token);
+  return given.starts_with(kScheme) && sameSecret(given.substr(kScheme.size()), token);
 }
 
 void serveConnection(Router& router, const std::string& token, int fd) {

@@ -78,8 +78,7 @@ int runExec(ExecOptions& o) {
       std::fprintf(stderr, "kiln sandbox: warning: %s\n", l.c_str());
     }
   }
-  auto sb =
-      backend ? (*backend)->create(o.spec) : Result<std::unique_ptr<Sandbox>>(backend.status());
+  auto sb = backend ? (*backend)->create(o.spec) : Result<std::unique_ptr<Sandbox>>(backend.status());
   if (!sb) {
     std::fprintf(stderr, "kiln sandbox: %s\n", sb.status().message().c_str());
   } else {
@@ -104,11 +103,10 @@ int runExec(ExecOptions& o) {
 }  // namespace
 
 int sandboxCommandMain(int argc, char** argv) {
-  CLI::App app{
-      "kiln sandbox: run commands in a fresh namespace sandbox (as root; run by any "
-      "other user, each sandbox also gets a user namespace: rootless mode, see "
-      "docs/runtime.md)",
-      "kiln sandbox"};
+  CLI::App app{"kiln sandbox: run commands in a fresh namespace sandbox (as root; run by any "
+               "other user, each sandbox also gets a user namespace: rootless mode, see "
+               "docs/runtime.md)",
+               "kiln sandbox"};
   app.require_subcommand(1);
   ExecOptions o;
   CLI::App* exec = app.add_subcommand("exec", "run one command in a fresh sandbox");

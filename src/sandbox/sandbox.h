@@ -22,9 +22,9 @@ struct SandboxSpec {
   std::string workspaceDir;
   // CPU time in cores: 0 = unlimited, 0.5 = half of one core (a 50% cgroup quota).
   double cpus = 0;
-  int memoryMb = 0;              // 0 = unlimited
-  int pids = 0;                  // 0 = backend default
-  int diskMb = 0;                // 0 = unlimited
+  int memoryMb = 0;    // 0 = unlimited
+  int pids = 0;        // 0 = backend default
+  int diskMb = 0;      // 0 = unlimited
   std::string network = "none";  // "none" | "allowlist"
   // With network "allowlist": the hosts reachable through the egress proxy (`host`,
   // `*.domain`, IP literals, each with an optional `:port`; docs/runtime.md, "Network").

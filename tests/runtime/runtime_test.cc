@@ -260,8 +260,7 @@ TEST_F(RuntimeTest, FilesWriteReadListSearch) {
   auto w = call("/files/write", {{"path", "sub/dir/a.txt"}, {"content", "one\ntwo\nthree\n"}});
   ASSERT_TRUE(w.isOk()) << w.status().toString();
   EXPECT_EQ((*w)["bytes"], 14);
-  auto r =
-      call("/files/read", {{"path", ws_ + "/sub/dir/a.txt"}, {"startLine", 2}, {"endLine", 3}});
+  auto r = call("/files/read", {{"path", ws_ + "/sub/dir/a.txt"}, {"startLine", 2}, {"endLine", 3}});
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   EXPECT_EQ((*r)["content"], "two\nthree\n");
   EXPECT_EQ((*r)["totalLines"], 3);
@@ -298,10 +297,8 @@ TEST_F(RuntimeTest, FilesRefuseSymlinkAndDotDotEscapes) {
 }
 
 TEST_F(RuntimeTest, GitDiffAndCommitOnRealRepo) {
-  ASSERT_EQ(sh("cd " + ws_ +
-               " && git init -q && git -c user.name=t -c user.email=t@t commit -q "
-               "--allow-empty -m init"),
-            0);
+  ASSERT_EQ(sh("cd " + ws_ + " && git init -q && git -c user.name=t -c user.email=t@t commit -q "
+               "--allow-empty -m init"), 0);
   auto head = call("/git/head", json::object());
   ASSERT_TRUE(head.isOk()) << head.status().toString();
   std::string base = (*head)["commit"];
@@ -327,9 +324,8 @@ TEST_F(RuntimeTest, GitDiffAndCommitOnRealRepo) {
 
   // The diff applies on a fresh clone of the base.
   std::string other = dir_ + "/other";
-  ASSERT_EQ(
-      sh("git clone -q " + ws_ + " " + other + " && cd " + other + " && git checkout -q " + base),
-      0);
+  ASSERT_EQ(sh("git clone -q " + ws_ + " " + other + " && cd " + other + " && git checkout -q " +
+               base), 0);
   (void)sh("true");
   auto diff2 = call("/git/diff", {{"base", base}});
   ASSERT_TRUE(diff2.isOk());
@@ -339,10 +335,8 @@ TEST_F(RuntimeTest, GitDiffAndCommitOnRealRepo) {
 }
 
 TEST_F(RuntimeTest, GitDiffSkipsAnUnchangedTreeAndSeesLaterChanges) {
-  ASSERT_EQ(sh("cd " + ws_ +
-               " && git init -q && echo a > a.txt && git add a.txt && "
-               "git -c user.name=t -c user.email=t@t commit -q -m init"),
-            0);
+  ASSERT_EQ(sh("cd " + ws_ + " && git init -q && echo a > a.txt && git add a.txt && "
+               "git -c user.name=t -c user.email=t@t commit -q -m init"), 0);
   std::string base = (*call("/git/head", json::object()))["commit"];
   auto first = call("/git/diff", {{"base", base}});
   ASSERT_TRUE(first.isOk()) << first.status().toString();
@@ -366,10 +360,8 @@ TEST_F(RuntimeTest, GitDiffSkipsAnUnchangedTreeAndSeesLaterChanges) {
 
 TEST_F(RuntimeTest, GitPushSendsTheBranchToTheRemote) {
   std::string remote = dir_ + "/remote.git";
-  ASSERT_EQ(sh("git init -q --bare " + remote + " && cd " + ws_ +
-               " && git init -q && "
-               "git -c user.name=t -c user.email=t@t commit -q --allow-empty -m init"),
-            0);
+  ASSERT_EQ(sh("git init -q --bare " + remote + " && cd " + ws_ + " && git init -q && "
+               "git -c user.name=t -c user.email=t@t commit -q --allow-empty -m init"), 0);
   auto c = call("/git/commit", {{"branch", "kiln/job1"}, {"message", "agent work"}});
   ASSERT_TRUE(c.isOk()) << c.status().toString();
   auto p = call("/git/push", {{"remote", remote}, {"branch", "kiln/job1"}, {"token", "t0k"}});

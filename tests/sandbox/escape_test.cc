@@ -30,8 +30,8 @@ TEST_F(EscapeTest, ReadRootHomeAndShadow) {
   Sandbox* root = create({.rootInside = true});
   ASSERT_NE(agent, nullptr);
   ASSERT_NE(root, nullptr);
-  const std::string cmd =
-      "ls -A /root 2>&1; cat /etc/shadow /etc/gshadow 2>&1; cat " + marker + " 2>&1; ls /etc/ssh";
+  const std::string cmd = "ls -A /root 2>&1; cat /etc/shadow /etc/gshadow 2>&1; cat " + marker +
+                          " 2>&1; ls /etc/ssh";
   auto a = exec(agent, cmd), r = exec(root, cmd);
   std::filesystem::remove(marker);
   ASSERT_TRUE(a.isOk() && r.isOk());
@@ -47,13 +47,11 @@ TEST_F(EscapeTest, WritesOutsideWorkspaceDoNotPersist) {
   std::string probe = "kiln-escape-" + std::to_string(getpid());
   Sandbox* sb = create({.rootInside = true});
   ASSERT_NE(sb, nullptr);
-  run(sb,
-      "for d in / /usr /etc /var /home/agent /root /usr/lib /tmp /var/tmp /dev/shm; do "
-      "echo x > $d/" +
-          probe + "; done; ls /usr/" + probe);
+  run(sb, "for d in / /usr /etc /var /home/agent /root /usr/lib /tmp /var/tmp /dev/shm; do "
+          "echo x > $d/" + probe + "; done; ls /usr/" + probe);
   ASSERT_TRUE(sb->destroy().isOk());
-  for (const char* d :
-       {"/", "/usr/", "/etc/", "/var/", "/root/", "/usr/lib/", "/tmp/", "/var/tmp/", "/dev/shm/"}) {
+  for (const char* d : {"/", "/usr/", "/etc/", "/var/", "/root/", "/usr/lib/", "/tmp/",
+                        "/var/tmp/", "/dev/shm/"}) {
     EXPECT_FALSE(std::filesystem::exists(std::string(d) + probe)) << d;
   }
   Sandbox* next = create({.rootInside = true});
@@ -75,11 +73,9 @@ TEST_F(EscapeTest, KilnDataAndOtherSandboxesAreUnreachable) {
   ASSERT_NE(other, nullptr);
   ASSERT_NE(sb, nullptr);
   auto r = exec(sb, "cat " + data + "/kiln.db " + otherWs + "/other.txt 2>&1; ls " +
-                        other->runtimeSocket() +
-                        " 2>&1; find / -xdev \\( -name kiln.db -o "
+                        other->runtimeSocket() + " 2>&1; find / -xdev \\( -name kiln.db -o "
                         "-name other.txt -o -name '*.sock' \\) 2>/dev/null; "
-                        "ls /proc/1/root/tmp /proc/1/root" +
-                        data + " 2>&1; echo end");
+                        "ls /proc/1/root/tmp /proc/1/root" + data + " 2>&1; echo end");
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   EXPECT_EQ(r->output.find("secret-"), std::string::npos) << r->output;
   EXPECT_EQ(r->output.find("kiln.db\n"), std::string::npos) << r->output;
@@ -159,16 +155,14 @@ TEST_F(EscapeTest, MountModulesNamespacesAndPtraceAreDenied) {
     Sandbox* sb = create({.rootInside = root});
     ASSERT_NE(sb, nullptr);
     std::string out = run(sb, syscallProbe(calls));
-    for (const char* name :
-         {"mount", "init_module", "finit_module", "unshare_user", "unshare_mnt", "pivot_root",
-          "ptrace_attach", "bpf", "keyctl", "reboot", "io_uring_setup"}) {
+    for (const char* name : {"mount", "init_module", "finit_module", "unshare_user", "unshare_mnt",
+                             "pivot_root", "ptrace_attach", "bpf", "keyctl", "reboot",
+                             "io_uring_setup"}) {
       EXPECT_NE(out.find(std::string(name) + " 1\n"), std::string::npos)
-          << name << " (root=" << root << "):\n"
-          << out;
+          << name << " (root=" << root << "):\n" << out;
     }
-    auto m = exec(sb,
-                  "mount -t tmpfs none /mnt 2>&1 || echo REFUSED; unshare -r true 2>&1 || "
-                  "echo REFUSED2");
+    auto m = exec(sb, "mount -t tmpfs none /mnt 2>&1 || echo REFUSED; unshare -r true 2>&1 || "
+                      "echo REFUSED2");
     ASSERT_TRUE(m.isOk());
     EXPECT_NE(m->output.find("REFUSED\n"), std::string::npos) << m->output;
     EXPECT_NE(m->output.find("REFUSED2\n"), std::string::npos) << m->output;
@@ -179,8 +173,8 @@ TEST_F(EscapeTest, MountModulesNamespacesAndPtraceAreDenied) {
 TEST_F(EscapeTest, ForkBombIsBoundedByPids) {
   Sandbox* sb = create({.pids = 48});
   ASSERT_NE(sb, nullptr);
-  auto r =
-      exec(sb, "i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; echo spawned", 5'000);
+  auto r = exec(sb, "i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; echo spawned",
+                5'000);
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   EXPECT_NE(r->output.find("fork"), std::string::npos) << r->output;
   auto breach = sb->limitBreach();
@@ -233,8 +227,7 @@ TEST_F(EscapeTest, DiskQuotaFailsInsideAndIsReported) {
   Sandbox* sb = create({.diskMb = 64});
   ASSERT_NE(sb, nullptr);
   EXPECT_FALSE(sb->limitBreach().has_value());
-  auto r =
-      exec(sb, "dd if=/dev/zero of=/var/tmp/big bs=1M count=200 2>&1; echo rc=$?; df / /var/tmp");
+  auto r = exec(sb, "dd if=/dev/zero of=/var/tmp/big bs=1M count=200 2>&1; echo rc=$?; df / /var/tmp");
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   EXPECT_NE(r->output.find("No space left"), std::string::npos) << r->output;
   auto breach = sb->limitBreach();
@@ -246,9 +239,8 @@ TEST_F(EscapeTest, DiskQuotaFilledThenFreedIsStillReported) {
   Sandbox* sb = create({.diskMb = 64});
   ASSERT_NE(sb, nullptr);
   // Fill the quota and free it again within one command: nothing is full any more afterwards.
-  auto r = exec(sb,
-                "dd if=/dev/zero of=/var/tmp/big bs=1M count=200 2>&1; rm -f /var/tmp/big; "
-                "df -k / | tail -1");
+  auto r = exec(sb, "dd if=/dev/zero of=/var/tmp/big bs=1M count=200 2>&1; rm -f /var/tmp/big; "
+                    "df -k / | tail -1");
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   EXPECT_NE(r->output.find("No space left"), std::string::npos) << r->output;
   auto breach = sb->limitBreach();
@@ -278,7 +270,8 @@ TEST_F(EscapeTest, SymlinkToEtcThroughFilesReadIsRefused) {
 TEST_F(EscapeTest, SigtermIgnoringCommandIsKilledAtTimeout) {
   Sandbox* sb = create({});
   ASSERT_NE(sb, nullptr);
-  auto r = exec(sb, "trap '' TERM; sh -c \"trap '' TERM; while :; do sleep 1; done\" & wait", 300);
+  auto r = exec(sb, "trap '' TERM; sh -c \"trap '' TERM; while :; do sleep 1; done\" & wait",
+                300);
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   EXPECT_TRUE(r->timedOut);
   // Only PID 1 and this probe's own processes are left.

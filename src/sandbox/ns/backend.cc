@@ -101,19 +101,9 @@ bool validId(const std::string& id) {
 
 std::vector<std::string> runtimeArgs(const SandboxSpec& spec) {
   bool root = spec.rootInside;
-  return {"kiln",
-          "runtime",
-          "--listen-fd",
-          "3",
-          "--workspace",
-          "/workspace",
-          "--home",
-          root ? "/root" : "/home/agent",
-          "--jail",
-          "--uid",
-          root ? "0" : std::to_string(kAgentUid),
-          "--gid",
-          root ? "0" : std::to_string(kAgentGid)};
+  return {"kiln",    "runtime", "--listen-fd", "3",      "--workspace", "/workspace",
+          "--home",  root ? "/root" : "/home/agent",    "--jail",      "--uid",
+          root ? "0" : std::to_string(kAgentUid),       "--gid",       root ? "0" : std::to_string(kAgentGid)};
 }
 
 // The runtime executable next to the kiln binary (a small static build of `kiln runtime`
@@ -126,8 +116,8 @@ std::string runtimeBinaryFor(const std::string& kilnBinary) {
 
 class NsSandbox : public Sandbox {
  public:
-  NsSandbox(std::string id, SandboxPaths paths, std::string token, int lockFd, ContainedChild child,
-            SandboxCgroup cgroup, DiskImage disk)
+  NsSandbox(std::string id, SandboxPaths paths, std::string token, int lockFd,
+            ContainedChild child, SandboxCgroup cgroup, DiskImage disk)
       : id_(std::move(id)),
         paths_(std::move(paths)),
         token_(std::move(token)),
@@ -173,12 +163,12 @@ class NsSandbox : public Sandbox {
   const SandboxPaths paths_;
   const std::string token_;
   mutable std::mutex mu_;
-  FdCloser lockFd_;                    // GUARDED_BY(mu_): flock on paths_.log (reclaim.h)
-  ContainedChild child_;               // GUARDED_BY(mu_)
-  SandboxCgroup cgroup_;               // GUARDED_BY(mu_)
-  DiskImage disk_;                     // GUARDED_BY(mu_)
-  bool destroyed_ = false;             // GUARDED_BY(mu_)
-  std::optional<LimitBreach> breach_;  // GUARDED_BY(mu_)
+  FdCloser lockFd_;                      // GUARDED_BY(mu_): flock on paths_.log (reclaim.h)
+  ContainedChild child_;                 // GUARDED_BY(mu_)
+  SandboxCgroup cgroup_;                 // GUARDED_BY(mu_)
+  DiskImage disk_;                       // GUARDED_BY(mu_)
+  bool destroyed_ = false;               // GUARDED_BY(mu_)
+  std::optional<LimitBreach> breach_;    // GUARDED_BY(mu_)
   std::unique_ptr<egress::EgressListener> egress_;  // GUARDED_BY(mu_)
 };
 
@@ -201,9 +191,7 @@ class NsBackend : public SandboxBackend {
   // SandboxBackend
   Result<std::unique_ptr<Sandbox>> create(const SandboxSpec& spec) override;
   std::string name() const override {
-    return rootless_ ? "namespace (rootless)"
-           : userNs_ ? "namespace (user namespace)"
-                     : "namespace";
+    return rootless_ ? "namespace (rootless)" : userNs_ ? "namespace (user namespace)" : "namespace";
   }
   std::vector<std::string> limitations() const override;
 
@@ -224,11 +212,11 @@ class NsBackend : public SandboxBackend {
   const bool rootless_;
   // Rootless, or root with opts_.userNamespace: a range of host ids mapped from 0 inside.
   const bool userNs_;
-  const SandboxIds ids_;             // the host ids of root and the agent inside
-  const std::string layersDir_;      // the shared layers (layersDirFor)
-  const CgroupLayout cgroups_;       // empty in rootless mode without delegation
+  const SandboxIds ids_;  // the host ids of root and the agent inside
+  const std::string layersDir_;  // the shared layers (layersDirFor)
+  const CgroupLayout cgroups_;  // empty in rootless mode without delegation
   const std::string runtimeBinary_;  // kiln-runtime next to kiln, else kiln itself
-  const FdCloser runtimeFd_;         // O_PATH fd of the runtime executable, exec'd by every sandbox
+  const FdCloser runtimeFd_;  // O_PATH fd of the runtime executable, exec'd by every sandbox
   std::mutex egressMu_;
   std::unique_ptr<egress::EgressProxy> ownEgress_;  // GUARDED_BY(egressMu_)
 };
@@ -244,7 +232,8 @@ Result<std::unique_ptr<Sandbox>> NsBackend::create(const SandboxSpec& spec) {
   }
   SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, layersDir_, spec.id);
   // The log comes first and goes last: its existence marks the id as taken.
-  FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600));
+  FdCloser logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
+                      0600));
   if (logFd.get() < 0) {
     if (errno == EEXIST) return conflict("sandbox: " + spec.id + " already exists");
     return errnoStatus("sandbox: create " + paths.log, errno);
@@ -320,9 +309,8 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec,
 
 std::vector<std::string> NsBackend::limitations() const {
   if (!cgroups_.parents.empty()) return {};
-  return {
-      "rootless mode without a delegated cgroup (see docs/runtime.md, \"Rootless mode\"): "
-      "memory and cpu limits are not enforced, and the process limit is RLIMIT_NPROC"};
+  return {"rootless mode without a delegated cgroup (see docs/runtime.md, \"Rootless mode\"): "
+          "memory and cpu limits are not enforced, and the process limit is RLIMIT_NPROC"};
 }
 
 Status NsBackend::fillPlan(ContainPlan& plan, const SandboxSpec& spec, const SandboxPaths& paths,
@@ -344,8 +332,8 @@ Status NsBackend::fillPlan(ContainPlan& plan, const SandboxSpec& spec, const San
   plan.newRoot = paths.newRoot;
   plan.binFd = runtimeFd_.get();
   plan.args = runtimeArgs(spec);
-  plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
-              "HOME=/root"};
+  plan.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+              "LANG=C.UTF-8", "HOME=/root"};
   if (egress) RETURN_IF_ERROR(egress->addTo(plan));
   return baseImage ? baseImage->applyTo(plan, paths) : Status::ok();
 }
@@ -375,8 +363,7 @@ Status checkUserNamespaces() {
   if (!why) return Status::ok();
   return Status(Code::kPermissionDenied,
                 std::string("sandbox: not root, and this host does not allow unprivileged user "
-                            "namespaces (") +
-                    why + "): run kiln as root, or allow them");
+                            "namespaces (") + why + "): run kiln as root, or allow them");
 }
 
 }  // namespace
