@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 DEBS := g++ cmake ninja-build pkg-config git make python3 libboost-dev libcurl4-openssl-dev \
         libssl-dev nlohmann-json3-dev libsqlite3-dev libpq-dev libseccomp-dev libcli11-dev \
         libspdlog-dev libfmt-dev libgtest-dev bubblewrap iproute2 procps e2fsprogs debootstrap \
-        chromium postgresql kubernetes-client python3-yaml runsc
+        chromium postgresql kubernetes-client python3-yaml runsc clang
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The real agent CLIs the tests run in sandboxes (tests/integration/real_cli_test.cc), pinned.
 # Claude Code 2.1.197 is the newest release that still runs on Debian 12's Node 18 (later ones
@@ -13,7 +13,7 @@ AGENT_CLIS := @anthropic-ai/claude-code@2.1.197 @openai/codex@0.171.0 \
               @zed-industries/claude-code-acp@0.16.2
 AGENT_CLI_DIR := $(BUILD_DIR)/agent-clis
 
-.PHONY: all deps build test demo bench clean format agent-clis
+.PHONY: all deps build test fuzz demo bench clean format agent-clis
 
 all: build
 
@@ -54,6 +54,18 @@ $(AGENT_CLI_DIR)/.installed: Makefile
 # Serial on purpose: the sandbox leak tests count host-wide mounts, cgroups and processes.
 test: build agent-clis
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600
+
+# Each libFuzzer target (tests/fuzz/, built with clang) for FUZZ_SECONDS; `make test` runs each
+# for a few seconds.
+FUZZ_SECONDS ?= 60
+fuzz: build
+	@for t in http_request job_request resume_id stream_json; do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  log=$(BUILD_DIR)/fuzz/$$t.log; \
+	  if tests/fuzz/run.sh $(BUILD_DIR)/fuzz $$t $(FUZZ_SECONDS) >$$log 2>&1; then tail -n 3 $$log; \
+	  else tail -n 60 $$log; echo "fuzz $$t failed: the input is in $(BUILD_DIR)/fuzz/artifacts"; \
+	  exit 1; fi; \
+	done
 
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)/kiln

@@ -53,7 +53,7 @@ int spawnWait(const std::vector<std::string>& args) {
 
 bool execTrue(sandbox::Sandbox& sb) {
   asio::io_context ioc;
-  runtime::RuntimeClient client(ioc.get_executor(), sb.runtimeSocket());
+  runtime::RuntimeClient client(ioc.get_executor(), sb.runtimeSocket(), sb.runtimeToken());
   runtime::ExecRequest req;
   req.cmd = "true";
   bool ok = false;
@@ -70,7 +70,7 @@ bool execTrue(sandbox::Sandbox& sb) {
 
 bool health(sandbox::Sandbox& sb) {
   asio::io_context ioc;
-  runtime::RuntimeClient client(ioc.get_executor(), sb.runtimeSocket());
+  runtime::RuntimeClient client(ioc.get_executor(), sb.runtimeSocket(), sb.runtimeToken());
   bool ok = false;
   asio::co_spawn(
       ioc, [&]() -> Task<void> { ok = (co_await client.health()).isOk(); }, asio::detached);

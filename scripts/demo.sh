@@ -31,7 +31,7 @@ git -c user.name=demo -c user.email=demo@example.com commit -qm "hello: first ve
 echo "== kiln demo: repo $repo, data dir $work/data"
 export KILN_DATA_DIR="$work/data"
 mkdir -p "$KILN_DATA_DIR"
-"$KILN" serve --listen "${KILN_LISTEN:-127.0.0.1:0}" >"$work/serve.log" 2>&1 &
+"$KILN" serve --listen "${KILN_LISTEN:-127.0.0.1:0}" --allow-local-repos "$work" >"$work/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
 for _ in $(seq 1 300); do

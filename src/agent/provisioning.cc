@@ -212,8 +212,8 @@ Task<PhaseOutcome> acquireSandbox(JobSession& s) {
   s.sandbox = std::shared_ptr<sandbox::Sandbox>(std::move(created).value());
   s.handle().setSandbox(s.sandbox);
   if (s.stopped()) co_return PhaseOutcome::stop("stopped while the sandbox was created");
-  s.rt = std::make_unique<runtime::RuntimeClient>(co_await asio::this_coro::executor,
-                                                  s.sandbox->runtimeSocket());
+  s.rt = std::make_unique<runtime::RuntimeClient>(
+      co_await asio::this_coro::executor, s.sandbox->runtimeSocket(), s.sandbox->runtimeToken());
   co_return PhaseOutcome::next();
 }
 

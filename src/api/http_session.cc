@@ -2,17 +2,18 @@
 
 #include <spdlog/spdlog.h>
 
+#include "api/request/fields.h"
 #include "api/routes/auth.h"
 #include "api/sse.h"
 
 namespace kiln::api {
 namespace {
 
-constexpr auto kReadTimeout = std::chrono::seconds(30);
 constexpr auto kWriteTimeout = std::chrono::seconds(30);
 constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr size_t kLingerBytes = 8 << 20;
-constexpr uint32_t kHeaderLimit = 16 * 1024;
+// A client told to retry a stream later waits at least this long.
+constexpr const char* kStreamRetryAfterSeconds = "5";
 
 auto ecToken(boost::system::error_code& ec) {
   return asio::redirect_error(asio::use_awaitable, ec);
@@ -31,6 +32,11 @@ void SessionRegistry::remove(uint64_t id) {
   sessions_.erase(id);
 }
 
+size_t SessionRegistry::size() {
+  std::lock_guard lock(mu_);
+  return sessions_.size();
+}
+
 void SessionRegistry::closeAll() {
   std::lock_guard lock(mu_);
   for (auto& [id, weak] : sessions_) {
@@ -40,11 +46,12 @@ void SessionRegistry::closeAll() {
 
 HttpSession::HttpSession(asio::ip::tcp::socket socket, std::shared_ptr<ServerEnv> env,
                          std::shared_ptr<const Router> router,
-                         std::shared_ptr<SessionRegistry> registry)
+                         std::shared_ptr<SessionRegistry> registry, bool overCapacity)
     : stream_(std::move(socket)),
       env_(std::move(env)),
       router_(std::move(router)),
-      registry_(std::move(registry)) {}
+      registry_(std::move(registry)),
+      overCapacity_(overCapacity) {}
 
 void HttpSession::close() {
   asio::post(stream_.get_executor(), [self = shared_from_this()] {
@@ -55,16 +62,24 @@ void HttpSession::close() {
 }
 
 Task<void> HttpSession::run() {
+  if (overCapacity_) {
+    env_->metrics.countRequest(503);
+    const ApiError busy{503, "too_many_connections",
+                        "the server has " + std::to_string(env_->opts.maxConnections) +
+                            " connections open; retry later"};
+    co_await writeErrorAndLinger(11, busy);
+    co_return;
+  }
   uint64_t regId = registry_->add(weak_from_this());
   while (!env_->stopping) {
     Request req;
     if (!co_await readRequest(req)) break;
     Reply reply = co_await dispatch(req);
-    env_->metrics.countRequest(reply.status);
     if (reply.sse) {
-      co_await runSseStream(stream_, *env_, *reply.sse, req.version());
-      break;
+      if (!co_await stream(req, *reply.sse)) break;
+      continue;
     }
+    env_->metrics.countRequest(reply.status);
     if (!co_await writeReply(req, reply) || !req.keep_alive()) break;
   }
   boost::system::error_code ec;
@@ -75,10 +90,12 @@ Task<void> HttpSession::run() {
 
 Task<bool> HttpSession::readRequest(Request& req) {
   http::request_parser<http::string_body> parser;
-  parser.header_limit(kHeaderLimit);
+  parser.header_limit(env_->opts.maxHeaderBytes);
   parser.body_limit(env_->opts.maxBodyBytes);
   boost::system::error_code ec;
-  stream_.expires_after(kReadTimeout);
+  // One deadline for the whole request, head and body: a client that trickles bytes is cut off
+  // when it runs out, however steadily it sends.
+  stream_.expires_after(env_->opts.requestTimeout);
   co_await http::async_read_header(stream_, buffer_, parser, ecToken(ec));
   if (!ec && !parser.is_done()) {
     // curl waits for this before sending bodies over 1 KiB.
@@ -88,27 +105,32 @@ Task<bool> HttpSession::readRequest(Request& req) {
     }
     if (!ec) co_await http::async_read(stream_, buffer_, parser, ecToken(ec));
   }
-  if (ec == http::error::body_limit) {
-    env_->metrics.countRequest(413);
-    const ApiError tooLarge{
-        413, "payload_too_large",
-        "request body exceeds " + std::to_string(env_->opts.maxBodyBytes) + " bytes"};
-    co_await writeErrorAndLinger(11, tooLarge);
-    co_return false;
-  }
   if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == beast::error::timeout ||
       ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
       ec == asio::error::bad_descriptor) {
     co_return false;
   }
   if (ec) {
-    env_->metrics.countRequest(400);
-    const ApiError bad{400, "bad_request", "malformed HTTP request: " + ec.message()};
-    co_await writeErrorAndLinger(11, bad);
+    const ApiError refused = readError(ec);
+    env_->metrics.countRequest(refused.status);
+    co_await writeErrorAndLinger(11, refused);
     co_return false;
   }
   req = parser.release();
   co_return true;
+}
+
+ApiError HttpSession::readError(const boost::system::error_code& ec) const {
+  if (ec == http::error::body_limit) {
+    return {413, "payload_too_large",
+            "request body exceeds " + std::to_string(env_->opts.maxBodyBytes) + " bytes"};
+  }
+  if (ec == http::error::header_limit) {
+    return {
+        431, "headers_too_large",
+        "request line and headers exceed " + std::to_string(env_->opts.maxHeaderBytes) + " bytes"};
+  }
+  return {400, "bad_request", "malformed HTTP request: " + ec.message()};
 }
 
 // Answers, then reads and drops what the client is still sending so that closing does not
@@ -162,13 +184,34 @@ Task<Reply> HttpSession::route(const Request& req) {
     r.headers.emplace_back("Allow", match.allow);
     co_return r;
   }
-  api::Request ctx{*env_, req, "", std::move(match.params), std::move(query)};
+  if (request::nestsDeeperThan(req.body(), request::kMaxJsonDepth)) {
+    co_return errorReply(ApiError{400, "json_too_deep",
+                                  "request body nests arrays and objects deeper than " +
+                                      std::to_string(request::kMaxJsonDepth) + " levels"});
+  }
+  api::Request ctx{*env_, req, "", "", std::move(match.params), std::move(query)};
   if (path.starts_with("/api/")) {
     auto tenant = co_await authenticate(ctx);
     if (!tenant) co_return errorReply(tenant.status());
     ctx.tenantId = std::move(*tenant);
   }
   co_return co_await (*match.handler)(ctx);
+}
+
+Task<bool> HttpSession::stream(const Request& req, const SseRequest& sse) {
+  auto slot = env_->streams.tryAcquire(sse.streamKey, env_->opts.maxStreamsPerToken);
+  if (!slot) {
+    Reply busy =
+        errorReply(ApiError{429, "too_many_streams",
+                            "this token has " + std::to_string(env_->opts.maxStreamsPerToken) +
+                                " event streams open; close one or retry later"});
+    busy.headers.emplace_back("Retry-After", kStreamRetryAfterSeconds);
+    env_->metrics.countRequest(busy.status);
+    co_return co_await writeReply(req, busy) && req.keep_alive();
+  }
+  env_->metrics.countRequest(200);
+  co_await runSseStream(stream_, *env_, sse, req.version());
+  co_return false;
 }
 
 Task<bool> HttpSession::writeReply(const Request& req, const Reply& reply) {

@@ -19,6 +19,7 @@ using nlohmann::json;
 struct SseRequest {
   std::string jobId;
   int64_t afterSeq = 0;
+  std::string streamKey;  // open streams are capped per key (the bearer token's hash)
 };
 
 struct Reply {

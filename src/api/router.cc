@@ -43,6 +43,20 @@ std::string Request::queryValue(const std::string& name) const {
   return it == query.end() ? "" : it->second;
 }
 
+std::optional<StreamSlots::Slot> StreamSlots::tryAcquire(const std::string& key, int max) {
+  std::lock_guard lock(mu_);
+  int& n = open_[key];
+  if (n >= max) return std::nullopt;
+  ++n;
+  return Slot(*this, key);
+}
+
+void StreamSlots::release(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = open_.find(key);
+  if (it != open_.end() && --it->second <= 0) open_.erase(it);
+}
+
 void Router::add(http::verb method, std::string_view pattern, Handler h) {
   routes_.push_back({method, splitPath(pattern), std::move(h)});
 }

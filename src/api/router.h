@@ -4,8 +4,11 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "api/metrics.h"
@@ -14,12 +17,39 @@
 
 namespace kiln::api {
 
+// Open SSE streams per key (a bearer token's hash), capped. Thread-safe.
+class StreamSlots {
+ public:
+  // Holds one slot until destroyed.
+  class Slot {
+   public:
+    Slot(StreamSlots& owner, std::string key) : owner_(&owner), key_(std::move(key)) {}
+    Slot(Slot&& o) noexcept : owner_(std::exchange(o.owner_, nullptr)), key_(std::move(o.key_)) {}
+    Slot& operator=(Slot&&) = delete;
+    ~Slot() {
+      if (owner_) owner_->release(key_);
+    }
+
+   private:
+    StreamSlots* owner_;
+    std::string key_;
+  };
+  // A slot for `key`, or nullopt when `key` already holds `max`.
+  std::optional<Slot> tryAcquire(const std::string& key, int max);
+
+ private:
+  void release(const std::string& key);
+  std::mutex mu_;
+  std::map<std::string, int> open_;  // GUARDED_BY(mu_)
+};
+
 // What every handler may use: the server's dependencies, options and counters. Outlives every
 // connection (held by shared_ptr from the server and each session).
 struct ServerEnv {
   ApiOptions opts;
   ApiDeps deps;
   ApiMetrics metrics;
+  StreamSlots streams;
   std::atomic<bool> stopping{false};
 };
 
@@ -28,6 +58,7 @@ struct Request {
   ServerEnv& env;
   const http::request<http::string_body>& http;
   std::string tenantId;                       // set by auth for /api/ routes
+  std::string tokenHash;                      // set by auth: the bearer token's SHA-256
   std::map<std::string, std::string> params;  // path parameters
   std::map<std::string, std::string> query;   // decoded query string
 

@@ -40,6 +40,14 @@ void addServe(CLI::App& app, Flags& f, int& code) {
   cmd->add_option("--listen", f.serve.listen,
                   "HOST:PORT to listen on; port 0 picks one "
                   "(env KILN_LISTEN; default 127.0.0.1:8080)");
+  cmd->add_option("--metrics-listen", f.serve.metricsListen,
+                  "HOST:PORT serving /metrics (and /healthz) without a token, e.g. for "
+                  "Prometheus; on --listen, /metrics needs a token (env KILN_METRICS_LISTEN)");
+  cmd->add_option("--allow-local-repos", f.serve.allowLocalRepos,
+                  "DIR...: accept jobs whose repoUrl is a local path (or file://) only under "
+                  "these absolute directories, never inside the data dir; without it no local "
+                  "path is accepted (env KILN_ALLOW_LOCAL_REPOS, ':'-separated)")
+      ->expected(1, -1);
   cmd->add_option("--store", f.serve.storeUrl,
                   "store URL, sqlite:PATH or postgres://... (env KILN_STORE)");
   cmd->add_option("--max-jobs", f.serveMaxJobs, "jobs running at once (env KILN_MAX_JOBS)")

@@ -1,5 +1,6 @@
 #include "cli/config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -68,6 +69,21 @@ Result<api::request::JobLimits> parseDefaultLimits(const std::string& text) {
 Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const EnvLookup& env) {
   node::NodeOptions opts;
   opts.listen = firstOf(flags.listen, env("KILN_LISTEN"), opts.listen);
+  opts.metricsListen = firstOf(flags.metricsListen, env("KILN_METRICS_LISTEN"), "");
+  opts.allowLocalRepos = flags.allowLocalRepos;
+  if (opts.allowLocalRepos.empty()) {
+    std::string dirs = env("KILN_ALLOW_LOCAL_REPOS").value_or("");
+    for (size_t i = 0; i <= dirs.size();) {
+      size_t j = std::min(dirs.find(':', i), dirs.size());
+      if (j > i) opts.allowLocalRepos.push_back(dirs.substr(i, j - i));
+      i = j + 1;
+    }
+  }
+  for (const auto& dir : opts.allowLocalRepos) {
+    if (dir.empty() || dir[0] != '/') {
+      return invalidArgument("--allow-local-repos wants absolute directories, got '" + dir + "'");
+    }
+  }
   opts.dataDir = firstOf(flags.dataDir, env("KILN_DATA_DIR"), "");
   opts.storeUrl = firstOf(flags.storeUrl, env("KILN_STORE"), "");
   opts.nodeId = flags.nodeId;
@@ -121,8 +137,10 @@ Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const Env
     ASSIGN_OR_RETURN(sandbox::WarmPoolConfig pool, sandbox::parseWarmPool(p));
     opts.warmPools.push_back(pool);
   }
-  if (opts.listen.rfind(':') == std::string::npos) {
-    return invalidArgument("listen address must be HOST:PORT, got '" + opts.listen + "'");
+  for (const auto* addr : {&opts.listen, &opts.metricsListen}) {
+    if (!addr->empty() && addr->rfind(':') == std::string::npos) {
+      return invalidArgument("listen address must be HOST:PORT, got '" + *addr + "'");
+    }
   }
   return opts;
 }

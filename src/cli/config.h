@@ -4,6 +4,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/files.h"
 #include "common/result.h"
@@ -18,6 +19,8 @@ EnvLookup processEnv();
 // `kiln serve` flags as given on the command line; empty/unset means "not given".
 struct ServeFlags {
   std::string listen;
+  std::string metricsListen;
+  std::vector<std::string> allowLocalRepos;
   std::string dataDir;
   std::string storeUrl;
   std::optional<int> maxJobs;
@@ -34,9 +37,10 @@ struct ServeFlags {
   std::string gvisorPlatform;          // --gvisor-platform
 };
 
-// Flags > KILN_LISTEN / KILN_DATA_DIR / KILN_STORE / KILN_MAX_JOBS / KILN_MAX_ATTEMPTS /
-// KILN_DEFAULT_LIMITS / KILN_SANDBOX_USERNS / KILN_DRAIN_TIMEOUT / KILN_MIN_FREE_DISK_MB /
-// KILN_MIN_FREE_MEMORY_MB > NodeOptions defaults.
+// Flags > KILN_LISTEN / KILN_METRICS_LISTEN / KILN_ALLOW_LOCAL_REPOS (':'-separated) /
+// KILN_DATA_DIR / KILN_STORE / KILN_MAX_JOBS / KILN_MAX_ATTEMPTS / KILN_DEFAULT_LIMITS /
+// KILN_SANDBOX_USERNS / KILN_DRAIN_TIMEOUT / KILN_MIN_FREE_DISK_MB / KILN_MIN_FREE_MEMORY_MB /
+// KILN_SANDBOX_BACKEND / KILN_WARM_POOLS / KILN_GVISOR_PLATFORM > NodeOptions defaults.
 // The data dir default is left empty for node::resolveDefaults to fill.
 Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const EnvLookup& env);
 

@@ -85,7 +85,12 @@ int runCommand(const RunFlags& flags, const ClientFlags& clientFlags) {
   if (!request) return fail(request.status().message());
   // Before any thread starts, so the embedded node's threads inherit the blocked signals.
   InterruptToStop interrupt;
-  auto session = ServerSession::connectOrEmbed(clientSettings(clientFlags));
+  // An embedded server is this command's own: it may read the one local repo it was given.
+  std::vector<std::string> localRepo;
+  std::string repo = request->value("repoUrl", "");
+  if (repo.rfind("file://", 0) == 0) repo = repo.substr(7);
+  if (!repo.empty() && repo[0] == '/') localRepo.push_back(repo);
+  auto session = ServerSession::connectOrEmbed(clientSettings(clientFlags), localRepo);
   if (!session) return fail(session.status().message());
   HttpClient& client = (*session)->client();
   if ((*session)->embedded()) {

@@ -47,7 +47,7 @@ Result<std::unique_ptr<ServerSession>> ServerSession::connect(const ClientSettin
 }
 
 Result<std::unique_ptr<ServerSession>> ServerSession::connectOrEmbed(
-    const ClientSettings& settings) {
+    const ClientSettings& settings, const std::vector<std::string>& allowLocalRepos) {
   if (!settings.server.empty()) return connect(settings);
   if (discoverServer(settings)) return connect(settings);
   // The server settings from the environment (KILN_STORE, KILN_DEFAULT_LIMITS,
@@ -56,6 +56,8 @@ Result<std::unique_ptr<ServerSession>> ServerSession::connectOrEmbed(
   flags.listen = "127.0.0.1:0";
   ASSIGN_OR_RETURN(node::NodeOptions opts, resolveServeOptions(flags, processEnv()));
   opts.dataDir = settings.dataDir;
+  opts.allowLocalRepos.insert(opts.allowLocalRepos.end(), allowLocalRepos.begin(),
+                              allowLocalRepos.end());
   RETURN_IF_ERROR(node::resolveDefaults(opts));
   auto node = node::Node::start(opts);
   if (!node) return node.status().withContext("starting an embedded kiln server");

@@ -5,6 +5,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cli/config.h"
 #include "cli/http_client.h"
@@ -17,8 +18,10 @@ class ServerSession {
   // Connects to an existing server; fails with a one-line reason when none is reachable.
   static Result<std::unique_ptr<ServerSession>> connect(const ClientSettings& settings);
   // Like connect(), but when no server was named and none is found, starts one in-process on
-  // 127.0.0.1:0 with the same data dir, for the lifetime of the session.
-  static Result<std::unique_ptr<ServerSession>> connectOrEmbed(const ClientSettings& settings);
+  // 127.0.0.1:0 with the same data dir, for the lifetime of the session. That server accepts
+  // local repositories under `allowLocalRepos` (the one repo `kiln run` was given).
+  static Result<std::unique_ptr<ServerSession>> connectOrEmbed(
+      const ClientSettings& settings, const std::vector<std::string>& allowLocalRepos);
 
   ~ServerSession();
 

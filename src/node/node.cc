@@ -185,6 +185,9 @@ Status NodeImpl::init() {
 
   api::ApiOptions apiOpts;
   apiOpts.listen = opts_.listen;
+  apiOpts.metricsListen = opts_.metricsListen;
+  apiOpts.allowLocalRepos = opts_.allowLocalRepos;
+  apiOpts.dataDir = opts_.dataDir;
   ASSIGN_OR_RETURN(api_, api::ApiServer::start(ioc_, apiOpts,
                                                {store_.get(), &bus_, scheduler_.get(), &storePool_,
                                                 &RealClock::instance(), &slowPool_,

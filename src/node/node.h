@@ -6,6 +6,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "api/request/job_spec.h"
 #include "common/result.h"
@@ -15,11 +16,14 @@ namespace kiln::node {
 
 struct NodeOptions {
   std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free one
-  std::string dataDir;                    // default ~/.local/share/kiln
-  std::string storeUrl;                   // default sqlite:<dataDir>/kiln.db
-  int maxJobs = 64;                       // jobs running at once on this node
-  int ioThreads = 0;                      // 0 = one per core
-  int storeThreads = 4;                   // the pool for store calls (short)
+  std::string metricsListen;              // HOST:PORT serving /metrics without a token
+  // Local repository paths are accepted only under these (ApiOptions::allowLocalRepos).
+  std::vector<std::string> allowLocalRepos;
+  std::string dataDir;      // default ~/.local/share/kiln
+  std::string storeUrl;     // default sqlite:<dataDir>/kiln.db
+  int maxJobs = 64;         // jobs running at once on this node
+  int ioThreads = 0;        // 0 = one per core
+  int storeThreads = 4;     // the pool for store calls (short)
   int blockingThreads = 8;  // the pool for slow work: clones, sandbox create/destroy, mounts
   std::string nodeId;       // default <hostname>-<random>
   std::string kilnBinary;   // default /proc/self/exe

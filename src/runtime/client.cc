@@ -25,11 +25,18 @@ Task<Result<Socket>> connectTo(asio::any_io_executor ex, const std::string& path
   co_return std::move(sock);
 }
 
-http::request<http::string_body> postRequest(const std::string& path, const json& body) {
-  http::request<http::string_body> req{http::verb::post, path, 11};
+template <class Body>
+void setHead(http::request<Body>& req, const std::string& token) {
   req.set(http::field::host, "runtime");
-  req.set(http::field::content_type, "application/json");
+  if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
   req.keep_alive(false);
+}
+
+http::request<http::string_body> postRequest(const std::string& path, const json& body,
+                                             const std::string& token) {
+  http::request<http::string_body> req{http::verb::post, path, 11};
+  setHead(req, token);
+  req.set(http::field::content_type, "application/json");
   req.body() = body.dump(-1, ' ', false, json::error_handler_t::replace);
   req.prepare_payload();
   return req;
@@ -103,11 +110,11 @@ class ExecStream {
 
 }  // namespace
 
-RuntimeClient::RuntimeClient(asio::any_io_executor ex, std::string socketPath)
-    : ex_(std::move(ex)), socketPath_(std::move(socketPath)) {}
+RuntimeClient::RuntimeClient(asio::any_io_executor ex, std::string socketPath, std::string token)
+    : ex_(std::move(ex)), socketPath_(std::move(socketPath)), token_(std::move(token)) {}
 
 Task<Result<json>> RuntimeClient::call(const std::string& path, const json& body) {
-  const auto req = postRequest(path, body);
+  const auto req = postRequest(path, body, token_);
   Result<std::string> text = co_await exchange(ex_, socketPath_, req);
   if (!text) co_return text.status();
   json answer = json::parse(*text, nullptr, false);
@@ -117,8 +124,7 @@ Task<Result<json>> RuntimeClient::call(const std::string& path, const json& body
 
 Task<Result<std::string>> RuntimeClient::get(const std::string& target) {
   http::request<http::string_body> req{http::verb::get, target, 11};
-  req.set(http::field::host, "runtime");
-  req.keep_alive(false);
+  setHead(req, token_);
   co_return co_await exchange(ex_, socketPath_, req);
 }
 
@@ -158,7 +164,7 @@ Task<Result<ExecResult>> RuntimeClient::exec(const ExecRequest& r, ChunkFn onChu
   Result<Socket> sock = co_await connectTo(ex_, socketPath_);
   if (!sock) co_return sock.status();
   error_code ec;
-  auto req = postRequest("/exec", body);
+  auto req = postRequest("/exec", body, token_);
   co_await http::async_write(*sock, req, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return transportError("write /exec", ec);
   beast::flat_buffer buffer;
@@ -194,9 +200,9 @@ Task<Result<ExecResult>> RuntimeClient::exec(const ExecRequest& r, ChunkFn onChu
 }
 
 Result<nlohmann::json> callRuntime(const std::string& socketPath, const std::string& path,
-                                   const nlohmann::json& body) {
+                                   const nlohmann::json& body, const std::string& token) {
   asio::io_context ioc;
-  RuntimeClient client(ioc.get_executor(), socketPath);
+  RuntimeClient client(ioc.get_executor(), socketPath, token);
   std::optional<Result<nlohmann::json>> out;
   asio::co_spawn(
       ioc, [&]() -> Task<void> { out.emplace(co_await client.call(path, body)); }, asio::detached);

@@ -47,11 +47,12 @@ using ChunkFn = std::function<void(std::string_view stream, std::string_view dat
 // One call of the contract, blocking the calling thread (a pool thread, or a tool) on its own
 // I/O context: for the backends' own calls (attaching a workspace).
 Result<nlohmann::json> callRuntime(const std::string& socketPath, const std::string& path,
-                                   const nlohmann::json& body);
+                                   const nlohmann::json& body, const std::string& token);
 
 class RuntimeClient {
  public:
-  RuntimeClient(asio::any_io_executor ex, std::string socketPath);
+  // `token`: the sandbox's runtime token (Sandbox::runtimeToken()), sent with every request.
+  RuntimeClient(asio::any_io_executor ex, std::string socketPath, std::string token = "");
 
   Task<Result<ExecResult>> exec(const ExecRequest& req, ChunkFn onChunk);
   // POSTs a JSON body to a contract path ("/files/read", "/git/diff", ...) and returns the JSON
@@ -69,6 +70,7 @@ class RuntimeClient {
   Task<Result<std::string>> get(const std::string& target);
   asio::any_io_executor ex_;
   std::string socketPath_;
+  std::string token_;
 };
 
 }  // namespace kiln::runtime

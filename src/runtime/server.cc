@@ -106,7 +106,33 @@ Result<int> bindSocket(const std::string& path) {
   return fd;
 }
 
-void serveConnection(Router& router, int fd) {
+// The token from the environment, wiped in place: /proc/<pid>/environ reads the original
+// environment block, which unsetenv() alone leaves as it was.
+std::string takeToken() {
+  char* v = getenv(kTokenEnv);
+  if (!v) return "";
+  std::string token(v);
+  std::memset(v, 0, std::strlen(v));
+  unsetenv(kTokenEnv);
+  return token;
+}
+
+// Compares in time independent of where the strings differ.
+bool sameSecret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() != b.size();
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) diff |= a[i] ^ b[i];
+  return diff == 0;
+}
+
+bool authorized(const http::request<http::string_body>& req, const std::string& token) {
+  if (token.empty()) return true;
+  auto header = req[http::field::authorization];
+  const std::string_view given(header.data(), header.size());
+  constexpr std::string_view kScheme = "Bearer ";
+  return given.starts_with(kScheme) && sameSecret(given.substr(kScheme.size()), token);
+}
+
+void serveConnection(Router& router, const std::string& token, int fd) {
   asio::io_context ioc;
   Router::Socket sock(ioc);
   boost::system::error_code ec;
@@ -119,7 +145,13 @@ void serveConnection(Router& router, int fd) {
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(256 << 20);
-    http::read(sock, buffer, parser, ec);
+    http::read_header(sock, buffer, parser, ec);
+    if (!ec && !authorized(parser.get(), token)) {
+      writeError(sock, Status(Code::kUnauthenticated, "this sandbox's runtime token is required"),
+                 false);
+      return;
+    }
+    if (!ec && !parser.is_done()) http::read(sock, buffer, parser, ec);
     if (ec) {
       if (ec == http::error::body_limit) {
         writeError(sock, Status(Code::kTooLarge, "request body too large"), false);
@@ -138,6 +170,7 @@ int runtimeMain(int argc, char** argv) {
     std::fprintf(stderr, "kiln runtime: %s\n", args.status().message().c_str());
     return 2;
   }
+  const std::string token = takeToken();
   // The namespace backend execs us with every signal blocked (sandbox/ns/contain.cc).
   sigset_t none;
   sigemptyset(&none);
@@ -206,8 +239,8 @@ int runtimeMain(int argc, char** argv) {
       return 1;
     }
     try {
-      std::thread([r = router->get(), fd] {
-        (void)callNoThrow("runtime: connection", [&] { serveConnection(*r, fd); });
+      std::thread([r = router->get(), token, fd] {
+        (void)callNoThrow("runtime: connection", [&] { serveConnection(*r, token, fd); });
       }).detach();
     } catch (const std::system_error&) {
       // No thread to be had (a fork bomb holds every pid of the sandbox): drop this

@@ -47,7 +47,7 @@ Result<runtime::ExecResult> execIn(Sandbox& sb, const ExecOptions& o) {
   req.cmd = cmd;
   req.timeoutMs = o.timeoutMs > 0 ? o.timeoutMs : 24 * 3600 * 1000;
   asio::io_context ioc;
-  runtime::RuntimeClient client(ioc.get_executor(), sb.runtimeSocket());
+  runtime::RuntimeClient client(ioc.get_executor(), sb.runtimeSocket(), sb.runtimeToken());
   auto onChunk = [](std::string_view stream, std::string_view data) {
     FILE* f = stream == "stderr" ? stderr : stdout;
     fwrite(data.data(), 1, data.size(), f);

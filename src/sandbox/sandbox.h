@@ -57,6 +57,9 @@ class Sandbox {
   virtual const std::string& id() const = 0;
   // Host path of the unix socket where the runtime (PID 1 inside) serves the contract.
   virtual const std::string& runtimeSocket() const = 0;
+  // The secret the runtime on that socket accepts (`Authorization: Bearer <token>`): one per
+  // sandbox, so that reaching a socket is not enough to drive its sandbox.
+  virtual const std::string& runtimeToken() const = 0;
   // Kills every process inside and releases mounts, cgroups and state dirs. Blocking.
   virtual Status destroy() = 0;
   // Set once a limit killed (or is about to kill) the sandbox. Never waits for a destroy() in

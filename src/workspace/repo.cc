@@ -18,7 +18,43 @@ bool isCommitSha(const std::string& ref) {
   return std::regex_match(ref, kSha);
 }
 
+// `path` with symlinks resolved as far as it exists.
+std::string resolvedPath(const std::string& path) {
+  std::error_code ec;
+  auto p = std::filesystem::weakly_canonical(path, ec);
+  std::string s = ec ? std::filesystem::path(path).lexically_normal().string() : p.string();
+  if (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
+// True when `path` is `dir` or inside it; both resolved.
+bool isUnder(const std::string& path, const std::string& dir) {
+  if (dir == "/") return true;
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         path[dir.size()] == '/');
+}
+
 }  // namespace
+
+Result<std::string> confineLocalRepo(const std::string& url,
+                                     const std::vector<std::string>& allowedDirs,
+                                     const std::string& dataDir) {
+  const bool isFileUrl = url.rfind("file://", 0) == 0;
+  if (!isFileUrl && (url.empty() || url[0] != '/')) return url;
+  std::string path = resolvedPath(isFileUrl ? url.substr(7) : url);
+  if (!dataDir.empty() && isUnder(path, resolvedPath(dataDir))) {
+    return Status(Code::kPermissionDenied,
+                  "local repository " + path + " is inside kiln's data dir");
+  }
+  for (const auto& dir : allowedDirs) {
+    if (!dir.empty() && isUnder(path, resolvedPath(dir))) {
+      return isFileUrl ? "file://" + path : path;
+    }
+  }
+  return Status(Code::kPermissionDenied,
+                "local repository " + path +
+                    " is not under a directory the server allows (kiln serve --allow-local-repos)");
+}
 
 Result<std::string> normalizeRepoUrl(const std::string& url) {
   if (url.empty()) return invalidArgument("repoUrl is empty");

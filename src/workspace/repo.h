@@ -2,6 +2,7 @@
 // in a sandbox (the sandbox has no network by default). Blocking: call from the BlockingPool.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 
@@ -10,6 +11,15 @@ namespace kiln::workspace {
 // Accepts https://…, http://…, ssh://…, git@host:path, file:///abs/path and a plain local path
 // (made absolute, must exist). Returns the URL git should use, or InvalidArgument with why.
 Result<std::string> normalizeRepoUrl(const std::string& url);
+
+// Local repositories are read by kiln itself, on the host: a local path (or file://) names one
+// only under `allowedDirs`, and never under `dataDir` (other jobs' workspaces and the repo
+// cache). `url` is normalizeRepoUrl's result; remote URLs pass unchanged. A local one comes back
+// with its symlinks resolved, so that the clone later reads the directory that was checked.
+// PermissionDenied with why otherwise.
+Result<std::string> confineLocalRepo(const std::string& url,
+                                     const std::vector<std::string>& allowedDirs,
+                                     const std::string& dataDir);
 
 // Checks that the repository answers (git ls-remote), and that `ref` exists when given.
 // Unprocessable with git's reason otherwise.

@@ -110,9 +110,13 @@ TEST_F(ApiControlTest, TasksAliasCreatesAJob) {
   expectError(client_->postJson("/api/v1/tasks", json{{"agent", "mock"}}), 400, "invalid_argument");
 }
 
-TEST_F(ApiControlTest, MetricsCountJobsRequestsAndStreams) {
+TEST_F(ApiControlTest, MetricsNeedATokenAndCountJobsRequestsAndStreams) {
   createJob();
   client_->setBearer("");
+  expectError(client_->get("/metrics"), 401, "unauthenticated");
+  client_->setBearer("not-a-token");
+  expectError(client_->get("/metrics"), 401, "unauthenticated");
+  client_->setBearer(kOtherToken);
   auto res = client_->get("/metrics");
   ASSERT_TRUE(res.isOk());
   ASSERT_EQ(res->status, 200);
@@ -128,6 +132,7 @@ class ApiReachabilityTest : public ApiFixture {
   ApiOptions options() override {
     ApiOptions o = ApiFixture::options();
     o.checkRepoReachable = true;
+    o.allowLocalRepos = {dir_};
     return o;
   }
 };

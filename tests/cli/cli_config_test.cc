@@ -57,6 +57,30 @@ TEST(CliServeOptionsTest, FlagsOverrideEnv) {
   EXPECT_EQ(opts->nodeId, "n1");
 }
 
+TEST(CliServeOptionsTest, AllowLocalReposAndMetricsListenFromFlagsOrEnv) {
+  auto none = resolveServeOptions({}, fakeEnv({}));
+  ASSERT_TRUE(none.isOk());
+  EXPECT_TRUE(none->allowLocalRepos.empty());
+  EXPECT_EQ(none->metricsListen, "");
+
+  auto env = resolveServeOptions({}, fakeEnv({{"KILN_ALLOW_LOCAL_REPOS", "/a::/b/c"},
+                                              {"KILN_METRICS_LISTEN", "127.0.0.1:9100"}}));
+  ASSERT_TRUE(env.isOk()) << env.status().toString();
+  EXPECT_EQ(env->allowLocalRepos, (std::vector<std::string>{"/a", "/b/c"}));
+  EXPECT_EQ(env->metricsListen, "127.0.0.1:9100");
+
+  ServeFlags flags;
+  flags.allowLocalRepos = {"/flag"};
+  flags.metricsListen = "0.0.0.0:9200";
+  auto flagged = resolveServeOptions(flags, fakeEnv({{"KILN_ALLOW_LOCAL_REPOS", "/a"}}));
+  ASSERT_TRUE(flagged.isOk());
+  EXPECT_EQ(flagged->allowLocalRepos, std::vector<std::string>{"/flag"});
+  EXPECT_EQ(flagged->metricsListen, "0.0.0.0:9200");
+
+  EXPECT_FALSE(resolveServeOptions({}, fakeEnv({{"KILN_ALLOW_LOCAL_REPOS", "rel/dir"}})).isOk());
+  EXPECT_FALSE(resolveServeOptions({}, fakeEnv({{"KILN_METRICS_LISTEN", "9100"}})).isOk());
+}
+
 TEST(CliServeOptionsTest, RejectsBadMaxJobsAndListen) {
   EXPECT_EQ(resolveServeOptions({}, fakeEnv({{"KILN_MAX_JOBS", "lots"}})).status().code(),
             Code::kInvalidArgument);

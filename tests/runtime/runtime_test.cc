@@ -104,6 +104,35 @@ TEST_F(RuntimeTest, HealthNamesTheShellAndCommandsRunWithBash) {
   EXPECT_EQ(r->output, "bash\nlogin\n");
 }
 
+TEST(RuntimeTokenTest, OnlyItsOwnTokenIsServedAndCommandsDoNotSeeIt) {
+  const std::string token = "rt-token-4f2a9c";
+  kiln::testing::RuntimeProcess rt({}, token);
+  auto health = [&](const std::string& given) {
+    return kiln::testing::runTask<Status>([&](asio::any_io_executor ex) -> Task<Status> {
+      RuntimeClient client(ex, rt.socket(), given);
+      co_return co_await client.health();
+    });
+  };
+  for (const std::string& wrong : {std::string(), std::string("rt-token-4f2a9d"),
+                                   std::string("rt-token-4f2a9"), token + "0"}) {
+    Status st = health(wrong);
+    EXPECT_EQ(st.code(), Code::kUnauthenticated) << "token '" << wrong << "': " << st.toString();
+  }
+  EXPECT_TRUE(health(token).isOk());
+  auto r = kiln::testing::runTask<Result<ExecResult>>(
+      [&](asio::any_io_executor ex) -> Task<Result<ExecResult>> {
+        RuntimeClient client(ex, rt.socket(), token);
+        ExecRequest req;
+        req.cmd = "env";
+        req.cwd = rt.workspace();
+        co_return co_await client.exec(req, nullptr);
+      });
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->exitCode, 0) << r->output;
+  EXPECT_NE(r->output.find("PATH="), std::string::npos) << r->output;
+  EXPECT_EQ(r->output.find(token), std::string::npos) << r->output;
+}
+
 TEST(RuntimeWithoutBashTest, CommandsRunWithShAndHealthSaysSo) {
   kiln::testing::RuntimeProcess rt({"--bash", "/nonexistent/bash"});
   auto info =

@@ -95,6 +95,30 @@ TEST_P(EscapeTest, KilnDataAndOtherSandboxesAreUnreachable) {
   EXPECT_NE(r->output.find("end\n"), std::string::npos) << r->output;
 }
 
+TEST_P(EscapeTest, ARuntimeServesOnlyItsOwnSandboxsToken) {
+  Sandbox* a = create({.rootInside = true});
+  Sandbox* b = create({});
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(a->runtimeToken(), b->runtimeToken());
+  EXPECT_GE(a->runtimeToken().size(), 32u);
+  for (const std::string* token : {&b->runtimeToken(), static_cast<const std::string*>(nullptr)}) {
+    asio::io_context ioc;
+    runtime::RuntimeClient client(ioc.get_executor(), a->runtimeSocket(), token ? *token : "");
+    std::optional<Status> st;
+    asio::co_spawn(
+        ioc, [&]() -> Task<void> { st.emplace(co_await client.health()); }, asio::detached);
+    ioc.run();
+    EXPECT_EQ(st->code(), Code::kUnauthenticated) << st->toString();
+  }
+  // Root inside (without capabilities) finds the token neither in PID 1's environment nor in
+  // its own.
+  auto r = exec(a, "cat /proc/1/environ 2>&1; env; echo end");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->output.find(a->runtimeToken()), std::string::npos) << r->output;
+  EXPECT_NE(r->output.find("end\n"), std::string::npos) << r->output;
+}
+
 TEST_P(EscapeTest, HostPidsAreInvisibleAndUnsignalable) {
   Sandbox* sb = create({.rootInside = true});
   ASSERT_NE(sb, nullptr);

@@ -160,7 +160,7 @@ class NsSandboxTest : public ::testing::Test {
   }
   Result<runtime::ExecResult> exec(Sandbox* sb, const std::string& cmd, int timeoutMs = 30'000) {
     asio::io_context ioc;
-    runtime::RuntimeClient client(ioc.get_executor(), sb->runtimeSocket());
+    runtime::RuntimeClient client(ioc.get_executor(), sb->runtimeSocket(), sb->runtimeToken());
     runtime::ExecRequest req;
     req.cmd = cmd;
     req.timeoutMs = timeoutMs;
@@ -181,7 +181,7 @@ class NsSandboxTest : public ::testing::Test {
   }
   Result<nlohmann::json> call(Sandbox* sb, const std::string& path, nlohmann::json body) {
     asio::io_context ioc;
-    runtime::RuntimeClient client(ioc.get_executor(), sb->runtimeSocket());
+    runtime::RuntimeClient client(ioc.get_executor(), sb->runtimeSocket(), sb->runtimeToken());
     std::optional<Result<nlohmann::json>> out;
     asio::co_spawn(
         ioc, [&]() -> Task<void> { out.emplace(co_await client.call(path, body)); },

@@ -40,8 +40,12 @@ std::string KilnProcess::log() const { return readFile(logPath_); }
 
 void KilnProcess::start() {
   std::filesystem::remove(dataDir_ + "/server.json");
-  std::vector<std::string> args = {KILN_BINARY, "serve", "--listen", "127.0.0.1:0",
-                                   "--data-dir", dataDir_};
+  // The tests keep their repositories beside the data dir, in the test's own temp dir: that
+  // dir is where the server may read local repositories (never in the data dir itself).
+  std::string testDir = std::filesystem::path(dataDir_).lexically_normal().parent_path();
+  std::vector<std::string> args = {KILN_BINARY,           "serve",      "--listen",
+                                   "127.0.0.1:0",         "--data-dir", dataDir_,
+                                   "--allow-local-repos", testDir};
   args.insert(args.end(), extraArgs_.begin(), extraArgs_.end());
   pid_ = fork();
   if (pid_ == 0) {

@@ -12,7 +12,8 @@ namespace kiln::testing {
 
 class KilnProcess {
  public:
-  // Starts `kiln serve --listen 127.0.0.1:0 --data-dir dataDir extraArgs…` and waits until it
+  // Starts `kiln serve --listen 127.0.0.1:0 --data-dir dataDir --allow-local-repos
+  // <dataDir's parent> extraArgs…` and waits until it
   // wrote server.json and answers /healthz. Throws std::runtime_error with the log on failure.
   explicit KilnProcess(std::string dataDir, std::vector<std::string> extraArgs = {},
                        std::vector<std::pair<std::string, std::string>> env = {});

@@ -31,7 +31,8 @@ bool accepts(const std::string& path) {
 
 }  // namespace
 
-RuntimeProcess::RuntimeProcess(const std::vector<std::string>& extraArgs) {
+RuntimeProcess::RuntimeProcess(const std::vector<std::string>& extraArgs,
+                               const std::string& token) {
   workspace_ = dir_.file("ws");
   socket_ = dir_.file("rt.sock");
   std::filesystem::create_directories(workspace_);
@@ -40,6 +41,7 @@ RuntimeProcess::RuntimeProcess(const std::vector<std::string>& extraArgs) {
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
+    if (!token.empty()) setenv(runtime::kTokenEnv, token.c_str(), 1);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

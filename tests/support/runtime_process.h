@@ -15,8 +15,10 @@ namespace kiln::testing {
 
 class RuntimeProcess {
  public:
-  // `extraArgs` go after `--socket <dir>/rt.sock --workspace <dir>/ws`.
-  explicit RuntimeProcess(const std::vector<std::string>& extraArgs = {});
+  // `extraArgs` go after `--socket <dir>/rt.sock --workspace <dir>/ws`; `token` is given as
+  // KILN_RUNTIME_TOKEN (runtime/server.h) when not empty.
+  explicit RuntimeProcess(const std::vector<std::string>& extraArgs = {},
+                          const std::string& token = "");
   ~RuntimeProcess();
   RuntimeProcess(const RuntimeProcess&) = delete;
   RuntimeProcess& operator=(const RuntimeProcess&) = delete;

@@ -449,7 +449,7 @@ test('keyboard: skip link, navigation and a job link are reachable with Tab', as
 test('500 jobs: the list loads and scrolls', async () => {
   const dir = path.join(env.dir, 'many');
   fs.mkdirSync(dir);
-  const kiln = await h.startKiln(dir, { llmUrl: env.llm.url, args: ['--max-jobs', '1'] });
+  const kiln = await h.startKiln(dir, { llmUrl: env.llm.url, args: ['--max-jobs', '1'], repos: env.dir });
   try {
     // One job runs (a long sleep); the rest wait in the queue; some are stopped.
     // Baseline, same server: the empty list.

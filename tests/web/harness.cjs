@@ -113,8 +113,8 @@ async function startFakeLlm(dir, script) {
   return child;
 }
 
-// `kiln serve` on a free port with its own data dir.
-async function startKiln(dir, { llmUrl, args = [] } = {}) {
+// `kiln serve` on a free port with its own data dir; it reads local repos only under `repos`.
+async function startKiln(dir, { llmUrl, args = [], repos = dir } = {}) {
   const dataDir = path.join(dir, 'data');
   fs.mkdirSync(dataDir, { recursive: true });
   const logPath = path.join(dir, 'kiln-serve.log');
@@ -125,7 +125,7 @@ async function startKiln(dir, { llmUrl, args = [] } = {}) {
     KILN_LLM_RETRY_BASE_MS: '10',
   };
   const out = fs.openSync(logPath, 'a');
-  const proc = spawn(KILN_BINARY, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args], {
+  const proc = spawn(KILN_BINARY, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--allow-local-repos', repos, ...args], {
     env,
     stdio: ['ignore', out, out],
   });

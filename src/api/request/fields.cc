@@ -16,8 +16,31 @@ const json* field(const json& obj, const char* key) {
 
 }  // namespace
 
+bool nestsDeeperThan(std::string_view body, int maxDepth) {
+  int depth = 0;
+  bool inString = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    char c = body[i];
+    if (inString) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        inString = false;
+      }
+    } else if (c == '"') {
+      inString = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > maxDepth) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 std::optional<json> parseBody(std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return json::object();
+  if (nestsDeeperThan(body, kMaxJsonDepth)) return std::nullopt;
   json j = json::parse(body.begin(), body.end(), nullptr, false);
   if (j.is_discarded()) return std::nullopt;
   return j;

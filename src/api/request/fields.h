@@ -14,8 +14,16 @@ namespace kiln::api::request {
 
 using nlohmann::json;
 
-// The parsed body, or nullopt if it is not valid JSON. An empty body parses as `{}`.
+// The deepest a request body's arrays and objects may nest (ApiOptions::maxJsonDepth's default).
+constexpr int kMaxJsonDepth = 64;
+
+// The parsed body, or nullopt if it is not valid JSON or nests deeper than kMaxJsonDepth. An
+// empty body parses as `{}`.
 std::optional<json> parseBody(std::string_view body);
+
+// True when `body` opens more than `maxDepth` arrays/objects inside each other (brackets in
+// strings do not count). A linear scan without parsing, so that it is cheap on any input.
+bool nestsDeeperThan(std::string_view body, int maxDepth);
 
 // InvalidArgument unless `v` is an object holding only `allowed` keys.
 Status checkObject(const json& v, std::string_view where,

@@ -19,6 +19,7 @@ Task<Result<std::string>> authenticate(Request& req) {
   std::string token(header.substr(kScheme.size()));
   while (!token.empty() && token.back() == ' ') token.pop_back();
   std::string hash = sha256Hex(token);
+  req.tokenHash = hash;
   auto* store = req.env.deps.store;
   // An unknown or revoked token is kUnauthenticated already (Store::tenantForToken).
   auto tenant = co_await req.env.deps.pool->run([&] { return store->tenantForToken(hash); });

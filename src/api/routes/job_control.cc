@@ -171,7 +171,15 @@ Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const cha
     if (!normalized) {
       co_return errorReply(ApiError::invalidArgument("repoUrl: " + normalized.status().message()));
     }
-    url = std::move(*normalized);
+    const auto& opts = req.env.opts;
+    auto confined = co_await deps.slowPool->run([&] {
+      return workspace::confineLocalRepo(*normalized, opts.allowLocalRepos, opts.dataDir);
+    });
+    if (!confined) {
+      co_return errorReply(
+          ApiError{403, "local_repo_forbidden", "repoUrl: " + confined.status().message()});
+    }
+    url = std::move(*confined);
     if (req.env.opts.checkRepoReachable) {
       Status st =
           co_await deps.slowPool->run([&] { return workspace::checkReachable(url, create.ref); });

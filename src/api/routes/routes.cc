@@ -15,6 +15,12 @@ std::shared_ptr<const Router> buildRouter() {
   return r;
 }
 
+std::shared_ptr<const Router> buildMetricsRouter() {
+  auto r = std::make_shared<Router>();
+  addOpenMetricsRoutes(*r);
+  return r;
+}
+
 Task<Result<store::Job>> loadJob(Request& req) {
   const std::string& id = req.param("id");
   if (!isUuid(id)) co_return notFound("no job " + id);
@@ -31,7 +37,7 @@ Task<Reply> streamJob(Request& req) {
       request::parseResumeSeq(std::string(req.http["Last-Event-ID"]), req.queryValue("after"));
   if (!after) co_return errorReply(after.status());
   Reply r;
-  r.sse = SseRequest{job->id, *after};
+  r.sse = SseRequest{job->id, *after, req.tokenHash};
   co_return r;
 }
 

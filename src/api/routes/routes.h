@@ -8,14 +8,17 @@
 namespace kiln::api {
 
 std::shared_ptr<const Router> buildRouter();
+// The --metrics-listen address's routes: /metrics without a token, and /healthz.
+std::shared_ptr<const Router> buildMetricsRouter();
 
 // Handler groups, one file each.
-void addJobReadRoutes(Router& r);     // list, get, steps, diff, stream
-void addJobControlRoutes(Router& r);  // create, stop, reply, approve, continue
-void addTaskRoutes(Router& r);        // devin.baby aliases
-void addSystemRoutes(Router& r);      // healthz, metrics
-void addWebRoutes(Router& r);         // the dashboard page and its assets
-void addNodeRoutes(Router& r);        // fleet nodes, drain
+void addJobReadRoutes(Router& r);      // list, get, steps, diff, stream
+void addJobControlRoutes(Router& r);   // create, stop, reply, approve, continue
+void addTaskRoutes(Router& r);         // devin.baby aliases
+void addSystemRoutes(Router& r);       // healthz, metrics (with a token)
+void addOpenMetricsRoutes(Router& r);  // healthz, metrics (open)
+void addWebRoutes(Router& r);          // the dashboard page and its assets
+void addNodeRoutes(Router& r);         // fleet nodes, drain
 
 // The per-node gauges of /metrics (Prometheus text), from the nodes table.
 Result<std::string> renderNodeMetrics(store::Store* store, int64_t nowMs);

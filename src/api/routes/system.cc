@@ -3,6 +3,7 @@
 #include <string>
 
 #include "agent/step_timings.h"
+#include "api/routes/auth.h"
 #include "api/routes/routes.h"
 #include "gateway/gateway_metrics.h"
 #include "sandbox/supervisor.h"
@@ -43,7 +44,7 @@ Result<std::string> renderJobCounts(store::Store* store) {
 
 Task<Reply> healthz(Request&) { co_return jsonReply(200, {{"status", "ok"}}); }
 
-Task<Reply> metrics(Request& req) {
+Task<Reply> openMetrics(Request& req) {
   auto* store = req.env.deps.store;
   auto jobs = co_await req.env.deps.pool->run([&] { return renderJobCounts(store); });
   if (!jobs) co_return errorReply(jobs.status());
@@ -58,11 +59,23 @@ Task<Reply> metrics(Request& req) {
   co_return r;
 }
 
+// Counts across tenants are not for anyone who can reach the port: any valid token.
+Task<Reply> metrics(Request& req) {
+  auto tenant = co_await authenticate(req);
+  if (!tenant) co_return errorReply(tenant.status());
+  co_return co_await openMetrics(req);
+}
+
 }  // namespace
 
 void addSystemRoutes(Router& r) {
   r.add(http::verb::get, "/healthz", healthz);
   r.add(http::verb::get, "/metrics", metrics);
+}
+
+void addOpenMetricsRoutes(Router& r) {
+  r.add(http::verb::get, "/healthz", healthz);
+  r.add(http::verb::get, "/metrics", openMetrics);
 }
 
 }  // namespace kiln::api

@@ -22,6 +22,7 @@
 #include "sandbox/gvisor/runsc.h"
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/ns/layout.h"
+#include "common/ids.h"
 #include "common/unique_fd.h"
 #include "sandbox/ns/reclaim.h"
 #include "sandbox/sandbox.h"
@@ -90,11 +91,13 @@ Status waitReady(const std::string& socket, RunscProcess& runsc, const std::stri
 
 class GvSandbox : public Sandbox {
  public:
-  GvSandbox(SandboxSpec started, SandboxPaths paths, int lockFd, RunscProcess runsc,
-            SandboxCgroup cgroup, std::unique_ptr<egress::EgressListener> egress)
+  GvSandbox(SandboxSpec started, SandboxPaths paths, std::string token, int lockFd,
+            RunscProcess runsc, SandboxCgroup cgroup,
+            std::unique_ptr<egress::EgressListener> egress)
       : started_(std::move(started)),
         paths_(std::move(paths)),
         socket_(paths_.gv + "/rt/rt.sock"),
+        token_(std::move(token)),
         lockFd_(lockFd),
         runsc_(std::move(runsc)),
         cgroup_(std::move(cgroup)),
@@ -104,6 +107,7 @@ class GvSandbox : public Sandbox {
   // Sandbox
   const std::string& id() const override { return started_.id; }
   const std::string& runtimeSocket() const override { return socket_; }
+  const std::string& runtimeToken() const override { return token_; }
   Status destroy() override {
     std::lock_guard lock(mu_);
     if (destroyed_) return Status::ok();
@@ -129,6 +133,7 @@ class GvSandbox : public Sandbox {
   const SandboxSpec started_;  // the spec of startIdle(): what attach() cannot change
   const SandboxPaths paths_;
   const std::string socket_;
+  const std::string token_;
   mutable std::mutex mu_;
   UniqueFd lockFd_;       // GUARDED_BY(mu_): flock on paths_.log (reclaim.h)
   RunscProcess runsc_;    // GUARDED_BY(mu_)
@@ -163,7 +168,7 @@ Status GvSandbox::attach(const SandboxSpec& spec) {
     return errnoStatus("gvisor: remount " + slot, errno);
   }
   nlohmann::json body = {{"source", kInsideSlotWorkspace}};
-  Result<nlohmann::json> answer = runtime::callRuntime(socket_, "/workspace/attach", body);
+  Result<nlohmann::json> answer = runtime::callRuntime(socket_, "/workspace/attach", body, token_);
   if (!answer) return answer.status().withContext("gvisor: attach");
   return Status::ok();
 }
@@ -197,7 +202,8 @@ class GvBackend : public SandboxBackend {
  private:
   Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths,
                                          int logFd, int lockFd);
-  Status writeBundle(const SandboxSpec& spec, const SandboxPaths& paths, bool egress) const;
+  Status writeBundle(const SandboxSpec& spec, const SandboxPaths& paths, bool egress,
+                     const std::string& token) const;
   egress::EgressProxy& egressProxy();
 
   const GvisorBackendOptions opts_;
@@ -243,8 +249,8 @@ Result<std::unique_ptr<Sandbox>> GvBackend::startIdle(const SandboxSpec& spec) {
   return sandbox;
 }
 
-Status GvBackend::writeBundle(const SandboxSpec& spec, const SandboxPaths& paths,
-                              bool egress) const {
+Status GvBackend::writeBundle(const SandboxSpec& spec, const SandboxPaths& paths, bool egress,
+                              const std::string& token) const {
   BundleInputs in;
   in.rootfs = paths.skel;
   in.usrDir = "/usr";
@@ -258,6 +264,7 @@ Status GvBackend::writeBundle(const SandboxSpec& spec, const SandboxPaths& paths
   if (egress) in.netDir = paths.net;
   in.gatewayDir = spec.gatewayDir;
   in.agentCliDir = spec.agentCliDir;
+  in.runtimeToken = token;
   in.rootInside = spec.rootInside;
   const std::string config = paths.gv + "/config.json";
   std::ofstream out(config, std::ios::trunc);
@@ -286,7 +293,8 @@ Result<std::unique_ptr<Sandbox>> GvBackend::start(const SandboxSpec& spec,
                      egress::prepareNsEgress(spec, paths.net, egressProxy()));
     egressListener = std::move(egress.listener);
   }
-  RETURN_IF_ERROR(writeBundle(spec, paths, egressListener != nullptr));
+  const std::string token = randomToken();
+  RETURN_IF_ERROR(writeBundle(spec, paths, egressListener != nullptr, token));
   ASSIGN_OR_RETURN(SandboxCgroup cgroup, SandboxCgroup::create(cgroups_, spec.id, spec));
   Result<std::vector<int>> procs = cgroup.openProcs();
   if (!procs) {
@@ -306,7 +314,7 @@ Result<std::unique_ptr<Sandbox>> GvBackend::start(const SandboxSpec& spec,
     (void)cgroup.remove();
     return ready;
   }
-  return std::unique_ptr<Sandbox>(new GvSandbox(spec, paths, lockFd, std::move(runsc).value(),
+  return std::unique_ptr<Sandbox>(new GvSandbox(spec, paths, token, lockFd, std::move(runsc).value(),
                                                 std::move(cgroup), std::move(egressListener)));
 }
 

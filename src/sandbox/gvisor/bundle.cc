@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "runtime/egress_forwarder.h"
+#include "runtime/server.h"
 #include "sandbox/ns/agent_mounts.h"
 #include "sandbox/ns/layout.h"
 
@@ -96,6 +97,10 @@ Bundle bundleFor(const BundleInputs& in) {
   }
   b.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
            "HOME=/root"};
+  // The runtime reads its token from the environment and wipes it there (runtime/server.cc).
+  if (!in.runtimeToken.empty()) {
+    b.env.push_back(std::string(runtime::kTokenEnv) + "=" + in.runtimeToken);
+  }
   return b;
 }
 

@@ -41,6 +41,7 @@ struct BundleInputs {
   // model gateway and ACP sockets, and the operator's agent CLIs (read-only). Empty: none.
   std::string gatewayDir;
   std::string agentCliDir;
+  std::string runtimeToken;  // the runtime's per-sandbox token (runtime/server.h kTokenEnv)
   bool rootInside = false;
 };
 

@@ -14,8 +14,10 @@
 #include <functional>
 #include <mutex>
 
+#include "common/ids.h"
 #include "common/unique_fd.h"
 #include "runtime/client.h"
+#include "runtime/server.h"
 #include "sandbox/egress/ns_egress.h"
 #include "sandbox/image/ns_image.h"
 #include "sandbox/ns/agent_mounts.h"
@@ -131,13 +133,14 @@ class NsSandbox : public Sandbox {
  public:
   // idle: started by startIdle(spec), waiting for attach(); owner: for attach's chown.
   NsSandbox(const SandboxSpec& spec, bool idle, WorkspaceOwner owner, SandboxPaths paths,
-            UniqueFd lockFd, ContainedChild child, SandboxCgroup cgroup, DiskImage disk,
-            std::function<void(const std::string&)> hook)
+            std::string token, UniqueFd lockFd, ContainedChild child, SandboxCgroup cgroup,
+            DiskImage disk, std::function<void(const std::string&)> hook)
       : started_(spec),
         idle_(idle),
         owner_(owner),
         id_(spec.id),
         paths_(std::move(paths)),
+        token_(std::move(token)),
         teardownHook_(std::move(hook)),
         lockFd_(std::move(lockFd)),
         child_(std::move(child)),
@@ -148,6 +151,7 @@ class NsSandbox : public Sandbox {
   // Sandbox
   const std::string& id() const override { return id_; }
   const std::string& runtimeSocket() const override { return paths_.socket; }
+  const std::string& runtimeToken() const override { return token_; }
   Status destroy() override {
     std::lock_guard teardown(teardownMu_);
     {
@@ -197,6 +201,7 @@ class NsSandbox : public Sandbox {
   const WorkspaceOwner owner_;
   const std::string id_;
   const SandboxPaths paths_;
+  const std::string token_;
   const std::function<void(const std::string&)> teardownHook_;  // NamespaceBackendOptions
   std::mutex teardownMu_;
   mutable std::mutex stateMu_;
@@ -231,7 +236,7 @@ Status NsSandbox::attach(const SandboxSpec& spec) {
   RETURN_IF_ERROR(attachInside(child_.pid(), spec.workspaceDir, "/workspace"));
   attached_ = true;
   Result<nlohmann::json> answer =
-      runtime::callRuntime(paths_.socket, "/workspace/attach", nlohmann::json::object());
+      runtime::callRuntime(paths_.socket, "/workspace/attach", nlohmann::json::object(), token_);
   return answer ? Status::ok() : answer.status().withContext("sandbox: attach");
 }
 
@@ -358,12 +363,15 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec, bool 
     (void)cgroup.remove();
     return procs.status();
   }
+  // The runtime reads its token from the environment and wipes it there (runtime/server.cc).
+  const std::string token = randomToken();
   ContainPlan plan;
   plan.listenFd = listenFd;
   plan.logFd = logFd;
   plan.cgroupFds = *procs;
   Status planned = fillPlan(plan, spec, idle, paths, disk.device(), egress ? &*egress : nullptr,
                             baseImage ? &*baseImage : nullptr);
+  plan.env.push_back(std::string(runtime::kTokenEnv) + "=" + token);
   Result<ContainedChild> child = planned ? cloneContained(plan) : Result<ContainedChild>(planned);
   for (int fd : *procs) close(fd);
   if (!child) {
@@ -377,7 +385,7 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec, bool 
     adj << "-1000";
   }
   auto sandbox =
-      std::make_unique<NsSandbox>(spec, idle, owner(), paths, std::move(lockFd),
+      std::make_unique<NsSandbox>(spec, idle, owner(), paths, token, std::move(lockFd),
                                   std::move(child).value(), std::move(cgroup), std::move(disk),
                                   opts_.teardownHook);
   if (egress) sandbox->keepEgress(std::move(egress->listener));
