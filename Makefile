@@ -5,9 +5,11 @@ DEBS := g++ cmake ninja-build pkg-config git make python3 libboost-dev libcurl4-
         libssl-dev nlohmann-json3-dev libsqlite3-dev libpq-dev libseccomp-dev libcli11-dev \
         libspdlog-dev libfmt-dev libgtest-dev bubblewrap iproute2 procps e2fsprogs debootstrap \
         chromium
+# Build speed (ccache, mold) and `make package` (dpkg-shlibdeps).
+DEBS += ccache mold dpkg-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test demo bench clean format
+.PHONY: all deps build test demo package bench clean format
 
 all: build
 
@@ -33,8 +35,18 @@ build: deps $(BUILD_DIR)/build.ninja
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600
 
-demo: build
+# Builds only what the demo runs; `make build` and `make test` build the tests and benches too.
+demo:
+	@echo "== make demo: installing missing packages, building kiln and kiln-runtime (about 8 min of compiling on 2 cores the first time, seconds after), then running a mock agent on a sample repo"
+	@$(MAKE) --no-print-directory deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target kiln kiln-runtime
 	./scripts/demo.sh $(BUILD_DIR)/kiln
+
+# A Debian package of kiln, kiln-runtime, the systemd unit and /etc/default/kiln.
+package: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target kiln kiln-runtime
+	cd $(BUILD_DIR) && cpack --config CPackConfig.cmake
+	@echo "== built: $$(ls $(BUILD_DIR)/kiln_*.deb); install: sudo apt install ./$$(ls $(BUILD_DIR)/kiln_*.deb)"
 
 bench: build
 	@for b in $(BUILD_DIR)/bench/*; do echo "== $$b"; $$b || exit 1; done

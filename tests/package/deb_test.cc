@@ -1,0 +1,99 @@
+// The Debian package of `make package`: built by cpack from this build dir, installed with
+// dpkg into a fresh Debian root that holds only the package's declared dependencies, then used
+// as an admin would (tests/package/install_deb.sh): `kiln --version`, the server started the way
+// its systemd unit says, and a mock job through it with the CLI set up as the install message
+// says.
+#include <unistd.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "common/files.h"
+#include "support/temp_dir.h"
+#include "support/test_image.h"
+
+namespace kiln::testing {
+namespace {
+
+constexpr const char* kDepsImage = "test-bookworm-kiln-deps";
+
+std::string buildDir() {
+  std::string binary = KILN_BINARY;
+  return binary.substr(0, binary.rfind('/'));
+}
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// The package names of a Depends field: "libc6 (>= 2.34), git, a | b" -> libc6, git, a.
+std::vector<std::string> dependencyNames(const std::string& depends) {
+  std::vector<std::string> names;
+  std::istringstream in(depends);
+  for (std::string item; std::getline(in, item, ',');) {
+    std::istringstream words(item);
+    std::string name;
+    if (words >> name) names.push_back(name);
+  }
+  return names;
+}
+
+TEST(DebPackageTest, DependencyNames) {
+  EXPECT_EQ(dependencyNames("libc6 (>= 2.34), git, libstdc++6 (>= 12), a | b\n"),
+            (std::vector<std::string>{"libc6", "git", "libstdc++6", "a"}));
+  EXPECT_TRUE(dependencyNames("").empty());
+}
+
+TEST(DebPackageTest, InstallsIntoAFreshRootAndRunsAMockJob) {
+  if (geteuid() != 0) GTEST_SKIP() << "installing a package into a root filesystem needs root";
+  TempDir tmp;
+  std::string out;
+  ASSERT_EQ(shell("cpack --config " + shellQuote(buildDir() + "/CPackConfig.cmake") + " -B " +
+                      shellQuote(tmp.file("pkg")),
+                  &out),
+            0)
+      << out;
+  std::string deb;
+  for (const auto& e : std::filesystem::directory_iterator(tmp.file("pkg"))) {
+    if (e.path().extension() == ".deb") deb = e.path();
+  }
+  ASSERT_FALSE(deb.empty()) << out;
+
+  std::string contents, depends, version;
+  ASSERT_EQ(shell("dpkg-deb -c " + shellQuote(deb), &contents), 0) << contents;
+  for (const char* file : {"./usr/bin/kiln", "./usr/bin/kiln-runtime",
+                           "./lib/systemd/system/kiln.service", "./etc/default/kiln"}) {
+    EXPECT_NE(contents.find(std::string(file) + "\n"), std::string::npos) << file << contents;
+  }
+  ASSERT_EQ(shell("dpkg-deb -f " + shellQuote(deb) + " Depends", &depends), 0) << depends;
+  ASSERT_EQ(shell("dpkg-deb -f " + shellQuote(deb) + " Version", &version), 0) << version;
+  for (const char* dep : {"git", "libsqlite3-0", "libseccomp2"}) {
+    EXPECT_NE(depends.find(dep), std::string::npos) << depends;
+  }
+
+  // A root with the dependencies and nothing of kiln: dpkg refuses the package if one is missing.
+  auto images = cachedTestImage(kDepsImage, dependencyNames(depends));
+  ASSERT_TRUE(images.isOk()) << images.status().toString();
+  const std::string rootfs = *images + "/" + kDepsImage + "/rootfs";
+  const std::string work = tmp.file("work");
+  int rc = shell("unshare --mount --net " + shellQuote(KILN_SOURCE_DIR) +
+                     "/tests/package/install_deb.sh " + shellQuote(rootfs) + " " + shellQuote(deb) +
+                     " " + shellQuote(work),
+                 &out);
+  const std::string install = readFile(work + "/install.out").valueOr("");
+  const std::string run = readFile(work + "/run.out").valueOr("");
+  EXPECT_EQ(trimmed(readFile(work + "/version.out").valueOr("")), "kiln " + trimmed(version));
+  // The install message: where the server will listen and where its token is.
+  EXPECT_NE(install.find("URL:          http://127.0.0.1:8080\n"), std::string::npos) << install;
+  EXPECT_NE(install.find("admin token:  /var/lib/kiln/admin.token"), std::string::npos) << install;
+  EXPECT_EQ(trimmed(readFile(work + "/token.out").valueOr("")),
+            "-rw------- /var/lib/kiln/admin.token");
+  ASSERT_EQ(rc, 0) << out << "\n--- install:\n" << install << "\n--- run:\n" << run;
+  // The mock agent's work, committed and shown as the job's diff.
+  EXPECT_NE(run.find("AGENT_TASK.md"), std::string::npos) << run;
+  EXPECT_NE(run.find("Add a farewell function"), std::string::npos) << run;
+}
+
+}  // namespace
+}  // namespace kiln::testing
