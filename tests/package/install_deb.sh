@@ -4,6 +4,7 @@
 # server's port and its processes stay private to the test.
 # Usage: install_deb.sh IMAGE_ROOTFS DEB WORKDIR   Writes WORKDIR/{install,version,run}.out.
 set -eu
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 image=$1 deb=$2 work=$3
 root=$work/root
 mkdir -p "$root" "$work/upper" "$work/ovl"
