@@ -9,7 +9,7 @@ DEBS := g++ cmake ninja-build pkg-config git make python3 libboost-dev libcurl4-
 DEBS += ccache mold dpkg-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test demo package bench clean format
+.PHONY: all deps build test test-package demo package bench clean format
 
 all: build
 
@@ -34,6 +34,11 @@ build: deps $(BUILD_DIR)/build.ninja
 # Serial on purpose: the sandbox leak tests count host-wide mounts, cgroups and processes.
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600
+
+# The .deb installed into a fresh Debian root (debootstrap of its dependencies: minutes on a
+# fresh machine), and a mock job run from it; `make test` checks the package without installing.
+test-package: build
+	cd $(BUILD_DIR) && KILN_TEST_PACKAGE_INSTALL=1 ctest --output-on-failure --timeout 900 -R '^DebPackageTest\.'
 
 # Builds only what the demo runs; `make build` and `make test` build the tests and benches too.
 demo:
