@@ -121,7 +121,7 @@ TEST(DebPackageTest, HoldsTheServiceAndRuns) {
     EXPECT_NE(contents.find(std::string(file) + "\n"), std::string::npos) << file << contents;
   }
   const std::string depends = controlField(deb, "Depends");
-  for (const char* dep : {"git", "libsqlite3-0", "libseccomp2", "libpq5"}) {
+  for (const char* dep : {"git", "libsqlite3-0", "libseccomp2", "libcurl4"}) {
     EXPECT_NE(depends.find(dep), std::string::npos) << depends;
   }
   std::string conffiles;
