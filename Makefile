@@ -5,6 +5,8 @@ DEBS := g++ cmake ninja-build pkg-config git make python3 libboost-dev libcurl4-
         libssl-dev nlohmann-json3-dev libsqlite3-dev libpq-dev libseccomp-dev libcli11-dev \
         libspdlog-dev libfmt-dev libgtest-dev bubblewrap iproute2 procps e2fsprogs debootstrap \
         chromium postgresql kubernetes-client python3-yaml runsc clang
+# Build speed (ccache, mold) and `make package` (dpkg-shlibdeps).
+DEBS += ccache mold dpkg-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The real agent CLIs the tests run in sandboxes (tests/integration/real_cli_test.cc), pinned.
 # Claude Code 2.1.197 is the newest release that still runs on Debian 12's Node 18 (later ones
@@ -13,7 +15,7 @@ AGENT_CLIS := @anthropic-ai/claude-code@2.1.197 @openai/codex@0.171.0 \
               @zed-industries/claude-code-acp@0.16.2
 AGENT_CLI_DIR := $(BUILD_DIR)/agent-clis
 
-.PHONY: all deps build test fuzz demo bench clean format agent-clis
+.PHONY: all deps build test test-package fuzz demo package bench clean format agent-clis
 
 all: build
 
@@ -67,8 +69,24 @@ fuzz: build
 	  exit 1; fi; \
 	done
 
-demo: build
+
+# The .deb installed into a fresh Debian root (debootstrap of its dependencies: minutes on a
+# fresh machine), and a mock job run from it; `make test` checks the package without installing.
+test-package: build
+	cd $(BUILD_DIR) && KILN_TEST_PACKAGE_INSTALL=1 ctest --output-on-failure --timeout 900 -R '^DebPackageTest\.'
+
+# Builds only what the demo runs; `make build` and `make test` build the tests and benches too.
+demo:
+	@echo "== make demo: installing missing packages, building kiln and kiln-runtime (the first time about 5 min on 2 idle cores, ~10 min of CPU; seconds after), then running a mock agent on a sample repo"
+	@$(MAKE) --no-print-directory deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target kiln kiln-runtime
 	./scripts/demo.sh $(BUILD_DIR)/kiln
+
+# A Debian package of kiln, kiln-runtime, the systemd unit and /etc/default/kiln.
+package: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target kiln kiln-runtime
+	cd $(BUILD_DIR) && cpack --config CPackConfig.cmake
+	@echo "== built: $$(ls $(BUILD_DIR)/kiln_*.deb); install: sudo apt install ./$$(ls $(BUILD_DIR)/kiln_*.deb)"
 
 bench: build
 	@for b in $(BUILD_DIR)/bench/*; do echo "== $$b"; $$b || exit 1; done

@@ -194,6 +194,7 @@ int parseAndRun(int argc, char** argv) {
   CLI::App app("kiln: run autonomous coding agents in sandboxes", "kiln");
   app.require_subcommand(1);
   app.fallthrough();  // global options also work after the subcommand name
+  app.set_version_flag("--version", std::string("kiln ") + KILN_VERSION);
   Flags flags;
   int code = kExitOk;
   addGlobalOptions(app, flags);

@@ -133,7 +133,7 @@ TEST(SystemdUnitTest, ServesDrainsOnStopAndReadsTheStoreFromTheEnvironment) {
   EXPECT_GT(std::atoi(svc["TimeoutStopSec"].c_str()), drainSeconds)
       << "systemd must not SIGKILL a node before its drain timeout";
   EXPECT_EQ(svc["KillSignal"], "SIGTERM") << "SIGTERM drains";
-  EXPECT_EQ(svc["EnvironmentFile"].rfind("-/etc/kiln/", 0), 0u)
+  EXPECT_EQ(svc["EnvironmentFile"], "-/etc/default/kiln")
       << "KILN_STORE comes from an optional environment file";
   EXPECT_EQ(svc["Delegate"], "yes") << "sandboxes need their own cgroup subtree";
   EXPECT_EQ(unit["Install"]["WantedBy"], "multi-user.target");

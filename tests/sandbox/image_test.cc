@@ -2,18 +2,17 @@
 // and real sandboxes running on the image instead of the host's system dirs.
 //
 // debootstrap takes one to two minutes here, so the tests share one image, built once into a
-// cache dir ($KILN_TEST_IMAGE_CACHE, default /var/tmp/kiln-test-images) under a file lock and
-// reused by later tests and later runs while its spec is unchanged.
+// cache dir and reused by later tests and later runs while its spec is unchanged
+// (tests/support/test_image.h).
 #include "sandbox/image/image.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
 #include <sys/mount.h>
 
 #include "egress_upstream.h"
 #include "nobody_kiln.h"
 #include "sandbox_fixture.h"
 #include "support/temp_dir.h"
+#include "support/test_image.h"
 
 namespace kiln::sandbox::testing {
 namespace {
@@ -23,11 +22,6 @@ using image::resolveImageRootfs;
 using image::validImageName;
 
 constexpr const char* kImageName = "test-bookworm-jq";
-
-std::string imageCache() {
-  const char* env = getenv("KILN_TEST_IMAGE_CACHE");
-  return env && *env ? env : "/var/tmp/kiln-test-images";
-}
 
 TEST(ImageSpecTest, ParsesAndValidates) {
   auto spec = ImageSpec::fromJson(R"({"suite":"trixie","packages":["git","python3-minimal"]})");
@@ -67,22 +61,9 @@ TEST(ImageSpecTest, ResolvesNamesAndPaths) {
 // The shared image, built by the real CLI on first use. Returns the images dir, or "" after
 // recording a failure.
 std::string sharedImage() {
-  const std::string cache = imageCache();
-  std::filesystem::create_directories(cache);
-  int lock = open((cache + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  flock(lock, LOCK_EX);
-  std::string out;
-  int rc = 0;
-  if (!std::filesystem::exists(cache + "/" + kImageName + "/manifest.json")) {
-    rc =
-        kiln::testing::shell(std::string(KILN_BINARY) + " image --images-dir " + cache + " build " +
-                                 kImageName + " --package jq --deb-cache " + cache + "/debs",
-                             &out);
-  }
-  flock(lock, LOCK_UN);
-  close(lock);
-  EXPECT_EQ(rc, 0) << out;
-  return rc == 0 ? cache : "";
+  auto images = kiln::testing::cachedTestImage(kImageName, {"jq"});
+  EXPECT_TRUE(images.isOk()) << images.status().toString();
+  return images.isOk() ? *images : "";
 }
 
 class ImageSandboxTest : public NsSandboxTest {
