@@ -42,12 +42,11 @@ const char* modelApiName(ModelApi api) {
 
 UsageMeter::UsageMeter(ModelApi api, bool stream)
     : api_(api),
-      stream_(stream),
-      sse_([this](const std::string&, const std::string& data) { onEvent(data); }) {}
+      stream_(stream) {}
 
 void UsageMeter::feed(std::string_view bytes) {
   if (stream_) {
-    sse_.feed(bytes);
+    for (const SseEvent& e : sse_.feed(bytes)) onEvent(e.data);
   } else if (body_.size() + bytes.size() <= kMaxJsonBody) {
     body_.append(bytes);
   }
@@ -55,7 +54,7 @@ void UsageMeter::feed(std::string_view bytes) {
 
 CallUsage UsageMeter::finish() {
   if (stream_) {
-    sse_.feed("\n\n");  // a last event without its blank line
+    for (const SseEvent& e : sse_.feed("\n\n")) onEvent(e.data);  // a last event without its blank line
   } else {
     json j = json::parse(body_, nullptr, false);
     if (j.is_object()) absorb(j);

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "llm/sse.h"
+#include "common/sse.h"
 
 namespace kiln::gateway {
 
@@ -39,7 +39,7 @@ class UsageMeter {
   ModelApi api_;
   bool stream_;
   std::string body_;  // a JSON body, kept whole
-  llm::SseParser sse_;
+  SseParser sse_;  // src/common/sse.h, the one parser of text/event-stream
   CallUsage usage_;
 };
 

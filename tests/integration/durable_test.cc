@@ -22,6 +22,7 @@
 #include "store/store.h"
 #include "support/http_client.h"
 #include "support/kiln_process.h"
+#include "support/slow_repo.h"
 #include "support/temp_dir.h"
 
 namespace kiln::testing {
@@ -29,18 +30,6 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-// A repo whose `make test` takes a while and leaves a trace of every run in the workspace, so a
-// second execution of the same call would show in the diff.
-void makeSlowRepo(const std::string& dir, const std::string& sleepSeconds) {
-  std::string out;
-  int rc = shell("set -e; mkdir -p " + dir + " && cd " + dir +
-                     " && git init -q -b main . && printf 'test:\\n\\tsleep " + sleepSeconds +
-                     "\\n\\techo run >> runs.log\\n\\t@echo tests passed\\n' > Makefile && "
-                     "git add -A && git -c user.name=t -c user.email=t@t commit -qm init",
-                 &out);
-  ASSERT_EQ(rc, 0) << out;
-}
 
 // Polls `done` every 20 ms until it holds; false after `timeout`.
 bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout) {

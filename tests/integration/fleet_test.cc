@@ -17,6 +17,7 @@
 #include "store/store.h"
 #include "support/http_client.h"
 #include "support/kiln_process.h"
+#include "support/slow_repo.h"
 #include "support/postgres_server.h"
 #include "support/temp_dir.h"
 
@@ -27,18 +28,6 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 constexpr int64_t kLeaseMs = 2'000;  // short, so that take-overs happen within the test
-
-// A repo whose `make test` sleeps a little and leaves a trace of every run in the workspace,
-// so a second execution of the same call would show in the diff.
-void makeSlowRepo(const std::string& dir, const std::string& sleepSeconds) {
-  std::string out;
-  int rc = shell("set -e; mkdir -p " + dir + " && cd " + dir +
-                     " && git init -q -b main . && printf 'test:\\n\\tsleep " + sleepSeconds +
-                     "\\n\\techo run >> runs.log\\n\\t@echo tests passed\\n' > Makefile && "
-                     "git add -A && git -c user.name=t -c user.email=t@t commit -qm init",
-                 &out);
-  ASSERT_EQ(rc, 0) << out;
-}
 
 // One SSE client following one job from its first event until `done`, on its own thread.
 class StreamWatcher {

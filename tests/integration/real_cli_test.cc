@@ -22,7 +22,7 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr const char* kRealKey = "sk-real-upstream-key-7f3a";
+constexpr const char* kUpstreamKey = "sk-real-upstream-key-7f3a";
 const std::string kCliDir =
     std::string(KILN_BINARY).substr(0, std::string(KILN_BINARY).rfind('/')) + "/agent-clis";
 
@@ -60,8 +60,8 @@ const std::string kShowEnv =
     std::string(
         "f() { grep -rIl -D skip --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev "
         "--exclude-dir=usr --exclude-dir=kiln-agent-clis -e \"$1\" / 2>/dev/null; }; K=") +
-    std::string(kRealKey).substr(0, std::strlen(kRealKey) - 1) + "; echo KEY-FILES:; f \"${K}" +
-    std::string(kRealKey).substr(std::strlen(kRealKey) - 1) +
+    std::string(kUpstreamKey).substr(0, std::strlen(kUpstreamKey) - 1) + "; echo KEY-FILES:; f \"${K}" +
+    std::string(kUpstreamKey).substr(std::strlen(kUpstreamKey) - 1) +
     "\"; echo CONTROL-FILES:; f 'hello, world'; echo FILES-END; env; "
     "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null; echo ENV-END";
 
@@ -101,9 +101,9 @@ class RealCliTest : public ::testing::Test {
     kiln_ = std::make_unique<KilnProcess>(
         dir_.file("data"), std::vector<std::string>{},
         std::vector<std::pair<std::string, std::string>>{{"ANTHROPIC_BASE_URL", llm_->url()},
-                                                         {"ANTHROPIC_API_KEY", kRealKey},
+                                                         {"ANTHROPIC_API_KEY", kUpstreamKey},
                                                          {"OPENAI_BASE_URL", llm_->url() + "/v1"},
-                                                         {"OPENAI_API_KEY", kRealKey},
+                                                         {"OPENAI_API_KEY", kUpstreamKey},
                                                          {"KILN_AGENT_CLI_DIR", kCliDir}});
     client_ = std::make_unique<HttpClient>("127.0.0.1", kiln_->port());
     client_->setBearer(kiln_->token());
@@ -194,18 +194,18 @@ class RealCliTest : public ::testing::Test {
     const auto [keyFiles, controlFiles] = filesFound(outputs);
     EXPECT_EQ(keyFiles, "") << outputs;
     EXPECT_NE(controlFiles.find("/workspace/hello.py"), std::string::npos) << outputs;
-    EXPECT_EQ(outputs.find(kRealKey), std::string::npos);
-    EXPECT_EQ(s.dump().find(kRealKey), std::string::npos);
-    EXPECT_EQ(storeBytes().find(kRealKey), std::string::npos);
-    EXPECT_EQ(terminal_.find(kRealKey), std::string::npos);
+    EXPECT_EQ(outputs.find(kUpstreamKey), std::string::npos);
+    EXPECT_EQ(s.dump().find(kUpstreamKey), std::string::npos);
+    EXPECT_EQ(storeBytes().find(kUpstreamKey), std::string::npos);
+    EXPECT_EQ(terminal_.find(kUpstreamKey), std::string::npos);
 
     // Every model call reached the upstream with the real key; the job's cost is the gateway's.
     auto requests = llm_->requests();
     ASSERT_FALSE(requests.empty());
     for (const auto& r : requests) {
       const json& h = r["headers"];
-      EXPECT_TRUE(h.value("x-api-key", "") == kRealKey ||
-                  h.value("authorization", "") == std::string("Bearer ") + kRealKey)
+      EXPECT_TRUE(h.value("x-api-key", "") == kUpstreamKey ||
+                  h.value("authorization", "") == std::string("Bearer ") + kUpstreamKey)
           << h.dump();
     }
     json job = get("/api/v1/jobs/" + id);
@@ -389,7 +389,7 @@ TEST_F(RealCliTest, AcpClaudeCodeFixesABugAndWaitsForApprovalBeforeBash) {
   EXPECT_NE(byTool["Bash"].value("toolOutput", "").find("test ok"), std::string::npos);
   EXPECT_EQ(byTool["Bash"]["toolArguments"].value("command", ""), "python3 test_hello.py");
   EXPECT_GT(get("/api/v1/jobs/" + id).value("tokenSpendUsd", 0.0), 0.0);
-  EXPECT_EQ(storeBytes().find(kRealKey), std::string::npos);
+  EXPECT_EQ(storeBytes().find(kUpstreamKey), std::string::npos);
 }
 
 }  // namespace
