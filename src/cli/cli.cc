@@ -48,6 +48,9 @@ void addServe(CLI::App& app, Flags& f, int& code) {
                   "these absolute directories, never inside the data dir; without it no local "
                   "path is accepted (env KILN_ALLOW_LOCAL_REPOS, ':'-separated)")
       ->expected(1, -1);
+  cmd->add_option("--max-streams-per-token", f.serve.maxStreamsPerToken,
+                  "event streams (GET /api/v1/jobs/{id}/stream) one API token may hold open at "
+                  "once; beyond, 429 too_many_streams (env KILN_MAX_STREAMS_PER_TOKEN; default 16)");
   cmd->add_option("--store", f.serve.storeUrl,
                   "store URL, sqlite:PATH or postgres://... (env KILN_STORE)");
   cmd->add_option("--max-jobs", f.serveMaxJobs, "jobs running at once (env KILN_MAX_JOBS)")

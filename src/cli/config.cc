@@ -84,6 +84,11 @@ Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const Env
       return invalidArgument("--allow-local-repos wants absolute directories, got '" + dir + "'");
     }
   }
+  if (auto v = firstOf(flags.maxStreamsPerToken, env("KILN_MAX_STREAMS_PER_TOKEN"), "");
+      !v.empty()) {
+    ASSIGN_OR_RETURN(opts.maxStreamsPerToken,
+                     parsePositiveInt("--max-streams-per-token (KILN_MAX_STREAMS_PER_TOKEN)", v));
+  }
   opts.dataDir = firstOf(flags.dataDir, env("KILN_DATA_DIR"), "");
   opts.storeUrl = firstOf(flags.storeUrl, env("KILN_STORE"), "");
   opts.nodeId = flags.nodeId;

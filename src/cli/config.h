@@ -21,6 +21,7 @@ struct ServeFlags {
   std::string listen;
   std::string metricsListen;
   std::vector<std::string> allowLocalRepos;
+  std::string maxStreamsPerToken;  // a positive integer as given ("" = not given)
   std::string dataDir;
   std::string storeUrl;
   std::optional<int> maxJobs;

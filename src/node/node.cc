@@ -187,6 +187,7 @@ Status NodeImpl::init() {
   apiOpts.listen = opts_.listen;
   apiOpts.metricsListen = opts_.metricsListen;
   apiOpts.allowLocalRepos = opts_.allowLocalRepos;
+  apiOpts.maxStreamsPerToken = opts_.maxStreamsPerToken;
   apiOpts.dataDir = opts_.dataDir;
   ASSIGN_OR_RETURN(api_, api::ApiServer::start(ioc_, apiOpts,
                                                {store_.get(), &bus_, scheduler_.get(), &storePool_,

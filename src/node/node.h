@@ -19,6 +19,7 @@ struct NodeOptions {
   std::string metricsListen;              // HOST:PORT serving /metrics without a token
   // Local repository paths are accepted only under these (ApiOptions::allowLocalRepos).
   std::vector<std::string> allowLocalRepos;
+  int maxStreamsPerToken = 16;  // open event streams per API token (ApiOptions)
   std::string dataDir;      // default ~/.local/share/kiln
   std::string storeUrl;     // default sqlite:<dataDir>/kiln.db
   int maxJobs = 64;         // jobs running at once on this node

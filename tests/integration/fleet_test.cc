@@ -173,7 +173,8 @@ TEST_F(FleetTest, ThreeNodesShareJobsAndSurviveAKillNine) {
   // Slots for every job, so that the survivors can take node a's jobs over as soon as their
   // leases lapse rather than when a slot frees up.
   KilnProcess& a = startNode("node-a", {}, 24);
-  KilnProcess& b = startNode("node-b", {}, 24);
+  // Node b serves one event stream per job, all on one token.
+  KilnProcess& b = startNode("node-b", {"--max-streams-per-token", "64"}, 24);
   KilnProcess& c = startNode("node-c", {}, 24);
   constexpr int kJobs = 60;
   std::vector<std::string> ids;

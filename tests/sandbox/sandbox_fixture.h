@@ -213,8 +213,4 @@ inline std::string backendTestName(const ::testing::TestParamInfo<std::string>& 
   return info.param;
 }
 
-// In a TEST_P: a case that does not apply to gVisor's kernel skips there, saying why.
-#define SKIP_ON_GVISOR(why) \
-  if (isGvisor()) GTEST_SKIP() << "not applicable to gvisor: " << why
-
 }  // namespace kiln::sandbox::testing
