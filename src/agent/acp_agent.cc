@@ -117,10 +117,10 @@ json initializeParams() {
   return p;
 }
 
-json sessionParams(const std::string& sessionId) {
+json sessionParams(const std::string& sessionId, const std::string& workdir) {
   json p = json::object();
   if (!sessionId.empty()) p["sessionId"] = sessionId;
-  p["cwd"] = "/workspace";
+  p["cwd"] = workdir;
   p["mcpServers"] = json::array();
   return p;
 }
@@ -327,8 +327,7 @@ Task<Result<CliOutcome>> runAcpAgent(const AcpRun& run, int timeoutMs, runtime::
 
   runtime::ExecRequest req;
   req.cmd = acpBridgeCommand(run.argv);
-  req.cwd = "/workspace";
-  req.env = run.env;
+  req.env = run.env;  // cwd: the sandbox's workdir
   req.timeoutMs = timeoutMs;
   auto proc = std::make_shared<AgentProcess>(ex);
   asio::co_spawn(ex, runProcess(rt, req, terminal, proc), asio::detached);
@@ -392,7 +391,7 @@ Task<Result<CliOutcome>> runAcpAgent(const AcpRun& run, int timeoutMs, runtime::
       const json& canLoad = field(caps, "loadSession");
       if (!run.resumeSessionId.empty() && canLoad.is_boolean() && canLoad.get<bool>()) {
         loading = true;
-        const json loadParams = sessionParams(run.resumeSessionId);
+        const json loadParams = sessionParams(run.resumeSessionId, run.workdir);
         auto loaded = co_await conn->call("session/load", loadParams, run.initializeTimeout);
         loading = false;
         if (loaded.isOk()) {
@@ -404,7 +403,7 @@ Task<Result<CliOutcome>> runAcpAgent(const AcpRun& run, int timeoutMs, runtime::
         }
       }
       if (sessionId.empty()) {
-        const json newParams = sessionParams("");
+        const json newParams = sessionParams("", run.workdir);
         auto created = co_await conn->call("session/new", newParams, run.initializeTimeout);
         if (created.isOk()) sessionId = str(*created, "sessionId");
         if (sessionId.empty()) {

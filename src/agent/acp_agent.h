@@ -71,6 +71,7 @@ struct AcpRun {
   std::map<std::string, std::string> env;
   std::string prompt;
   std::string resumeSessionId;  // "" for a new session
+  std::string workdir = "/workspace";  // the session's cwd: the sandbox's workdir
   std::chrono::milliseconds initializeTimeout{std::chrono::seconds(30)};
 };
 

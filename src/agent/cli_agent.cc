@@ -152,8 +152,7 @@ Status checkCliOptions(const json& cli) {
 runtime::ExecRequest execRequest(const CliPlan& plan, int timeoutMs) {
   runtime::ExecRequest req;
   req.cmd = plan.shellCommand;
-  req.cwd = "/workspace";
-  req.env = plan.env;
+  req.env = plan.env;  // cwd: the sandbox's workdir
   req.timeoutMs = timeoutMs;
   req.stdinData = plan.stdinData;
   req.maxHeadBytes = kCliStreamBytes;

@@ -179,6 +179,7 @@ Task<PhaseOutcome> runCliTurns(JobSession& s, TerminalStream& terminal) {
   run.env = plan->env;
   run.prompt = prompt;
   run.resumeSessionId = resumeId;
+  run.workdir = s.spec().sandboxOrDefault().workdir;
   const std::string initMs = processEnv()("KILN_ACP_INIT_TIMEOUT_MS").value_or("");
   if (std::atoll(initMs.c_str()) > 0) {
     run.initializeTimeout = std::chrono::milliseconds(std::atoll(initMs.c_str()));

@@ -43,6 +43,8 @@ sandbox::SandboxSpec sandboxSpecFor(const store::Job& job, const api::request::J
   spec.diskMb = static_cast<int>(sb.diskMb);
   spec.network = sb.network;
   spec.image = sb.image;
+  spec.workdir = sb.workdir;
+  spec.rootInside = sb.user == "root";
   spec.allowHosts = sb.allowHosts;
   for (auto& h : cliAllowHosts(job.agent, jobSpec.toJson(), processEnv()))
     spec.allowHosts.push_back(std::move(h));

@@ -62,6 +62,7 @@ ShellOptions shellOptionsFor(const api::request::JobSpec& spec,
   const api::request::SandboxRequest sandbox = spec.sandboxOrDefault();
   if (auto mode = parseShellMode(sandbox.shell)) o.mode = *mode;
   o.env = sandbox.env;
+  o.workdir = sandbox.workdir;
   o.timeoutMs = static_cast<int>(limits.commandTimeout() * 1000);
   for (auto it = steps.rbegin(); it != steps.rend() && o.restore.is_null(); ++it)
     if (it->shellState.is_object()) o.restore = it->shellState;
@@ -91,6 +92,7 @@ class TurnLoop {
     info_.taskDesc = s.job().taskDesc;
     info_.repoUrl = s.job().repoUrl;
     info_.model = s.job().model;
+    info_.workdir = s.spec().sandboxOrDefault().workdir;
   }
 
   Task<PhaseOutcome> run();

@@ -21,7 +21,7 @@ struct ExecRequest {
   // the state ({cwd, env}) a new shell starts from when there is none.
   bool session = false;
   nlohmann::json restore;
-  std::string cwd = "/workspace";
+  std::string cwd;  // absolute, or relative to the workspace; "" = the workspace (the workdir)
   std::map<std::string, std::string> env;
   int timeoutMs = 120'000;
   std::string stdinData;

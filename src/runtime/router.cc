@@ -1,6 +1,7 @@
 #include "runtime/router.h"
 
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -58,6 +59,16 @@ std::string pickShell(const std::vector<std::string>& bashPaths) {
   for (const std::string& p : bashPaths)
     if (access(p.c_str(), X_OK) == 0) return p;
   return "/bin/sh";
+}
+
+// mkdir -p (the root of a gVisor sandbox is its own memory overlay: PID 1 makes the workdir).
+Status makeDirs(const std::string& path) {
+  for (size_t at = 1; at <= path.size(); ++at) {
+    if (at < path.size() && path[at] != '/') continue;
+    const std::string dir = path.substr(0, at);
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return errnoStatus("mkdir " + dir, errno);
+  }
+  return Status::ok();
 }
 
 void writeError(Router::Socket& sock, const Status& s, bool keepAlive) {
@@ -192,6 +203,7 @@ Result<json> Router::attachWorkspace(const json& body) {
     // The backend could not mount the workspace where it belongs from outside (gVisor's
     // gofer keeps an fd of each mount's root): it is at `source`, inside, and moves here.
     const std::string& from = source->get_ref<const std::string&>();
+    RETURN_IF_ERROR(makeDirs(config_.workspace));  // a workdir such as /testbed
     if (mount(from.c_str(), config_.workspace.c_str(), nullptr, MS_BIND, nullptr) != 0) {
       return errnoStatus("attach: bind " + from + " at " + config_.workspace, errno);
     }

@@ -119,7 +119,7 @@ void WarmPool::fillLoop() {
 bool WarmPool::fits(const SandboxSpec& spec) const {
   // A CLI agent's gateway and CLI mounts are made at start: such a sandbox is created cold.
   return spec.image == config_.image && spec.network == "none" && !spec.rootInside &&
-         spec.diskMb == 0 && spec.gatewayDir.empty() && spec.agentCliDir.empty();
+         spec.diskMb == 0 && spec.workdir == "/workspace" && spec.gatewayDir.empty() && spec.agentCliDir.empty();
 }
 
 std::optional<Result<std::unique_ptr<Sandbox>>> WarmPool::take(const SandboxSpec& spec) {

@@ -22,6 +22,9 @@ struct SandboxSpec {
   std::string id;
   // Host directory bind-mounted read-write at /workspace inside.
   std::string workspaceDir;
+  // Where the workspace is inside, and the directory commands start in (the job's
+  // sandbox.workdir, validated by api/request/job_spec.h).
+  std::string workdir = "/workspace";
   // CPU time in cores: 0 = unlimited, 0.5 = half of one core (a 50% cgroup quota).
   double cpus = 0;
   int memoryMb = 0;    // 0 = unlimited
@@ -83,6 +86,9 @@ class SandboxBackend {
   // What this backend cannot enforce on this host (e.g. rootless mode without a delegated
   // cgroup: no memory limit), one sentence each, for the operator's log. Empty: everything.
   virtual std::vector<std::string> limitations() const { return {}; }
+  // Whether root inside (SandboxSpec::rootInside) is an unprivileged id on the host: a user
+  // namespace maps it, or a kernel of the sandbox's own runs it.
+  virtual bool rootIsUnprivileged() const { return false; }
 };
 
 struct NamespaceBackendOptions {

@@ -69,6 +69,19 @@ Status Supervisor::check(const std::string& backend) const {
   return invalidArgument("unknown sandbox backend \"" + name + "\" (namespace or gvisor)");
 }
 
+Status Supervisor::check(const std::string& backend, bool rootInside) const {
+  RETURN_IF_ERROR(check(backend));
+  const std::string& name = backend.empty() ? defaultBackend_ : backend;
+  if (rootInside && !backends_.at(name)->rootIsUnprivileged()) {
+    return Status(Code::kUnprocessable,
+                  "sandbox.user \"root\" on the " + name +
+                      " backend needs a user namespace for each sandbox, so that root inside is "
+                      "not root on the host: start kiln serve with --sandbox-userns, or ask for "
+                      "sandbox.backend \"gvisor\"");
+  }
+  return Status::ok();
+}
+
 SandboxBackend* Supervisor::backend(const std::string& name) const {
   auto it = backends_.find(name);
   return it == backends_.end() ? nullptr : it->second.get();
@@ -76,7 +89,7 @@ SandboxBackend* Supervisor::backend(const std::string& name) const {
 
 Result<std::unique_ptr<Sandbox>> Supervisor::acquire(const std::string& backend,
                                                      const SandboxSpec& spec) {
-  RETURN_IF_ERROR(check(backend));
+  RETURN_IF_ERROR(check(backend, spec.rootInside));
   const std::string& name = backend.empty() ? defaultBackend_ : backend;
   for (auto& pool : pools_) {
     if (pool->config().backend != name || !pool->fits(spec)) continue;

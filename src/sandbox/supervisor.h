@@ -34,6 +34,9 @@ class Supervisor {
   // Whether jobs may ask for `backend` ("" = the default) on this node: invalid_argument for a
   // name that is no backend, unprocessable (with the reason) for one that cannot run here.
   Status check(const std::string& backend) const;
+  // check(), and for a sandbox whose commands run as root, that root inside is unprivileged on
+  // the host (kUnprocessable with what to change otherwise).
+  Status check(const std::string& backend, bool rootInside) const;
   // A sandbox for spec on `backend` ("" = the default): from a fitting warm pool if one has an
   // idle sandbox, else created. Blocking: call it on the BlockingPool.
   Result<std::unique_ptr<Sandbox>> acquire(const std::string& backend, const SandboxSpec& spec);

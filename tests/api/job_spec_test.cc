@@ -87,6 +87,31 @@ TEST(JobSpecTest, ShellEnvAndCommandTimeoutReadBackFromTheStoredForm) {
   EXPECT_FALSE(parseJobLimits(json{{"commandTimeoutSeconds", 86401}}).isOk());
 }
 
+TEST(JobSpecTest, WorkdirAndUserReadBackAndHostileWorkdirsAreRefused) {
+  auto spec = parseJobSpec(json{{"sandbox", {{"workdir", "/testbed"}, {"user", "root"}}}});
+  ASSERT_TRUE(spec.isOk()) << spec.status().toString();
+  auto again = parseJobSpec(spec->toJson());
+  ASSERT_TRUE(again.isOk()) << again.status().toString();
+  EXPECT_EQ(again->sandboxOrDefault().workdir, "/testbed");
+  EXPECT_EQ(again->sandboxOrDefault().user, "root");
+  auto plain = parseJobSpec(json{{"sandbox", json::object()}});
+  ASSERT_TRUE(plain.isOk());
+  EXPECT_EQ(plain->sandboxOrDefault().workdir, "/workspace");
+  EXPECT_EQ(plain->sandboxOrDefault().user, "agent");
+  EXPECT_FALSE(plain->toJson()["sandbox"].contains("workdir"));
+  EXPECT_TRUE(parseJobSpec(json{{"sandbox", {{"workdir", "/src/my-repo.git"}}}}).isOk());
+  for (const char* bad : {"", "/", "testbed", "/testbed/", "/a/../etc", "/a//b", "/./a", "/usr/src",
+                          "/etc", "/proc/1", "/tmp/x", "/home/agent/r", "/root/r", "/a b",
+                          "/a/b/c/d/e/f/g/h/i", "/x;rm"}) {
+    auto r = parseJobSpec(json{{"sandbox", {{"workdir", bad}}}});
+    EXPECT_FALSE(r.isOk()) << "workdir " << bad;
+    if (!r.isOk()) EXPECT_NE(r.status().message().find("sandbox.workdir"), std::string::npos);
+  }
+  EXPECT_FALSE(parseJobSpec(json{{"sandbox", {{"workdir", 5}}}}).isOk());
+  EXPECT_FALSE(parseJobSpec(json{{"sandbox", {{"user", "admin"}}}}).isOk());
+  EXPECT_FALSE(parseJobSpec(json{{"sandbox", {{"user", 0}}}}).isOk());
+}
+
 TEST(JobSpecTest, VerifyHasACommandAndBoundedRetries) {
   auto spec = parseJobSpec(json{{"verify", {{"command", "pytest -q"}}}});
   ASSERT_TRUE(spec.isOk()) << spec.status().toString();

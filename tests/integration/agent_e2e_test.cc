@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include "common/files.h"
@@ -290,6 +291,57 @@ TEST_F(AgentE2eTest, TheJobsEnvAndCommandTimeoutApplyToItsCommands) {
   EXPECT_NE(out.find("G=hi there\n"), std::string::npos) << out;
   EXPECT_NE(out.find("[timed out after 1 s]"), std::string::npos) << out;
   EXPECT_EQ(out.find("never"), std::string::npos) << out;
+}
+
+// sandbox.workdir and sandbox.user (issue 17): the repo is at /testbed, commands start there as
+// root inside, and root inside is an unprivileged id on the host (a user namespace maps it).
+TEST_F(AgentE2eTest, TheRepoIsAtTheWorkdirAndCommandsRunAsAnUnprivilegedRoot) {
+  start(json::array({bash("pwd; id -u; ls; head -1 /proc/self/uid_map"),
+                     bash("sed -i 's/a - b/a + b/' calc.py && python3 test_calc.py"),
+                     finish("fixed add")}),
+        {"--sandbox-userns"});
+  std::string id = createJob({{"sandbox", {{"workdir", "/testbed"}, {"user", "root"}}}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  json s = steps(id);
+  ASSERT_GE(s.size(), 2u) << s.dump();
+  const std::string out = s[0]["toolOutput"];
+  EXPECT_EQ(out.rfind("/testbed\n0\n", 0), 0u) << out;
+  EXPECT_NE(out.find("calc.py"), std::string::npos) << out;
+  // uid_map: "0 <host id> <count>": root inside is not root outside.
+  std::istringstream map(out.substr(out.find("test_calc.py") + 13));
+  std::string inside, outside;
+  map >> inside >> outside;
+  EXPECT_EQ(inside, "0") << out;
+  EXPECT_NE(outside, "0") << out;
+  EXPECT_FALSE(outside.empty()) << out;
+  EXPECT_NE(s[1]["toolOutput"].get<std::string>().find("OK"), std::string::npos) << s[1].dump();
+  EXPECT_NE(diff(id).find("+    return a + b"), std::string::npos);
+  // The model is told where the repo is.
+  auto reqs = llm_->requests();
+  ASSERT_FALSE(reqs.empty());
+  EXPECT_NE(reqs[0]["body"].dump().find("/testbed"), std::string::npos);
+}
+
+// Without a user namespace per sandbox, root inside would be root on the host: refused at
+// submission with what to change, never queued.
+TEST_F(AgentE2eTest, RootInsideWithoutAUserNamespaceIsRefusedAtSubmission) {
+  start(json::array({finish("never runs")}));
+  json body = {{"repoUrl", dir_.file("repo")}, {"taskDesc", "t"},    {"agent", "openai"},
+               {"model", "gpt-4o"},             {"sandbox", {{"user", "root"}}}};
+  auto r = client_->postJson("/api/v1/jobs", body);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->status, 422) << r->body;
+  EXPECT_EQ(r->json()["error"]["code"], "backend_unavailable") << r->body;
+  EXPECT_NE(r->body.find("--sandbox-userns"), std::string::npos) << r->body;
+  body["sandbox"] = {{"workdir", "/etc/x"}};
+  auto bad = client_->postJson("/api/v1/jobs", body);
+  ASSERT_TRUE(bad.isOk());
+  EXPECT_EQ(bad->status, 400) << bad->body;
+  EXPECT_NE(bad->body.find("sandbox.workdir"), std::string::npos) << bad->body;
+  auto list = client_->get("/api/v1/jobs");
+  ASSERT_TRUE(list.isOk());
+  EXPECT_EQ(list->body.find("\"jobId\""), std::string::npos) << "nothing was queued: " << list->body;
 }
 
 // The job's verify command (issue 17): a finish that leaves the test failing gets the failure

@@ -1,6 +1,8 @@
 #include "api/request/job_spec.h"
 
+#include <algorithm>
 #include <cctype>
+#include <set>
 
 #include "api/request/fields.h"
 
@@ -98,6 +100,38 @@ Result<std::map<std::string, std::string>> parseEnv(const json& e, const std::st
   return out;
 }
 
+// sandbox.workdir: a path kiln can make a mount point of, beside the sandbox's system dirs.
+Status checkWorkdir(const std::string& dir, const std::string& where) {
+  static const std::set<std::string> kSystemDirs = {
+      "bin", "boot", "dev", "etc",  "home", "lib", "lib32", "lib64", "libx32",
+      "opt", "proc", "root", "run", "sbin", "sys", "tmp",  "usr",   "var"};
+  const std::string rule = where +
+                           " must be an absolute path such as /testbed or /workspace: components "
+                           "of letters, digits, '.', '_' and '-', at most 8, outside the system "
+                           "dirs (/usr, /etc, /tmp, /home, ...)";
+  if (dir.size() < 2 || dir.size() > 200 || dir[0] != '/' || dir.back() == '/') {
+    return invalidArgument(rule + ", got \"" + dir + "\"");
+  }
+  std::vector<std::string> parts;
+  for (size_t start = 1; start <= dir.size();) {
+    size_t slash = dir.find('/', start);
+    if (slash == std::string::npos) slash = dir.size();
+    parts.push_back(dir.substr(start, slash - start));
+    start = slash + 1;
+  }
+  for (const std::string& part : parts) {
+    const bool ok = !part.empty() && part != "." && part != ".." &&
+                    std::all_of(part.begin(), part.end(), [](unsigned char c) {
+                      return std::isalnum(c) || c == '.' || c == '_' || c == '-';
+                    });
+    if (!ok) return invalidArgument(rule + ", got \"" + dir + "\"");
+  }
+  if (parts.size() > 8 || kSystemDirs.count(parts.front())) {
+    return invalidArgument(rule + ", got \"" + dir + "\"");
+  }
+  return Status::ok();
+}
+
 Result<VerifySpec> parseVerify(const json& v) {
   RETURN_IF_ERROR(checkObject(v, "verify", {"command", "required", "maxRetries"}));
   VerifySpec out;
@@ -171,6 +205,8 @@ json SandboxRequest::toJson() const {
   if (!image.empty()) s["image"] = image;
   if (shell != "fresh") s["shell"] = shell;
   if (!env.empty()) s["env"] = env;
+  if (workdir != "/workspace") s["workdir"] = workdir;
+  if (user != "agent") s["user"] = user;
   return s;
 }
 
@@ -179,8 +215,9 @@ Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where
   if (j.is_null()) return r;
   RETURN_IF_ERROR(checkObject(
       j, where,
-      {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts", "image", "shell", "env"}));
-  std::optional<std::string> backend, network, image, shell;
+      {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts", "image", "shell", "env",
+       "workdir", "user"}));
+  std::optional<std::string> backend, network, image, shell, workdir, user;
   std::optional<double> cpus;
   std::optional<int64_t> memory, disk;
   RETURN_IF_ERROR(optionalString(j, where, "backend", kMaxName, backend));
@@ -190,6 +227,14 @@ Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where
   RETURN_IF_ERROR(optionalString(j, where, "network", kMaxName, network));
   RETURN_IF_ERROR(optionalString(j, where, "image", kMaxName, image));
   RETURN_IF_ERROR(optionalString(j, where, "shell", kMaxName, shell));
+  RETURN_IF_ERROR(optionalString(j, where, "workdir", kMaxName, workdir));
+  RETURN_IF_ERROR(optionalString(j, where, "user", kMaxName, user));
+  if (workdir) RETURN_IF_ERROR(checkWorkdir(*workdir, name(where, "workdir")));
+  if (user && *user != "agent" && *user != "root") {
+    return invalidArgument(name(where, "user") +
+                           " must be \"agent\" (uid 1000) or \"root\" (root inside the sandbox, "
+                           "without capabilities over the host)");
+  }
   if (shell && *shell != "fresh" && *shell != "login" && *shell != "session") {
     return invalidArgument(name(where, "shell") +
                            " must be \"fresh\" (bash -c per command), \"login\" (bash -lc per "
@@ -222,6 +267,8 @@ Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where
   r.network = network.value_or("none");
   r.image = image.value_or("");
   r.shell = shell.value_or("fresh");
+  r.workdir = workdir.value_or("/workspace");
+  r.user = user.value_or("agent");
   if (auto e = j.find("env"); e != j.end() && !e->is_null()) {
     ASSIGN_OR_RETURN(r.env, parseEnv(*e, name(where, "env")));
   }

@@ -61,6 +61,12 @@ struct SandboxRequest {
   // Variables the job's commands get on top of the runtime's base environment. Names are
   // [A-Za-z_][A-Za-z0-9_]*, not KILN_*; PATH must be absolute directories of the sandbox.
   std::map<std::string, std::string> env;
+  // Where the repo is inside the sandbox and commands start (e.g. "/testbed"): an absolute,
+  // normalised path of [A-Za-z0-9._-] components, not "/" and not in a system dir.
+  std::string workdir = "/workspace";
+  // Who runs the commands: "agent" (uid 1000) or "root" (root inside the sandbox's user
+  // namespace or gVisor: still no capabilities over the host).
+  std::string user = "agent";
   nlohmann::json toJson() const;
 };
 

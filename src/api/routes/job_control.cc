@@ -163,6 +163,9 @@ Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const cha
                    st.code() == Code::kUnprocessable ? "backend_unavailable" : "invalid_argument",
                    "sandbox.backend: " + st.message()});
     }
+    if (Status st = deps.sandboxes->check(sb.backend, sb.user == "root"); !st) {
+      co_return errorReply(ApiError{422, "backend_unavailable", st.message()});
+    }
   }
   std::string url;
   if (!create.repoUrl.empty()) {

@@ -149,8 +149,9 @@ Status GvSandbox::attach(const SandboxSpec& spec) {
   if (destroyed_) return conflict("gvisor: sandbox " + started_.id + " is destroyed");
   if (attached_) return conflict("gvisor: sandbox " + started_.id + " has a workspace already");
   if (spec.rootInside != started_.rootInside || spec.network != started_.network ||
-      spec.allowHosts != started_.allowHosts || spec.image != started_.image) {
-    return invalidArgument("gvisor: attach: the user, network and image are fixed at start");
+      spec.allowHosts != started_.allowHosts || spec.image != started_.image ||
+      spec.workdir != started_.workdir) {
+    return invalidArgument("gvisor: attach: the user, network, image and workdir are fixed at start");
   }
   struct stat st;
   if (stat(spec.workspaceDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -198,6 +199,8 @@ class GvBackend : public SandboxBackend {
   }
   Result<std::unique_ptr<Sandbox>> startIdle(const SandboxSpec& spec) override;
   std::string name() const override { return "gvisor (" + platform_ + ")"; }
+  // Root inside is root of gVisor's own kernel (the Sentry), never the host's.
+  bool rootIsUnprivileged() const override { return true; }
 
  private:
   Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec, const SandboxPaths& paths,
@@ -265,6 +268,7 @@ Status GvBackend::writeBundle(const SandboxSpec& spec, const SandboxPaths& paths
   in.gatewayDir = spec.gatewayDir;
   in.agentCliDir = spec.agentCliDir;
   in.runtimeToken = token;
+  in.workdir = spec.workdir;
   in.rootInside = spec.rootInside;
   const std::string config = paths.gv + "/config.json";
   std::ofstream out(config, std::ios::trunc);

@@ -62,7 +62,7 @@ Bundle bundleFor(const BundleInputs& in) {
             "--socket",
             kInsideSocket,
             "--workspace",
-            "/workspace",
+            in.workdir,
             "--home",
             root ? "/root" : "/home/agent",
             "--jail",

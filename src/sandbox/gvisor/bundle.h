@@ -42,6 +42,7 @@ struct BundleInputs {
   std::string gatewayDir;
   std::string agentCliDir;
   std::string runtimeToken;  // the runtime's per-sandbox token (runtime/server.h kTokenEnv)
+  std::string workdir = "/workspace";  // where the runtime mounts the workspace inside
   bool rootInside = false;
 };
 

@@ -91,7 +91,7 @@ std::vector<std::string> runtimeArgs(const SandboxSpec& spec, bool idle) {
                                    "--listen-fd",
                                    "3",
                                    "--workspace",
-                                   "/workspace",
+                                   spec.workdir,
                                    "--home",
                                    root ? "/root" : "/home/agent",
                                    "--jail",
@@ -225,15 +225,15 @@ Status NsSandbox::attach(const SandboxSpec& spec) {
   if (!idle_ || attached_) return conflict("sandbox: " + id_ + " has a workspace already");
   if (spec.rootInside != started_.rootInside || spec.network != started_.network ||
       spec.allowHosts != started_.allowHosts || spec.image != started_.image ||
-      spec.diskMb != started_.diskMb) {
+      spec.diskMb != started_.diskMb || spec.workdir != started_.workdir) {
     return invalidArgument(
-        "sandbox: attach: the user, network, image and disk quota are fixed "
+        "sandbox: attach: the user, network, image, disk quota and workdir are fixed "
         "at start");
   }
   RETURN_IF_ERROR(checkWorkspace(spec));
   RETURN_IF_ERROR(owner_.chown(spec));
   RETURN_IF_ERROR(cgroup_.setLimits(spec));
-  RETURN_IF_ERROR(attachInside(child_.pid(), spec.workspaceDir, "/workspace"));
+  RETURN_IF_ERROR(attachInside(child_.pid(), spec.workspaceDir, started_.workdir));
   attached_ = true;
   Result<nlohmann::json> answer =
       runtime::callRuntime(paths_.socket, "/workspace/attach", nlohmann::json::object(), token_);
@@ -266,6 +266,7 @@ class NsBackend : public SandboxBackend {
                      : "namespace";
   }
   std::vector<std::string> limitations() const override;
+  bool rootIsUnprivileged() const override { return userNs_; }
 
  private:
   Result<std::unique_ptr<Sandbox>> launch(const SandboxSpec& spec, bool idle);

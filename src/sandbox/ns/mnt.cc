@@ -1,6 +1,7 @@
 #include "sandbox/ns/mnt.h"
 
 #include <errno.h>
+#include <string.h>
 #include <fcntl.h>
 #include <linux/mount.h>
 #include <sys/mount.h>
@@ -78,8 +79,10 @@ MountPlan buildMountPlan(const SandboxPaths& p, const SandboxSpec& spec, int wor
                       userNs));
   m.push_back(overlay("mount /etc", p.etcMask + ":/etc", rw + "/e", rw + "/ew", r + "/etc",
                       kNoSuidDev, userNs));
-  m.push_back(bindStep("bind /workspace", spec.workspaceDir, r + "/workspace", workspaceTreeFd));
-  m.push_back({"remount /workspace", "", r + "/workspace", "", "",
+  // The workdir (e.g. /testbed) is made in the root's writable layer when it is not there.
+  m.push_back(bindStep("bind /workspace", spec.workspaceDir, r + spec.workdir, workspaceTreeFd,
+                       /*mkdirTarget=*/true));
+  m.push_back({"remount /workspace", "", r + spec.workdir, "", "",
                MS_BIND | MS_REMOUNT | kNoSuidDev | lockedFlagsOf(spec.workspaceDir)});
   m.push_back({"mount /proc", "proc", r + "/proc", "proc", "", kNoSuidDev | MS_NOEXEC});
   int tmpMb = spec.diskMb > 0 ? spec.diskMb : 1024;
@@ -109,6 +112,26 @@ MountPlan buildMountPlan(const SandboxPaths& p, const SandboxSpec& spec, int wor
   return plan;
 }
 
+namespace {
+
+// mkdir -p, without allocating (it runs in the cloned child): 0 or the errno.
+int mkdirParents(const char* path) {
+  char buf[4096];
+  const size_t n = strlen(path);
+  if (n == 0 || n >= sizeof buf) return ENAMETOOLONG;
+  memcpy(buf, path, n + 1);
+  for (size_t i = 1; i <= n; ++i) {
+    if (buf[i] != '/' && buf[i] != '\0') continue;
+    const char saved = buf[i];
+    buf[i] = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return errno;
+    buf[i] = saved;
+  }
+  return 0;
+}
+
+}  // namespace
+
 int applyMountPlan(const MountPlan& plan, const char** failed) {
   for (const MountStep& s : plan.mounts) {
     // The writable-layer dirs are made after the disk image (if any) is mounted over rw/.
@@ -120,9 +143,11 @@ int applyMountPlan(const MountPlan& plan, const char** failed) {
         }
       }
     }
-    if (s.mkdirTarget && mkdir(s.target.c_str(), 0755) != 0 && errno != EEXIST) {
-      *failed = s.name.c_str();
-      return errno;
+    if (s.mkdirTarget) {
+      if (int err = mkdirParents(s.target.c_str())) {
+        *failed = s.name.c_str();
+        return err;
+      }
     }
     if (s.treeFd >= 0) {
       if (syscall(SYS_move_mount, s.treeFd, "", AT_FDCWD, s.target.c_str(),
