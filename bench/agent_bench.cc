@@ -21,6 +21,7 @@
 #include "support/fake_llm.h"
 #include "support/http_client.h"
 #include "support/kiln_process.h"
+#include "support/stopwatch.h"
 #include "support/temp_dir.h"
 
 namespace {
@@ -30,10 +31,6 @@ using Clock = std::chrono::steady_clock;
 using namespace kiln;
 using namespace kiln::testing;
 using namespace std::chrono_literals;
-
-double secondsSince(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 // A cheap read-only step; the argument `n` makes each call distinct so the loop detector stays
 // quiet, as it would for a real agent exploring.

@@ -23,6 +23,7 @@
 #include "support/http_client.h"
 #include "support/kiln_process.h"
 #include "support/postgres_server.h"
+#include "support/stopwatch.h"
 #include "support/temp_dir.h"
 
 namespace {
@@ -32,10 +33,6 @@ using Clock = std::chrono::steady_clock;
 using namespace kiln;
 using namespace kiln::testing;
 using namespace std::chrono_literals;
-
-double secondsSince(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 std::unique_ptr<store::Store> openStore(const std::string& url) {
   auto s = store::Store::open({url});

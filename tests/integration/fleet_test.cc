@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "store/store.h"
 #include "support/http_client.h"
+#include "support/job_checks.h"
 #include "support/kiln_process.h"
 #include "support/slow_repo.h"
 #include "support/postgres_server.h"
@@ -139,20 +140,7 @@ void expectJobConsistent(store::Store& st, const std::string& id) {
         << id << ": step " << s.stepNumber << " written before its predecessor";
     lastAt = s.executedAt;
   }
-  auto events = st.listEvents(id, 0, 100000);
-  ASSERT_TRUE(events.isOk());
-  ASSERT_FALSE(events->empty());
-  for (size_t i = 0; i < events->size(); ++i)
-    EXPECT_EQ((*events)[i].seq, static_cast<int64_t>(i) + 1) << id << ": event seq gap";
-  int dones = 0;
-  for (const auto& e : *events) dones += e.type == "done";
-  EXPECT_EQ(dones, 1) << id;
-  // The test command's effect appears at most once: no tool call ran twice.
-  std::string patch = st.latestPatch(id).value();
-  size_t first = patch.find("+run");
-  EXPECT_TRUE(first == std::string::npos || patch.find("+run", first + 1) == std::string::npos)
-      << id << " ran `make test` twice:\n"
-      << patch;
+  expectEventsOnceAndNoCallTwice(st, id);
 }
 
 // The owner-change log of a job: epochs 1..n in claim order, and never two owners at once: a

@@ -1,6 +1,7 @@
 // GET /api/v1/nodes, POST /api/v1/nodes/{id}/drain, and the per-node figures of /metrics.
 #include "api/routes/routes.h"
 #include "common/clock.h"
+#include "common/json_fields.h"
 
 namespace kiln::api {
 namespace {
@@ -17,9 +18,9 @@ json nodeJson(const store::NodeRecord& n, int64_t nowMs) {
           {"maxJobs", n.maxJobs},
           {"claiming", n.claiming},
           {"draining", n.draining},
-          {"blockedBy", n.figures.value("blockedBy", "")},
-          {"diskFreeBytes", n.figures.value("diskFreeBytes", int64_t{-1})},
-          {"memAvailableBytes", n.figures.value("memAvailableBytes", int64_t{-1})},
+          {"blockedBy", fieldOr(n.figures, "blockedBy", std::string())},
+          {"diskFreeBytes", fieldOr(n.figures, "diskFreeBytes", int64_t{-1})},
+          {"memAvailableBytes", fieldOr(n.figures, "memAvailableBytes", int64_t{-1})},
           {"startedAt", formatTimeMs(n.startedAt)},
           {"lastHeartbeat", formatTimeMs(n.heartbeatAt)},
           {"live", nowMs - n.heartbeatAt < kLiveMs}};
@@ -96,9 +97,9 @@ Result<std::string> renderNodeMetrics(store::Store* store, int64_t nowMs) {
     age += "kiln_node_heartbeat_age_seconds" + label +
            std::to_string(std::max<int64_t>(0, nowMs - n.heartbeatAt) / 1000) + "\n";
     disk += "kiln_node_disk_free_bytes" + label +
-            std::to_string(n.figures.value("diskFreeBytes", int64_t{-1})) + "\n";
+            std::to_string(fieldOr(n.figures, "diskFreeBytes", int64_t{-1})) + "\n";
     mem += "kiln_node_memory_available_bytes" + label +
-           std::to_string(n.figures.value("memAvailableBytes", int64_t{-1})) + "\n";
+           std::to_string(fieldOr(n.figures, "memAvailableBytes", int64_t{-1})) + "\n";
   }
   return running + capacity + claiming + draining + age + disk + mem;
 }
