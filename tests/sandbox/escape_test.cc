@@ -119,6 +119,19 @@ TEST_P(EscapeTest, ARuntimeServesOnlyItsOwnSandboxsToken) {
   EXPECT_NE(r->output.find("end\n"), std::string::npos) << r->output;
 }
 
+// sandbox.workdir (issue 17): the workspace is where the job asked, commands start there, and
+// files cross both ways; with rootInside, commands run as root there.
+TEST_P(EscapeTest, TheWorkspaceIsAtTheJobsWorkdirAndCommandsStartThere) {
+  const std::string ws = newWorkspace();
+  std::ofstream(ws + "/host.txt") << "from-host\n";
+  Sandbox* sb = create({.workspaceDir = ws, .workdir = "/testbed/repo", .rootInside = true});
+  ASSERT_NE(sb, nullptr);
+  auto r = exec(sb, "pwd; id -u; cat host.txt; echo from-inside > inside.txt");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->output.rfind("/testbed/repo\n0\nfrom-host\n", 0), 0u) << r->output;
+  EXPECT_EQ(readText(ws + "/inside.txt"), "from-inside\n");
+}
+
 TEST_P(EscapeTest, HostPidsAreInvisibleAndUnsignalable) {
   Sandbox* sb = create({.rootInside = true});
   ASSERT_NE(sb, nullptr);
