@@ -204,7 +204,10 @@ json failureFor(const CliPlan& plan, const runtime::ExecResult& r, int timeoutMs
 void forward(AgentOutputParser& parser, TerminalStream& terminal, StepWriter& writer) {
   std::string text = parser.takeTerminal();
   if (!text.empty()) terminal.push("stdout", text);
-  for (auto& s : parser.takeSteps()) writer.push(std::move(s));
+  for (auto& s : parser.takeSteps()) {
+    s.sessionId = parser.sessionId();
+    writer.push(std::move(s));
+  }
 }
 
 }  // namespace

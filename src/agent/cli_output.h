@@ -15,6 +15,7 @@ namespace kiln::agent {
 struct CliStep {
   store::Step step;  // stepNumber is assigned by the job when it is recorded
   bool isError = false;
+  std::string sessionId;  // the CLI's session as far as its output named it by then ("" if not)
 };
 
 // Parses a CLI's stdout as it arrives. Understands Claude Code's `--output-format stream-json`

@@ -5,6 +5,9 @@
 // is kept with the job and resumed by its next run (src/agent/cli_session.h).
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <optional>
+
 #include "agent/acp_agent.h"
 #include "agent/cli_agent.h"
 #include "agent/cli_session.h"
@@ -16,7 +19,15 @@ namespace {
 
 using json = nlohmann::json;
 
-// Records the CLI's steps; remembers the first write that failed and a budget it used up.
+Task<PhaseOutcome> recordExtra(JobSession& s, store::Step& step);
+
+// How often a running CLI's session is kept with the job besides its end: at its first step,
+// then at the first step past this much time since the last, so that a takeover after a crash
+// resumes the session from no further back.
+constexpr auto kKeepSessionEvery = std::chrono::seconds(20);
+
+// Records the CLI's steps; remembers the first write that failed and a budget it used up; keeps
+// the CLI's session with the job while it runs.
 class CliStepRecorder {
  public:
   explicit CliStepRecorder(JobSession& s) : s_(s) {}
@@ -41,18 +52,37 @@ class CliStepRecorder {
       auto sb = s_.sandbox;
       auto kill = [&sb] { return sb->destroy(); };
       co_await s_.deps().slowPool->run(kill);
+      co_return Status::ok();
     }
+    if (!c.sessionId.empty()) sessionId_ = c.sessionId;
+    co_await keepSession();
     co_return Status::ok();
   }
+  // An ACP agent names its session apart from its steps.
+  void setSessionId(const std::string& id) { sessionId_ = id; }
 
   // kContinue unless a write failed (then why: kStop or kRetry).
   const PhaseOutcome& writeOutcome() const { return writeFailed_; }
   const std::optional<JobFailure>& breach() const { return breach_; }
 
  private:
+  // The session's files as they are now, as a step (cli_session.h), when it is time.
+  Task<void> keepSession() {
+    const auto now = std::chrono::steady_clock::now();
+    if (sessionId_.empty() || (lastKept_ && now - *lastKept_ < kKeepSessionEvery)) co_return;
+    lastKept_ = now;
+    std::optional<store::Step> kept =
+        co_await captureCliSession(*s_.rt, s_.job().agent, sessionId_);
+    if (!kept) co_return;
+    PhaseOutcome o = co_await recordExtra(s_, *kept);
+    if (!o.goesOn() && writeFailed_.goesOn()) writeFailed_ = o;
+  }
+
   JobSession& s_;
   PhaseOutcome writeFailed_;
   std::optional<JobFailure> breach_;
+  std::string sessionId_;
+  std::optional<std::chrono::steady_clock::time_point> lastKept_;
 };
 
 JobFailure gatewayFailure(const gateway::GatewayStop& stop) {
@@ -190,7 +220,10 @@ Task<PhaseOutcome> runCliTurns(JobSession& s, TerminalStream& terminal) {
   hooks.permit = [&s](const std::string& gate, const std::string& detail) -> Task<bool> {
     co_return co_await permitTool(s, gate, detail);
   };
-  hooks.onSession = [&sessionId](const std::string& id) { sessionId = id; };
+  hooks.onSession = [&sessionId, &recorder](const std::string& id) {
+    sessionId = id;
+    recorder.setSessionId(id);
+  };
   auto out = co_await runAcpAgent(run, timeoutMs, *s.rt, s.gateway->acpChannel(), terminal, hooks);
   co_return co_await finishCli(s, recorder, out, sessionId);
 }

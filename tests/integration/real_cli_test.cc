@@ -3,11 +3,14 @@
 // model is the fake model server on the host's 127.0.0.1, reached only through kiln's model
 // gateway: the sandbox holds a placeholder key, the upstream sees the real one.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "common/files.h"
 #include "llm/pricing.h"
@@ -338,6 +341,49 @@ TEST_F(RealCliTest, ContinueResumesTheSameClaudeSession) {
   EXPECT_NE(messages.find("Does the test pass now?"), std::string::npos) << messages;
   EXPECT_NE(messages.find("The greeting lacks its comma."), std::string::npos) << messages;
   EXPECT_EQ(done.value("summary", ""), "The test passes already; nothing more to do.");
+}
+
+// A crash mid-run (kill -9 of kiln while Claude Code waits on its second model call): the node
+// that takes the job over restores the session kiln kept after the CLI's first step and resumes
+// it, rather than starting the CLI blind.
+TEST_F(RealCliTest, ATakeoverAfterACrashResumesTheSameClaudeSession) {
+  startKiln(json::array({
+      claudeRead(),
+      {{"hang", 120}},  // the second call never answers: kiln dies meanwhile
+      claudeEdit(),
+      answer("Fixed the greeting."),
+  }));
+  std::string id = createJob(
+      {{"taskDesc", "Make the test pass"}, {"agent", "claude"}, {"model", "claude-sonnet-4-5"}});
+  ASSERT_FALSE(id.empty());
+  // The session was kept with the job after the Read, and the CLI waits on its second call.
+  bool kept = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 90s;
+       !kept && std::chrono::steady_clock::now() < deadline;) {
+    for (const auto& step : steps(id)) kept = kept || step.value("phase", "") == "session";
+    kept = kept && mainCalls().size() >= 2;
+    if (!kept) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(kept) << steps(id).dump() << kiln_->log();
+  const std::string session = sessionOf(mainCalls()[0]);
+  ASSERT_FALSE(session.empty());
+
+  kiln_->kill(SIGKILL);
+  kiln_->restart();  // a new node id: it takes the job over once the dead node's lease lapses
+  client_ = std::make_unique<HttpClient>("127.0.0.1", kiln_->port());
+  client_->setBearer(kiln_->token());
+  json done = waitDone(id);
+  ASSERT_EQ(done.value("status", ""), "COMPLETED") << done.dump() << terminal_ << kiln_->log();
+  auto all = mainCalls();
+  ASSERT_GE(all.size(), 4u);
+  // The resumed run's calls belong to the first run's session and carry its conversation.
+  EXPECT_EQ(sessionOf(all[2]), session);
+  const std::string messages = all[2]["body"]["messages"].dump();
+  EXPECT_NE(messages.find("Let me read the code."), std::string::npos) << messages;
+  // The fix went in after the takeover.
+  auto diff = client_->get("/api/v1/jobs/" + id + "/diff");
+  ASSERT_TRUE(diff.isOk());
+  EXPECT_NE(diff->body.find("+    return \"hello, world\""), std::string::npos) << diff->body;
 }
 
 TEST_F(RealCliTest, AcpClaudeCodeFixesABugAndWaitsForApprovalBeforeBash) {
