@@ -1,5 +1,7 @@
 #include "agent/cli_session.h"
 
+#include <spdlog/spdlog.h>
+
 #include "agent/cli_agent.h"
 #include "agent/context.h"
 
@@ -53,13 +55,22 @@ Task<std::optional<store::Step>> captureCliSession(runtime::RuntimeClient& rt,
   const std::string dir = sessionDir(agent);
   if (dir.empty() || sessionId.empty()) co_return std::nullopt;
   runtime::ExecRequest req;
-  req.cmd = "cd \"$HOME\" && [ -d " + shellQuote(dir) + " ] && tar -czf - " + shellQuote(dir) +
-            " 2>/dev/null | base64 -w0";
+  // Exit 3: the CLI has not written its session yet (it may do so only after its first steps).
+  req.cmd = "cd \"$HOME\" && { [ -d " + shellQuote(dir) + " ] || exit 3; } && tar -czf - " +
+            shellQuote(dir) + " 2>/dev/null | base64 -w0";
   req.timeoutMs = 60'000;
   req.maxHeadBytes = kMaxArchive;
   runtime::ChunkFn ignore = [](std::string_view, std::string_view) {};
   auto r = co_await rt.exec(req, ignore);
-  if (!r.isOk() || r->exitCode != 0 || r->truncated || r->output.empty()) co_return std::nullopt;
+  if (r.isOk() && r->exitCode == 3) co_return std::nullopt;
+  if (!r.isOk() || r->exitCode != 0 || r->truncated || r->output.empty()) {
+    spdlog::warn("agent session {} not kept: {}", sessionId,
+                 !r.isOk()          ? r.status().toString()
+                 : r->truncated     ? std::string("its archive is over the size kept")
+                 : r->exitCode != 0 ? "exit " + std::to_string(r->exitCode)
+                                    : std::string("no archive"));
+    co_return std::nullopt;
+  }
   store::Step s;
   s.phase = kSessionPhase;
   s.toolCalled = kSessionTool;

@@ -21,9 +21,10 @@ using json = nlohmann::json;
 
 Task<PhaseOutcome> recordExtra(JobSession& s, store::Step& step);
 
-// How often a running CLI's session is kept with the job besides its end: at its first step,
-// then at the first step past this much time since the last, so that a takeover after a crash
-// resumes the session from no further back.
+// How often a running CLI's session is kept with the job besides its end: at each step until
+// it was kept once (a CLI may write its session files only after its first steps), then at the
+// first step past this much time since, so that a takeover after a crash resumes the session
+// from no further back.
 constexpr auto kKeepSessionEvery = std::chrono::seconds(20);
 
 // Records the CLI's steps; remembers the first write that failed and a budget it used up; keeps
@@ -70,10 +71,10 @@ class CliStepRecorder {
   Task<void> keepSession() {
     const auto now = std::chrono::steady_clock::now();
     if (sessionId_.empty() || (lastKept_ && now - *lastKept_ < kKeepSessionEvery)) co_return;
-    lastKept_ = now;
     std::optional<store::Step> kept =
         co_await captureCliSession(*s_.rt, s_.job().agent, sessionId_);
     if (!kept) co_return;
+    lastKept_ = now;
     PhaseOutcome o = co_await recordExtra(s_, *kept);
     if (!o.goesOn() && writeFailed_.goesOn()) writeFailed_ = o;
   }

@@ -349,19 +349,20 @@ TEST_F(RealCliTest, ContinueResumesTheSameClaudeSession) {
 TEST_F(RealCliTest, ATakeoverAfterACrashResumesTheSameClaudeSession) {
   startKiln(json::array({
       claudeRead(),
-      {{"hang", 120}},  // the second call never answers: kiln dies meanwhile
+      call("Look around.", "Bash", {{"command", "sleep 1; ls"}, {"description", "List files"}}),
+      {{"hang", 120}},  // the third call never answers: kiln dies meanwhile
       claudeEdit(),
       answer("Fixed the greeting."),
   }));
   std::string id = createJob(
       {{"taskDesc", "Make the test pass"}, {"agent", "claude"}, {"model", "claude-sonnet-4-5"}});
   ASSERT_FALSE(id.empty());
-  // The session was kept with the job after the Read, and the CLI waits on its second call.
+  // The session was kept with the job during the run, and the CLI waits on its third call.
   bool kept = false;
   for (auto deadline = std::chrono::steady_clock::now() + 90s;
        !kept && std::chrono::steady_clock::now() < deadline;) {
     for (const auto& step : steps(id)) kept = kept || step.value("phase", "") == "session";
-    kept = kept && mainCalls().size() >= 2;
+    kept = kept && mainCalls().size() >= 3;
     if (!kept) std::this_thread::sleep_for(100ms);
   }
   ASSERT_TRUE(kept) << steps(id).dump() << kiln_->log();
@@ -375,10 +376,10 @@ TEST_F(RealCliTest, ATakeoverAfterACrashResumesTheSameClaudeSession) {
   json done = waitDone(id);
   ASSERT_EQ(done.value("status", ""), "COMPLETED") << done.dump() << terminal_ << kiln_->log();
   auto all = mainCalls();
-  ASSERT_GE(all.size(), 4u);
+  ASSERT_GE(all.size(), 5u);
   // The resumed run's calls belong to the first run's session and carry its conversation.
-  EXPECT_EQ(sessionOf(all[2]), session);
-  const std::string messages = all[2]["body"]["messages"].dump();
+  EXPECT_EQ(sessionOf(all[3]), session);
+  const std::string messages = all[3]["body"]["messages"].dump();
   EXPECT_NE(messages.find("Let me read the code."), std::string::npos) << messages;
   // The fix went in after the takeover.
   auto diff = client_->get("/api/v1/jobs/" + id + "/diff");
