@@ -112,7 +112,10 @@ std::vector<std::unique_ptr<KilnProcess>> startNodes(const TempDir& dir, const s
   for (int i = 0; i < n; ++i) {
     std::string name = tag + "-" + std::to_string(i);
     nodes.push_back(std::make_unique<KilnProcess>(
-        dir.file(name), std::vector<std::string>{"--store", url, "--node-id", name}));
+        dir.file(name), std::vector<std::string>{"--store", url, "--node-id", name},
+        // A fleet's nodes hash API tokens with one key.
+        std::vector<std::pair<std::string, std::string>>{
+            {"KILN_TOKEN_KEY", "fleet-bench-token-key-0123456789abcdef"}}));
   }
   return nodes;
 }

@@ -190,10 +190,9 @@ Task<Reply> HttpSession::route(const Request& req) {
                                       std::to_string(request::kMaxJsonDepth) + " levels"});
   }
   api::Request ctx{*env_, req, "", "", std::move(match.params), std::move(query)};
-  if (path.starts_with("/api/")) {
-    auto tenant = co_await authenticate(ctx);
-    if (!tenant) co_return errorReply(tenant.status());
-    ctx.tenantId = std::move(*tenant);
+  if (match.access != Access::kOpen) {
+    Status st = co_await authorize(ctx, match.access);
+    if (!st) co_return errorReply(st);
   }
   co_return co_await (*match.handler)(ctx);
 }

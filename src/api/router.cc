@@ -57,8 +57,8 @@ void StreamSlots::release(const std::string& key) {
   if (it != open_.end() && --it->second <= 0) open_.erase(it);
 }
 
-void Router::add(http::verb method, std::string_view pattern, Handler h) {
-  routes_.push_back({method, splitPath(pattern), std::move(h)});
+void Router::add(http::verb method, std::string_view pattern, Access access, Handler h) {
+  routes_.push_back({method, splitPath(pattern), access, std::move(h)});
 }
 
 Router::Match Router::match(http::verb method, std::string_view path) const {
@@ -79,6 +79,7 @@ Router::Match Router::match(http::verb method, std::string_view path) const {
     if (r.method == method) {
       m.kind = MatchKind::kFound;
       m.handler = &r.handler;
+      m.access = r.access;
       m.params = std::move(params);
       return m;
     }

@@ -53,14 +53,31 @@ struct ServerEnv {
   std::atomic<bool> stopping{false};
 };
 
+// Who may call a route (docs/api.md, "Tenants, tokens and roles"). Every level but kOpen needs
+// a live bearer token; the router answers 401 without one and 403 permission_denied when its
+// role or tenant falls short, before the handler runs.
+enum class Access {
+  kOpen,           // no token: /healthz, the dashboard, /metrics on --metrics-listen
+  kRead,           // any role: reads of the token's own tenant
+  kWrite,          // member or admin: creating and steering jobs
+  kAdmin,          // admin: the tenant's tokens (the handler confines it to its tenant)
+  kOperator,       // any role of the operator tenant: nodes, /metrics
+  kOperatorAdmin,  // an admin of the operator tenant: draining nodes, setting quotas
+};
+
 // One parsed request as a handler sees it.
 struct Request {
   ServerEnv& env;
   const http::request<http::string_body>& http;
-  std::string tenantId;                       // set by auth for /api/ routes
-  std::string tokenHash;                      // set by auth: the bearer token's SHA-256
+  std::string tenantId;                       // set by auth for routes that need a token
+  std::string tokenHash;                      // set by auth: the bearer token's keyed hash
   std::map<std::string, std::string> params;  // path parameters
   std::map<std::string, std::string> query;   // decoded query string
+  store::Role role = store::Role::kViewer;    // set by auth
+  std::string tokenId;                        // set by auth
+
+  // The token belongs to the operator tenant (store::kOperatorTenant).
+  bool operatorTenant() const { return tenantId == store::kOperatorTenant; }
 
   const std::string& param(const std::string& name) const;
   // The query value or "" if absent.
@@ -73,12 +90,13 @@ using Handler = std::function<Task<Reply>(Request&)>;
 class Router {
  public:
   // `pattern` like "/api/v1/jobs/{id}/stream".
-  void add(http::verb method, std::string_view pattern, Handler h);
+  void add(http::verb method, std::string_view pattern, Access access, Handler h);
 
   enum class MatchKind { kFound, kNotFound, kMethodNotAllowed };
   struct Match {
     MatchKind kind = MatchKind::kNotFound;
     const Handler* handler = nullptr;
+    Access access = Access::kOpen;
     std::map<std::string, std::string> params;
     std::string allow;  // for 405: the methods the path does accept
   };
@@ -88,6 +106,7 @@ class Router {
   struct Route {
     http::verb method;
     std::vector<std::string> segments;  // "{id}" marks a parameter
+    Access access;
     Handler handler;
   };
   std::vector<Route> routes_;

@@ -120,6 +120,9 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(asio::io_context& ioc, const
   if (!deps.store || !deps.bus || !deps.jobs || !deps.pool || !deps.clock) {
     return invalidArgument("ApiServer: every dependency must be set");
   }
+  if (opts.tokenKey.empty()) {
+    return invalidArgument("ApiServer: no token key (tenancy::TokenKey) to check tokens with");
+  }
   if (opts.maxConnections < 1 || opts.maxStreamsPerToken < 1) {
     return invalidArgument("ApiServer: the connection and stream caps must be at least 1");
   }

@@ -51,6 +51,8 @@ struct ApiOptions {
   // the main listener /metrics always needs one. Empty: no second listener.
   std::string metricsListen;
   bool checkRepoReachable = true;  // git ls-remote on job create
+  // The secret bearer tokens are hashed with (tenancy::TokenKey::secret()); required.
+  std::string tokenKey;
 };
 
 class ApiServer {

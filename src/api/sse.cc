@@ -44,12 +44,18 @@ Task<bool> writeHead(beast::tcp_stream& stream, unsigned version) {
 class EventFollower {
  public:
   EventFollower(beast::tcp_stream& stream, ServerEnv& env, const SseRequest& sse)
-      : stream_(stream), env_(env), jobId_(sse.jobId), lastSeq_(sse.afterSeq) {}
+      : stream_(stream),
+        env_(env),
+        jobId_(sse.jobId),
+        tokenHash_(sse.streamKey),
+        lastSeq_(sse.afterSeq) {}
 
   Task<void> run() {
     auto sub = env_.deps.bus->subscribe(jobId_, co_await asio::this_coro::executor);
     bool checkTerminal = true;  // the job may have finished before the client connected
     while (!env_.stopping) {
+      // A token revoked meanwhile ends its streams.
+      if (Clock::now() - lastTokenCheck_ >= kKeepalive && co_await tokenRevoked()) co_return;
       auto batch = co_await readEvents();
       if (!batch) co_return;
       if (!batch->empty()) {
@@ -90,6 +96,14 @@ class EventFollower {
     co_return true;
   }
 
+  // True once the stream's token is unknown or revoked (a store error is not a revocation).
+  Task<bool> tokenRevoked() {
+    lastTokenCheck_ = Clock::now();
+    auto* store = env_.deps.store;
+    auto grant = co_await env_.deps.pool->run([&] { return store->tokenGrant(tokenHash_); });
+    co_return !grant && grant.status().code() == Code::kUnauthenticated;
+  }
+
   // True when the job is terminal and every event is sent. The status is read before the
   // events: a status change and its events are committed together, so none can be missed.
   Task<bool> finishedAndDrained() {
@@ -108,7 +122,9 @@ class EventFollower {
   beast::tcp_stream& stream_;
   ServerEnv& env_;
   std::string jobId_;
+  std::string tokenHash_;
   int64_t lastSeq_;
+  Clock::time_point lastTokenCheck_ = Clock::now();
   Clock::time_point lastWrite_ = Clock::now();
   Clock::time_point lastTerminalCheck_ = Clock::now();
 };

@@ -25,6 +25,8 @@ struct Flags {
   bool follow = false;
   bool json = false;
   std::vector<std::string> message;
+  TokenFlags token;
+  QuotaFlags quota;
 };
 
 void addGlobalOptions(CLI::App& app, Flags& f) {
@@ -152,6 +154,55 @@ void addNodes(CLI::App& app, Flags& f, int& code) {
   });
 }
 
+void addTokens(CLI::App& app, Flags& f, int& code) {
+  auto* cmd = app.add_subcommand(
+      "token",
+      "API tokens (an admin token; without a running server, or with --direct, the data dir's "
+      "store itself)");
+  cmd->require_subcommand(1);
+  auto* create = cmd->add_subcommand("create",
+                                     "Make a token; it is printed once, alone on the "
+                                     "last line");
+  create->add_option("--tenant", f.token.tenant,
+                     "the token's tenant, made if new (default: the caller's; only the operator's "
+                     "admin, tenant default, names another)");
+  create->add_option("--name", f.token.name, "what the token is for, e.g. ci");
+  create->add_option("--role", f.token.role, "admin, member (default) or viewer")
+      ->check(CLI::IsMember({"admin", "member", "viewer"}));
+  auto* list = cmd->add_subcommand("list", "List tokens (never their secrets)");
+  list->add_option("--tenant", f.token.tenant, "only this tenant's");
+  auto* revoke = cmd->add_subcommand("revoke", "Revoke a token: it answers 401 from now on");
+  revoke->add_option("id", f.jobId, "token id (tok_...)")->required();
+  for (auto* sub : {create, list, revoke}) {
+    sub->add_flag("--direct", f.token.direct,
+                  "use the data dir's store (KILN_STORE) and token key (KILN_TOKEN_KEY, else "
+                  "<data-dir>/token.key) even when a server runs");
+    if (sub != revoke) sub->add_flag("--json", f.token.json, "print the raw JSON");
+  }
+  create->callback([&] { code = tokenCreateCommand(f.token, f.client); });
+  list->callback([&] { code = tokenListCommand(f.token, f.client); });
+  revoke->callback([&] { code = tokenRevokeCommand(f.jobId, f.token, f.client); });
+}
+
+void addTenants(CLI::App& app, Flags& f, int& code) {
+  auto* cmd = app.add_subcommand("tenant", "A tenant's quotas");
+  cmd->require_subcommand(1);
+  auto* quota = cmd->add_subcommand("quota", "Show or set a tenant's quotas");
+  quota->require_subcommand(1);
+  auto* show = quota->add_subcommand("show", "Show the quotas and what the tenant uses");
+  auto* set = quota->add_subcommand(
+      "set", "Set quotas (the operator's admin token); 'none' removes one, others are kept");
+  set->add_option("--max-running", f.quota.maxRunning, "jobs that may run at once");
+  set->add_option("--jobs-per-hour", f.quota.jobsPerHour, "jobs created in any 60 minutes");
+  set->add_option("--usd-per-day", f.quota.usdPerDay, "model spend per UTC day");
+  for (auto* sub : {show, set}) {
+    sub->add_option("tenant", f.quota.tenant, "tenant id")->required();
+    sub->add_flag("--json", f.quota.json, "print the raw JSON");
+  }
+  show->callback([&] { code = quotaCommand(f.quota, false, f.client); });
+  set->callback([&] { code = quotaCommand(f.quota, true, f.client); });
+}
+
 CLI::App* addJobCommand(CLI::App& app, Flags& f, const std::string& name, const std::string& help) {
   auto* cmd = app.add_subcommand(name, help);
   cmd->add_option("id", f.jobId, "job id")->required();
@@ -209,6 +260,8 @@ int parseAndRun(int argc, char** argv) {
     code = uiCommand(flags.client);
   });
   addNodes(app, flags, code);
+  addTokens(app, flags, code);
+  addTenants(app, flags, code);
   setUpLogging();
   // The embedded node of `kiln run` logs only warnings: the live view is the output.
   if (argc > 1 && std::string(argv[1]) == "run" && !std::getenv("KILN_LOG_LEVEL")) {

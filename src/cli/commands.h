@@ -22,6 +22,22 @@ struct JobsFlags {
   bool json = false;
 };
 
+// `kiln token ...` and `kiln tenant quota ...`.
+struct TokenFlags {
+  std::string tenant;
+  std::string name;
+  std::string role = "member";
+  bool direct = false;  // the data dir's store itself, even when a server runs
+  bool json = false;
+};
+struct QuotaFlags {
+  std::string tenant;
+  std::string maxRunning;  // a number, "none" (no limit), or "" (unchanged)
+  std::string jobsPerHour;
+  std::string usdPerDay;
+  bool json = false;
+};
+
 int serveCommand(const ServeFlags& flags, const ClientFlags& client);
 int runCommand(const RunFlags& flags, const ClientFlags& client);
 int jobsCommand(const JobsFlags& flags, const ClientFlags& client);
@@ -39,6 +55,12 @@ int uiCommand(const ClientFlags& client);
 // `kiln nodes`: the fleet's nodes; `kiln nodes drain ID [--wait]`.
 int nodesCommand(bool json, const ClientFlags& client);
 int drainCommand(const std::string& nodeId, bool wait, const ClientFlags& client);
+// Prints the new token alone on the last line.
+int tokenCreateCommand(const TokenFlags& flags, const ClientFlags& client);
+int tokenListCommand(const TokenFlags& flags, const ClientFlags& client);
+int tokenRevokeCommand(const std::string& id, const TokenFlags& flags, const ClientFlags& client);
+// `set`: changes the quotas given; else shows them.
+int quotaCommand(const QuotaFlags& flags, bool set, const ClientFlags& client);
 
 // One request to the discovered server: its parsed JSON body.
 Result<nlohmann::json> request(const ClientFlags& flags, const std::string& method,

@@ -91,6 +91,7 @@ Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const Env
   }
   opts.dataDir = firstOf(flags.dataDir, env("KILN_DATA_DIR"), "");
   opts.storeUrl = firstOf(flags.storeUrl, env("KILN_STORE"), "");
+  opts.tokenKey = env("KILN_TOKEN_KEY").value_or("");
   opts.nodeId = flags.nodeId;
   if (flags.maxJobs) {
     if (*flags.maxJobs < 1) return invalidArgument("--max-jobs must be at least 1");

@@ -41,7 +41,8 @@ struct ServeFlags {
 // Flags > KILN_LISTEN / KILN_METRICS_LISTEN / KILN_ALLOW_LOCAL_REPOS (':'-separated) /
 // KILN_DATA_DIR / KILN_STORE / KILN_MAX_JOBS / KILN_MAX_ATTEMPTS / KILN_DEFAULT_LIMITS /
 // KILN_SANDBOX_USERNS / KILN_DRAIN_TIMEOUT / KILN_MIN_FREE_DISK_MB / KILN_MIN_FREE_MEMORY_MB /
-// KILN_SANDBOX_BACKEND / KILN_WARM_POOLS / KILN_GVISOR_PLATFORM > NodeOptions defaults.
+// KILN_SANDBOX_BACKEND / KILN_WARM_POOLS / KILN_GVISOR_PLATFORM > NodeOptions defaults;
+// KILN_TOKEN_KEY (environment only, never a flag: it is a secret) is the token key.
 // The data dir default is left empty for node::resolveDefaults to fill.
 Result<node::NodeOptions> resolveServeOptions(const ServeFlags& flags, const EnvLookup& env);
 

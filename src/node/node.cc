@@ -19,6 +19,7 @@
 #include "sandbox/supervisor.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
+#include "tenancy/tokens.h"
 #include "workspace/cache.h"
 
 #ifdef KILN_VERSION
@@ -55,8 +56,11 @@ void collectWorkspaces(const workspace::Workspaces& workspaces, store::Store& st
 
 namespace fs = std::filesystem;
 
-// Reads the admin token, creating it (mode 0600) and registering its hash on first start.
-Result<std::string> ensureAdminToken(const std::string& dataDir, store::Store& store) {
+// Reads the admin token, creating it (mode 0600) on first start, and registers its keyed hash
+// (again at every start: a store, a fleet's or one migrated from unkeyed hashes, may lack it).
+// A token revoked through the API stays revoked.
+Result<std::string> ensureAdminToken(const std::string& dataDir, store::Store& store,
+                                     const tenancy::TokenKey& key) {
   std::string path = dataDir + "/admin.token";
   std::string token;
   if (std::ifstream in(path); in) {
@@ -72,8 +76,13 @@ Result<std::string> ensureAdminToken(const std::string& dataDir, store::Store& s
     ::close(fd);
     if (!ok) return errnoStatus("write " + path, errno);
   }
-  RETURN_IF_ERROR(store.ensureTenant("default", "default"));
-  RETURN_IF_ERROR(store.addToken(sha256Hex(token), "default"));
+  RETURN_IF_ERROR(store.ensureTenant(store::kOperatorTenant, store::kOperatorTenant));
+  store::ApiToken admin;
+  admin.id = "tok_" + randomToken(8);
+  admin.tenantId = store::kOperatorTenant;
+  admin.name = "admin.token";
+  admin.role = store::Role::kAdmin;
+  RETURN_IF_ERROR(store.addToken(key.hash(token), admin));
   return token;
 }
 
@@ -140,7 +149,9 @@ Status NodeImpl::init() {
   // retried next tick) instead of outliving the lease.
   const int busyMs = static_cast<int>(std::clamp<int64_t>(opts_.leaseMs / 4, 100, 2'000));
   ASSIGN_OR_RETURN(store_, store::Store::open({opts_.storeUrl, busyMs}));
-  ASSIGN_OR_RETURN(token_, ensureAdminToken(opts_.dataDir, *store_));
+  ASSIGN_OR_RETURN(tenancy::TokenKey key, tenancy::TokenKey::load(opts_.dataDir, opts_.tokenKey));
+  RETURN_IF_ERROR(tenancy::checkStoreKey(*store_, key));
+  ASSIGN_OR_RETURN(token_, ensureAdminToken(opts_.dataDir, *store_, key));
   // One egress proxy on the I/O threads serves every sandbox of the node in allowlist mode.
   egress_ = sandbox::egress::newEgressProxy(ioc_.get_executor());
   const sandbox::NamespaceBackendOptions sandboxOpts{opts_.dataDir + "/sandboxes", opts_.kilnBinary,
@@ -189,6 +200,7 @@ Status NodeImpl::init() {
   apiOpts.allowLocalRepos = opts_.allowLocalRepos;
   apiOpts.maxStreamsPerToken = opts_.maxStreamsPerToken;
   apiOpts.dataDir = opts_.dataDir;
+  apiOpts.tokenKey = key.secret();
   ASSIGN_OR_RETURN(api_, api::ApiServer::start(ioc_, apiOpts,
                                                {store_.get(), &bus_, scheduler_.get(), &storePool_,
                                                 &RealClock::instance(), &slowPool_,

@@ -22,6 +22,9 @@ struct NodeOptions {
   int maxStreamsPerToken = 16;  // open event streams per API token (ApiOptions)
   std::string dataDir;      // default ~/.local/share/kiln
   std::string storeUrl;     // default sqlite:<dataDir>/kiln.db
+  // The key API tokens are hashed with (tenancy::TokenKey): the same on every node of a fleet;
+  // empty: <dataDir>/token.key, made on first start.
+  std::string tokenKey;
   int maxJobs = 64;         // jobs running at once on this node
   int ioThreads = 0;        // 0 = one per core
   int storeThreads = 4;     // the pool for store calls (short)
@@ -61,7 +64,9 @@ class Node {
  public:
   virtual ~Node() = default;
   // Starts everything and returns once the API listens. Writes <dataDir>/admin.token (0600) on
-  // first start and <dataDir>/server.json ({"url": "http://host:port", "pid": N}).
+  // first start and registers it (an admin token of the operator tenant "default"), and writes
+  // <dataDir>/server.json ({"url": "http://host:port", "pid": N}). Fails when the store's
+  // tokens were hashed with another token key (tenancy/tokens.h).
   static Result<std::unique_ptr<Node>> start(NodeOptions opts);
 
   virtual uint16_t port() const = 0;

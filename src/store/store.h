@@ -203,6 +203,65 @@ struct NodeRecord {
   json figures = json::object();  // {diskFreeBytes, memAvailableBytes, blockedBy, ...}
 };
 
+// What a bearer token may do in its tenant (docs/api.md, "Tenants, tokens and roles"): a viewer
+// reads, a member also creates and steers jobs, an admin also manages its tenant's tokens.
+enum class Role { kViewer, kMember, kAdmin };
+const char* roleName(Role r);
+std::optional<Role> parseRole(std::string_view s);
+
+// The tenant that runs the node: its admin tokens are the operator's (nodes, quotas, other
+// tenants' tokens). `kiln serve` registers its admin.token in it.
+inline constexpr const char* kOperatorTenant = "default";
+
+// An API token as listed: never its secret, nor the keyed hash of it the store keeps.
+struct ApiToken {
+  std::string id;  // public, "tok_" + 16 hex
+  std::string tenantId;
+  std::string name;
+  Role role = Role::kMember;
+  int64_t createdAt = 0;  // ms since epoch
+  int64_t revokedAt = 0;  // 0 = live
+};
+
+// What a live token grants.
+struct TokenGrant {
+  std::string tokenId;
+  std::string tenantId;
+  Role role = Role::kViewer;
+};
+
+// A tenant's quotas; an unset one is unlimited.
+struct TenantQuota {
+  std::optional<int64_t> maxRunning;   // jobs that may run at once
+  std::optional<int64_t> jobsPerHour;  // jobs created in any 60 minutes
+  std::optional<double> usdPerDay;     // model spend of its steps per UTC day
+};
+
+// What a tenant uses now, as its quotas count it.
+struct TenantUsage {
+  int64_t running = 0;       // jobs a node holds a live lease on (it runs them)
+  int64_t active = 0;        // unfinished jobs that run or wait to: running + claimable
+  int64_t jobsLastHour = 0;  // jobs created in the last 60 minutes
+  int64_t oldestInHour = 0;  // created_at of the oldest of those (0: none)
+  double usdToday = 0;       // spend of steps recorded since 00:00 UTC
+};
+
+// A quota a request would exceed.
+struct QuotaBreach {
+  std::string quota;  // "maxRunning" | "jobsPerHour" | "usdPerDay"
+  double limit = 0;
+  double used = 0;
+  int64_t retryAfterSeconds = 1;  // when trying again may succeed (a hint for maxRunning)
+  std::string message;
+};
+
+// The first quota of `quota` that one more job (newJob: a new job, counted by jobsPerHour too;
+// else a job made to run again) would exceed with `usage`, at nowMs; nullopt when none.
+std::optional<QuotaBreach> quotaBreach(const std::string& tenantId, const TenantQuota& quota,
+                                       const TenantUsage& usage, bool newJob, int64_t nowMs);
+// The UTC day of a time in ms since epoch (days since 1970-01-01).
+inline int64_t utcDay(int64_t ms) { return ms / 86'400'000; }
+
 // A change another node may need to act on at once, sent to every node sharing the store
 // (PostgreSQL: LISTEN/NOTIFY, delivered when the change commits). Only a hint: the store stays
 // the source of truth, and nodes still poll.
@@ -246,7 +305,10 @@ class Store {
   // In one transaction: owner_node = nodeId, lease_expires_at = nowMs + leaseMs,
   // lease_epoch = lease_epoch + 1, and a LeaseClaim row appended to the owner-change log. The
   // returned Job carries the new epoch (its Lease is {nodeId, leaseEpoch}). Two nodes claiming
-  // at once never get the same job. Empty optional if nothing is claimable.
+  // at once never get the same job. A job whose tenant runs as many jobs as its maxRunning
+  // quota (jobs other nodes hold a live lease on included), or spent its usdPerDay today, is
+  // not claimable: claims of one tenant's jobs are serialised, so nodes claiming at once never
+  // start more than the quota together. Empty optional if nothing is claimable.
   virtual Result<std::optional<Job>> claimJob(const std::string& nodeId, int64_t nowMs,
                                               int64_t leaseMs) = 0;
   // One call per renewal tick for all of a node's jobs: in one transaction, sets
@@ -259,7 +321,8 @@ class Store {
   // The owner-change log of a job, oldest claim first.
   virtual Result<std::vector<LeaseClaim>> leaseHistory(const std::string& jobId) = 0;
 
-  // Writes a step, adds its tokens/usd to the job's counters, sets step_count to at least its
+  // Writes a step, adds its tokens/usd to the job's counters (and its usd to its tenant's spend
+  // of the step's UTC day), sets step_count to at least its
   // number, clears the in-flight call and appends `events`, in one transaction, only while
   // `lease` holds (owner_node and lease_epoch match). Conflict if the lease does not hold or
   // the step number exists (nothing is written then).
@@ -283,11 +346,37 @@ class Store {
   // left out.
   virtual Result<std::vector<JobTotals>> jobTotals() = 0;
 
-  // API tokens: only the SHA-256 of a token is stored.
+  // Inserts a new job like createJob, only if one more job keeps its tenant within its quotas
+  // (quotaBreach with newJob) at nowMs: the check and the insert are atomic, so submissions of
+  // one tenant on many nodes at once never pass a quota together. Returns the breach instead
+  // (nothing written) when one is exceeded.
+  virtual Result<std::optional<QuotaBreach>> createJobWithinQuota(
+      const Job& job, const std::vector<NewEvent>& events, int64_t nowMs) = 0;
+
+  // Tenants and API tokens. Only a keyed hash of a token is stored (tenancy/tokens.h).
   virtual Status ensureTenant(const std::string& tenantId, const std::string& name) = 0;
-  virtual Status addToken(const std::string& tokenHash, const std::string& tenantId) = 0;
-  // The tenant of a live token; Unauthenticated for an unknown or revoked one.
-  virtual Result<std::string> tenantForToken(const std::string& tokenHash) = 0;
+  // NotFound for an unknown tenant.
+  virtual Status getTenant(const std::string& tenantId) = 0;
+  // Registers a token's hash with token.id, tenantId, name, role and createdAt. A hash already
+  // stored is left as it is (revoked or not): registering the same token again is a no-op.
+  virtual Status addToken(const std::string& tokenHash, const ApiToken& token) = 0;
+  // What a live token grants; Unauthenticated for an unknown or revoked one.
+  virtual Result<TokenGrant> tokenGrant(const std::string& tokenHash) = 0;
+  // Tokens of one tenant ("" = every tenant), oldest first.
+  virtual Result<std::vector<ApiToken>> listTokens(const std::string& tenantId) = 0;
+  // Sets revokedAt = nowMs unless already revoked; returns the token. NotFound for an unknown
+  // id or one of another tenant (tenantId "" = any).
+  virtual Result<ApiToken> revokeToken(const std::string& tokenId, const std::string& tenantId,
+                                       int64_t nowMs) = 0;
+  // A setting shared by every node of the store: stores `value` under `name` unless one is
+  // stored already, and returns the stored one.
+  virtual Result<std::string> ensureSetting(const std::string& name, const std::string& value) = 0;
+
+  // Quotas. setQuota replaces the tenant's quotas (NotFound for an unknown tenant); getQuota
+  // returns them (all unset when never set); tenantUsage counts what the tenant uses at nowMs.
+  virtual Status setQuota(const std::string& tenantId, const TenantQuota& quota) = 0;
+  virtual Result<TenantQuota> getQuota(const std::string& tenantId) = 0;
+  virtual Result<TenantUsage> tenantUsage(const std::string& tenantId, int64_t nowMs) = 0;
 
   // Fleet nodes. heartbeatNode inserts or replaces the node's row (all but the drain request)
   // and returns whether a drain was requested for it; it also drops rows whose heartbeat is

@@ -94,13 +94,54 @@ Status StoreDecorator::ensureTenant(const std::string& tenantId, const std::stri
   return forward<Status>("ensureTenant", "", [&] { return inner_->ensureTenant(tenantId, name); });
 }
 
-Status StoreDecorator::addToken(const std::string& tokenHash, const std::string& tenantId) {
-  return forward<Status>("addToken", "", [&] { return inner_->addToken(tokenHash, tenantId); });
+Status StoreDecorator::getTenant(const std::string& tenantId) {
+  return forward<Status>("getTenant", "", [&] { return inner_->getTenant(tenantId); });
 }
 
-Result<std::string> StoreDecorator::tenantForToken(const std::string& tokenHash) {
-  return forward<Result<std::string>>("tenantForToken", "",
-                                      [&] { return inner_->tenantForToken(tokenHash); });
+Result<std::optional<QuotaBreach>> StoreDecorator::createJobWithinQuota(
+    const Job& job, const std::vector<NewEvent>& events, int64_t nowMs) {
+  return forward<Result<std::optional<QuotaBreach>>>("createJobWithinQuota", job.id, [&] {
+    return inner_->createJobWithinQuota(job, events, nowMs);
+  });
+}
+
+Status StoreDecorator::addToken(const std::string& tokenHash, const ApiToken& token) {
+  return forward<Status>("addToken", "", [&] { return inner_->addToken(tokenHash, token); });
+}
+
+Result<TokenGrant> StoreDecorator::tokenGrant(const std::string& tokenHash) {
+  return forward<Result<TokenGrant>>("tokenGrant", "",
+                                     [&] { return inner_->tokenGrant(tokenHash); });
+}
+
+Result<std::vector<ApiToken>> StoreDecorator::listTokens(const std::string& tenantId) {
+  return forward<Result<std::vector<ApiToken>>>("listTokens", "",
+                                                [&] { return inner_->listTokens(tenantId); });
+}
+
+Result<ApiToken> StoreDecorator::revokeToken(const std::string& tokenId,
+                                             const std::string& tenantId, int64_t nowMs) {
+  return forward<Result<ApiToken>>("revokeToken", "",
+                                   [&] { return inner_->revokeToken(tokenId, tenantId, nowMs); });
+}
+
+Result<std::string> StoreDecorator::ensureSetting(const std::string& name,
+                                                  const std::string& value) {
+  return forward<Result<std::string>>("ensureSetting", "",
+                                      [&] { return inner_->ensureSetting(name, value); });
+}
+
+Status StoreDecorator::setQuota(const std::string& tenantId, const TenantQuota& quota) {
+  return forward<Status>("setQuota", "", [&] { return inner_->setQuota(tenantId, quota); });
+}
+
+Result<TenantQuota> StoreDecorator::getQuota(const std::string& tenantId) {
+  return forward<Result<TenantQuota>>("getQuota", "", [&] { return inner_->getQuota(tenantId); });
+}
+
+Result<TenantUsage> StoreDecorator::tenantUsage(const std::string& tenantId, int64_t nowMs) {
+  return forward<Result<TenantUsage>>("tenantUsage", "",
+                                      [&] { return inner_->tenantUsage(tenantId, nowMs); });
 }
 
 Result<bool> StoreDecorator::heartbeatNode(const NodeRecord& node) {

@@ -43,9 +43,20 @@ class StoreDecorator : public Store {
   Result<std::vector<Event>> listEvents(const std::string& jobId, int64_t afterSeq,
                                         int limit) override;
   Result<std::vector<JobTotals>> jobTotals() override;
+  Result<std::optional<QuotaBreach>> createJobWithinQuota(const Job& job,
+                                                          const std::vector<NewEvent>& events,
+                                                          int64_t nowMs) override;
   Status ensureTenant(const std::string& tenantId, const std::string& name) override;
-  Status addToken(const std::string& tokenHash, const std::string& tenantId) override;
-  Result<std::string> tenantForToken(const std::string& tokenHash) override;
+  Status getTenant(const std::string& tenantId) override;
+  Status addToken(const std::string& tokenHash, const ApiToken& token) override;
+  Result<TokenGrant> tokenGrant(const std::string& tokenHash) override;
+  Result<std::vector<ApiToken>> listTokens(const std::string& tenantId) override;
+  Result<ApiToken> revokeToken(const std::string& tokenId, const std::string& tenantId,
+                               int64_t nowMs) override;
+  Result<std::string> ensureSetting(const std::string& name, const std::string& value) override;
+  Status setQuota(const std::string& tenantId, const TenantQuota& quota) override;
+  Result<TenantQuota> getQuota(const std::string& tenantId) override;
+  Result<TenantUsage> tenantUsage(const std::string& tenantId, int64_t nowMs) override;
   Result<bool> heartbeatNode(const NodeRecord& node) override;
   Result<std::vector<NodeRecord>> listNodes() override;
   Status requestDrain(const std::string& nodeId) override;

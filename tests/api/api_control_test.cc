@@ -116,7 +116,10 @@ TEST_F(ApiControlTest, MetricsNeedATokenAndCountJobsRequestsAndStreams) {
   expectError(client_->get("/metrics"), 401, "unauthenticated");
   client_->setBearer("not-a-token");
   expectError(client_->get("/metrics"), 401, "unauthenticated");
+  // Counts across tenants are the operator's.
   client_->setBearer(kOtherToken);
+  expectError(client_->get("/metrics"), 403, "permission_denied");
+  client_->setBearer(kOperatorToken);
   auto res = client_->get("/metrics");
   ASSERT_TRUE(res.isOk());
   ASSERT_EQ(res->status, 200);

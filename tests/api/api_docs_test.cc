@@ -214,6 +214,11 @@ const std::map<std::string, Call>& calls() {
       {"GET /api/v1/nodes", {}},
       {"POST /api/v1/nodes/{id}/drain", {}},  // {id}: the node heartbeating below
       {"GET /metrics", {}},
+      {"POST /api/v1/tokens", {{}, false, R"({"name":"ci"})"}},
+      {"GET /api/v1/tokens", {}},
+      {"POST /api/v1/tokens/{id}/revoke", {}},  // {id}: a token made below
+      {"GET /api/v1/tenants/{id}/quota", {}},   // {id}: the caller's tenant
+      {"POST /api/v1/tenants/{id}/quota", {{}, false, R"({"maxRunning":1000,"jobsPerHour":1000})"}},
       {"GET /", {}},
       {"GET /assets/{name}", {}},  // a name the page refers to
   };
@@ -247,8 +252,7 @@ TEST_F(ApiDocsTest, EveryDocumentedRouteAnswersAsDocumented) {
   ASSERT_TRUE(store_->heartbeatNode(node).isOk());
   // Nodes are the operator's: their routes take the admin tenant's token.
   constexpr const char* kAdminToken = "token-admin";
-  ASSERT_TRUE(store_->ensureTenant("default", "default").isOk());
-  ASSERT_TRUE(store_->addToken(sha256Hex(kAdminToken), "default").isOk());
+  addToken(kAdminToken, "default", store::Role::kAdmin);
   std::set<std::string> seen;
   for (const Documented& d : routes) {
     const std::string name = d.method + " " + d.path;
@@ -276,8 +280,12 @@ TEST_F(ApiDocsTest, EveryDocumentedRouteAnswersAsDocumented) {
       ASSERT_TRUE(lease.has_value());
       ASSERT_TRUE(store_->recordStep(step, *lease, {}).isOk());
     }
-    std::string path = std::regex_replace(
-        d.path, std::regex(R"(\{id\})"), d.path.rfind("/api/v1/nodes/", 0) == 0 ? node.id : id);
+    std::string target = id;
+    if (d.path.rfind("/api/v1/nodes/", 0) == 0) target = node.id;
+    if (d.path.rfind("/api/v1/tenants/", 0) == 0) target = "a";
+    if (d.path.rfind("/api/v1/tokens/", 0) == 0)
+      target = addToken("to-revoke", "a", store::Role::kViewer);
+    std::string path = std::regex_replace(d.path, std::regex(R"(\{id\})"), target);
     if (path.find("{name}") != std::string::npos) {
       auto page = client_->get("/");
       ASSERT_TRUE(page.isOk());
@@ -300,10 +308,11 @@ TEST_F(ApiDocsTest, EveryDocumentedRouteAnswersAsDocumented) {
       EXPECT_EQ(first->json()["status"], "QUEUED");
       continue;
     }
-    // /metrics needs a token too (docs/api.md), unless read on --metrics-listen.
-    client_->setBearer(d.path.rfind("/api/v1/nodes", 0) == 0                    ? kAdminToken
-                       : d.path.rfind("/api/", 0) == 0 || d.path == "/metrics" ? kToken
-                                                                               : "");
+    // The operator's routes (/metrics too, unless read on --metrics-listen) take the admin
+    // token of the tenant "default".
+    const bool operatorRoute = d.path.rfind("/api/v1/nodes", 0) == 0 || d.path == "/metrics" ||
+                               name == "POST /api/v1/tenants/{id}/quota";
+    client_->setBearer(operatorRoute ? kAdminToken : d.path.rfind("/api/", 0) == 0 ? kToken : "");
     auto res = client_->request(d.method == "GET" ? http::verb::get : http::verb::post, path,
                                 call->second.body);
     client_->setBearer(kToken);

@@ -52,6 +52,10 @@ class ApiFixture : public ::testing::Test {
  protected:
   static constexpr const char* kToken = "token-tenant-a";
   static constexpr const char* kOtherToken = "token-tenant-b";
+  // An admin token of the operator tenant "default" (nodes, /metrics, quotas).
+  static constexpr const char* kOperatorToken = "token-operator";
+  // The server's token key (ApiOptions::tokenKey).
+  static constexpr const char* kTokenKey = "test-token-key-0123456789abcdef-0123456789";
 
   void SetUp() override {
     char tmpl[] = "/tmp/kiln-api-test-XXXXXX";
@@ -61,9 +65,9 @@ class ApiFixture : public ::testing::Test {
     ASSERT_TRUE(store.isOk()) << store.status().toString();
     store_ = std::move(*store);
     for (auto [tenant, token] : {std::pair{"a", kToken}, std::pair{"b", kOtherToken}}) {
-      ASSERT_TRUE(store_->ensureTenant(tenant, tenant).isOk());
-      ASSERT_TRUE(store_->addToken(sha256Hex(token), tenant).isOk());
+      ASSERT_NO_FATAL_FAILURE(addToken(token, tenant, store::Role::kAdmin));
     }
+    addToken(kOperatorToken, store::kOperatorTenant, store::Role::kAdmin);
     pool_ = std::make_unique<BlockingPool>(2);
     startServer(options());
   }
@@ -80,7 +84,20 @@ class ApiFixture : public ::testing::Test {
     ApiOptions o;
     o.listen = "127.0.0.1:0";
     o.checkRepoReachable = false;
+    o.tokenKey = kTokenKey;
     return o;
+  }
+
+  // Registers `token` (its hash under kTokenKey) for `tenant` with `role`; returns its id.
+  std::string addToken(const std::string& token, const std::string& tenant, store::Role role) {
+    EXPECT_TRUE(store_->ensureTenant(tenant, tenant).isOk());
+    store::ApiToken t;
+    t.id = "tok_" + randomToken(8);
+    t.tenantId = tenant;
+    t.name = token;
+    t.role = role;
+    EXPECT_TRUE(store_->addToken(hmacSha256Hex(kTokenKey, token), t).isOk());
+    return t.id;
   }
 
   void startServer(const ApiOptions& opts) {

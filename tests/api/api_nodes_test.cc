@@ -11,8 +11,7 @@ class ApiNodesTest : public ApiFixture {
 
   void SetUp() override {
     ApiFixture::SetUp();
-    ASSERT_TRUE(store_->ensureTenant("default", "default").isOk());
-    ASSERT_TRUE(store_->addToken(sha256Hex(kAdminToken), "default").isOk());
+    addToken(kAdminToken, "default", store::Role::kAdmin);
     admin_ = std::make_unique<testing::HttpClient>("127.0.0.1", server_->port());
     admin_->setBearer(kAdminToken);
   }
@@ -59,7 +58,7 @@ TEST_F(ApiNodesTest, ListsNodesWithTheirFigures) {
   EXPECT_EQ(nodes[1]["blockedBy"], "draining");
   EXPECT_EQ(nodes[1]["live"], false) << "a minute without a heartbeat";
 
-  auto m = client_->get("/metrics");
+  auto m = admin_->get("/metrics");
   ASSERT_TRUE(m.isOk());
   EXPECT_NE(m->body.find("kiln_node_running_jobs{node=\"node-a\"} 2\n"), std::string::npos)
       << m->body;

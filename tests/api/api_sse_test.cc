@@ -139,6 +139,7 @@ TEST_F(ApiSseTest, OpenStreamsAreCountedAndEndWhenTheServerStops) {
   auto sse = openSse("/api/v1/jobs/" + id + "/stream");
   ASSERT_TRUE(sse);
   ASSERT_TRUE(sse->next(10s));
+  client_->setBearer(kOperatorToken);
   auto metrics = client_->get("/metrics");
   ASSERT_TRUE(metrics.isOk());
   EXPECT_NE(metrics->body.find("kiln_sse_clients 1\n"), std::string::npos) << metrics->body;

@@ -65,13 +65,20 @@ TEST_F(K8sManifestsTest, NodesArePrivilegedAndDrainBeforeStopping) {
   EXPECT_EQ(c["readinessProbe"]["httpGet"].value("path", ""), "/healthz");
 
   bool storeFromSecret = false;
+  bool tokenKeyFromSecret = false;
   for (const auto& e : c["env"]) {
     if (e.value("name", "") == "KILN_STORE") {
       storeFromSecret = e["valueFrom"]["secretKeyRef"].value("name", "") == "kiln" &&
                         e["valueFrom"]["secretKeyRef"].value("key", "") == "store-url";
     }
+    if (e.value("name", "") == "KILN_TOKEN_KEY") {
+      tokenKeyFromSecret = e["valueFrom"]["secretKeyRef"].value("name", "") == "kiln" &&
+                           e["valueFrom"]["secretKeyRef"].value("key", "") == "token-key";
+    }
   }
   EXPECT_TRUE(storeFromSecret) << c["env"].dump();
+  EXPECT_TRUE(tokenKeyFromSecret) << "every node must hash tokens with the same key: "
+                                  << c["env"].dump();
   bool tokenMounted = false;
   for (const auto& m : c["volumeMounts"]) {
     tokenMounted |= m.value("mountPath", "") == "/var/lib/kiln/admin.token" &&
@@ -99,6 +106,7 @@ TEST_F(K8sManifestsTest, ServiceSecretAndDatabaseFitTheDeployment) {
   std::string url = secret["stringData"].value("store-url", "");
   EXPECT_EQ(url.rfind("postgres://", 0), 0u) << url;
   EXPECT_FALSE(secret["stringData"].value("admin-token", "").empty());
+  EXPECT_GE(secret["stringData"].value("token-key", "").size(), 32u);
   const json& db = object("Service/kiln-postgres");
   ASSERT_TRUE(db.is_object());
   EXPECT_EQ(db["spec"].value("type", ""), "ExternalName");

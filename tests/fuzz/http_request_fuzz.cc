@@ -26,8 +26,10 @@ const api::Router& router() {
              {http::verb::get, "/api/v1/jobs/{id}/stream"},
              {http::verb::post, "/api/v1/jobs/{id}/reply"},
              {http::verb::get, "/assets/{name}"},
+             {http::verb::post, "/api/v1/tokens/{id}/revoke"},
+             {http::verb::post, "/api/v1/tenants/{id}/quota"},
          }) {
-      r->add(verb, pattern, api::Handler{});
+      r->add(verb, pattern, api::Access::kRead, api::Handler{});
     }
     return r;
   }();

@@ -284,7 +284,9 @@ std::vector<std::string> eventsAfterDone(store::Store& st, const std::string& id
 TEST_F(DurableTest, TwoNodesNeverRunTheSameJobAtOnce) {
   makeSlowRepo(dir_.file("repo"), "3");
   std::string storeUrl = "sqlite:" + dir_.file("shared.db");
-  std::vector<std::pair<std::string, std::string>> env = {{"KILN_LEASE_MS", "1500"}};
+  // Two nodes on one store hash API tokens with one key.
+  std::vector<std::pair<std::string, std::string>> env = {
+      {"KILN_LEASE_MS", "1500"}, {"KILN_TOKEN_KEY", "durable-test-token-key-0123456789abcdef"}};
   KilnProcess a(dir_.file("a"), {"--store", storeUrl, "--node-id", "node-a"}, env);
   auto st = store::Store::open({storeUrl});
   ASSERT_TRUE(st.isOk());
@@ -330,7 +332,8 @@ TEST_F(DurableTest, TwoNodesNeverRunTheSameJobAtOnce) {
 TEST_F(DurableTest, StalledGitWorkDoesNotLetALeaseLapse) {
   makeSlowRepo(dir_.file("repo"), "4");
   std::string storeUrl = "sqlite:" + dir_.file("shared.db");
-  std::vector<std::pair<std::string, std::string>> env = {{"KILN_LEASE_MS", "1200"}};
+  std::vector<std::pair<std::string, std::string>> env = {
+      {"KILN_LEASE_MS", "1200"}, {"KILN_TOKEN_KEY", "durable-test-token-key-0123456789abcdef"}};
   KilnProcess a(dir_.file("a"), {"--store", storeUrl, "--node-id", "node-a"}, env);
   auto st = store::Store::open({storeUrl});
   ASSERT_TRUE(st.isOk());

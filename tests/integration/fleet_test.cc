@@ -72,7 +72,10 @@ class FleetTest : public ::testing::Test {
     nodes_.push_back(std::make_unique<KilnProcess>(
         dir_.file(name), args,
         std::vector<std::pair<std::string, std::string>>{
-            {"KILN_LEASE_MS", std::to_string(kLeaseMs)}, {"KILN_HEARTBEAT_MS", "300"}}));
+            {"KILN_LEASE_MS", std::to_string(kLeaseMs)},
+            {"KILN_HEARTBEAT_MS", "300"},
+            // A fleet's nodes hash API tokens with one key.
+            {"KILN_TOKEN_KEY", "fleet-test-token-key-0123456789abcdef"}}));
     return *nodes_.back();
   }
 

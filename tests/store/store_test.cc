@@ -370,11 +370,48 @@ TEST_P(StoreTest, ConditionalUpdateAndStepLeaseCheck) {
   EXPECT_EQ(store_->listSteps(j.id)->size(), 1u);
 }
 
-TEST_P(StoreTest, TokensMapToTenants) {
+TEST_P(StoreTest, TokensMapToTenantsAndRolesUntilRevoked) {
   ASSERT_TRUE(store_->ensureTenant("t1", "Team").isOk());
-  ASSERT_TRUE(store_->addToken(sha256Hex("secret"), "t1").isOk());
-  EXPECT_EQ(store_->tenantForToken(sha256Hex("secret")).value(), "t1");
-  EXPECT_EQ(store_->tenantForToken(sha256Hex("nope")).status().code(), Code::kUnauthenticated);
+  EXPECT_TRUE(store_->getTenant("t1").isOk());
+  EXPECT_EQ(store_->getTenant("t2").code(), Code::kNotFound);
+  ApiToken t{"tok_1", "t1", "ci", Role::kViewer, 1'000, 0};
+  ASSERT_TRUE(store_->addToken("hash-1", t).isOk());
+  // The same hash again (a node registering its admin token at every start) changes nothing.
+  ApiToken again{"tok_2", "t1", "other", Role::kAdmin, 2'000, 0};
+  ASSERT_TRUE(store_->addToken("hash-1", again).isOk());
+  auto grant = store_->tokenGrant("hash-1");
+  ASSERT_TRUE(grant.isOk()) << grant.status().toString();
+  EXPECT_EQ(grant->tenantId, "t1");
+  EXPECT_EQ(grant->tokenId, "tok_1");
+  EXPECT_EQ(grant->role, Role::kViewer);
+  EXPECT_EQ(store_->tokenGrant("nope").status().code(), Code::kUnauthenticated);
+  ASSERT_TRUE(store_->ensureTenant("t2", "Other").isOk());
+  ASSERT_TRUE(store_->addToken("hash-2", {"tok_3", "t2", "", Role::kMember, 3'000, 0}).isOk());
+  auto all = store_->listTokens("");
+  ASSERT_TRUE(all.isOk());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].id, "tok_1");
+  EXPECT_EQ((*all)[0].name, "ci");
+  EXPECT_EQ((*all)[1].role, Role::kMember);
+  EXPECT_EQ(store_->listTokens("t2")->size(), 1u);
+  // Another tenant's token is not found; its own is revoked once, for good.
+  EXPECT_EQ(store_->revokeToken("tok_1", "t2", 5'000).status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->revokeToken("tok_9", "", 5'000).status().code(), Code::kNotFound);
+  auto revoked = store_->revokeToken("tok_1", "t1", 5'000);
+  ASSERT_TRUE(revoked.isOk()) << revoked.status().toString();
+  EXPECT_EQ(revoked->revokedAt, 5'000);
+  EXPECT_EQ(store_->revokeToken("tok_1", "", 9'000)->revokedAt, 5'000);
+  EXPECT_EQ(store_->tokenGrant("hash-1").status().code(), Code::kUnauthenticated);
+  EXPECT_TRUE(store_->tokenGrant("hash-2").isOk());
+  // A revoked token registered again stays revoked.
+  ASSERT_TRUE(store_->addToken("hash-1", t).isOk());
+  EXPECT_EQ(store_->tokenGrant("hash-1").status().code(), Code::kUnauthenticated);
+}
+
+TEST_P(StoreTest, ASettingKeepsItsFirstValue) {
+  EXPECT_EQ(store_->ensureSetting("k", "one").value(), "one");
+  EXPECT_EQ(store_->ensureSetting("k", "two").value(), "one");
+  EXPECT_EQ(store_->ensureSetting("other", "two").value(), "two");
 }
 
 TEST_P(StoreTest, NodesHeartbeatListAndDrain) {
@@ -465,6 +502,162 @@ TEST_P(StoreTest, ConcurrentClaimsNeverShareAJob) {
   for (auto& t : nodes) t.join();
   EXPECT_EQ(duplicates, 0);
   EXPECT_EQ(owner.size(), static_cast<size_t>(kJobs));
+}
+
+Job tenantJob(const std::string& tenant, int64_t createdAt) {
+  Job j;
+  j.id = newUuid();
+  j.tenantId = tenant;
+  j.repoUrl = "file:///tmp/repo";
+  j.taskDesc = "do it";
+  j.createdAt = createdAt;
+  return j;
+}
+
+// Nodes claiming at once (each its own store connection, as separate processes are) never start
+// more of a tenant's jobs than its maxRunning together; other tenants' jobs go on; a job that
+// ends frees a place; a tenant over usdPerDay starts nothing.
+TEST_P(StoreTest, ConcurrentClaimsNeverPassATenantsQuota) {
+  for (const char* t : {"capped", "free"}) ASSERT_TRUE(store_->ensureTenant(t, t).isOk());
+  TenantQuota quota;
+  quota.maxRunning = 2;
+  ASSERT_TRUE(store_->setQuota("capped", quota).isOk());
+  for (int i = 0; i < 12; ++i) {
+    // Oldest first: the capped tenant's jobs are ahead of the free one's in the queue.
+    ASSERT_TRUE(store_->createJob(tenantJob(i < 8 ? "capped" : "free", 1000 + i), {}).isOk());
+  }
+  std::mutex mu;
+  std::map<std::string, int> claimedBy;  // tenant -> jobs claimed
+  std::vector<std::string> cappedJobs;
+  std::vector<std::thread> nodes;
+  for (int n = 0; n < 6; ++n) {
+    nodes.emplace_back([&, n] {
+      auto s = Store::open({url_});
+      ASSERT_TRUE(s.isOk()) << s.status().toString();
+      for (;;) {
+        auto c = (*s)->claimJob("node-" + std::to_string(n), 10'000, 600'000);
+        ASSERT_TRUE(c.isOk()) << c.status().toString();
+        if (!c->has_value()) return;
+        std::lock_guard lock(mu);
+        claimedBy[(*c)->tenantId]++;
+        if ((*c)->tenantId == "capped") cappedJobs.push_back((*c)->id);
+      }
+    });
+  }
+  for (auto& t : nodes) t.join();
+  EXPECT_EQ(claimedBy["capped"], 2);
+  EXPECT_EQ(claimedBy["free"], 4);
+  auto usage = store_->tenantUsage("capped", 10'000);
+  ASSERT_TRUE(usage.isOk()) << usage.status().toString();
+  EXPECT_EQ(usage->running, 2);
+  EXPECT_EQ(usage->active, 8);
+  EXPECT_EQ(store_->claimJob("late", 10'001, 600'000)->has_value(), false);
+
+  // One ends: exactly one more starts.
+  ASSERT_EQ(cappedJobs.size(), 2u);
+  JobUpdate done;
+  done.status = JobStatus::kCompleted;
+  done.releaseLease = true;
+  ASSERT_TRUE(store_->updateJob(cappedJobs[0], done)->applied);
+  auto next = store_->claimJob("late", 10'002, 600'000);
+  ASSERT_TRUE(next.isOk() && next->has_value());
+  EXPECT_EQ((*next)->tenantId, "capped");
+  EXPECT_FALSE(store_->claimJob("late", 10'003, 600'000)->has_value());
+  // A lease that lapsed (its node died) no longer counts: its job is claimable again, in its
+  // place.
+  auto lapsed = store_->claimJob("late", 700'000, 600'000);
+  ASSERT_TRUE(lapsed.isOk() && lapsed->has_value());
+  EXPECT_EQ((*lapsed)->tenantId, "capped");
+
+  // Spend of today's steps stops claims of the tenant's jobs once it reaches usdPerDay.
+  ASSERT_TRUE(store_->ensureTenant("spender", "spender").isOk());
+  const int64_t day = 20'000 * 86'400'000LL;
+  Job a = tenantJob("spender", day + 1), b = tenantJob("spender", day + 2);
+  for (const Job& j : {a, b}) ASSERT_TRUE(store_->createJob(j, {}).isOk());
+  TenantQuota budget;
+  budget.usdPerDay = 1.0;
+  ASSERT_TRUE(store_->setQuota("spender", budget).isOk());
+  // Every capped job with a lease holds on; claim the spender's first job.
+  std::optional<Job> first;
+  for (int i = 0; i < 20 && !first; ++i) {
+    auto c = store_->claimJob("n", day + 10, 60'000);
+    ASSERT_TRUE(c.isOk() && c->has_value()) << "the spender's jobs should be claimable";
+    if ((*c)->tenantId == "spender") first = **c;
+  }
+  ASSERT_TRUE(first);
+  Step step;
+  step.jobId = first->id;
+  step.stepNumber = 1;
+  step.usd = 1.25;
+  step.executedAt = day + 20;
+  ASSERT_TRUE(store_->recordStep(step, {"n", first->leaseEpoch}, {}).isOk());
+  EXPECT_DOUBLE_EQ(store_->tenantUsage("spender", day + 30)->usdToday, 1.25);
+  for (int i = 0; i < 20; ++i) {
+    auto c = store_->claimJob("n", day + 30, 60'000);
+    ASSERT_TRUE(c.isOk());
+    if (!c->has_value()) break;
+    EXPECT_NE((*c)->tenantId, "spender") << "claimed past usdPerDay";
+  }
+  // The next UTC day it starts again.
+  EXPECT_DOUBLE_EQ(store_->tenantUsage("spender", day + 86'400'000)->usdToday, 0);
+  bool spenderRuns = false;
+  for (int i = 0; i < 20 && !spenderRuns; ++i) {
+    auto c = store_->claimJob("n", day + 86'400'000, 60'000);
+    ASSERT_TRUE(c.isOk() && c->has_value());
+    spenderRuns = (*c)->tenantId == "spender";
+  }
+  EXPECT_TRUE(spenderRuns);
+}
+
+// Submissions racing on many connections never pass jobsPerHour or maxRunning together; the
+// breach says which quota and when to retry.
+TEST_P(StoreTest, SubmissionsWithinQuotaAreAtomic) {
+  ASSERT_TRUE(store_->ensureTenant("t", "t").isOk());
+  TenantQuota quota;
+  quota.jobsPerHour = 5;
+  ASSERT_TRUE(store_->setQuota("t", quota).isOk());
+  EXPECT_EQ(store_->getQuota("t")->jobsPerHour, 5);
+  EXPECT_FALSE(store_->getQuota("t")->maxRunning.has_value());
+  EXPECT_EQ(store_->setQuota("nobody", quota).code(), Code::kNotFound);
+  const int64_t now = 50'000'000;
+  std::atomic<int> created{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int n = 0; n < 4; ++n) {
+    threads.emplace_back([&, n] {
+      auto s = Store::open({url_});
+      ASSERT_TRUE(s.isOk()) << s.status().toString();
+      for (int i = 0; i < 4; ++i) {
+        auto r = (*s)->createJobWithinQuota(tenantJob("t", now - 1000 + n * 10 + i), {}, now);
+        ASSERT_TRUE(r.isOk()) << r.status().toString();
+        if (r->has_value()) {
+          EXPECT_EQ((**r).quota, "jobsPerHour");
+          EXPECT_EQ((**r).limit, 5);
+          // The oldest job of the hour leaves the window about an hour after it came.
+          EXPECT_GT((**r).retryAfterSeconds, 3500);
+          EXPECT_LE((**r).retryAfterSeconds, 3600);
+          refused++;
+        } else {
+          created++;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(created.load(), 5);
+  EXPECT_EQ(refused.load(), 11);
+  EXPECT_EQ(store_->tenantUsage("t", now)->jobsLastHour, 5);
+  // An hour later the window is empty; maxRunning counts the unfinished jobs.
+  quota.maxRunning = 6;
+  ASSERT_TRUE(store_->setQuota("t", quota).isOk());
+  const int64_t later = now + 3'600'000;
+  EXPECT_FALSE(store_->createJobWithinQuota(tenantJob("t", later), {}, later)->has_value());
+  auto full = store_->createJobWithinQuota(tenantJob("t", later), {}, later);
+  ASSERT_TRUE(full.isOk() && full->has_value());
+  EXPECT_EQ((**full).quota, "maxRunning");
+  EXPECT_EQ((**full).used, 6);
+  // Removing every quota removes the limits.
+  ASSERT_TRUE(store_->setQuota("t", TenantQuota{}).isOk());
+  EXPECT_FALSE(store_->createJobWithinQuota(tenantJob("t", later), {}, later)->has_value());
 }
 
 TEST_P(StoreTest, ConcurrentAppendsKeepSequencesGapless) {

@@ -1,5 +1,5 @@
-// Bearer-token authentication for /api/ routes: the token's SHA-256 names a tenant in the
-// store.
+// Bearer-token authentication and role checks for the routes that need a token: the token's
+// keyed hash names a tenant and a role in the store (tenancy/tokens.h).
 #pragma once
 #include <string>
 
@@ -7,7 +7,10 @@
 
 namespace kiln::api {
 
-// The tenant of the request's bearer token, or Unauthenticated.
-Task<Result<std::string>> authenticate(Request& req);
+// Authenticates the request's bearer token (filling req.tenantId, role, tokenId and
+// tokenHash) and checks that its role and tenant may call a route of `access`: Unauthenticated
+// for a missing, unknown or revoked token, PermissionDenied (saying what is needed) when it may
+// not.
+Task<Status> authorize(Request& req, Access access);
 
 }  // namespace kiln::api

@@ -128,6 +128,15 @@ Task<Reply> approveJob(Request& req) {
   co_return co_await answerPaused(req, message, true);
 }
 
+Result<std::optional<store::QuotaBreach>> continueBreach(const Request& req) {
+  auto* store = req.env.deps.store;
+  ASSIGN_OR_RETURN(store::TenantQuota quota, store->getQuota(req.tenantId));
+  if (!quota.maxRunning && !quota.usdPerDay) return std::optional<store::QuotaBreach>();
+  const int64_t now = req.env.deps.clock->nowMs();
+  ASSIGN_OR_RETURN(store::TenantUsage usage, store->tenantUsage(req.tenantId, now));
+  return store::quotaBreach(req.tenantId, quota, usage, false, now);
+}
+
 Task<Reply> continueJob(Request& req) {
   auto body = request::parseBody(req.body());
   if (!body) co_return errorReply(ApiError::invalidJson("request body is not valid JSON"));
@@ -137,6 +146,12 @@ Task<Reply> continueJob(Request& req) {
   if (!job) co_return errorReply(job.status());
   std::string wrong = notIn(*job, "only a finished job can continue");
   if (!store::isTerminal(job->status)) co_return errorReply(ApiError::conflict(wrong));
+  // The job runs again: within the tenant's maxRunning and usdPerDay (a job that would pass
+  // them by a race with another request still waits for its turn in the queue: the claim
+  // checks them again).
+  auto breach = co_await req.env.deps.pool->run([&] { return continueBreach(req); });
+  if (!breach) co_return errorReply(breach.status());
+  if (breach->has_value()) co_return quotaReply(**breach);
   store::JobUpdate u;
   u.status = JobStatus::kQueued;
   u.pendingReply = *task;
@@ -191,10 +206,12 @@ Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const cha
   }
   store::Job job = newJob(req, create, std::move(url));
   auto* store = deps.store;
-  Status st = co_await deps.pool->run([&] {
-    return store->createJob(job, {{"status", statusPayload(JobStatus::kQueued)}});
+  auto created = co_await deps.pool->run([&] {
+    return store->createJobWithinQuota(job, {{"status", statusPayload(JobStatus::kQueued)}},
+                                       job.createdAt);
   });
-  if (!st) co_return errorReply(st);
+  if (!created) co_return errorReply(created.status());
+  if (created->has_value()) co_return quotaReply(**created);
   deps.jobs->wake();
   Reply r = jsonReply(201, {{idField, job.id}, {"status", "QUEUED"}});
   r.headers.emplace_back("Location", "/api/v1/jobs/" + job.id);
@@ -202,11 +219,11 @@ Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const cha
 }
 
 void addJobControlRoutes(Router& r) {
-  r.add(http::verb::post, "/api/v1/jobs", postJob);
-  r.add(http::verb::post, "/api/v1/jobs/{id}/stop", stopJob);
-  r.add(http::verb::post, "/api/v1/jobs/{id}/reply", replyJob);
-  r.add(http::verb::post, "/api/v1/jobs/{id}/approve", approveJob);
-  r.add(http::verb::post, "/api/v1/jobs/{id}/continue", continueJob);
+  r.add(http::verb::post, "/api/v1/jobs", Access::kWrite, postJob);
+  r.add(http::verb::post, "/api/v1/jobs/{id}/stop", Access::kWrite, stopJob);
+  r.add(http::verb::post, "/api/v1/jobs/{id}/reply", Access::kWrite, replyJob);
+  r.add(http::verb::post, "/api/v1/jobs/{id}/approve", Access::kWrite, approveJob);
+  r.add(http::verb::post, "/api/v1/jobs/{id}/continue", Access::kWrite, continueJob);
 }
 
 }  // namespace kiln::api

@@ -49,11 +49,11 @@ Task<Reply> getDiff(Request& req) {
 }  // namespace
 
 void addJobReadRoutes(Router& r) {
-  r.add(http::verb::get, "/api/v1/jobs", listJobs);
-  r.add(http::verb::get, "/api/v1/jobs/{id}", getJob);
-  r.add(http::verb::get, "/api/v1/jobs/{id}/steps", listSteps);
-  r.add(http::verb::get, "/api/v1/jobs/{id}/diff", getDiff);
-  r.add(http::verb::get, "/api/v1/jobs/{id}/stream", streamJob);
+  r.add(http::verb::get, "/api/v1/jobs", Access::kRead, listJobs);
+  r.add(http::verb::get, "/api/v1/jobs/{id}", Access::kRead, getJob);
+  r.add(http::verb::get, "/api/v1/jobs/{id}/steps", Access::kRead, listSteps);
+  r.add(http::verb::get, "/api/v1/jobs/{id}/diff", Access::kRead, getDiff);
+  r.add(http::verb::get, "/api/v1/jobs/{id}/stream", Access::kRead, streamJob);
 }
 
 }  // namespace kiln::api

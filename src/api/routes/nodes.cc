@@ -26,15 +26,7 @@ json nodeJson(const store::NodeRecord& n, int64_t nowMs) {
           {"live", nowMs - n.heartbeatAt < kLiveMs}};
 }
 
-// The fleet is the operator's: only the admin tenant (the one `kiln serve` makes its token
-// for) sees and drains nodes.
-Status requireAdmin(const Request& req) {
-  if (req.tenantId == "default") return Status::ok();
-  return Status(Code::kPermissionDenied, "nodes are visible to the admin token only");
-}
-
 Task<Reply> listNodes(Request& req) {
-  if (Status st = requireAdmin(req); !st) co_return errorReply(st);
   auto* store = req.env.deps.store;
   auto nodes = co_await req.env.deps.pool->run([&] { return store->listNodes(); });
   if (!nodes) co_return errorReply(nodes.status());
@@ -45,7 +37,6 @@ Task<Reply> listNodes(Request& req) {
 }
 
 Task<Reply> drainNode(Request& req) {
-  if (Status st = requireAdmin(req); !st) co_return errorReply(st);
   const std::string& id = req.param("id");
   auto* store = req.env.deps.store;
   Status st = co_await req.env.deps.pool->run([&] { return store->requestDrain(id); });
@@ -105,8 +96,8 @@ Result<std::string> renderNodeMetrics(store::Store* store, int64_t nowMs) {
 }
 
 void addNodeRoutes(Router& r) {
-  r.add(http::verb::get, "/api/v1/nodes", listNodes);
-  r.add(http::verb::post, "/api/v1/nodes/{id}/drain", drainNode);
+  r.add(http::verb::get, "/api/v1/nodes", Access::kOperator, listNodes);
+  r.add(http::verb::post, "/api/v1/nodes/{id}/drain", Access::kOperatorAdmin, drainNode);
 }
 
 }  // namespace kiln::api

@@ -12,6 +12,7 @@ std::shared_ptr<const Router> buildRouter() {
   addJobControlRoutes(*r);
   addTaskRoutes(*r);
   addNodeRoutes(*r);
+  addTenantRoutes(*r);
   return r;
 }
 

@@ -19,6 +19,10 @@ void addSystemRoutes(Router& r);       // healthz, metrics (with a token)
 void addOpenMetricsRoutes(Router& r);  // healthz, metrics (open)
 void addWebRoutes(Router& r);          // the dashboard page and its assets
 void addNodeRoutes(Router& r);         // fleet nodes, drain
+void addTenantRoutes(Router& r);       // tokens, quotas
+
+// 429 quota_exceeded with Retry-After (docs/api.md, "Quotas").
+Reply quotaReply(const store::QuotaBreach& breach);
 
 // The per-node gauges of /metrics (Prometheus text), from the nodes table.
 Result<std::string> renderNodeMetrics(store::Store* store, int64_t nowMs);

@@ -17,8 +17,8 @@ Task<Reply> createTask(Request& req) {
 }  // namespace
 
 void addTaskRoutes(Router& r) {
-  r.add(http::verb::post, "/api/v1/tasks", createTask);
-  r.add(http::verb::get, "/api/v1/tasks/{id}/events", streamJob);
+  r.add(http::verb::post, "/api/v1/tasks", Access::kWrite, createTask);
+  r.add(http::verb::get, "/api/v1/tasks/{id}/events", Access::kRead, streamJob);
 }
 
 }  // namespace kiln::api

@@ -114,9 +114,9 @@ Task<Reply> asset(Request& req) {
 
 void addWebRoutes(Router& r) {
   for (const char* path : {"/", "/jobs", "/jobs/new", "/jobs/{id}", "/nodes"}) {
-    r.add(http::verb::get, path, page);
+    r.add(http::verb::get, path, Access::kOpen, page);
   }
-  r.add(http::verb::get, "/assets/{name}", asset);
+  r.add(http::verb::get, "/assets/{name}", Access::kOpen, asset);
 }
 
 }  // namespace kiln::api

@@ -120,6 +120,30 @@ ALTER TABLE execution_steps ADD COLUMN shell_state TEXT;
       {5, R"sql(
 ALTER TABLE agent_jobs ADD COLUMN verify TEXT;
 )sql"},
+      // Tenants, tokens and roles; quotas (as the SQLite engine's migration 8).
+      {6, R"sql(
+ALTER TABLE api_tokens ADD COLUMN token_id TEXT;
+ALTER TABLE api_tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+UPDATE api_tokens SET token_id = 'tok_' || substr(token_hash, 1, 16), name = 'unkeyed';
+CREATE UNIQUE INDEX api_tokens_id ON api_tokens(token_id);
+CREATE TABLE kiln_settings(
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL);
+CREATE TABLE tenant_quotas(
+  tenant_id TEXT PRIMARY KEY,
+  max_running BIGINT,
+  jobs_per_hour BIGINT,
+  usd_per_day DOUBLE PRECISION,
+  updated_at BIGINT NOT NULL);
+CREATE TABLE tenant_spend(
+  tenant_id TEXT NOT NULL,
+  day BIGINT NOT NULL,
+  usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+  PRIMARY KEY(tenant_id, day));
+CREATE INDEX agent_jobs_leased ON agent_jobs(tenant_id, lease_expires_at) WHERE owner_node <> '';
+CREATE INDEX agent_jobs_tenant_status ON agent_jobs(tenant_id, status);
+)sql"},
   };
   return kMigrations;
 }

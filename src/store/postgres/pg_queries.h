@@ -46,19 +46,87 @@ inline constexpr Query kUpdateJob{
     "started_at=$6, owner_node=$7, lease_expires_at=$8, updated_at=$9, inflight_call=$10, "
     "approval=$11, attempts=attempts+$12, verify=$13 WHERE job_id=$1"};
 
+// Within the tenant's quotas, as the statement's snapshot sees them: it runs fewer jobs than
+// its maxRunning (a live lease on an unfinished job) and spent less than its usdPerDay on
+// day $4.
+#define KILN_PG_WITHIN_QUOTA                                                                     \
+  "(q.max_running IS NULL OR (SELECT COUNT(*) FROM agent_jobs r WHERE r.tenant_id = "            \
+  "j.tenant_id AND r.owner_node <> '' AND r.lease_expires_at >= $2::bigint AND r.status NOT IN " \
+  "('COMPLETED','FAILED','STOPPED')) < q.max_running) AND "                                      \
+  "(q.usd_per_day IS NULL OR COALESCE((SELECT s.usd FROM tenant_spend s WHERE s.tenant_id = "    \
+  "j.tenant_id AND s.day = $4::bigint), 0) < q.usd_per_day)"
+
+// The claim of the picked job `c`: bumps its fencing epoch and appends to the owner-change log
+// in the same statement. Returns the job's columns (NULL when not claimed), then whether its
+// tenant has quotas, and the tenant.
+#define KILN_PG_CLAIM_PICKED                                                                \
+  "u AS (UPDATE agent_jobs j SET owner_node=$1, lease_expires_at=$2::bigint + $3::bigint, " \
+  "updated_at=$2::bigint, lease_epoch=j.lease_epoch + 1 FROM c WHERE j.job_id = c.job_id "  \
+  "AND (NOT c.limited OR $5::boolean) RETURNING " KILN_PG_JOB_COLUMNS                       \
+  "), "                                                                                     \
+  "l AS (INSERT INTO job_leases(job_id, epoch, node_id, claimed_at) "                       \
+  "SELECT u.job_id, u.lease_epoch, $1, $2::bigint FROM u) "                                 \
+  "SELECT u.*, c.limited, c.tenant_id FROM c LEFT JOIN u ON true"
+
 // SKIP LOCKED: nodes claiming at once each take a different job instead of queueing on one row.
-// The claim bumps the job's fencing epoch and appends to the owner-change log in the same
-// statement.
+// The oldest claimable job within its tenant's quotas is picked; it is claimed at once when its
+// tenant has no quotas. A tenant with quotas is claimed by kClaimJobOfTenant instead, after
+// kLockQuota: $5 is false here.
 inline constexpr Query kClaimJob{
     "claim_job",
-    "WITH c AS (SELECT j.job_id FROM agent_jobs j WHERE " KILN_PG_CLAIMABLE
-    " ORDER BY j.created_at LIMIT 1 FOR UPDATE SKIP LOCKED), "
-    "u AS (UPDATE agent_jobs j SET owner_node=$1, lease_expires_at=$2::bigint + $3::bigint, "
-    "updated_at=$2::bigint, lease_epoch=j.lease_epoch + 1 FROM c WHERE j.job_id = c.job_id "
-    "RETURNING " KILN_PG_JOB_COLUMNS "), "
-    "l AS (INSERT INTO job_leases(job_id, epoch, node_id, claimed_at) "
-    "SELECT u.job_id, u.lease_epoch, $1, $2::bigint FROM u) "
-    "SELECT * FROM u"};
+    "WITH c AS (SELECT j.job_id, (q.tenant_id IS NOT NULL) AS limited, j.tenant_id "
+    "FROM agent_jobs j LEFT JOIN tenant_quotas q ON q.tenant_id = j.tenant_id "
+    "WHERE " KILN_PG_CLAIMABLE " AND " KILN_PG_WITHIN_QUOTA
+    " ORDER BY j.created_at LIMIT 1 FOR UPDATE OF j SKIP LOCKED), " KILN_PG_CLAIM_PICKED};
+
+// The claims of one tenant with quotas, serialised by the lock on its quota row (kLockQuota,
+// taken first in the same transaction): this statement's snapshot, taken after the lock, sees
+// every claim of the tenant's jobs committed before, so nodes claiming at once never pass
+// maxRunning together. $5 is true, $6 the tenant.
+inline constexpr Query kClaimJobOfTenant{
+    "claim_job_of_tenant",
+    "WITH c AS (SELECT j.job_id, true AS limited, j.tenant_id "
+    "FROM agent_jobs j JOIN tenant_quotas q ON q.tenant_id = j.tenant_id WHERE j.tenant_id = $6 "
+    "AND " KILN_PG_CLAIMABLE " AND " KILN_PG_WITHIN_QUOTA
+    " ORDER BY j.created_at LIMIT 1 FOR UPDATE OF j SKIP LOCKED), " KILN_PG_CLAIM_PICKED};
+
+// Serialises the submissions and claims of one tenant with quotas.
+inline constexpr Query kLockQuota{
+    "lock_quota",
+    "SELECT max_running, jobs_per_hour, usd_per_day FROM tenant_quotas WHERE tenant_id=$1 "
+    "FOR UPDATE"};
+
+inline constexpr Query kGetQuota{
+    "get_quota",
+    "SELECT max_running, jobs_per_hour, usd_per_day FROM tenant_quotas WHERE tenant_id=$1"};
+
+inline constexpr Query kDeleteQuota{"delete_quota", "DELETE FROM tenant_quotas WHERE tenant_id=$1"};
+
+inline constexpr Query kInsertQuota{
+    "insert_quota",
+    "INSERT INTO tenant_quotas(tenant_id, max_running, jobs_per_hour, usd_per_day, updated_at) "
+    "VALUES($1, $2, $3, $4, $5)"};
+
+// What a tenant uses at $2 (ms): running, active, jobs created since $3, the oldest of them,
+// spend on day $4.
+inline constexpr Query kTenantUsage{
+    "tenant_usage",
+    "SELECT (SELECT COUNT(*) FROM agent_jobs r WHERE r.tenant_id = $1 AND r.owner_node <> '' AND "
+    "r.lease_expires_at >= $2::bigint AND r.status NOT IN ('COMPLETED','FAILED','STOPPED')), "
+    "(SELECT COUNT(*) FROM agent_jobs a WHERE a.tenant_id = $1 AND (a.status IN "
+    "('QUEUED','PROVISIONING','RUNNING') OR (a.status = 'PAUSED' AND (a.pending_reply IS NOT "
+    "NULL OR (a.owner_node <> '' AND a.lease_expires_at >= $2::bigint))))), "
+    "(SELECT COUNT(*) FROM agent_jobs h WHERE h.tenant_id = $1 AND h.created_at > $3::bigint), "
+    "(SELECT COALESCE(MIN(h.created_at), 0) FROM agent_jobs h WHERE h.tenant_id = $1 AND "
+    "h.created_at > $3::bigint), "
+    "COALESCE((SELECT usd FROM tenant_spend WHERE tenant_id = $1 AND day = $4::bigint), 0)"};
+
+// Adds a step's spend to its tenant's day.
+inline constexpr Query kAddSpend{
+    "add_spend",
+    "INSERT INTO tenant_spend(tenant_id, day, usd) SELECT tenant_id, $2, $3 FROM agent_jobs "
+    "WHERE job_id=$1 ON CONFLICT(tenant_id, day) DO UPDATE SET usd = tenant_spend.usd + "
+    "excluded.usd"};
 
 // $2: a JSON array of {"id": job, "epoch": n}. Returns the jobs it renewed.
 inline constexpr Query kRenewLeases{
@@ -136,14 +204,36 @@ inline constexpr Query kEnsureTenant{
     "INSERT INTO tenants(tenant_id, name, created_at) VALUES($1,$2,$3) "
     "ON CONFLICT(tenant_id) DO NOTHING"};
 
+inline constexpr Query kGetTenant{"get_tenant", "SELECT 1 FROM tenants WHERE tenant_id=$1"};
+
 inline constexpr Query kAddToken{
     "add_token",
-    "INSERT INTO api_tokens(token_hash, tenant_id, created_at) VALUES($1,$2,$3) "
-    "ON CONFLICT(token_hash) DO NOTHING"};
+    "INSERT INTO api_tokens(token_hash, tenant_id, created_at, token_id, name, role) "
+    "VALUES($1,$2,$3,$4,$5,$6) ON CONFLICT(token_hash) DO NOTHING"};
 
-inline constexpr Query kTenantForToken{
-    "tenant_for_token",
-    "SELECT tenant_id FROM api_tokens WHERE token_hash=$1 AND revoked_at IS NULL"};
+// The id of a token row; rows an older node wrote have none: one from their hash.
+#define KILN_PG_TOKEN_ID "COALESCE(token_id, 'tok_' || substr(token_hash, 1, 16))"
+#define KILN_PG_TOKEN_COLUMNS \
+  KILN_PG_TOKEN_ID ", tenant_id, name, role, created_at, COALESCE(revoked_at, 0)"
+
+inline constexpr Query kTokenGrant{
+    "token_grant", "SELECT " KILN_PG_TOKEN_ID
+                   ", tenant_id, role FROM api_tokens WHERE token_hash=$1 AND revoked_at IS NULL"};
+
+inline constexpr Query kListTokens{
+    "list_tokens", "SELECT " KILN_PG_TOKEN_COLUMNS
+                   " FROM api_tokens WHERE ($1 = '' OR tenant_id = $1) ORDER BY created_at, 1"};
+
+inline constexpr Query kRevokeToken{
+    "revoke_token",
+    "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1::bigint) WHERE " KILN_PG_TOKEN_ID
+    " = $2 AND ($3 = '' OR tenant_id = $3) RETURNING " KILN_PG_TOKEN_COLUMNS};
+
+inline constexpr Query kEnsureSetting{
+    "ensure_setting",
+    "WITH i AS (INSERT INTO kiln_settings(name, value) VALUES($1, $2) ON CONFLICT(name) DO "
+    "NOTHING RETURNING value) SELECT value FROM i UNION ALL SELECT value FROM kiln_settings "
+    "WHERE name = $1"};
 
 // A drain asked of an earlier process with the same node id does not carry over.
 inline constexpr Query kHeartbeatNode{

@@ -97,9 +97,20 @@ class PostgresStore : public Store {
   Result<std::vector<Event>> listEvents(const std::string& jobId, int64_t afterSeq,
                                         int limit) override;
   Result<std::vector<JobTotals>> jobTotals() override;
+  Result<std::optional<QuotaBreach>> createJobWithinQuota(const Job& job,
+                                                          const std::vector<NewEvent>& events,
+                                                          int64_t nowMs) override;
   Status ensureTenant(const std::string& tenantId, const std::string& name) override;
-  Status addToken(const std::string& tokenHash, const std::string& tenantId) override;
-  Result<std::string> tenantForToken(const std::string& tokenHash) override;
+  Status getTenant(const std::string& tenantId) override;
+  Status addToken(const std::string& tokenHash, const ApiToken& token) override;
+  Result<TokenGrant> tokenGrant(const std::string& tokenHash) override;
+  Result<std::vector<ApiToken>> listTokens(const std::string& tenantId) override;
+  Result<ApiToken> revokeToken(const std::string& tokenId, const std::string& tenantId,
+                               int64_t nowMs) override;
+  Result<std::string> ensureSetting(const std::string& name, const std::string& value) override;
+  Status setQuota(const std::string& tenantId, const TenantQuota& quota) override;
+  Result<TenantQuota> getQuota(const std::string& tenantId) override;
+  Result<TenantUsage> tenantUsage(const std::string& tenantId, int64_t nowMs) override;
   Result<bool> heartbeatNode(const NodeRecord& node) override;
   Result<std::vector<NodeRecord>> listNodes() override;
   Status requestDrain(const std::string& nodeId) override;
@@ -112,6 +123,8 @@ class PostgresStore : public Store {
   Result<Rows> runOnce(const postgres::Query& q, const Params& p);
   // Locks the job's row and checks that `lease` holds (Conflict if not).
   Status checkLease(Connection& c, const std::string& jobId, const Lease& lease);
+  // Inserts a job and its events in the caller's transaction.
+  Status insertJob(Connection& c, const Job& job, const std::vector<NewEvent>& events);
   // Appends events in the caller's transaction (the job row is locked by the seq reservation).
   Result<std::vector<Event>> insertEvents(Connection& c, const std::string& jobId,
                                           const std::vector<NewEvent>& events);
@@ -149,19 +162,57 @@ Result<std::vector<Event>> PostgresStore::insertEvents(Connection& c, const std:
   return out;
 }
 
+Status PostgresStore::insertJob(Connection& c, const Job& job,
+                                const std::vector<NewEvent>& events) {
+  const int64_t t = job.createdAt ? job.createdAt : now();
+  Params p;
+  p.text(job.id).text(job.tenantId).text(job.repoUrl).text(job.ref).text(job.taskDesc);
+  p.text(job.agent).text(job.model).text(jobStatusName(job.status)).json(job.limits);
+  p.json(job.spec).i64(t).optText(job.pendingReply);
+  RETURN_IF_ERROR(c.run(sql::kInsertJob, p).status());
+  RETURN_IF_ERROR(insertEvents(c, job.id, events).status());
+  if (claimable(job.status)) {
+    RETURN_IF_ERROR(c.run(sql::kNotify, Params().text("kiln_work").text(job.id)).status());
+  }
+  return Status::ok();
+}
+
 Status PostgresStore::createJob(const Job& job, const std::vector<NewEvent>& events) {
-  return inTransaction(pool_, [&](Connection& c) -> Status {
-    const int64_t t = job.createdAt ? job.createdAt : now();
-    Params p;
-    p.text(job.id).text(job.tenantId).text(job.repoUrl).text(job.ref).text(job.taskDesc);
-    p.text(job.agent).text(job.model).text(jobStatusName(job.status)).json(job.limits);
-    p.json(job.spec).i64(t).optText(job.pendingReply);
-    RETURN_IF_ERROR(c.run(sql::kInsertJob, p).status());
-    RETURN_IF_ERROR(insertEvents(c, job.id, events).status());
-    if (claimable(job.status)) {
-      RETURN_IF_ERROR(c.run(sql::kNotify, Params().text("kiln_work").text(job.id)).status());
+  return inTransaction(pool_, [&](Connection& c) -> Status { return insertJob(c, job, events); });
+}
+
+TenantQuota readQuota(const Rows& r) {
+  TenantQuota q;
+  if (r.empty()) return q;
+  if (!r.isNull(0, 0)) q.maxRunning = r.i64(0, 0);
+  if (!r.isNull(0, 1)) q.jobsPerHour = r.i64(0, 1);
+  if (!r.isNull(0, 2)) q.usdPerDay = r.f64(0, 2);
+  return q;
+}
+
+Params usageParams(const std::string& tenantId, int64_t nowMs) {
+  return Params().text(tenantId).i64(nowMs).i64(nowMs - 3'600'000).i64(utcDay(nowMs));
+}
+
+TenantUsage readUsage(const Rows& r) {
+  return TenantUsage{r.i64(0, 0), r.i64(0, 1), r.i64(0, 2), r.i64(0, 3), r.f64(0, 4)};
+}
+
+Result<std::optional<QuotaBreach>> PostgresStore::createJobWithinQuota(
+    const Job& job, const std::vector<NewEvent>& events, int64_t nowMs) {
+  return inTransaction(pool_, [&](Connection& c) -> Result<std::optional<QuotaBreach>> {
+    // The quota row's lock serialises the tenant's submissions and claims: the usage read
+    // after it sees every one committed before.
+    ASSIGN_OR_RETURN(Rows q, c.run(sql::kLockQuota, Params().text(job.tenantId)));
+    if (!q.empty()) {
+      ASSIGN_OR_RETURN(Rows u, c.run(sql::kTenantUsage, usageParams(job.tenantId, nowMs)));
+      if (u.empty()) return internalError("tenant usage: no row");
+      if (auto breach = quotaBreach(job.tenantId, readQuota(q), readUsage(u), true, nowMs)) {
+        return breach;
+      }
     }
-    return Status::ok();
+    RETURN_IF_ERROR(insertJob(c, job, events));
+    return std::optional<QuotaBreach>();
   });
 }
 
@@ -251,9 +302,19 @@ Result<UpdateResult> PostgresStore::updateJob(const std::string& jobId, const Jo
 
 Result<std::optional<Job>> PostgresStore::claimJob(const std::string& nodeId, int64_t nowMs,
                                                    int64_t leaseMs) {
-  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kClaimJob, Params().text(nodeId).i64(nowMs).i64(leaseMs)));
+  auto params = [&] { return Params().text(nodeId).i64(nowMs).i64(leaseMs).i64(utcDay(nowMs)); };
+  // One statement for a job of a tenant without quotas (the common case).
+  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kClaimJob, params().boolean(false)));
   if (r.empty()) return std::optional<Job>();
-  return std::optional<Job>(readJob(r, 0));
+  if (!r.isNull(0, 0)) return std::optional<Job>(readJob(r, 0));
+  // Its tenant has quotas: claim under the lock of its quota row.
+  const std::string tenant = r.text(0, 28);
+  return inTransaction(pool_, [&](Connection& c) -> Result<std::optional<Job>> {
+    ASSIGN_OR_RETURN(Rows q, c.run(sql::kLockQuota, Params().text(tenant)));
+    ASSIGN_OR_RETURN(Rows t, c.run(sql::kClaimJobOfTenant, params().boolean(true).text(tenant)));
+    if (t.empty() || t.isNull(0, 0)) return std::optional<Job>();
+    return std::optional<Job>(readJob(t, 0));
+  });
 }
 
 Result<std::vector<std::string>> PostgresStore::renewLeases(const std::string& nodeId,
@@ -301,6 +362,11 @@ Result<std::vector<Event>> PostgresStore::recordStep(const Step& step, const Lea
     if (owned.empty()) {
       return conflict("the lease of " + lease.nodeId + " (epoch " + std::to_string(lease.epoch) +
                       ") on job " + step.jobId + " is lost");
+    }
+    if (step.usd > 0) {
+      const int64_t day = utcDay(step.executedAt ? step.executedAt : now());
+      RETURN_IF_ERROR(
+          c.run(sql::kAddSpend, Params().text(step.jobId).i64(day).f64(step.usd)).status());
     }
     Params p;
     p.text(step.id.empty() ? newUuid() : step.id).text(step.jobId).i64(step.stepNumber);
@@ -394,14 +460,84 @@ Status PostgresStore::ensureTenant(const std::string& tenantId, const std::strin
   return runOnce(sql::kEnsureTenant, Params().text(tenantId).text(name).i64(now())).status();
 }
 
-Status PostgresStore::addToken(const std::string& tokenHash, const std::string& tenantId) {
-  return runOnce(sql::kAddToken, Params().text(tokenHash).text(tenantId).i64(now())).status();
+Status PostgresStore::getTenant(const std::string& tenantId) {
+  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kGetTenant, Params().text(tenantId)));
+  if (r.empty()) return notFound("no tenant " + tenantId);
+  return Status::ok();
 }
 
-Result<std::string> PostgresStore::tenantForToken(const std::string& tokenHash) {
-  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kTenantForToken, Params().text(tokenHash)));
+Status PostgresStore::addToken(const std::string& tokenHash, const ApiToken& token) {
+  Params p;
+  p.text(tokenHash).text(token.tenantId).i64(token.createdAt ? token.createdAt : now());
+  p.text(token.id).text(token.name).text(roleName(token.role));
+  return runOnce(sql::kAddToken, p).status();
+}
+
+Result<TokenGrant> PostgresStore::tokenGrant(const std::string& tokenHash) {
+  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kTokenGrant, Params().text(tokenHash)));
   if (r.empty()) return Status(Code::kUnauthenticated, "unknown or revoked token");
+  return TokenGrant{r.text(0, 0), r.text(0, 1), parseRole(r.text(0, 2)).value_or(Role::kViewer)};
+}
+
+ApiToken readToken(const Rows& r, int i) {
+  ApiToken t;
+  t.id = r.text(i, 0);
+  t.tenantId = r.text(i, 1);
+  t.name = r.text(i, 2);
+  t.role = parseRole(r.text(i, 3)).value_or(Role::kViewer);
+  t.createdAt = r.i64(i, 4);
+  t.revokedAt = r.i64(i, 5);
+  return t;
+}
+
+Result<std::vector<ApiToken>> PostgresStore::listTokens(const std::string& tenantId) {
+  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kListTokens, Params().text(tenantId)));
+  std::vector<ApiToken> out;
+  for (int i = 0; i < r.size(); ++i) out.push_back(readToken(r, i));
+  return out;
+}
+
+Result<ApiToken> PostgresStore::revokeToken(const std::string& tokenId, const std::string& tenantId,
+                                            int64_t nowMs) {
+  ASSIGN_OR_RETURN(Rows r,
+                   runOnce(sql::kRevokeToken, Params().i64(nowMs).text(tokenId).text(tenantId)));
+  if (r.empty()) return notFound("no token " + tokenId);
+  return readToken(r, 0);
+}
+
+Result<std::string> PostgresStore::ensureSetting(const std::string& name,
+                                                 const std::string& value) {
+  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kEnsureSetting, Params().text(name).text(value)));
+  if (r.empty()) return internalError("setting " + name + " vanished");
   return r.text(0, 0);
+}
+
+Status PostgresStore::setQuota(const std::string& tenantId, const TenantQuota& quota) {
+  return inTransaction(pool_, [&](Connection& c) -> Status {
+    ASSIGN_OR_RETURN(Rows known, c.run(sql::kGetTenant, Params().text(tenantId)));
+    if (known.empty()) return notFound("no tenant " + tenantId);
+    RETURN_IF_ERROR(c.run(sql::kDeleteQuota, Params().text(tenantId)).status());
+    // A tenant without quotas has no row: its jobs take the claim's one-statement path.
+    if (!quota.maxRunning && !quota.jobsPerHour && !quota.usdPerDay) return Status::ok();
+    Params p;
+    p.text(tenantId);
+    quota.maxRunning ? p.i64(*quota.maxRunning) : p.null();
+    quota.jobsPerHour ? p.i64(*quota.jobsPerHour) : p.null();
+    quota.usdPerDay ? p.f64(*quota.usdPerDay) : p.null();
+    p.i64(now());
+    return c.run(sql::kInsertQuota, p).status();
+  });
+}
+
+Result<TenantQuota> PostgresStore::getQuota(const std::string& tenantId) {
+  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kGetQuota, Params().text(tenantId)));
+  return readQuota(r);
+}
+
+Result<TenantUsage> PostgresStore::tenantUsage(const std::string& tenantId, int64_t nowMs) {
+  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kTenantUsage, usageParams(tenantId, nowMs)));
+  if (r.empty()) return internalError("tenant usage: no row");
+  return readUsage(r);
 }
 
 Result<bool> PostgresStore::heartbeatNode(const NodeRecord& n) {

@@ -110,6 +110,32 @@ CREATE TABLE kiln_nodes(
   drain_requested INTEGER NOT NULL DEFAULT 0,
   figures TEXT NOT NULL DEFAULT '{}');
 )sql"},
+      // Tenants, tokens and roles; quotas. Tokens stored before are unkeyed SHA-256 hashes of
+      // admin tokens (each node registers its admin token again, keyed, at start): they keep
+      // their role, an id from their hash and the name "unkeyed".
+      {8, R"sql(
+ALTER TABLE api_tokens ADD COLUMN token_id TEXT;
+ALTER TABLE api_tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+UPDATE api_tokens SET token_id = 'tok_' || substr(token_hash, 1, 16), name = 'unkeyed';
+CREATE UNIQUE INDEX api_tokens_id ON api_tokens(token_id);
+CREATE TABLE kiln_settings(
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL);
+CREATE TABLE tenant_quotas(
+  tenant_id TEXT PRIMARY KEY,
+  max_running INTEGER,
+  jobs_per_hour INTEGER,
+  usd_per_day REAL,
+  updated_at INTEGER NOT NULL);
+CREATE TABLE tenant_spend(
+  tenant_id TEXT NOT NULL,
+  day INTEGER NOT NULL,
+  usd REAL NOT NULL DEFAULT 0,
+  PRIMARY KEY(tenant_id, day)) WITHOUT ROWID;
+CREATE INDEX agent_jobs_leased ON agent_jobs(tenant_id, lease_expires_at) WHERE owner_node <> '';
+CREATE INDEX agent_jobs_tenant_status ON agent_jobs(tenant_id, status);
+)sql"},
   };
   return kMigrations;
 }

@@ -90,9 +90,20 @@ class SqliteStore : public Store {
   Result<std::vector<Event>> listEvents(const std::string& jobId, int64_t afterSeq,
                                         int limit) override;
   Result<std::vector<JobTotals>> jobTotals() override;
+  Result<std::optional<QuotaBreach>> createJobWithinQuota(const Job& job,
+                                                          const std::vector<NewEvent>& events,
+                                                          int64_t nowMs) override;
   Status ensureTenant(const std::string& tenantId, const std::string& name) override;
-  Status addToken(const std::string& tokenHash, const std::string& tenantId) override;
-  Result<std::string> tenantForToken(const std::string& tokenHash) override;
+  Status getTenant(const std::string& tenantId) override;
+  Status addToken(const std::string& tokenHash, const ApiToken& token) override;
+  Result<TokenGrant> tokenGrant(const std::string& tokenHash) override;
+  Result<std::vector<ApiToken>> listTokens(const std::string& tenantId) override;
+  Result<ApiToken> revokeToken(const std::string& tokenId, const std::string& tenantId,
+                               int64_t nowMs) override;
+  Result<std::string> ensureSetting(const std::string& name, const std::string& value) override;
+  Status setQuota(const std::string& tenantId, const TenantQuota& quota) override;
+  Result<TenantQuota> getQuota(const std::string& tenantId) override;
+  Result<TenantUsage> tenantUsage(const std::string& tenantId, int64_t nowMs) override;
   Result<bool> heartbeatNode(const NodeRecord& node) override;
   Result<std::vector<NodeRecord>> listNodes() override;
   Status requestDrain(const std::string& nodeId) override;
@@ -105,6 +116,10 @@ class SqliteStore : public Store {
                                                 const std::vector<NewEvent>& events);
   // Conflict unless `lease` holds on the job.
   Status checkLeaseLocked(const std::string& jobId, const Lease& lease);
+  // Need mu_ held; insertJobLocked an open transaction.
+  Status insertJobLocked(const Job& job, const std::vector<NewEvent>& events);
+  Result<TenantQuota> getQuotaLocked(const std::string& tenantId);
+  Result<TenantUsage> tenantUsageLocked(const std::string& tenantId, int64_t nowMs);
 
   std::mutex mu_;
   std::unique_ptr<Database> db_;  // GUARDED_BY(mu_)
@@ -135,6 +150,28 @@ Status SqliteStore::createJob(const Job& job, const std::vector<NewEvent>& event
   std::lock_guard lock(mu_);
   Transaction tx(*db_);
   RETURN_IF_ERROR(tx.begin());
+  RETURN_IF_ERROR(insertJobLocked(job, events));
+  return tx.commit();
+}
+
+Result<std::optional<QuotaBreach>> SqliteStore::createJobWithinQuota(
+    const Job& job, const std::vector<NewEvent>& events, int64_t nowMs) {
+  std::lock_guard lock(mu_);
+  // BEGIN IMMEDIATE: the check and the insert hold the database's write lock, so no other
+  // process's submission or claim comes between them.
+  Transaction tx(*db_);
+  RETURN_IF_ERROR(tx.begin());
+  ASSIGN_OR_RETURN(TenantQuota quota, getQuotaLocked(job.tenantId));
+  if (quota.maxRunning || quota.jobsPerHour || quota.usdPerDay) {
+    ASSIGN_OR_RETURN(TenantUsage usage, tenantUsageLocked(job.tenantId, nowMs));
+    if (auto breach = quotaBreach(job.tenantId, quota, usage, true, nowMs)) return breach;
+  }
+  RETURN_IF_ERROR(insertJobLocked(job, events));
+  RETURN_IF_ERROR(tx.commit());
+  return std::optional<QuotaBreach>();
+}
+
+Status SqliteStore::insertJobLocked(const Job& job, const std::vector<NewEvent>& events) {
   ASSIGN_OR_RETURN(
       auto st,
       db_->prepare(
@@ -147,8 +184,7 @@ Status SqliteStore::createJob(const Job& job, const std::vector<NewEvent>& event
   st.bind(8, jobStatusName(job.status)).bind(9, dumpJson(job.limits)).bind(10, dumpJson(job.spec));
   st.bind(11, t).bind(12, t).bind(13, job.pendingReply);
   RETURN_IF_ERROR(st.run());
-  RETURN_IF_ERROR(insertEventsLocked(job.id, events).status());
-  return tx.commit();
+  return insertEventsLocked(job.id, events).status();
 }
 
 Result<Job> SqliteStore::getJobLocked(const std::string& jobId) {
@@ -272,14 +308,23 @@ Result<std::optional<Job>> SqliteStore::claimJob(const std::string& nodeId, int6
   RETURN_IF_ERROR(tx.begin());
   // Claimable: queued work, a running job whose owner's lease lapsed (its node died or was
   // shut down), or a paused job that got its reply. PAUSED jobs without a reply hold no lease.
+  // A tenant's jobs are not claimable while it runs as many as its maxRunning quota or spent
+  // its usdPerDay today; BEGIN IMMEDIATE makes the count and the claim one step for every
+  // process sharing the file.
   ASSIGN_OR_RETURN(
       auto q,
       db_->prepare(
-          "SELECT job_id FROM agent_jobs WHERE (status IN ('QUEUED','PROVISIONING','RUNNING') OR "
-          "(status = 'PAUSED' AND pending_reply IS NOT NULL)) AND "
-          "(owner_node IS NULL OR owner_node = '' OR lease_expires_at < ?) "
-          "ORDER BY created_at LIMIT 1"));
-  q.bind(1, nowMs);
+          "SELECT j.job_id FROM agent_jobs j LEFT JOIN tenant_quotas q ON q.tenant_id = "
+          "j.tenant_id WHERE (j.status IN ('QUEUED','PROVISIONING','RUNNING') OR "
+          "(j.status = 'PAUSED' AND j.pending_reply IS NOT NULL)) AND "
+          "(j.owner_node IS NULL OR j.owner_node = '' OR j.lease_expires_at < ?1) AND "
+          "(q.max_running IS NULL OR (SELECT COUNT(*) FROM agent_jobs r WHERE r.tenant_id = "
+          "j.tenant_id AND r.owner_node <> '' AND r.lease_expires_at >= ?1 AND r.status NOT IN "
+          "('COMPLETED','FAILED','STOPPED')) < q.max_running) AND "
+          "(q.usd_per_day IS NULL OR COALESCE((SELECT s.usd FROM tenant_spend s WHERE "
+          "s.tenant_id = j.tenant_id AND s.day = ?2), 0) < q.usd_per_day) "
+          "ORDER BY j.created_at LIMIT 1"));
+  q.bind(1, nowMs).bind(2, utcDay(nowMs));
   ASSIGN_OR_RETURN(bool row, q.step());
   if (!row) return std::optional<Job>();
   std::string id = q.text(0);
@@ -388,6 +433,15 @@ Result<std::vector<Event>> SqliteStore::recordStep(const Step& step, const Lease
           "inflight_call=NULL WHERE job_id=?"));
   up.bind(1, step.tokensIn).bind(2, step.tokensOut).bind(3, step.usd).bind(4, step.stepNumber);
   RETURN_IF_ERROR(up.bind(5, now()).bind(6, step.jobId).run());
+  if (step.usd > 0) {
+    ASSIGN_OR_RETURN(
+        auto spend,
+        db_->prepare("INSERT INTO tenant_spend(tenant_id, day, usd) SELECT tenant_id, ?, ? FROM "
+                     "agent_jobs WHERE job_id=? ON CONFLICT(tenant_id, day) DO UPDATE SET "
+                     "usd = usd + excluded.usd"));
+    spend.bind(1, utcDay(step.executedAt ? step.executedAt : now())).bind(2, step.usd);
+    RETURN_IF_ERROR(spend.bind(3, step.jobId).run());
+  }
   ASSIGN_OR_RETURN(auto out, insertEventsLocked(step.jobId, events));
   RETURN_IF_ERROR(tx.commit());
   return out;
@@ -529,24 +583,170 @@ Status SqliteStore::ensureTenant(const std::string& tenantId, const std::string&
   return st.bind(1, tenantId).bind(2, name).bind(3, now()).run();
 }
 
-Status SqliteStore::addToken(const std::string& tokenHash, const std::string& tenantId) {
+Status SqliteStore::getTenant(const std::string& tenantId) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(
-      auto st,
-      db_->prepare("INSERT INTO api_tokens(token_hash, tenant_id, created_at) VALUES(?,?,?) "
-                   "ON CONFLICT(token_hash) DO NOTHING"));
-  return st.bind(1, tokenHash).bind(2, tenantId).bind(3, now()).run();
+  ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT 1 FROM tenants WHERE tenant_id=?"));
+  st.bind(1, tenantId);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  if (!row) return notFound("no tenant " + tenantId);
+  return Status::ok();
 }
 
-Result<std::string> SqliteStore::tenantForToken(const std::string& tokenHash) {
+// The id of a token row; rows an older node wrote have none: one from their hash.
+constexpr std::string_view kTokenId = "COALESCE(token_id, 'tok_' || substr(token_hash, 1, 16))";
+
+ApiToken readToken(const Statement& st) {
+  ApiToken t;
+  t.id = st.text(0);
+  t.tenantId = st.text(1);
+  t.name = st.text(2);
+  t.role = parseRole(st.text(3)).value_or(Role::kViewer);
+  t.createdAt = st.i64(4);
+  t.revokedAt = st.i64(5);
+  return t;
+}
+
+const std::string kTokenColumns = std::string(kTokenId) +
+                                  ", tenant_id, name, role, created_at, COALESCE(revoked_at, 0) "
+                                  "FROM api_tokens";
+
+Status SqliteStore::addToken(const std::string& tokenHash, const ApiToken& token) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(
-      auto st,
-      db_->prepare("SELECT tenant_id FROM api_tokens WHERE token_hash=? AND revoked_at IS NULL"));
+  ASSIGN_OR_RETURN(auto st, db_->prepare("INSERT INTO api_tokens(token_hash, tenant_id, "
+                                         "created_at, token_id, name, role) VALUES(?,?,?,?,?,?) "
+                                         "ON CONFLICT(token_hash) DO NOTHING"));
+  st.bind(1, tokenHash).bind(2, token.tenantId).bind(3, token.createdAt ? token.createdAt : now());
+  return st.bind(4, token.id).bind(5, token.name).bind(6, roleName(token.role)).run();
+}
+
+Result<TokenGrant> SqliteStore::tokenGrant(const std::string& tokenHash) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT " + std::string(kTokenId) +
+                                         ", tenant_id, role FROM api_tokens WHERE token_hash=? "
+                                         "AND revoked_at IS NULL"));
   st.bind(1, tokenHash);
   ASSIGN_OR_RETURN(bool row, st.step());
   if (!row) return Status(Code::kUnauthenticated, "unknown or revoked token");
-  return st.text(0);
+  return TokenGrant{st.text(0), st.text(1), parseRole(st.text(2)).value_or(Role::kViewer)};
+}
+
+Result<std::vector<ApiToken>> SqliteStore::listTokens(const std::string& tenantId) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT " + kTokenColumns +
+                                         " WHERE (?1 = '' OR tenant_id = ?1) "
+                                         "ORDER BY created_at, 1"));
+  st.bind(1, tenantId);
+  std::vector<ApiToken> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    out.push_back(readToken(st));
+  }
+  return out;
+}
+
+Result<ApiToken> SqliteStore::revokeToken(const std::string& tokenId, const std::string& tenantId,
+                                          int64_t nowMs) {
+  std::lock_guard lock(mu_);
+  Transaction tx(*db_);
+  RETURN_IF_ERROR(tx.begin());
+  ASSIGN_OR_RETURN(auto up,
+                   db_->prepare("UPDATE api_tokens SET revoked_at = "
+                                "COALESCE(revoked_at, ?1) WHERE " +
+                                std::string(kTokenId) + " = ?2 AND (?3 = '' OR tenant_id = ?3)"));
+  RETURN_IF_ERROR(up.bind(1, nowMs).bind(2, tokenId).bind(3, tenantId).run());
+  if (db_->changes() == 0) return notFound("no token " + tokenId);
+  ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT " + kTokenColumns + " WHERE " +
+                                         std::string(kTokenId) + " = ?"));
+  st.bind(1, tokenId);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  if (!row) return notFound("no token " + tokenId);
+  ApiToken t = readToken(st);
+  RETURN_IF_ERROR(tx.commit());
+  return t;
+}
+
+Result<std::string> SqliteStore::ensureSetting(const std::string& name, const std::string& value) {
+  std::lock_guard lock(mu_);
+  Transaction tx(*db_);
+  RETURN_IF_ERROR(tx.begin());
+  ASSIGN_OR_RETURN(auto ins, db_->prepare("INSERT INTO kiln_settings(name, value) VALUES(?,?) "
+                                          "ON CONFLICT(name) DO NOTHING"));
+  RETURN_IF_ERROR(ins.bind(1, name).bind(2, value).run());
+  ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT value FROM kiln_settings WHERE name=?"));
+  st.bind(1, name);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  if (!row) return internalError("setting " + name + " vanished");
+  std::string stored = st.text(0);
+  RETURN_IF_ERROR(tx.commit());
+  return stored;
+}
+
+Status SqliteStore::setQuota(const std::string& tenantId, const TenantQuota& quota) {
+  std::lock_guard lock(mu_);
+  Transaction tx(*db_);
+  RETURN_IF_ERROR(tx.begin());
+  ASSIGN_OR_RETURN(auto known, db_->prepare("SELECT 1 FROM tenants WHERE tenant_id=?"));
+  known.bind(1, tenantId);
+  ASSIGN_OR_RETURN(bool row, known.step());
+  if (!row) return notFound("no tenant " + tenantId);
+  ASSIGN_OR_RETURN(auto del, db_->prepare("DELETE FROM tenant_quotas WHERE tenant_id=?"));
+  RETURN_IF_ERROR(del.bind(1, tenantId).run());
+  // A tenant without quotas has no row: the claim's cheap path.
+  if (quota.maxRunning || quota.jobsPerHour || quota.usdPerDay) {
+    ASSIGN_OR_RETURN(auto st, db_->prepare("INSERT INTO tenant_quotas(tenant_id, max_running, "
+                                           "jobs_per_hour, usd_per_day, updated_at) "
+                                           "VALUES(?,?,?,?,?)"));
+    st.bind(1, tenantId);
+    quota.maxRunning ? st.bind(2, *quota.maxRunning) : st.bindNull(2);
+    quota.jobsPerHour ? st.bind(3, *quota.jobsPerHour) : st.bindNull(3);
+    quota.usdPerDay ? st.bind(4, *quota.usdPerDay) : st.bindNull(4);
+    RETURN_IF_ERROR(st.bind(5, now()).run());
+  }
+  return tx.commit();
+}
+
+Result<TenantQuota> SqliteStore::getQuotaLocked(const std::string& tenantId) {
+  ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT max_running, jobs_per_hour, usd_per_day FROM "
+                                         "tenant_quotas WHERE tenant_id=?"));
+  st.bind(1, tenantId);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  TenantQuota q;
+  if (!row) return q;
+  if (!st.isNull(0)) q.maxRunning = st.i64(0);
+  if (!st.isNull(1)) q.jobsPerHour = st.i64(1);
+  if (!st.isNull(2)) q.usdPerDay = st.f64(2);
+  return q;
+}
+
+Result<TenantQuota> SqliteStore::getQuota(const std::string& tenantId) {
+  std::lock_guard lock(mu_);
+  return getQuotaLocked(tenantId);
+}
+
+Result<TenantUsage> SqliteStore::tenantUsageLocked(const std::string& tenantId, int64_t nowMs) {
+  ASSIGN_OR_RETURN(
+      auto st,
+      db_->prepare(
+          "SELECT (SELECT COUNT(*) FROM agent_jobs r WHERE r.tenant_id = ?1 AND "
+          "r.owner_node <> '' AND r.lease_expires_at >= ?2 AND r.status NOT IN "
+          "('COMPLETED','FAILED','STOPPED')), "
+          "(SELECT COUNT(*) FROM agent_jobs a WHERE a.tenant_id = ?1 AND (a.status IN "
+          "('QUEUED','PROVISIONING','RUNNING') OR (a.status = 'PAUSED' AND (a.pending_reply IS "
+          "NOT NULL OR (a.owner_node <> '' AND a.lease_expires_at >= ?2))))), "
+          "(SELECT COUNT(*) FROM agent_jobs h WHERE h.tenant_id = ?1 AND h.created_at > ?3), "
+          "(SELECT COALESCE(MIN(h.created_at), 0) FROM agent_jobs h WHERE h.tenant_id = ?1 AND "
+          "h.created_at > ?3), "
+          "COALESCE((SELECT usd FROM tenant_spend WHERE tenant_id = ?1 AND day = ?4), 0)"));
+  st.bind(1, tenantId).bind(2, nowMs).bind(3, nowMs - 3'600'000).bind(4, utcDay(nowMs));
+  ASSIGN_OR_RETURN(bool row, st.step());
+  if (!row) return internalError("tenant usage: no row");
+  return TenantUsage{st.i64(0), st.i64(1), st.i64(2), st.i64(3), st.f64(4)};
+}
+
+Result<TenantUsage> SqliteStore::tenantUsage(const std::string& tenantId, int64_t nowMs) {
+  std::lock_guard lock(mu_);
+  return tenantUsageLocked(tenantId, nowMs);
 }
 
 Result<bool> SqliteStore::heartbeatNode(const NodeRecord& n) {
