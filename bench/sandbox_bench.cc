@@ -5,7 +5,7 @@
 // `kiln sandbox exec -- true` as a whole process next to a whole bwrap run.
 // Needs root. Usage: sandbox_bench [runs=200] [kiln binary]
 // KILN_BENCH_GVISOR_RUNS (default 20): gVisor's runs (each start costs ~0.2-0.6 s);
-// KILN_BENCH_BACKENDS=0: skip the side-by-side part.
+// KILN_BENCH_BACKENDS=0: skip the side-by-side part; KILN_BENCH_PART=backends: only that part.
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -223,6 +223,9 @@ std::vector<double> concurrently(int n, Fn fn) {
 struct BackendFigures {
   std::vector<double> ready, lifecycle, take, concurrentTakes, cliExec;
   double fillMs = 0;  // filling the pool of 100
+  // CPU time of this process (the host side of a take: chown, cgroup writes, mounts, the HTTP
+  // client) per take, alone and in the burst of 100; the burst's wall time.
+  double takeCpuMs = 0, burstTakeCpuMs = 0, burstWallMs = 0;
 };
 
 sandbox::SandboxSpec jobSpec(const std::string& id, const std::string& ws) {
@@ -259,9 +262,11 @@ BackendFigures benchBackend(sandbox::SandboxBackend& backend, const std::string&
     if (!pool.start()) std::exit(1);
     for (int i = 0; i < runs; ++i) {
       pool.waitFull(120'000);
+      const double cpu0 = cpuMs();
       auto t0 = Clock::now();
       auto got = pool.take(jobSpec("", ws));
       f.take.push_back(msSince(t0));
+      f.takeCpuMs += (cpuMs() - cpu0) / runs;
       if (!got || !got->isOk()) {
         std::fprintf(stderr, "%s: take failed\n", name.c_str());
         std::exit(1);
@@ -285,10 +290,13 @@ BackendFigures benchBackend(sandbox::SandboxBackend& backend, const std::string&
       std::filesystem::create_directories(dirs[i]);
     }
     std::vector<std::unique_ptr<sandbox::Sandbox>> taken(100);
+    const double cpu0 = cpuMs();
     f.concurrentTakes = concurrently(100, [&](int i) {
       auto got = pool.take(jobSpec("", dirs[i]));
       if (got && got->isOk()) taken[i] = std::move(*got).value();
     });
+    f.burstTakeCpuMs = (cpuMs() - cpu0) / 100;
+    f.burstWallMs = *std::max_element(f.concurrentTakes.begin(), f.concurrentTakes.end());
     int failed = std::count(taken.begin(), taken.end(), nullptr);
     if (failed)
       std::fprintf(stderr, "%s: %d of 100 concurrent takes failed\n", name.c_str(), failed);
@@ -337,7 +345,6 @@ int main(int argc, char** argv) {
                 pct(conc.latency, 50), pct(conc.latency, 99), conc.cpuMsPerSandbox);
     return 0;
   }
-  Series k = benchKiln(**backend, ws, runs);
   std::vector<std::string> bwrap = {"/usr/bin/bwrap",
                                     "--unshare-all",
                                     "--die-with-parent",
@@ -368,52 +375,56 @@ int main(int argc, char** argv) {
                                     "--chdir",
                                     "/workspace",
                                     "true"};
-  benchCommand(bwrap, 10);
-  auto b = benchCommand(bwrap, runs);
-  auto f = benchCommand({"/bin/true"}, runs);
-  FirstRequest first = benchFirstRequest(**backend, ws, std::max(20, runs / 4));
-  double tput = execThroughput(**backend, ws, 1000);
-  auto conc = concurrentCreates(**backend, ws, 100);
-  // The same burst for whole lifecycles, kiln's beside bwrap's: what 100 at once cost on this
-  // machine's cores, whatever the sandbox.
-  auto kConc = concurrently(100, [&](int i) {
-    auto sb = backend.value()->create(
-        {.id = "l" + std::to_string(i), .workspaceDir = ws, .memoryMb = 512, .pids = 256});
-    if (sb && !execTrue(**sb)) std::fprintf(stderr, "exec true failed\n");
-    if (sb) (void)(*sb)->destroy();
-  });
-  auto bConc = concurrently(100, [&](int) { spawnWait(bwrap); });
+  const char* part = std::getenv("KILN_BENCH_PART");
+  if (part == nullptr || std::string(part) != "backends") {
+    Series k = benchKiln(**backend, ws, runs);
+    benchCommand(bwrap, 10);
+    auto b = benchCommand(bwrap, runs);
+    auto f = benchCommand({"/bin/true"}, runs);
+    FirstRequest first = benchFirstRequest(**backend, ws, std::max(20, runs / 4));
+    double tput = execThroughput(**backend, ws, 1000);
+    auto conc = concurrentCreates(**backend, ws, 100);
+    // The same burst for whole lifecycles, kiln's beside bwrap's: what 100 at once cost on this
+    // machine's cores, whatever the sandbox.
+    auto kConc = concurrently(100, [&](int i) {
+      auto sb = backend.value()->create(
+          {.id = "l" + std::to_string(i), .workspaceDir = ws, .memoryMb = 512, .pids = 256});
+      if (sb && !execTrue(**sb)) std::fprintf(stderr, "exec true failed\n");
+      if (sb) (void)(*sb)->destroy();
+    });
+    auto bConc = concurrently(100, [&](int) { spawnWait(bwrap); });
 
-  std::printf("\nsandbox_bench: %d runs each, %u cores\n\n", runs,
-              std::thread::hardware_concurrency());
-  std::printf("%-34s %9s %9s %9s   %s\n", "ms", "p50", "p99", "max", "p50 vs bwrap");
-  row("kiln create+exec true+destroy", k.total, pct(b, 50));
-  row("  kiln create", k.create, 0);
-  row("  kiln exec true (runtime)", k.exec, 0);
-  row("  kiln destroy", k.destroy, 0);
-  row("  runtime ready (first /health)", first.ready, 0);
-  row("  then exec true #1", first.first, 0);
-  row("  then exec true #2", first.second, 0);
-  row("bwrap --unshare-all ... true", b, pct(b, 50));
-  row("fork+exec true", f, pct(b, 50));
-  row("kiln create, 100 concurrent", conc.latency, 0);
-  row("kiln lifecycle, 100 concurrent", kConc, pct(bConc, 50));
-  row("bwrap ... true, 100 concurrent", bConc, pct(bConc, 50));
-  std::printf("\nkiln lifecycle p50 / bwrap p50        : %.2fx\n", pct(k.total, 50) / pct(b, 50));
-  std::printf("kiln lifecycle p50 / fork+exec p50    : %.1fx\n", pct(k.total, 50) / pct(f, 50));
-  std::printf("100-concurrent create p99 / single p50: %.2fx\n",
-              pct(conc.latency, 99) / pct(k.create, 50));
-  const double kRatio = pct(kConc, 99) / pct(k.total, 50), bRatio = pct(bConc, 99) / pct(b, 50);
-  std::printf(
-      "100-concurrent lifecycle p99 / single p50: kiln %.1fx, bwrap %.1fx (kiln/bwrap "
-      "%.2f)\n",
-      kRatio, bRatio, kRatio / bRatio);
-  unsigned cores = std::thread::hardware_concurrency();
-  std::printf(
-      "100-concurrent: all created in %.0f ms; CPU per sandbox (create+destroy) %.2f ms,\n"
-      "  so 100 need >= %.0f ms on %u cores\n",
-      conc.wallMs, conc.cpuMsPerSandbox, 100 * conc.cpuMsPerSandbox / cores, cores);
-  std::printf("sandboxed exec throughput (sequential): %.0f exec/s\n", tput);
+    std::printf("\nsandbox_bench: %d runs each, %u cores\n\n", runs,
+                std::thread::hardware_concurrency());
+    std::printf("%-34s %9s %9s %9s   %s\n", "ms", "p50", "p99", "max", "p50 vs bwrap");
+    row("kiln create+exec true+destroy", k.total, pct(b, 50));
+    row("  kiln create", k.create, 0);
+    row("  kiln exec true (runtime)", k.exec, 0);
+    row("  kiln destroy", k.destroy, 0);
+    row("  runtime ready (first /health)", first.ready, 0);
+    row("  then exec true #1", first.first, 0);
+    row("  then exec true #2", first.second, 0);
+    row("bwrap --unshare-all ... true", b, pct(b, 50));
+    row("fork+exec true", f, pct(b, 50));
+    row("kiln create, 100 concurrent", conc.latency, 0);
+    row("kiln lifecycle, 100 concurrent", kConc, pct(bConc, 50));
+    row("bwrap ... true, 100 concurrent", bConc, pct(bConc, 50));
+    std::printf("\nkiln lifecycle p50 / bwrap p50        : %.2fx\n", pct(k.total, 50) / pct(b, 50));
+    std::printf("kiln lifecycle p50 / fork+exec p50    : %.1fx\n", pct(k.total, 50) / pct(f, 50));
+    std::printf("100-concurrent create p99 / single p50: %.2fx\n",
+                pct(conc.latency, 99) / pct(k.create, 50));
+    const double kRatio = pct(kConc, 99) / pct(k.total, 50), bRatio = pct(bConc, 99) / pct(b, 50);
+    std::printf(
+        "100-concurrent lifecycle p99 / single p50: kiln %.1fx, bwrap %.1fx (kiln/bwrap "
+        "%.2f)\n",
+        kRatio, bRatio, kRatio / bRatio);
+    unsigned cores = std::thread::hardware_concurrency();
+    std::printf(
+        "100-concurrent: all created in %.0f ms; CPU per sandbox (create+destroy) %.2f ms,\n"
+        "  so 100 need >= %.0f ms on %u cores\n",
+        conc.wallMs, conc.cpuMsPerSandbox, 100 * conc.cpuMsPerSandbox / cores, cores);
+    std::printf("sandboxed exec throughput (sequential): %.0f exec/s\n", tput);
+  }
 
   const char* sideBySide = std::getenv("KILN_BENCH_BACKENDS");
   if (sideBySide == nullptr || std::string(sideBySide) != "0") {
@@ -447,6 +458,15 @@ int main(int argc, char** argv) {
                 pct(nsF.cliExec, 50) / pct(bwrapCli, 50), pct(gvF.cliExec, 50) / pct(bwrapCli, 50));
     std::printf("filling a pool of 100: namespace %.0f ms, gvisor %.0f ms\n", nsF.fillMs,
                 gvF.fillMs);
+    const unsigned n = std::thread::hardware_concurrency();
+    using Labeled = std::pair<const char*, const BackendFigures*>;
+    for (const auto& [label, fig] : {Labeled{"namespace", &nsF}, Labeled{"gvisor", &gvF}}) {
+      std::printf(
+          "%s take, CPU of this process: %.3f ms alone, %.3f ms in the burst; the burst of 100 "
+          "took %.1f ms,\n  >= %.1f ms of this process's CPU alone on %u cores\n",
+          label, fig->takeCpuMs, fig->burstTakeCpuMs, fig->burstWallMs,
+          100 * fig->burstTakeCpuMs / n, n);
+    }
   }
   std::filesystem::remove_all(state);
   std::filesystem::remove_all(ws);

@@ -1,6 +1,9 @@
 #include "sandbox/pool.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 
 namespace kiln::sandbox {
@@ -80,7 +83,22 @@ Status WarmPool::start() {
   return Status::ok();
 }
 
+std::optional<std::chrono::milliseconds> WarmPool::refillDelay() const {
+  using namespace std::chrono;
+  if (static_cast<int>(idle_.size()) >= config_.size || taking_ > 0) return milliseconds(0);
+  if (idle_.empty()) return std::nullopt;
+  const auto quietUntil = lastTake_ + milliseconds(kRefillQuietMs);
+  const auto now = steady_clock::now();
+  if (now >= quietUntil) return std::nullopt;
+  return std::max(milliseconds(1), duration_cast<milliseconds>(quietUntil - now));
+}
+
 void WarmPool::fillLoop() {
+  // Linux: PRIO_PROCESS with 0 is this thread; the sandboxes it starts inherit the niceness
+  // (each gets the base one back once ready). Best effort: at worst refills compete.
+  errno = 0;
+  const int baseNice = getpriority(PRIO_PROCESS, 0);
+  const bool niced = errno == 0 && setpriority(PRIO_PROCESS, 0, baseNice + kFillerNice) == 0;
   auto backoff = std::chrono::milliseconds(0);
   std::unique_lock lock(mu_);
   while (!stopping_) {
@@ -88,14 +106,23 @@ void WarmPool::fillLoop() {
       wake_.wait_for(lock, backoff, [this] { return stopping_; });
       if (stopping_) break;
     }
-    if (static_cast<int>(idle_.size()) >= config_.size) {
-      changed_.notify_all();
-      wake_.wait(lock,
-                 [this] { return stopping_ || static_cast<int>(idle_.size()) < config_.size; });
+    if (static_cast<int>(idle_.size()) >= config_.size) changed_.notify_all();
+    if (std::optional<std::chrono::milliseconds> delay = refillDelay()) {
+      if (delay->count() == 0) {
+        wake_.wait(lock, [this] { return stopping_ || !refillDelay() || refillDelay()->count(); });
+      } else {
+        wake_.wait_for(lock, *delay, [this] { return stopping_; });
+      }
       continue;
     }
     lock.unlock();
     Result<std::unique_ptr<Sandbox>> sb = startOne();
+    if (sb && niced) {
+      if (Status st = (*sb)->renice(baseNice); !st) {
+        (void)(*sb)->destroy();
+        sb = Result<std::unique_ptr<Sandbox>>(st);
+      }
+    }
     lock.lock();
     if (!sb) {
       lastError_ = sb.status();
@@ -133,9 +160,15 @@ std::optional<Result<std::unique_ptr<Sandbox>>> WarmPool::take(const SandboxSpec
     sb = std::move(idle_.front());
     idle_.pop_front();
     ++hits_;
+    ++taking_;
+  }
+  Status st = sb->attach(spec);
+  {
+    std::lock_guard lock(mu_);
+    --taking_;
+    lastTake_ = std::chrono::steady_clock::now();
   }
   wake_.notify_all();
-  Status st = sb->attach(spec);
   if (!st) {
     (void)sb->destroy();
     return Result<std::unique_ptr<Sandbox>>(st);

@@ -1,8 +1,11 @@
 // Warm pools: sandboxes started ahead of their jobs (SandboxBackend::startIdle), so that a job
 // gets a ready one in the time it takes to attach its workspace. One pool per (backend, image);
 // a taken sandbox is the job's (never returned, never reused) and a replacement starts in the
-// background at once.
+// background once the takes are over: no take in progress and none in the last
+// kRefillQuietMs (or the pool is empty), one at a time, at a lower CPU priority (niceness
+// +kFillerNice) until it is ready, so that a burst of takes never competes with cold starts.
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -27,6 +30,8 @@ struct WarmPoolConfig {
 // Parses "BACKEND[:IMAGE]=N" (1 <= N <= kMaxWarmPoolSize).
 Result<WarmPoolConfig> parseWarmPool(const std::string& text);
 inline constexpr int kMaxWarmPoolSize = 1000;
+inline constexpr int kRefillQuietMs = 20;
+inline constexpr int kFillerNice = 10;
 
 struct WarmPoolStats {
   int size = 0;         // configured
@@ -68,19 +73,23 @@ class WarmPool {
 
  private:
   void fillLoop();
+  // Whether the filler may start a sandbox now (else how long to wait, 0 = until woken).
+  std::optional<std::chrono::milliseconds> refillDelay() const;  // under mu_
   Result<std::unique_ptr<Sandbox>> startOne();
 
   SandboxBackend& backend_;
   const WarmPoolConfig config_;
   const std::string idPrefix_;
   mutable std::mutex mu_;
-  std::condition_variable wake_;               // the filler: a take, or stop
-  std::condition_variable changed_;            // waitFull
-  std::deque<std::unique_ptr<Sandbox>> idle_;  // GUARDED_BY(mu_)
-  uint64_t hits_ = 0, misses_ = 0;             // GUARDED_BY(mu_)
-  uint64_t started_ = 0;                       // GUARDED_BY(mu_): ids handed out
-  std::optional<Status> lastError_;            // GUARDED_BY(mu_)
-  bool stopping_ = false;                      // GUARDED_BY(mu_)
+  std::condition_variable wake_;                    // the filler: a take, or stop
+  std::condition_variable changed_;                 // waitFull
+  std::deque<std::unique_ptr<Sandbox>> idle_;       // GUARDED_BY(mu_)
+  uint64_t hits_ = 0, misses_ = 0;                  // GUARDED_BY(mu_)
+  uint64_t started_ = 0;                            // GUARDED_BY(mu_): ids handed out
+  int taking_ = 0;                                  // GUARDED_BY(mu_): takes in progress
+  std::chrono::steady_clock::time_point lastTake_;  // GUARDED_BY(mu_): when the last ended
+  std::optional<Status> lastError_;                 // GUARDED_BY(mu_)
+  bool stopping_ = false;                           // GUARDED_BY(mu_)
   std::thread filler_;
 };
 

@@ -27,9 +27,9 @@ struct SandboxSpec {
   std::string workdir = "/workspace";
   // CPU time in cores: 0 = unlimited, 0.5 = half of one core (a 50% cgroup quota).
   double cpus = 0;
-  int memoryMb = 0;    // 0 = unlimited
-  int pids = 0;        // 0 = backend default
-  int diskMb = 0;      // 0 = unlimited
+  int memoryMb = 0;              // 0 = unlimited
+  int pids = 0;                  // 0 = backend default
+  int diskMb = 0;                // 0 = unlimited
   std::string network = "none";  // "none" | "allowlist"
   // With network "allowlist": the hosts reachable through the egress proxy (`host`,
   // `*.domain`, IP literals, each with an optional `:port`; docs/runtime.md, "Network").
@@ -72,6 +72,9 @@ class Sandbox {
   // Gives a sandbox from SandboxBackend::startIdle() its job: spec.workspaceDir at /workspace,
   // and spec's memory, cpu and process limits. Once (a second call is a conflict); blocking.
   virtual Status attach(const SandboxSpec& spec) = 0;
+  // Sets the niceness of every thread in the sandbox (a warm pool starts its sandboxes at a low
+  // priority, then gives them the normal one). Blocking.
+  virtual Status renice(int nice) = 0;
 };
 
 // Creates sandboxes. create() blocks (clone, mounts): run it on the BlockingPool. Thread-safe.

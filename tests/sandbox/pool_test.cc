@@ -1,7 +1,11 @@
 // Warm pools over every backend: a take hands over a started sandbox with the job's workspace
-// attached and its limits applied, a taken sandbox is never handed out again, the pool refills,
-// and its counters say what happened.
+// attached and its limits applied, a taken sandbox is never handed out again, the pool refills
+// (its refills run at the normal priority once ready), and its counters say what happened.
 #include "sandbox/pool.h"
+
+#include <sys/resource.h>
+
+#include <cerrno>
 
 #include "sandbox_fixture.h"
 
@@ -54,6 +58,11 @@ TEST_P(WarmPoolTest, TakesGetTheirOwnWorkspaceAndThePoolRefills) {
   ASSERT_NE(c, nullptr);
   EXPECT_NE(c->id(), a->id());
   EXPECT_NE(c->id(), b->id());
+  // c was started by the filler, at a lower priority: once ready it got the normal one back.
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, 0);
+  ASSERT_EQ(errno, 0);
+  EXPECT_EQ(run(c, "cut -d' ' -f19 /proc/self/stat"), std::to_string(nice) + "\n");
   WarmPoolStats stats = pool->stats();
   EXPECT_EQ(stats.hits, 3u);
   EXPECT_EQ(stats.misses, 0u);

@@ -16,14 +16,14 @@
 #include <mutex>
 #include <thread>
 
+#include "common/ids.h"
+#include "common/unique_fd.h"
 #include "runtime/client.h"
 #include "sandbox/egress/ns_egress.h"
 #include "sandbox/gvisor/bundle.h"
 #include "sandbox/gvisor/runsc.h"
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/ns/layout.h"
-#include "common/ids.h"
-#include "common/unique_fd.h"
 #include "sandbox/ns/reclaim.h"
 #include "sandbox/sandbox.h"
 
@@ -128,6 +128,11 @@ class GvSandbox : public Sandbox {
     return cgroup_.breach();
   }
   Status attach(const SandboxSpec& spec) override;
+  Status renice(int nice) override {
+    std::lock_guard lock(mu_);
+    if (destroyed_) return conflict("gvisor: sandbox " + started_.id + " is destroyed");
+    return cgroup_.renice(nice);
+  }
 
  private:
   const SandboxSpec started_;  // the spec of startIdle(): what attach() cannot change
@@ -235,11 +240,8 @@ Result<std::unique_ptr<Sandbox>> GvBackend::startIdle(const SandboxSpec& spec) {
         "/workspace are memory, bounded by the memory limit");
   }
   SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, opts_.stateDir, spec.id);
-  UniqueFd logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600));
-  if (logFd.get() < 0) {
-    if (errno == EEXIST) return conflict("sandbox: " + spec.id + " already exists");
-    return errnoStatus("sandbox: create " + paths.log, errno);
-  }
+  ASSIGN_OR_RETURN(int log, createSandboxLog(runDir_, paths.log, spec.id));
+  UniqueFd logFd(log);
   Result<int> lock = lockSandboxState(paths.log);
   if (!lock) return lock.status();
   UniqueFd lockFd(*lock);
@@ -318,8 +320,9 @@ Result<std::unique_ptr<Sandbox>> GvBackend::start(const SandboxSpec& spec,
     (void)cgroup.remove();
     return ready;
   }
-  return std::unique_ptr<Sandbox>(new GvSandbox(spec, paths, token, lockFd, std::move(runsc).value(),
-                                                std::move(cgroup), std::move(egressListener)));
+  return std::unique_ptr<Sandbox>(new GvSandbox(spec, paths, token, lockFd,
+                                                std::move(runsc).value(), std::move(cgroup),
+                                                std::move(egressListener)));
 }
 
 egress::EgressProxy& GvBackend::egressProxy() {

@@ -195,6 +195,14 @@ class NsSandbox : public Sandbox {
     return b ? b : disk_.breach(child_.pid());
   }
   Status attach(const SandboxSpec& spec) override;
+  Status renice(int nice) override {
+    std::lock_guard teardown(teardownMu_);
+    {
+      std::lock_guard lock(stateMu_);
+      if (destroyed_) return conflict("sandbox: " + id_ + " is destroyed");
+    }
+    return cgroup_.renice(nice);
+  }
 
   const SandboxSpec started_;
   const bool idle_;
@@ -321,11 +329,8 @@ Result<std::unique_ptr<Sandbox>> NsBackend::launch(const SandboxSpec& spec, bool
   }
   SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, layersDir_, spec.id);
   // The log comes first and goes last: its existence marks the id as taken.
-  UniqueFd logFd(open(paths.log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600));
-  if (logFd.get() < 0) {
-    if (errno == EEXIST) return conflict("sandbox: " + spec.id + " already exists");
-    return errnoStatus("sandbox: create " + paths.log, errno);
-  }
+  ASSIGN_OR_RETURN(int log, createSandboxLog(runDir_, paths.log, spec.id));
+  UniqueFd logFd(log);
   Result<int> lock = lockSandboxState(paths.log);
   if (!lock) return lock.status();
   UniqueFd lockFd(*lock);
@@ -385,10 +390,9 @@ Result<std::unique_ptr<Sandbox>> NsBackend::start(const SandboxSpec& spec, bool 
     std::ofstream adj("/proc/" + std::to_string(child->pid()) + "/oom_score_adj");
     adj << "-1000";
   }
-  auto sandbox =
-      std::make_unique<NsSandbox>(spec, idle, owner(), paths, token, std::move(lockFd),
-                                  std::move(child).value(), std::move(cgroup), std::move(disk),
-                                  opts_.teardownHook);
+  auto sandbox = std::make_unique<NsSandbox>(spec, idle, owner(), paths, token, std::move(lockFd),
+                                             std::move(child).value(), std::move(cgroup),
+                                             std::move(disk), opts_.teardownHook);
   if (egress) sandbox->keepEgress(std::move(egress->listener));
   return std::unique_ptr<Sandbox>(std::move(sandbox));
 }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -264,6 +265,20 @@ std::optional<LimitBreach> SandboxCgroup::breach() const {
     return LimitBreach{"pids", "process limit reached: fork refused"};
   }
   return std::nullopt;
+}
+
+Status SandboxCgroup::renice(int nice) const {
+  const std::string threads = dirFor("pids") + (v2_ ? "/cgroup.threads" : "/tasks");
+  // Twice: a thread cloned during the first pass may have been cloned with the old niceness.
+  for (int pass = 0; pass < 2; ++pass) {
+    std::istringstream in(readFile(threads));
+    for (pid_t tid; in >> tid;) {
+      if (setpriority(PRIO_PROCESS, static_cast<id_t>(tid), nice) != 0 && errno != ESRCH) {
+        return errnoStatus("cgroup: setpriority " + std::to_string(tid), errno);
+      }
+    }
+  }
+  return Status::ok();
 }
 
 int SandboxCgroup::processCount() const {

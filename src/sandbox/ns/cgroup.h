@@ -62,6 +62,8 @@ class SandboxCgroup {
   std::optional<LimitBreach> breach() const;
   // Number of processes still in the cgroup.
   int processCount() const;
+  // setpriority(nice) for every thread in the cgroup.
+  Status renice(int nice) const;
   // Removes the directories; retries while the last tasks finish exiting.
   Status remove();
 

@@ -142,6 +142,17 @@ std::string runDirFor(const std::string& stateDir) {
   return std::string(runIsTmpfs ? "/run" : "/dev/shm") + name;
 }
 
+Result<int> createSandboxLog(const std::string& runDir, const std::string& log,
+                             const std::string& id) {
+  for (int attempt = 0;; ++attempt) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) return fd;
+    if (errno == EEXIST) return conflict("sandbox: " + id + " already exists");
+    if (errno != ENOENT || attempt == 3) return errnoStatus("sandbox: create " + log, errno);
+    RETURN_IF_ERROR(prepareRunDir(runDir));
+  }
+}
+
 std::string layersDirFor(const std::string& stateDir, const SandboxIds& ids) {
   return ids.root == 0 || geteuid() != 0 ? stateDir : runDirFor(stateDir) + ".u";
 }

@@ -55,6 +55,11 @@ std::string layersDirFor(const std::string& stateDir, const SandboxIds& ids);
 
 // The tmpfs directory holding the per-sandbox files of the backend over stateDir.
 std::string runDirFor(const std::string& stateDir);
+// Creates a sandbox's log in runDir (O_EXCL: its existence marks the id as taken), an fd.
+// Another backend over the same state dir (a `kiln sandbox exec` that ends) may have removed
+// the empty run dir meanwhile: it is made again.
+Result<int> createSandboxLog(const std::string& runDir, const std::string& log,
+                             const std::string& id);
 
 struct SandboxPaths {
   std::string socket, log, net, gv, image, rw, newRoot, skel, etcMask;
