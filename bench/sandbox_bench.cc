@@ -6,6 +6,8 @@
 // Needs root. Usage: sandbox_bench [runs=200] [kiln binary]
 // KILN_BENCH_GVISOR_RUNS (default 20): gVisor's runs (each start costs ~0.2-0.6 s);
 // KILN_BENCH_BACKENDS=0: skip the side-by-side part; KILN_BENCH_PART=backends: only that part.
+#include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -17,9 +19,13 @@
 #include <filesystem>
 #include <functional>
 #include <latch>
+#include <optional>
 #include <thread>
+#include <tuple>
 #include <vector>
 
+#include "cli/http_client.h"
+#include "common/files.h"
 #include "runtime/client.h"
 #include "sandbox/pool.h"
 #include "sandbox/sandbox.h"
@@ -141,6 +147,71 @@ std::vector<double> benchCommand(const std::vector<std::string>& argv, int runs)
   }
   return v;
 }
+
+// A `kiln serve` on a fresh data dir with a warm pool per backend: `kiln sandbox exec` on that
+// data dir takes its sandbox from it (src/sandbox/exec_service.h).
+class ServeNode {
+ public:
+  ServeNode(const std::string& kiln, const std::string& data, int nsPool, int gvPool)
+      : data_(data) {
+    std::vector<std::string> args = {kiln,          "serve",
+                                     "--listen",    "127.0.0.1:0",
+                                     "--data-dir",  data,
+                                     "--warm-pool", "namespace=" + std::to_string(nsPool),
+                                     "--warm-pool", "gvisor=" + std::to_string(gvPool)};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, (data + ".log").c_str(), O_WRONLY | O_CREAT, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    const auto deadline = Clock::now() + std::chrono::seconds(120);
+    while (pid_ > 0 && Clock::now() < deadline) {
+      auto server = kiln::readFile(data + "/server.json");
+      auto token = kiln::readFile(data + "/admin.token");
+      if (server && token && access((data + "/sandbox.sock").c_str(), F_OK) == 0) {
+        auto j = nlohmann::json::parse(*server, nullptr, false);
+        std::string t = *token;
+        while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
+        if (j.is_object() && j.contains("url") && j["url"].is_string()) {
+          client_.emplace(j["url"].get<std::string>(), t);
+          return;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::fprintf(stderr, "kiln serve did not start (log: %s.log)\n", data.c_str());
+    std::exit(1);
+  }
+  ~ServeNode() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  // Until the pool of backend holds `size` idle sandboxes.
+  void waitPoolFull(const std::string& backend, int size) {
+    const std::string want = "kiln_warm_pool_idle{backend=\"" + backend + "\",image=\"\"} " +
+                             std::to_string(size) + "\n";
+    const auto deadline = Clock::now() + std::chrono::seconds(300);
+    while (Clock::now() < deadline) {
+      auto resp = client_->get("/metrics");
+      if (resp && resp->body.find(want) != std::string::npos) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::fprintf(stderr, "the %s pool did not fill\n", backend.c_str());
+    std::exit(1);
+  }
+  const std::string& data() const { return data_; }
+
+ private:
+  std::string data_;
+  pid_t pid_ = -1;
+  std::optional<cli::HttpClient> client_;
+};
 
 double execThroughput(sandbox::SandboxBackend& backend, const std::string& ws, int n) {
   auto sb = backend.create({.id = "tput", .workspaceDir = ws});
@@ -305,9 +376,9 @@ BackendFigures benchBackend(sandbox::SandboxBackend& backend, const std::string&
     }
     for (const auto& d : dirs) std::filesystem::remove_all(d);
   }
-  f.cliExec =
-      benchCommand({kiln, "sandbox", "exec", "--backend", name, "--state-dir", state, "--", "true"},
-                   std::max(5, runs / 2));
+  f.cliExec = benchCommand({kiln, "sandbox", "exec", "--backend", name, "--standalone",
+                            "--state-dir", state, "--", "true"},
+                           std::max(5, runs / 2));
   return f;
 }
 
@@ -437,6 +508,27 @@ int main(int argc, char** argv) {
     }
     BackendFigures nsF = benchBackend(**backend, "namespace", kiln, state, ws, runs);
     BackendFigures gvF = benchBackend(**gvisor, "gvisor", kiln, state, ws, gvRuns);
+    // `kiln sandbox exec` through a `kiln serve` on the same machine: each call when the pool
+    // is full again (a call faster than the refill would start cold, as without a pool).
+    std::vector<double> nsNode, gvNode;
+    {
+      const int nsRuns = std::max(5, runs / 2), gvRuns2 = std::max(5, gvRuns / 2);
+      ServeNode node(kiln, state + "-node", 4, 2);
+      for (auto [backendName, series, n, size] : {std::tuple{"namespace", &nsNode, nsRuns, 4},
+                                                  std::tuple{"gvisor", &gvNode, gvRuns2, 2}}) {
+        const std::vector<std::string> cmd = {kiln,        "sandbox",   "exec",
+                                              "--backend", backendName, "--data-dir",
+                                              node.data(), "--",        "true"};
+        for (int i = 0; i < n + 2; ++i) {  // the first two: warm-up
+          node.waitPoolFull(backendName, size);
+          auto t0 = Clock::now();
+          if (spawnWait(cmd) != 0) std::fprintf(stderr, "kiln sandbox exec via serve failed\n");
+          if (i >= 2) series->push_back(msSince(t0));
+        }
+      }
+    }
+    std::filesystem::remove_all(state + "-node");
+    std::filesystem::remove(state + "-node.log");
     auto bwrapCli = benchCommand(bwrap, std::max(5, runs / 2));
     std::printf("\nbackends side by side (namespace: %d runs, %s: %d runs)\n\n", runs,
                 (*gvisor)->name().c_str(), gvRuns);
@@ -449,13 +541,17 @@ int main(int argc, char** argv) {
     both("lifecycle (create+exec true+destroy)", nsF.lifecycle, gvF.lifecycle);
     both("warm-pool take (pool of 4)", nsF.take, gvF.take);
     both("100 concurrent takes (pool of 100)", nsF.concurrentTakes, gvF.concurrentTakes);
-    both("`kiln sandbox exec -- true`, process", nsF.cliExec, gvF.cliExec);
+    both("`kiln sandbox exec -- true`, standalone", nsF.cliExec, gvF.cliExec);
+    both("`kiln sandbox exec -- true`, via serve", nsNode, gvNode);
     both("bwrap ... true, process", bwrapCli, bwrapCli);
     std::printf("\n100-concurrent take p99 / single take p50: namespace %.1fx, gvisor %.1fx\n",
                 pct(nsF.concurrentTakes, 99) / pct(nsF.take, 50),
                 pct(gvF.concurrentTakes, 99) / pct(gvF.take, 50));
-    std::printf("`kiln sandbox exec -- true` p50 / bwrap p50: namespace %.2fx, gvisor %.2fx\n",
-                pct(nsF.cliExec, 50) / pct(bwrapCli, 50), pct(gvF.cliExec, 50) / pct(bwrapCli, 50));
+    std::printf(
+        "`kiln sandbox exec -- true` p50 / bwrap p50: standalone namespace %.2fx, gvisor %.2fx; "
+        "via serve namespace %.2fx, gvisor %.2fx\n",
+        pct(nsF.cliExec, 50) / pct(bwrapCli, 50), pct(gvF.cliExec, 50) / pct(bwrapCli, 50),
+        pct(nsNode, 50) / pct(bwrapCli, 50), pct(gvNode, 50) / pct(bwrapCli, 50));
     std::printf("filling a pool of 100: namespace %.0f ms, gvisor %.0f ms\n", nsF.fillMs,
                 gvF.fillMs);
     const unsigned n = std::thread::hardware_concurrency();

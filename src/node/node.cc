@@ -15,6 +15,7 @@
 #include "events/event_bus.h"
 #include "node/node_monitor.h"
 #include "sandbox/egress/proxy.h"
+#include "sandbox/exec_service.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/supervisor.h"
 #include "scheduler/scheduler.h"
@@ -128,6 +129,7 @@ class NodeImpl : public Node {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<sandbox::egress::EgressProxy> egress_;  // before sandboxes_: outlives it
   std::unique_ptr<sandbox::Supervisor> sandboxes_;        // backends and warm pools
+  std::unique_ptr<sandbox::ExecService> execService_;     // destroyed before sandboxes_
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   std::unique_ptr<api::ApiServer> api_;
   std::unique_ptr<NodeMonitor> monitor_;
@@ -165,6 +167,15 @@ Status NodeImpl::init() {
   supervisorOpts.pools = opts_.warmPools;
   ASSIGN_OR_RETURN(sandboxes_, sandbox::Supervisor::start(std::move(supervisorOpts)));
   for (const std::string& l : sandboxes_->limitations()) spdlog::warn("sandbox: {}", l);
+  // `kiln sandbox exec` on this data dir takes its sandbox from here (its pools, its probed
+  // backends); without the socket it runs a backend of its own, so a failure only warns.
+  Result<std::unique_ptr<sandbox::ExecService>> execService = sandbox::ExecService::start(
+      *sandboxes_, opts_.dataDir + "/sandbox.sock", opts_.dataDir + "/exec-workspaces");
+  if (execService) {
+    execService_ = std::move(execService).value();
+  } else {
+    spdlog::warn("sandbox socket: {}", execService.status().toString());
+  }
 
   agent::RunnerDeps deps;
   deps.store = store_.get();
@@ -271,6 +282,7 @@ void NodeImpl::shutdown() {
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   // No job holds a sandbox any more: the warm pools' idle ones go now, not with the process.
+  execService_.reset();
   sandboxes_.reset();
   // No job runs any more: unmount the workspaces of runs that did not get to end.
   (void)workspace::Workspaces(opts_.dataDir + "/workspaces", "").releaseAll();

@@ -1,5 +1,7 @@
 // `kiln sandbox exec`: runs one command in a fresh sandbox (namespace or gvisor backend), streams
-// its output and exits with its exit code. For operators and tests.
+// its output and exits with its exit code. For operators and tests. When a `kiln serve` runs on
+// the data dir, the sandbox comes from it (exec_service.h: its warm pools, its backends probed
+// once); else from a backend set up for this call.
 #include "sandbox/cli.h"
 
 #include <unistd.h>
@@ -10,6 +12,7 @@
 
 #include "node/node.h"
 #include "runtime/client.h"
+#include "sandbox/exec_service.h"
 #include "sandbox/sandbox.h"
 
 namespace kiln::sandbox {
@@ -26,6 +29,9 @@ struct ExecOptions {
   std::string backend = "namespace";
   std::string gvisorPlatform = "auto";
   std::vector<std::string> command;
+  // A `kiln serve` on this data dir gives the sandbox (exec_service.h), unless viaNode is off.
+  std::string dataDir = node::defaultDataDir();
+  bool viaNode = true;
 };
 
 std::string shellQuote(const std::string& s) {
@@ -40,14 +46,15 @@ std::string selfBinary() {
   return ec ? "" : path.string();
 }
 
-Result<runtime::ExecResult> execIn(Sandbox& sb, const ExecOptions& o) {
+Result<runtime::ExecResult> execIn(const std::string& socket, const std::string& token,
+                                   const ExecOptions& o) {
   std::string cmd;
   for (const auto& arg : o.command) cmd += (cmd.empty() ? "" : " ") + shellQuote(arg);
   runtime::ExecRequest req;
   req.cmd = cmd;
   req.timeoutMs = o.timeoutMs > 0 ? o.timeoutMs : 24 * 3600 * 1000;
   asio::io_context ioc;
-  runtime::RuntimeClient client(ioc.get_executor(), sb.runtimeSocket(), sb.runtimeToken());
+  runtime::RuntimeClient client(ioc.get_executor(), socket, token);
   auto onChunk = [](std::string_view stream, std::string_view data) {
     FILE* f = stream == "stderr" ? stderr : stdout;
     fwrite(data.data(), 1, data.size(), f);
@@ -61,7 +68,45 @@ Result<runtime::ExecResult> execIn(Sandbox& sb, const ExecOptions& o) {
   return std::move(*out);
 }
 
+// The command's outcome as the exit code, and what to tell the user about it.
+int reportOutcome(const Result<runtime::ExecResult>& r, const std::optional<LimitBreach>& breach) {
+  int code = 1;
+  if (!r) {
+    std::fprintf(stderr, "kiln sandbox: %s\n", r.status().message().c_str());
+  } else {
+    code = r->exitCode;
+    if (r->timedOut) std::fprintf(stderr, "kiln sandbox: timed out\n");
+  }
+  if (breach) {
+    std::fprintf(stderr, "kiln sandbox: limit %s: %s\n", breach->resource.c_str(),
+                 breach->message.c_str());
+  }
+  return code;
+}
+
+// Through a `kiln serve` on o.dataDir; nullopt when none listens there.
+std::optional<int> runExecViaNode(const ExecOptions& o) {
+  SandboxSpec spec = o.spec;
+  if (!spec.workspaceDir.empty()) {
+    std::error_code ec;
+    spec.workspaceDir = std::filesystem::absolute(spec.workspaceDir, ec).string();
+  }
+  auto held = ExecServiceClient::acquire(o.dataDir + "/sandbox.sock", o.backend, spec);
+  if (!held) return std::nullopt;
+  if (!*held) {
+    std::fprintf(stderr, "kiln sandbox: %s\n", held->status().message().c_str());
+    return 1;
+  }
+  ExecServiceClient& sb = ***held;
+  Result<runtime::ExecResult> r = execIn(sb.runtimeSocket(), sb.runtimeToken(), o);
+  Result<std::optional<LimitBreach>> breach = sb.release();
+  return reportOutcome(r, breach ? *breach : std::nullopt);
+}
+
 int runExec(ExecOptions& o) {
+  if (o.viaNode) {
+    if (std::optional<int> code = runExecViaNode(o)) return *code;
+  }
   bool tempWorkspace = o.spec.workspaceDir.empty();
   if (tempWorkspace) {
     std::string tmpl = "/tmp/kiln-ws-XXXXXX";
@@ -87,18 +132,8 @@ int runExec(ExecOptions& o) {
   if (!sb) {
     std::fprintf(stderr, "kiln sandbox: %s\n", sb.status().message().c_str());
   } else {
-    Result<runtime::ExecResult> r = execIn(**sb, o);
-    auto breach = (*sb)->limitBreach();
-    if (!r) {
-      std::fprintf(stderr, "kiln sandbox: %s\n", r.status().message().c_str());
-    } else {
-      code = r->exitCode;
-      if (r->timedOut) std::fprintf(stderr, "kiln sandbox: timed out\n");
-    }
-    if (breach) {
-      std::fprintf(stderr, "kiln sandbox: limit %s: %s\n", breach->resource.c_str(),
-                   breach->message.c_str());
-    }
+    Result<runtime::ExecResult> r = execIn((*sb)->runtimeSocket(), (*sb)->runtimeToken(), o);
+    code = reportOutcome(r, (*sb)->limitBreach());
     (void)(*sb)->destroy();
   }
   if (tempWorkspace) std::filesystem::remove_all(o.spec.workspaceDir);
@@ -139,12 +174,20 @@ int sandboxCommandMain(int argc, char** argv) {
       ->check(CLI::IsMember({"namespace", "gvisor"}));
   exec->add_option("--gvisor-platform", o.gvisorPlatform, "auto | ptrace | kvm")
       ->check(CLI::IsMember({"auto", "ptrace", "kvm"}));
+  exec->add_option("--data-dir", o.dataDir,
+                   "a `kiln serve` on this data dir gives the sandbox (its warm pools), when one "
+                   "runs there and none of --state-dir, --images-dir, --userns, "
+                   "--gvisor-platform, --standalone is given");
+  bool standalone = false;
+  exec->add_flag("--standalone", standalone, "never ask a `kiln serve` for the sandbox");
   exec->add_option("command", o.command, "command and arguments (after --)")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  o.viaNode = !standalone && exec->count("--state-dir") == 0 && exec->count("--images-dir") == 0 &&
+              exec->count("--userns") == 0 && exec->count("--gvisor-platform") == 0;
   if (o.backend == "gvisor" && (o.userNamespace || !o.spec.image.empty() || o.spec.diskMb > 0)) {
     std::fprintf(stderr,
                  "kiln sandbox: --userns, --image and --disk-mb are for the namespace "

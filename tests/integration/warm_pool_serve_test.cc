@@ -1,6 +1,7 @@
 // `kiln serve` with warm pools and a choice of sandbox backend: it refuses what it cannot run or
 // fill, saying why; it reports its pools in /metrics; and a kill -9 with full pools leaves no
-// runsc process, mount, cgroup or file of the old pools once the next kiln has started.
+// runsc process, mount, cgroup or file of the old pools once the next kiln has started; and
+// `kiln sandbox exec` on its data dir takes its sandbox from it.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -135,6 +136,103 @@ TEST(ServeWarmPoolTest, KillNineWithFullPoolsLeavesNothingOnceTheNextKilnStarts)
   EXPECT_TRUE(sandboxIdsIn(runDir).empty());
   EXPECT_EQ(countMountsUnder(runDir), 0);
   for (const std::string& id : second) EXPECT_EQ(countCgroups(id), 0) << id;
+}
+
+// Hits of a pool so far, from /metrics (-1 when not there).
+int poolHits(KilnProcess& kiln, const std::string& backend) {
+  HttpClient http("127.0.0.1", kiln.port());
+  http.setBearer(kiln.token());
+  auto r = http.get("/metrics");
+  if (!r.isOk()) return -1;
+  const std::string key = "kiln_warm_pool_hits_total{backend=\"" + backend + "\",image=\"\"} ";
+  size_t at = r->body.find(key);
+  return at == std::string::npos ? -1 : std::atoi(r->body.c_str() + at + key.size());
+}
+
+size_t entriesIn(const std::string& dir) {
+  std::error_code ec;
+  size_t n = 0;
+  for (auto it = std::filesystem::directory_iterator(dir, ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+// Until dir holds `n` entries, or fails the test.
+void waitEntries(const std::string& dir, size_t n, const std::string& what) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (entriesIn(dir) != n) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << what;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+TEST(ServeWarmPoolTest, SandboxExecTakesItsSandboxFromTheServeOnItsDataDir) {
+  if (geteuid() != 0) GTEST_SKIP() << "sandboxes need root";
+  TempDir data;
+  const bool gvisor = haveRunsc();
+  std::vector<std::string> args = {"--warm-pool", "namespace=1"};
+  if (gvisor) args.insert(args.end(), {"--warm-pool", "gvisor=1"});
+  KilnProcess kiln(data.path(), args);
+  const std::string cli = std::string(KILN_BINARY) + " sandbox exec --data-dir " + data.path();
+  const std::string temps = data.path() + "/exec-workspaces";
+  auto waitPool = [&](const std::string& backend) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!poolsFull(kiln, backend, 1)) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "pool did not fill:\n" << kiln.log();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(waitPool("namespace"));
+  // Output, exit code and the contract's /workspace, from the serve's pool (a hit).
+  std::string out;
+  int rc = shell(cli + " -- sh -c 'echo out; pwd; id -u; exit 7' 2>&1", &out);
+  EXPECT_EQ(rc, 7) << out;
+  EXPECT_EQ(out, "out\n/workspace\n1000\n");
+  EXPECT_EQ(poolHits(kiln, "namespace"), 1);
+  // Its fresh workspace was the serve's, and goes with the sandbox.
+  ASSERT_NO_FATAL_FAILURE(waitEntries(temps, 0, "the exec's workspace was not removed"));
+  // A workspace of the caller's.
+  TempDir ws;
+  ASSERT_NO_FATAL_FAILURE(waitPool("namespace"));
+  out.clear();
+  rc = shell(cli + " --workspace " + ws.path() + " -- sh -c 'echo x > f' 2>&1", &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(readText(ws.path() + "/f"), "x\n");
+  EXPECT_EQ(poolHits(kiln, "namespace"), 2);
+  // --standalone (or a backend option of its own) never asks the serve.
+  out.clear();
+  rc = shell(cli + " --standalone -- true 2>&1", &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(poolHits(kiln, "namespace"), 2);
+  // A CLI killed while its command runs: the serve destroys the sandbox it held.
+  ASSERT_NO_FATAL_FAILURE(waitPool("namespace"));
+  out.clear();
+  rc = shell(cli + " -- sleep 600 >/dev/null 2>&1 & echo $! > " + data.path() + "/cli.pid", &out);
+  ASSERT_EQ(rc, 0);
+  ASSERT_NO_FATAL_FAILURE(waitEntries(temps, 1, "the CLI got no sandbox"));
+  const std::string pidText = readText(data.path() + "/cli.pid");
+  ASSERT_GT(std::atoi(pidText.c_str()), 0) << pidText;
+  ASSERT_EQ(::kill(std::atoi(pidText.c_str()), SIGKILL), 0);
+  ASSERT_NO_FATAL_FAILURE(waitEntries(temps, 0, "the killed CLI's sandbox was not destroyed"));
+  EXPECT_EQ(poolHits(kiln, "namespace"), 3);
+  if (gvisor) {
+    ASSERT_NO_FATAL_FAILURE(waitPool("gvisor"));
+    out.clear();
+  rc = shell(cli + " --backend gvisor -- sh -c 'pwd; exit 3' 2>&1", &out);
+    EXPECT_EQ(rc, 3) << out;
+    EXPECT_EQ(out, "/workspace\n");
+    EXPECT_EQ(poolHits(kiln, "gvisor"), 1);
+  }
+  // Bad input on the socket gets an error, not a crash: the serve still serves.
+  out.clear();
+  rc = shell(cli + " --image no-such-image -- true 2>&1", &out);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("no-such-image"), std::string::npos) << out;
+  ASSERT_NO_FATAL_FAILURE(waitPool("namespace"));
+  EXPECT_EQ(shell(cli + " -- true"), 0);
+  EXPECT_EQ(poolHits(kiln, "namespace"), 4);
 }
 
 }  // namespace
