@@ -193,6 +193,9 @@ Task<PhaseOutcome> runCliTurns(JobSession& s, TerminalStream& terminal) {
       resolveCliAgent(job.agent, job.model, spec, prompt, processEnv(), acp ? "" : resumeId);
   if (!plan.isOk()) co_return PhaseOutcome::fail({"invalid_argument", plan.status().message()});
   if (s.gateway) addGatewayEnv(*plan, s.gateway->placeholderKey());
+  // sandbox.env reaches the CLI and its commands as it does the bash tool's; the CLI's own
+  // variables (the gateway's base URLs and placeholder key) keep their values.
+  for (const auto& [name, value] : s.spec().sandboxOrDefault().env) plan->env.emplace(name, value);
   CliStepRecorder recorder(s);
   auto recordStep = [&recorder](CliStep& c) -> Task<Status> { return recorder.record(c); };
   // What is left of the job's wall-clock budget, for the CLI's single long command.

@@ -222,6 +222,25 @@ TEST_F(CliAgentTest, TheCommandRunsWithBash) {
   EXPECT_EQ(s[0].value("toolOutput", ""), expected);
 }
 
+// sandbox.env reaches an agent CLI's process and the commands it runs, as it does the bash tool's
+// (issue 17).
+TEST_F(CliAgentTest, TheJobsSandboxEnvReachesTheCli) {
+  startKiln(json::array());
+  std::string id = createJob(
+      {{"taskDesc", "show the env"},
+       {"agent", "cli"},
+       {"command", "echo \"G=$GREETING\"; bash -c 'echo \"child G=$GREETING\"'"},
+       {"cli", {{"promptVia", "stdin"}}},
+       {"sandbox", {{"env", {{"GREETING", "hi there"}}}}}});
+  ASSERT_FALSE(id.empty());
+  std::vector<SseEvent> events = stream(id);
+  ASSERT_FALSE(events.empty()) << kiln_->log();
+  ASSERT_EQ(events.back().json().value("status", ""), "COMPLETED") << events.back().data;
+  json s = steps(id);
+  ASSERT_FALSE(s.empty());
+  EXPECT_EQ(s[0].value("toolOutput", ""), "G=hi there\nchild G=hi there\n");
+}
+
 TEST_F(CliAgentTest, CliAgentWithoutCommandFailsAsInvalidArgument) {
   startKiln(json::array());
   std::string id = createJob({{"taskDesc", "anything"}, {"agent", "cli"}});
