@@ -192,6 +192,7 @@ Task<PhaseOutcome> runCliTurns(JobSession& s, TerminalStream& terminal) {
   auto plan =
       resolveCliAgent(job.agent, job.model, spec, prompt, processEnv(), acp ? "" : resumeId);
   if (!plan.isOk()) co_return PhaseOutcome::fail({"invalid_argument", plan.status().message()});
+  for (const auto& [name, value] : s.secretEnv()) plan->env[name] = value;
   if (s.gateway) addGatewayEnv(*plan, s.gateway->placeholderKey());
   // sandbox.env reaches the CLI and its commands as it does the bash tool's; the CLI's own
   // variables (the gateway's base URLs and placeholder key) keep their values.

@@ -21,10 +21,16 @@
 #include "sandbox/supervisor.h"
 #include "store/store.h"
 
+namespace kiln::secrets {
+class SecretBox;
+}
+
 namespace kiln::agent {
 
 struct RunnerDeps {
   store::Store* store = nullptr;
+  // Opens the job's secrets (secrets/secrets.h); null: a job with secrets fails.
+  const secrets::SecretBox* secretBox = nullptr;
   events::EventBus* bus = nullptr;
   // Short blocking calls: the store. Never given slow work, so a lease renewal is never queued
   // behind a clone.

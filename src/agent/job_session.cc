@@ -4,6 +4,7 @@
 
 #include "agent/context.h"
 #include "agent/job_events.h"
+#include "secrets/redact.h"
 
 namespace kiln::agent {
 namespace {
@@ -31,6 +32,28 @@ Status JobSession::loadSpec() {
   auto spec = api::request::parseJobSpec(job_.spec);
   if (!spec.isOk()) return spec.status().withContext("the job's stored spec");
   spec_ = std::move(spec).value();
+  return Status::ok();
+}
+
+Status JobSession::loadSecrets() {
+  if (job_.secrets.is_null() || job_.secrets.empty()) return Status::ok();
+  if (deps_.secretBox == nullptr) return invalidArgument("this node has no secrets key");
+  auto opened = secrets::openAll(job_.secrets, *deps_.secretBox);
+  if (!opened.isOk()) return opened.status();
+  // Before any write or log line: LiveSecrets feeds the store's redaction and the log sink.
+  secrets::LiveSecrets::process().put(job_.id, secrets::Redactions(*opened));
+  api::request::SandboxRequest sandbox = spec_.sandboxOrDefault();
+  for (secrets::Secret& s : *opened) {
+    if (s.mode == secrets::Mode::kEnv) {
+      secretEnv_[s.name] = s.value;
+    } else {
+      secretEnv_[s.name] = secrets::placeholder(job_.id, s.name);
+      for (const auto& h : s.hosts) sandbox.allowHosts.push_back(h);
+      proxySecrets_.push_back(std::move(s));
+    }
+  }
+  for (const auto& [name, value] : secretEnv_) sandbox.env[name] = value;
+  spec_.sandbox = std::move(sandbox);
   return Status::ok();
 }
 

@@ -3,6 +3,7 @@
 // update() / record() / fail(), which carry this node's lease and turn the store's answer into
 // a PhaseOutcome. Owned by runJob; used from the job's strand only (not thread-safe).
 #pragma once
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include "agent/job_runner.h"
 #include "agent/provider.h"
 #include "runtime/client.h"
+#include "secrets/secrets.h"
 #include "store/store.h"
 
 namespace kiln::agent {
@@ -35,6 +37,14 @@ class JobSession {
   // limits() and spec() after it. InvalidArgument when the stored JSON breaks the schema (the
   // API never stores that: the store was changed under it).
   Status loadSpec();
+  // Opens the job's secrets (after loadSpec): env-mode values and proxy-mode placeholders go
+  // into spec().sandbox.env and secretEnv(); the secrets' hosts join the sandbox's allowlist.
+  // InvalidArgument when they do not open with this node's key.
+  Status loadSecrets();
+  // The variables the job's secrets give its sandbox (a value, or a proxy-mode placeholder).
+  const std::map<std::string, std::string>& secretEnv() const { return secretEnv_; }
+  // The job's proxy-mode secrets in the clear, for the egress proxy.
+  const std::vector<secrets::Secret>& proxySecrets() const { return proxySecrets_; }
   const api::request::JobLimits& limits() const { return limits_; }
   const api::request::JobSpec& spec() const { return spec_; }
   // This run's fencing token: every write carries it.
@@ -95,6 +105,8 @@ class JobSession {
   const store::Lease lease_;
   api::request::JobLimits limits_;  // the job's, over the node's defaults
   api::request::JobSpec spec_;
+  std::map<std::string, std::string> secretEnv_;
+  std::vector<secrets::Secret> proxySecrets_;
   bool leaseLost_ = false;
 };
 

@@ -299,6 +299,10 @@ Task<PhaseOutcome> provision(JobSession& s) {
   // Stored JSON the runner cannot read is not the job's fault but the store's: an unexpected
   // failure, retried and then FAILED with the cause.
   if (Status st = s.loadSpec(); !st.isOk()) co_return PhaseOutcome::retry(st.message());
+  // Secrets that do not open here (a node without the fleet's key) fail the job at once.
+  if (Status st = s.loadSecrets(); !st.isOk()) {
+    co_return PhaseOutcome::fail({"secrets_unavailable", st.message()});
+  }
   PhaseOutcome o = co_await makeProviderFor(s);
   if (!o.goesOn()) co_return o;
   if (s.job().status == JobStatus::kQueued) {

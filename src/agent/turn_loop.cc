@@ -57,7 +57,8 @@ json inflightRecord(const store::Step& s) {
 // resumed job's new shell starts where the old one was.
 ShellOptions shellOptionsFor(const api::request::JobSpec& spec,
                              const api::request::JobLimits& limits,
-                             const std::vector<store::Step>& steps) {
+                             const std::vector<store::Step>& steps,
+                             const std::map<std::string, std::string>& secretEnv) {
   ShellOptions o;
   const api::request::SandboxRequest sandbox = spec.sandboxOrDefault();
   if (auto mode = parseShellMode(sandbox.shell)) o.mode = *mode;
@@ -66,6 +67,10 @@ ShellOptions shellOptionsFor(const api::request::JobSpec& spec,
   o.timeoutMs = static_cast<int>(limits.commandTimeout() * 1000);
   for (auto it = steps.rbegin(); it != steps.rend() && o.restore.is_null(); ++it)
     if (it->shellState.is_object()) o.restore = it->shellState;
+  // A recorded state holds the secrets' variables redacted: the job's own values win.
+  if (o.restore.is_object() && o.restore.contains("env") && o.restore["env"].is_object()) {
+    for (const auto& [name, value] : secretEnv) o.restore["env"].erase(name);
+  }
   return o;
 }
 
@@ -87,7 +92,7 @@ class TurnLoop {
             [this](std::string_view stream, std::string_view data) {
               terminal_.push(stream, data);
             },
-            shellOptionsFor(s.spec(), s.limits(), s.steps)) {
+            shellOptionsFor(s.spec(), s.limits(), s.steps, s.secretEnv())) {
     info_.jobId = s.job().id;
     info_.taskDesc = s.job().taskDesc;
     info_.repoUrl = s.job().repoUrl;

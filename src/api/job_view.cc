@@ -2,11 +2,21 @@
 
 #include "api/reply.h"
 #include "common/clock.h"
+#include "secrets/secrets.h"
 
 namespace kiln::api {
 namespace {
 
 json timeOrNull(int64_t ms) { return ms > 0 ? json(formatTimeMs(ms)) : json(nullptr); }
+
+// The job's secrets as {name, mode, hosts}: never a value, sealed or not.
+json secretsJson(const json& stored) {
+  json out = json::array();
+  auto sealed = secrets::readSealed(stored);
+  if (sealed.isOk())
+    for (const auto& s : *sealed) out.push_back(s.describe());
+  return out;
+}
 
 }  // namespace
 
@@ -21,6 +31,7 @@ json jobJson(const store::Job& job) {
       {"model", job.model},
       {"limits", job.limits},
       {"spec", job.spec},
+      {"secrets", secretsJson(job.secrets)},
       {"steps", job.stepCount},
       {"tokensIn", job.tokensIn},
       {"tokensOut", job.tokensOut},

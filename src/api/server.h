@@ -19,6 +19,9 @@
 namespace kiln::sandbox {
 class Supervisor;
 }
+namespace kiln::secrets {
+class SecretBox;
+}
 
 namespace kiln::api {
 
@@ -30,6 +33,8 @@ struct ApiDeps {
   Clock* clock = nullptr;
   BlockingPool* slowPool = nullptr;  // git ls-remote and other slow work; null = `pool`
   const sandbox::Supervisor* sandboxes = nullptr;  // optional: warm pool metrics
+  // Seals the secrets of job requests and `PUT /secrets`; null: such requests get 503.
+  const secrets::SecretBox* secretBox = nullptr;
 };
 
 // The limits that keep one client from taking the server down (docs/api.md, "Limits").

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "secrets/log_sink.h"
 
 namespace kiln::cli {
 
@@ -27,6 +28,7 @@ struct Flags {
   std::vector<std::string> message;
   TokenFlags token;
   QuotaFlags quota;
+  SecretFlags secret;
 };
 
 void addGlobalOptions(CLI::App& app, Flags& f) {
@@ -203,6 +205,26 @@ void addTenants(CLI::App& app, Flags& f, int& code) {
   set->callback([&] { code = quotaCommand(f.quota, true, f.client); });
 }
 
+void addSecrets(CLI::App& app, Flags& f, int& code) {
+  auto* cmd = app.add_subcommand("secret",
+                                 "The tenant's secrets (jobs get them; values never "
+                                 "shown)");
+  cmd->require_subcommand(1);
+  auto* set = cmd->add_subcommand("set", "Set a secret; the value comes from stdin or a prompt");
+  set->add_option("name", f.secret.name, "the variable name jobs see")->required();
+  set->add_option("--host", f.secret.hosts,
+                  "a host the value may be sent to (proxy mode: the sandbox sees a placeholder)");
+  set->add_option("--mode", f.secret.mode, "env (the value in the sandbox) or proxy")
+      ->check(CLI::IsMember({"env", "proxy"}));
+  set->callback([&] { code = secretSetCommand(f.secret, f.client); });
+  auto* list = cmd->add_subcommand("list", "List the tenant's secrets (names, modes, hosts)");
+  list->add_flag("--json", f.json, "print the raw JSON");
+  list->callback([&] { code = secretListCommand(f.json, f.client); });
+  auto* rm = cmd->add_subcommand("rm", "Remove a secret");
+  rm->add_option("name", f.secret.name, "its name")->required();
+  rm->callback([&] { code = secretRemoveCommand(f.secret.name, f.client); });
+}
+
 CLI::App* addJobCommand(CLI::App& app, Flags& f, const std::string& name, const std::string& help) {
   auto* cmd = app.add_subcommand(name, help);
   cmd->add_option("id", f.jobId, "job id")->required();
@@ -236,7 +258,10 @@ void addJobCommands(CLI::App& app, Flags& f, int& code) {
 
 void setUpLogging() {
   // Logs go to stderr so stdout stays the command's output (diffs, tables, JSON).
-  auto logger = spdlog::stderr_color_mt("kiln");
+  // Every line passes the redacting sink: no job's secret reaches a log (secrets/log_sink.h).
+  auto sink = std::make_shared<secrets::RedactingSink>(
+      std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("kiln", sink);
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::info);
   if (const char* lvl = std::getenv("KILN_LOG_LEVEL")) {
@@ -262,6 +287,7 @@ int parseAndRun(int argc, char** argv) {
   addNodes(app, flags, code);
   addTokens(app, flags, code);
   addTenants(app, flags, code);
+  addSecrets(app, flags, code);
   setUpLogging();
   // The embedded node of `kiln run` logs only warnings: the live view is the output.
   if (argc > 1 && std::string(argv[1]) == "run" && !std::getenv("KILN_LOG_LEVEL")) {

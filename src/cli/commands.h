@@ -62,6 +62,17 @@ int tokenRevokeCommand(const std::string& id, const TokenFlags& flags, const Cli
 // `set`: changes the quotas given; else shows them.
 int quotaCommand(const QuotaFlags& flags, bool set, const ClientFlags& client);
 
+// `kiln secret set NAME [--host H]... [--mode env|proxy]` (value from stdin or a prompt),
+// `kiln secret list [--json]`, `kiln secret rm NAME`.
+struct SecretFlags {
+  std::string name;
+  std::vector<std::string> hosts;
+  std::string mode;
+};
+int secretSetCommand(const SecretFlags& flags, const ClientFlags& client);
+int secretListCommand(bool json, const ClientFlags& client);
+int secretRemoveCommand(const std::string& name, const ClientFlags& client);
+
 // One request to the discovered server: its parsed JSON body.
 Result<nlohmann::json> request(const ClientFlags& flags, const std::string& method,
                                const std::string& target,

@@ -123,6 +123,11 @@ Result<HttpResponse> HttpClient::postJson(const std::string& target, const json&
   return request("POST", target, body.dump(), timeout);
 }
 
+Result<HttpResponse> HttpClient::sendJson(const std::string& method, const std::string& target,
+                                          const json& body, std::chrono::milliseconds timeout) {
+  return request(method, target, body.dump(), timeout);
+}
+
 Result<HttpResponse> HttpClient::request(const std::string& method, const std::string& target,
                                          const std::string& body,
                                          std::chrono::milliseconds timeout) {
@@ -133,7 +138,7 @@ Result<HttpResponse> HttpClient::request(const std::string& method, const std::s
   req.set(http::field::host, url.host);
   req.set(http::field::user_agent, "kiln-cli");
   if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
-  if (method == "POST") {
+  if (method == "POST" || method == "PUT") {
     req.set(http::field::content_type, "application/json");
     req.body() = body;
   }

@@ -49,6 +49,11 @@ class HttpClient {
   Result<HttpResponse> postJson(const std::string& target, const json& body,
                                 std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+  // PUT carries `body`; DELETE none.
+  Result<HttpResponse> sendJson(const std::string& method, const std::string& target,
+                                const json& body,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
   // Reads the SSE stream at `target`, sending Last-Event-ID when `parser.lastEventId()` is set
   // (so passing the same parser again resumes). Calls `onEvent` for each event as it arrives;
   // returns ok when `onEvent` returns false or the server ends the stream, an error when the

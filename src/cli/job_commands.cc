@@ -26,7 +26,9 @@ Result<std::unique_ptr<ServerSession>> open(const ClientFlags& flags) {
 // Runs one request against the discovered server and returns its parsed JSON body.
 Result<json> call(HttpClient& client, const std::string& method, const std::string& target,
                   const json& body = json::object()) {
-  auto resp = method == "GET" ? client.get(target) : client.postJson(target, body);
+  auto resp = method == "GET"    ? client.get(target)
+              : method == "POST" ? client.postJson(target, body)
+                                 : client.sendJson(method, target, body);
   if (!resp) return resp.status();
   return jsonBody(*resp);
 }

@@ -19,6 +19,8 @@
 #include "sandbox/sandbox.h"
 #include "sandbox/supervisor.h"
 #include "scheduler/scheduler.h"
+#include "secrets/secret_box.h"
+#include "store/redacting_store.h"
 #include "store/store.h"
 #include "tenancy/tokens.h"
 #include "workspace/cache.h"
@@ -126,6 +128,7 @@ class NodeImpl : public Node {
   BlockingPool storePool_;  // store calls only: never queued behind a clone
   BlockingPool slowPool_;   // clones, ls-remote, sandbox create/destroy, mounts
   events::EventBus bus_;
+  std::unique_ptr<secrets::SecretBox> secretBox_;  // before store_: outlives it
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<sandbox::egress::EgressProxy> egress_;  // before sandboxes_: outlives it
   std::unique_ptr<sandbox::Supervisor> sandboxes_;        // backends and warm pools
@@ -150,7 +153,10 @@ Status NodeImpl::init() {
   // A call waits for a busy database well under a lease's lifetime, so a renewal fails (and is
   // retried next tick) instead of outliving the lease.
   const int busyMs = static_cast<int>(std::clamp<int64_t>(opts_.leaseMs / 4, 100, 2'000));
+  ASSIGN_OR_RETURN(secretBox_, secrets::SecretBox::load(opts_.dataDir));
   ASSIGN_OR_RETURN(store_, store::Store::open({opts_.storeUrl, busyMs}));
+  // Every job text this node stores passes the redaction of its job's secrets.
+  store_ = std::make_unique<store::RedactingStore>(std::move(store_), *secretBox_);
   ASSIGN_OR_RETURN(tenancy::TokenKey key, tenancy::TokenKey::load(opts_.dataDir, opts_.tokenKey));
   RETURN_IF_ERROR(tenancy::checkStoreKey(*store_, key));
   ASSIGN_OR_RETURN(token_, ensureAdminToken(opts_.dataDir, *store_, key));
@@ -179,6 +185,7 @@ Status NodeImpl::init() {
 
   agent::RunnerDeps deps;
   deps.store = store_.get();
+  deps.secretBox = secretBox_.get();
   deps.bus = &bus_;
   deps.pool = &storePool_;
   deps.slowPool = &slowPool_;
@@ -215,7 +222,7 @@ Status NodeImpl::init() {
   ASSIGN_OR_RETURN(api_, api::ApiServer::start(ioc_, apiOpts,
                                                {store_.get(), &bus_, scheduler_.get(), &storePool_,
                                                 &RealClock::instance(), &slowPool_,
-                                                sandboxes_.get()}));
+                                                sandboxes_.get(), secretBox_.get()}));
   std::string host = opts_.listen.substr(0, opts_.listen.rfind(':'));
   if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
   url_ = "http://" + host + ":" + std::to_string(api_->port());

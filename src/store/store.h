@@ -82,6 +82,9 @@ struct Job {
   json approval;
   // The newest run of the job's verify command: {passed, exitCode, outputTail}; null when none.
   json verify;
+  // The job's secrets, sealed ([{name, mode, hosts, sealed}], secrets/secrets.h); null when
+  // none. Set by createJob only; never a value in the clear.
+  json secrets;
 };
 
 struct Step {
@@ -187,6 +190,18 @@ struct StoreOptions {
   // fails with Unavailable. Keep it well below the lease TTL: a renewal stuck behind a busy
   // database must fail (and be retried next tick) rather than outlive the lease it renews.
   int busyTimeoutMs = 2'000;
+};
+
+// A tenant-wide secret (`kiln secret set`): its value sealed with the node's key
+// (secrets/secret_box.h). A job takes its tenant's secrets as they are when it is created.
+struct TenantSecret {
+  std::string tenantId;
+  std::string name;
+  std::string mode = "env";        // "env" | "proxy"
+  std::vector<std::string> hosts;  // proxy mode: where the value may go
+  std::string sealed;
+  int64_t createdAt = 0;  // ms since epoch
+  int64_t updatedAt = 0;
 };
 
 // One kiln node of the fleet as it last reported itself (its heartbeat).
@@ -377,6 +392,13 @@ class Store {
   virtual Status setQuota(const std::string& tenantId, const TenantQuota& quota) = 0;
   virtual Result<TenantQuota> getQuota(const std::string& tenantId) = 0;
   virtual Result<TenantUsage> tenantUsage(const std::string& tenantId, int64_t nowMs) = 0;
+
+  // Tenant secrets. putSecret inserts or replaces (tenant, name), keeping createdAt of the
+  // row it replaces; listSecrets returns a tenant's secrets by name; deleteSecret: NotFound
+  // when the tenant has no secret of that name.
+  virtual Status putSecret(const TenantSecret& secret) = 0;
+  virtual Result<std::vector<TenantSecret>> listSecrets(const std::string& tenantId) = 0;
+  virtual Status deleteSecret(const std::string& tenantId, const std::string& name) = 0;
 
   // Fleet nodes. heartbeatNode inserts or replaces the node's row (all but the drain request)
   // and returns whether a drain was requested for it; it also drops rows whose heartbeat is

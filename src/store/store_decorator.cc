@@ -144,6 +144,19 @@ Result<TenantUsage> StoreDecorator::tenantUsage(const std::string& tenantId, int
                                       [&] { return inner_->tenantUsage(tenantId, nowMs); });
 }
 
+Status StoreDecorator::putSecret(const TenantSecret& secret) {
+  return forward<Status>("putSecret", "", [&] { return inner_->putSecret(secret); });
+}
+
+Result<std::vector<TenantSecret>> StoreDecorator::listSecrets(const std::string& tenantId) {
+  return forward<Result<std::vector<TenantSecret>>>("listSecrets", "",
+                                                    [&] { return inner_->listSecrets(tenantId); });
+}
+
+Status StoreDecorator::deleteSecret(const std::string& tenantId, const std::string& name) {
+  return forward<Status>("deleteSecret", "", [&] { return inner_->deleteSecret(tenantId, name); });
+}
+
 Result<bool> StoreDecorator::heartbeatNode(const NodeRecord& node) {
   return forward<Result<bool>>("heartbeatNode", "", [&] { return inner_->heartbeatNode(node); });
 }

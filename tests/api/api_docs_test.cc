@@ -116,7 +116,7 @@ std::map<std::string, std::optional<std::string>> jobFields(const std::string& d
 std::vector<Documented> documentedRoutes() {
   const std::string doc = apiDoc();
   const std::string sse = sectionAt(doc, doc.find("\n## Event stream (SSE)") + 1);
-  static const std::regex kHeading(R"(\n### `(GET|POST) ([^` ]+)`)");
+  static const std::regex kHeading(R"(\n### `(GET|POST|PUT|DELETE) ([^` ]+)`)");
   static const std::regex kAnswer(R"(→ \*\*(\d{3})\*\*([^\n]*))");
   static const std::regex kSseAnswer(R"(answers `(\d{3})` with `Content-Type: ([^`]+)`)");
   static const std::regex kTextType(R"(\(`(text/[^`]+)`)");
@@ -211,6 +211,9 @@ const std::map<std::string, Call>& calls() {
       {"POST /api/v1/tasks", {{}, false, R"({"prompt":"say hi"})"}},
       {"GET /api/v1/tasks/{id}/events", {}},
       {"GET /healthz", {}},
+      {"GET /api/v1/secrets", {}},
+      {"PUT /api/v1/secrets/{name}", {{}, false, R"({"value":"docs-secret-value"})"}},
+      {"DELETE /api/v1/secrets/{name}", {}},  // the one the PUT made
       {"GET /api/v1/nodes", {}},
       {"POST /api/v1/nodes/{id}/drain", {}},  // {id}: the node heartbeating below
       {"GET /metrics", {}},
@@ -286,7 +289,9 @@ TEST_F(ApiDocsTest, EveryDocumentedRouteAnswersAsDocumented) {
     if (d.path.rfind("/api/v1/tokens/", 0) == 0)
       target = addToken("to-revoke", "a", store::Role::kViewer);
     std::string path = std::regex_replace(d.path, std::regex(R"(\{id\})"), target);
-    if (path.find("{name}") != std::string::npos) {
+    if (path.rfind("/api/v1/secrets/", 0) == 0) {
+      path = "/api/v1/secrets/DOCS_KEY";
+    } else if (path.find("{name}") != std::string::npos) {
       auto page = client_->get("/");
       ASSERT_TRUE(page.isOk());
       std::smatch asset;
@@ -313,8 +318,7 @@ TEST_F(ApiDocsTest, EveryDocumentedRouteAnswersAsDocumented) {
     const bool operatorRoute = d.path.rfind("/api/v1/nodes", 0) == 0 || d.path == "/metrics" ||
                                name == "POST /api/v1/tenants/{id}/quota";
     client_->setBearer(operatorRoute ? kAdminToken : d.path.rfind("/api/", 0) == 0 ? kToken : "");
-    auto res = client_->request(d.method == "GET" ? http::verb::get : http::verb::post, path,
-                                call->second.body);
+    auto res = client_->request(http::string_to_verb(d.method), path, call->second.body);
     client_->setBearer(kToken);
     ASSERT_TRUE(res.isOk()) << res.status().toString();
     ASSERT_EQ(res->status, d.status) << res->body;

@@ -10,6 +10,7 @@
 
 #include "api/server.h"
 #include "common/ids.h"
+#include "secrets/secret_box.h"
 #include "support/http_client.h"
 
 namespace kiln::api {
@@ -103,6 +104,7 @@ class ApiFixture : public ::testing::Test {
   void startServer(const ApiOptions& opts) {
     work_.emplace(ioc_.get_executor());
     ApiDeps deps{store_.get(), &bus_, &jobs_, pool_.get(), &clock_};
+    deps.secretBox = box_.get();
     auto server = ApiServer::start(ioc_, opts, deps);
     ASSERT_TRUE(server.isOk()) << server.status().toString();
     server_ = std::move(*server);
@@ -149,6 +151,8 @@ class ApiFixture : public ::testing::Test {
 
   std::string dir_;
   std::unique_ptr<store::Store> store_;
+  std::unique_ptr<secrets::SecretBox> box_ =
+      secrets::SecretBox::fromKey(std::string(32, 'k')).value();
   std::unique_ptr<BlockingPool> pool_;
   events::EventBus bus_;
   FakeJobControl jobs_;

@@ -414,6 +414,48 @@ TEST_P(StoreTest, ASettingKeepsItsFirstValue) {
   EXPECT_EQ(store_->ensureSetting("other", "two").value(), "two");
 }
 
+TEST_P(StoreTest, TenantSecretsArePutListedReplacedAndDeletedPerTenant) {
+  TenantSecret a{"t1", "NPM_TOKEN", "proxy", {"registry.npmjs.org"}, "v1:sealed-a", 0, 1'000};
+  ASSERT_TRUE(store_->putSecret(a).isOk());
+  ASSERT_TRUE(store_->putSecret({"t1", "A_KEY", "env", {}, "v1:sealed-b", 0, 1'500}).isOk());
+  ASSERT_TRUE(store_->putSecret({"t2", "NPM_TOKEN", "env", {}, "v1:other", 0, 1'000}).isOk());
+  auto list = store_->listSecrets("t1");
+  ASSERT_TRUE(list.isOk()) << list.status().toString();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].name, "A_KEY");  // by name
+  EXPECT_EQ((*list)[1].mode, "proxy");
+  EXPECT_EQ((*list)[1].hosts, std::vector<std::string>{"registry.npmjs.org"});
+  EXPECT_EQ((*list)[1].sealed, "v1:sealed-a");
+  // Replacing keeps the first createdAt.
+  a.sealed = "v1:sealed-c";
+  a.mode = "env";
+  a.hosts.clear();
+  a.updatedAt = 2'000;
+  ASSERT_TRUE(store_->putSecret(a).isOk());
+  list = store_->listSecrets("t1");
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[1].sealed, "v1:sealed-c");
+  EXPECT_EQ((*list)[1].mode, "env");
+  EXPECT_TRUE((*list)[1].hosts.empty());
+  EXPECT_EQ((*list)[1].createdAt, 1'000);
+  EXPECT_EQ((*list)[1].updatedAt, 2'000);
+  EXPECT_TRUE(store_->deleteSecret("t1", "NPM_TOKEN").isOk());
+  EXPECT_EQ(store_->deleteSecret("t1", "NPM_TOKEN").code(), Code::kNotFound);
+  EXPECT_EQ(store_->listSecrets("t1")->size(), 1u);
+  EXPECT_EQ(store_->listSecrets("t2")->size(), 1u);  // another tenant's is untouched
+}
+
+TEST_P(StoreTest, AJobKeepsItsSealedSecrets) {
+  Job j;
+  j.id = newUuid();
+  j.repoUrl = "file:///tmp/repo";
+  j.taskDesc = "do it";
+  j.secrets = json::array({{{"name", "X"}, {"mode", "env"}, {"sealed", "v1:abc"}}});
+  ASSERT_TRUE(store_->createJob(j, {}).isOk());
+  EXPECT_EQ(store_->getJob(j.id)->secrets, j.secrets);
+  EXPECT_TRUE(store_->getJob(newJob().id)->secrets.is_null());
+}
+
 TEST_P(StoreTest, NodesHeartbeatListAndDrain) {
   NodeRecord a;
   a.id = "node-a";

@@ -23,9 +23,10 @@ bool isAgentName(const std::string& s) {
 }  // namespace
 
 Result<CreateJobRequest> parseCreateJob(const json& body) {
-  RETURN_IF_ERROR(checkObject(body, "",
-                              {"repoUrl", "taskDesc", "ref", "agent", "model", "limits", "sandbox",
-                               "approvals", "push", "command", "stream", "cli", "verify"}));
+  RETURN_IF_ERROR(
+      checkObject(body, "",
+                  {"repoUrl", "taskDesc", "ref", "agent", "model", "limits", "sandbox", "approvals",
+                   "push", "command", "stream", "cli", "verify", "secrets"}));
   CreateJobRequest r;
   std::optional<std::string> ref, model;
   RETURN_IF_ERROR(requiredString(body, "", "repoUrl", kMaxUrl, r.repoUrl));
@@ -42,6 +43,15 @@ Result<CreateJobRequest> parseCreateJob(const json& body) {
     ASSIGN_OR_RETURN(r.limits, parseJobLimits(*it, "limits"));
   }
   ASSIGN_OR_RETURN(r.spec, parseJobSpec(body));
+  if (auto it = body.find("secrets"); it != body.end()) {
+    ASSIGN_OR_RETURN(r.secrets, secrets::parseSecrets(*it, "secrets"));
+    const auto& env = r.spec.sandboxOrDefault().env;
+    for (const auto& s : r.secrets) {
+      if (env.count(s.name)) {
+        return invalidArgument("secrets." + s.name + ": sandbox.env sets " + s.name + " too");
+      }
+    }
+  }
   return r;
 }
 

@@ -9,6 +9,7 @@
 
 #include "api/request/job_spec.h"
 #include "common/result.h"
+#include "secrets/secrets.h"
 #include "store/store.h"
 
 namespace kiln::api::request {
@@ -27,6 +28,8 @@ struct CreateJobRequest {
   std::string model;
   JobLimits limits;  // only the fields the client set
   JobSpec spec;
+  // In the clear, from the request: the handler seals them (never part of `spec`).
+  std::vector<secrets::Secret> secrets;
 };
 Result<CreateJobRequest> parseCreateJob(const json& body);
 

@@ -206,6 +206,15 @@ Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const cha
   }
   store::Job job = newJob(req, create, std::move(url));
   auto* store = deps.store;
+  const std::string& tenant = req.tenantId;
+  auto sealed =
+      co_await deps.pool->run([&] { return sealJobSecrets(deps, tenant, create.secrets); });
+  if (!sealed) {
+    co_return errorReply(sealed.status().code() == Code::kUnavailable
+                             ? ApiError{503, "secrets_unavailable", sealed.status().message()}
+                             : ApiError::fromStatus(sealed.status()));
+  }
+  job.secrets = std::move(*sealed);
   auto created = co_await deps.pool->run([&] {
     return store->createJobWithinQuota(job, {{"status", statusPayload(JobStatus::kQueued)}},
                                        job.createdAt);

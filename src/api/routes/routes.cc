@@ -13,6 +13,7 @@ std::shared_ptr<const Router> buildRouter() {
   addTaskRoutes(*r);
   addNodeRoutes(*r);
   addTenantRoutes(*r);
+  addSecretRoutes(*r);
   return r;
 }
 

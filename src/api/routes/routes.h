@@ -24,6 +24,14 @@ void addTenantRoutes(Router& r);       // tokens, quotas
 // 429 quota_exceeded with Retry-After (docs/api.md, "Quotas").
 Reply quotaReply(const store::QuotaBreach& breach);
 
+void addSecretRoutes(Router& r);       // a tenant's secrets
+
+// A job's stored `secrets`: its tenant's secrets, then the request's own (sealed with the
+// node's key; a request's secret wins over the tenant's of the same name). Null when there
+// are none; Unavailable when there are some and the server has no key. Blocking (the store).
+Result<json> sealJobSecrets(const ApiDeps& deps, const std::string& tenantId,
+                            const std::vector<secrets::Secret>& given);
+
 // The per-node gauges of /metrics (Prometheus text), from the nodes table.
 Result<std::string> renderNodeMetrics(store::Store* store, int64_t nowMs);
 

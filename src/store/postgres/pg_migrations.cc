@@ -144,6 +144,19 @@ CREATE TABLE tenant_spend(
 CREATE INDEX agent_jobs_leased ON agent_jobs(tenant_id, lease_expires_at) WHERE owner_node <> '';
 CREATE INDEX agent_jobs_tenant_status ON agent_jobs(tenant_id, status);
 )sql"},
+      // Secrets, sealed: a job's (store::Job::secrets) and each tenant's (store::TenantSecret).
+      {7, R"sql(
+ALTER TABLE agent_jobs ADD COLUMN secrets TEXT;
+CREATE TABLE tenant_secrets(
+  tenant_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  hosts TEXT NOT NULL DEFAULT '[]',
+  sealed TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY(tenant_id, name));
+)sql"},
   };
   return kMigrations;
 }

@@ -11,7 +11,7 @@ namespace kiln::store::postgres::sql {
   "j.status, j.limits, j.spec, j.created_at, j.updated_at, j.started_at, j.token_spend_usd, " \
   "j.tokens_in, j.tokens_out, j.step_count, j.error, j.owner_node, j.lease_expires_at, "      \
   "j.base_commit, j.pending_reply, j.inflight_call, j.approval, j.lease_epoch, j.attempts, "  \
-  "j.verify"
+  "j.verify, j.secrets"
 
 // Claimable: queued work, a job whose owner's lease lapsed (its node died or was shut down),
 // or a paused job that got its reply. PAUSED jobs without a reply hold no lease.
@@ -23,8 +23,8 @@ namespace kiln::store::postgres::sql {
 inline constexpr Query kInsertJob{
     "insert_job",
     "INSERT INTO agent_jobs(job_id, tenant_id, repository_url, ref, task_description, agent, "
-    "model, status, limits, spec, created_at, updated_at, pending_reply) "
-    "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$11,$12)"};
+    "model, status, limits, spec, created_at, updated_at, pending_reply, secrets) "
+    "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$11,$12,$13)"};
 
 inline constexpr Query kGetJob{
     "get_job", "SELECT " KILN_PG_JOB_COLUMNS " FROM agent_jobs j WHERE j.job_id = $1"};
@@ -258,5 +258,18 @@ inline constexpr Query kListNodes{
 inline constexpr Query kRequestDrain{"request_drain",
                                      "UPDATE kiln_nodes SET drain_requested=true WHERE node_id=$1 "
                                      "RETURNING pg_notify('kiln_drain', node_id)"};
+
+// Tenant secrets (store::TenantSecret).
+inline constexpr Query kPutSecret{
+    "put_secret",
+    "INSERT INTO tenant_secrets(tenant_id, name, mode, hosts, sealed, created_at, updated_at) "
+    "VALUES($1,$2,$3,$4,$5,$6,$6) ON CONFLICT(tenant_id, name) DO UPDATE SET mode=$3, "
+    "hosts=$4, sealed=$5, updated_at=$6"};
+inline constexpr Query kListSecrets{
+    "list_secrets",
+    "SELECT name, mode, hosts, sealed, created_at, updated_at FROM tenant_secrets "
+    "WHERE tenant_id=$1 ORDER BY name COLLATE \"C\""};
+inline constexpr Query kDeleteSecret{
+    "delete_secret", "DELETE FROM tenant_secrets WHERE tenant_id=$1 AND name=$2 RETURNING name"};
 
 }  // namespace kiln::store::postgres::sql

@@ -56,6 +56,7 @@ Job readJob(const Rows& r, int row) {
   j.leaseEpoch = r.i64(row, 24);
   j.attempts = static_cast<int>(r.i64(row, 25));
   j.verify = parseJsonColumn(r.optText(row, 26), json());
+  j.secrets = parseJsonColumn(r.optText(row, 27), json());
   return j;
 }
 
@@ -111,6 +112,9 @@ class PostgresStore : public Store {
   Status setQuota(const std::string& tenantId, const TenantQuota& quota) override;
   Result<TenantQuota> getQuota(const std::string& tenantId) override;
   Result<TenantUsage> tenantUsage(const std::string& tenantId, int64_t nowMs) override;
+  Status putSecret(const TenantSecret& secret) override;
+  Result<std::vector<TenantSecret>> listSecrets(const std::string& tenantId) override;
+  Status deleteSecret(const std::string& tenantId, const std::string& name) override;
   Result<bool> heartbeatNode(const NodeRecord& node) override;
   Result<std::vector<NodeRecord>> listNodes() override;
   Status requestDrain(const std::string& nodeId) override;
@@ -168,7 +172,7 @@ Status PostgresStore::insertJob(Connection& c, const Job& job,
   Params p;
   p.text(job.id).text(job.tenantId).text(job.repoUrl).text(job.ref).text(job.taskDesc);
   p.text(job.agent).text(job.model).text(jobStatusName(job.status)).json(job.limits);
-  p.json(job.spec).i64(t).optText(job.pendingReply);
+  p.json(job.spec).i64(t).optText(job.pendingReply).json(job.secrets);
   RETURN_IF_ERROR(c.run(sql::kInsertJob, p).status());
   RETURN_IF_ERROR(insertEvents(c, job.id, events).status());
   if (claimable(job.status)) {
@@ -538,6 +542,31 @@ Result<TenantUsage> PostgresStore::tenantUsage(const std::string& tenantId, int6
   ASSIGN_OR_RETURN(Rows r, runOnce(sql::kTenantUsage, usageParams(tenantId, nowMs)));
   if (r.empty()) return internalError("tenant usage: no row");
   return readUsage(r);
+
+Status PostgresStore::putSecret(const TenantSecret& s) {
+  Params p;
+  p.text(s.tenantId).text(s.name).text(s.mode).json(json(s.hosts)).text(s.sealed);
+  p.i64(s.updatedAt ? s.updatedAt : now());
+  return runOnce(sql::kPutSecret, p).status();
+}
+
+Result<std::vector<TenantSecret>> PostgresStore::listSecrets(const std::string& tenantId) {
+  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kListSecrets, Params().text(tenantId)));
+  std::vector<TenantSecret> out;
+  for (int i = 0; i < r.size(); ++i) {
+    TenantSecret s{tenantId,     r.text(i, 0), r.text(i, 1), {},
+                   r.text(i, 3), r.i64(i, 4),  r.i64(i, 5)};
+    for (const auto& h : parseJsonColumn(r.optText(i, 2), json::array()))
+      if (h.is_string()) s.hosts.push_back(h.get<std::string>());
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Status PostgresStore::deleteSecret(const std::string& tenantId, const std::string& name) {
+  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kDeleteSecret, Params().text(tenantId).text(name)));
+  if (r.empty()) return notFound("no secret " + name);
+  return Status::ok();
 }
 
 Result<bool> PostgresStore::heartbeatNode(const NodeRecord& n) {

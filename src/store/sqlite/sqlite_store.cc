@@ -19,7 +19,7 @@ constexpr std::string_view kJobColumns =
     "job_id, tenant_id, repository_url, ref, task_description, agent, model, status, limits, "
     "spec, created_at, updated_at, started_at, token_spend_usd, tokens_in, tokens_out, "
     "step_count, error, owner_node, lease_expires_at, base_commit, pending_reply, inflight_call, "
-    "approval, lease_epoch, attempts, verify";
+    "approval, lease_epoch, attempts, verify, secrets";
 
 json parseJsonColumn(const std::string& s, json fallback) {
   if (s.empty()) return fallback;
@@ -60,6 +60,7 @@ Job readJob(const Statement& st) {
   j.leaseEpoch = st.i64(24);
   j.attempts = static_cast<int>(st.i64(25));
   j.verify = parseJsonColumn(st.text(26), json());
+  j.secrets = parseJsonColumn(st.text(27), json());
   return j;
 }
 
@@ -104,6 +105,9 @@ class SqliteStore : public Store {
   Status setQuota(const std::string& tenantId, const TenantQuota& quota) override;
   Result<TenantQuota> getQuota(const std::string& tenantId) override;
   Result<TenantUsage> tenantUsage(const std::string& tenantId, int64_t nowMs) override;
+  Status putSecret(const TenantSecret& secret) override;
+  Result<std::vector<TenantSecret>> listSecrets(const std::string& tenantId) override;
+  Status deleteSecret(const std::string& tenantId, const std::string& name) override;
   Result<bool> heartbeatNode(const NodeRecord& node) override;
   Result<std::vector<NodeRecord>> listNodes() override;
   Status requestDrain(const std::string& nodeId) override;
@@ -176,13 +180,14 @@ Status SqliteStore::insertJobLocked(const Job& job, const std::vector<NewEvent>&
       auto st,
       db_->prepare(
           "INSERT INTO agent_jobs(job_id, tenant_id, repository_url, ref, task_description, agent, "
-          "model, status, limits, spec, created_at, updated_at, pending_reply) "
-          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+          "model, status, limits, spec, created_at, updated_at, pending_reply, secrets) "
+          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   int64_t t = job.createdAt ? job.createdAt : now();
   st.bind(1, job.id).bind(2, job.tenantId).bind(3, job.repoUrl).bind(4, job.ref);
   st.bind(5, job.taskDesc).bind(6, job.agent).bind(7, job.model);
   st.bind(8, jobStatusName(job.status)).bind(9, dumpJson(job.limits)).bind(10, dumpJson(job.spec));
   st.bind(11, t).bind(12, t).bind(13, job.pendingReply);
+  st.bind(14, job.secrets.is_null() ? std::optional<std::string>() : dumpJson(job.secrets));
   RETURN_IF_ERROR(st.run());
   return insertEventsLocked(job.id, events).status();
 }
@@ -747,6 +752,46 @@ Result<TenantUsage> SqliteStore::tenantUsageLocked(const std::string& tenantId, 
 Result<TenantUsage> SqliteStore::tenantUsage(const std::string& tenantId, int64_t nowMs) {
   std::lock_guard lock(mu_);
   return tenantUsageLocked(tenantId, nowMs);
+}
+
+Status SqliteStore::putSecret(const TenantSecret& s) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st,
+                   db_->prepare("INSERT INTO tenant_secrets(tenant_id, name, mode, hosts, sealed, "
+                                "created_at, updated_at) VALUES(?1,?2,?3,?4,?5,?6,?6) "
+                                "ON CONFLICT(tenant_id, name) DO UPDATE SET mode=?3, hosts=?4, "
+                                "sealed=?5, updated_at=?6"));
+  const int64_t t = s.updatedAt ? s.updatedAt : now();
+  st.bind(1, s.tenantId).bind(2, s.name).bind(3, s.mode).bind(4, dumpJson(json(s.hosts)));
+  return st.bind(5, s.sealed).bind(6, t).run();
+}
+
+Result<std::vector<TenantSecret>> SqliteStore::listSecrets(const std::string& tenantId) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st, db_->prepare("SELECT name, mode, hosts, sealed, created_at, "
+                                         "updated_at FROM tenant_secrets WHERE tenant_id=? "
+                                         "ORDER BY name"));
+  st.bind(1, tenantId);
+  std::vector<TenantSecret> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) break;
+    TenantSecret s{tenantId, st.text(0), st.text(1), {}, st.text(3), st.i64(4), st.i64(5)};
+    json hosts = parseJsonColumn(st.text(2), json::array());
+    for (const auto& h : hosts)
+      if (h.is_string()) s.hosts.push_back(h.get<std::string>());
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Status SqliteStore::deleteSecret(const std::string& tenantId, const std::string& name) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto st,
+                   db_->prepare("DELETE FROM tenant_secrets WHERE tenant_id=? AND name=?"));
+  RETURN_IF_ERROR(st.bind(1, tenantId).bind(2, name).run());
+  if (db_->changes() == 0) return notFound("no secret " + name);
+  return Status::ok();
 }
 
 Result<bool> SqliteStore::heartbeatNode(const NodeRecord& n) {

@@ -1,0 +1,60 @@
+// Redaction of secret values from everything kiln keeps or prints. `Redactions` is one job's
+// values (pure value type); `LiveSecrets` is the process's registry of the values of the jobs
+// it has touched, filled by the RedactingStore (store/redacting_store.h) and read by the log
+// sink (secrets/log_sink.h). LiveSecrets is thread-safe.
+#pragma once
+#include <cstddef>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "secrets/secrets.h"
+
+namespace kiln::secrets {
+
+class Redactions {
+ public:
+  Redactions() = default;
+  explicit Redactions(const std::vector<Secret>& secrets);
+  bool empty() const { return values_.empty(); }
+  // Every occurrence of a value becomes "[redacted:NAME]" (longest values first, so a value
+  // that holds another is replaced whole). Only the literal bytes: base64 or any other encoding
+  // of a value is not recognised.
+  void apply(std::string& text) const;
+  // apply() on every string and object key of `j`, recursively.
+  void apply(nlohmann::json& j) const;
+  // Adds another set's values.
+  void merge(const Redactions& other);
+
+ private:
+  void sort();
+  std::vector<std::pair<std::string, std::string>> values_;  // value, marker
+};
+
+class LiveSecrets {
+ public:
+  // The process's one registry (its log sink and its stores share it).
+  static LiveSecrets& process();
+
+  // The values of `jobId`, if known.
+  std::optional<Redactions> find(const std::string& jobId) const;
+  // Records a job's values (none is remembered too, to skip the lookup next time). The oldest
+  // entries are dropped beyond kMaxJobs.
+  void put(const std::string& jobId, Redactions r);
+  // The values of every job known: for log lines, which name no job.
+  Redactions all() const;
+
+  static constexpr size_t kMaxJobs = 4096;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, Redactions> jobs_;  // GUARDED_BY(mu_)
+  std::deque<std::string> order_;           // GUARDED_BY(mu_): insertion order
+  Redactions all_;                          // GUARDED_BY(mu_)
+};
+
+}  // namespace kiln::secrets

@@ -1,0 +1,209 @@
+// Secrets end to end through the real `kiln serve`: a job's secret (and a tenant's, set with
+// `kiln secret set` on stdin) reaches the sandbox's environment in `env` mode, and whatever the
+// agent does with it (echo it, write it into a file that ends up in the diff, put it in its
+// thought or a tool argument) the value is in no stored step, event, SSE stream, diff, server
+// log, job view or byte of the SQLite database and its WAL.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "common/files.h"
+#include "support/fake_llm.h"
+#include "support/http_client.h"
+#include "support/kiln_process.h"
+#include "support/temp_dir.h"
+
+namespace kiln::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kJobValue = "npm_J0bS3cr3tV4lu3_7c1e";
+constexpr const char* kTenantValue = "tnt_T3n4ntS3cr3t_91ab";
+
+json agentTurn(const std::string& thought, const std::string& tool, const json& args) {
+  return {{"thought", thought},
+          {"tool_calls", json::array({{{"name", tool}, {"arguments", args}}})},
+          {"usage", {{"in", 100}, {"out", 10}}}};
+}
+
+class SecretsE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root for namespace sandboxes";
+    makeSampleRepo(dir_.file("repo"));
+  }
+
+  void start(const json& script) {
+    llm_ = std::make_unique<FakeLlm>(script, dir_.path());
+    kiln_ = std::make_unique<KilnProcess>(
+        dir_.file("data"), std::vector<std::string>{},
+        std::vector<std::pair<std::string, std::string>>{{"OPENAI_BASE_URL", llm_->url() + "/v1"},
+                                                         {"OPENAI_API_KEY", "sk-test"}});
+    client_ = std::make_unique<HttpClient>("127.0.0.1", kiln_->port());
+    client_->setBearer(kiln_->token());
+  }
+
+  // `kiln <args>` against the server, `input` on stdin; its stdout and stderr.
+  std::string kilnCli(const std::string& args, const std::string& input, int* rc) {
+    TempDir tmp;
+    std::ofstream(tmp.file("in")) << input;
+    std::string out;
+    *rc = shell(std::string(KILN_BINARY) + " --server http://127.0.0.1:" +
+                    std::to_string(kiln_->port()) + " --token " + kiln_->token() + " " + args +
+                    " < " + tmp.file("in") + " 2>&1",
+                &out);
+    return out;
+  }
+
+  json waitFinished(const std::string& id) {
+    json job;
+    for (auto deadline = std::chrono::steady_clock::now() + 90s;
+         std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(50ms)) {
+      auto r = client_->get("/api/v1/jobs/" + id);
+      if (!r.isOk() || r->status != 200) continue;
+      job = r->json();
+      const std::string st = job.value("status", "");
+      if (st == "COMPLETED" || st == "FAILED" || st == "STOPPED") return job;
+    }
+    ADD_FAILURE() << "job " << id << " did not finish: " << job.dump() << "\n" << kiln_->log();
+    return job;
+  }
+
+  // Every byte of the data dir's database files (the main file, its WAL and journal).
+  std::string databaseBytes() {
+    std::string all;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      auto bytes = readFile(dir_.file("data") + "/kiln.db" + suffix);
+      if (bytes.isOk()) all += *bytes;
+    }
+    return all;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<FakeLlm> llm_;
+  std::unique_ptr<KilnProcess> kiln_;
+  std::unique_ptr<HttpClient> client_;
+};
+
+TEST_F(SecretsE2eTest, EnvSecretsReachTheSandboxButNoStoredOrStreamedTextOrByte) {
+  const std::string job = kJobValue, tenant = kTenantValue;
+  start(json::array({
+      agentTurn("Printing the token.", "bash", {{"command", "echo token=$NPM_TOKEN; echo t=$TEAM_KEY"}}),
+      // The model writes the value itself (in its thought and the call's arguments).
+      agentTurn("It is " + job + ".", "bash",
+                {{"command", "[ \"$NPM_TOKEN\" = '" + job + "' ] && echo env-holds-the-value; "
+                             "printf '%s\\n%s\\n' \"$NPM_TOKEN\" \"$TEAM_KEY\" > leaked.txt"}}),
+      agentTurn("", "read_file", {{"path", "leaked.txt"}}),
+      agentTurn("", "bash", {{"command", "cat /no/such/" + job}}),
+      agentTurn("Done.", "finish", {{"summary", "leaked " + job}}),
+  }));
+  int rc = 0;
+  std::string out = kilnCli("secret set TEAM_KEY", tenant + "\n", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  out = kilnCli("secret list", "", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("TEAM_KEY"), std::string::npos) << out;
+  EXPECT_EQ(out.find(tenant), std::string::npos) << out;
+
+  auto created = client_->postJson("/api/v1/jobs", {{"repoUrl", dir_.file("repo")},
+                                                    {"taskDesc", "Use the token"},
+                                                    {"agent", "openai"},
+                                                    {"model", "gpt-4o"},
+                                                    {"secrets", {{"NPM_TOKEN", job}}}});
+  ASSERT_TRUE(created.isOk());
+  ASSERT_EQ(created->status, 201) << created->body;
+  const std::string id = created->json().value("jobId", "");
+  json view = waitFinished(id);
+  EXPECT_EQ(view.value("status", ""), "COMPLETED") << view.dump() << kiln_->log();
+  EXPECT_EQ(view["secrets"], (json{{{"name", "NPM_TOKEN"}, {"mode", "env"}},
+                                   {{"name", "TEAM_KEY"}, {"mode", "env"}}}))
+      << view.dump();
+
+  auto steps = client_->get("/api/v1/jobs/" + id + "/steps");
+  ASSERT_TRUE(steps.isOk());
+  // The values were there: the sandbox's environment held them, and the agent printed them.
+  EXPECT_NE(steps->body.find("env-holds-the-value"), std::string::npos) << steps->body;
+  EXPECT_NE(steps->body.find("token=[redacted:NPM_TOKEN]"), std::string::npos) << steps->body;
+  EXPECT_NE(steps->body.find("t=[redacted:TEAM_KEY]"), std::string::npos) << steps->body;
+  EXPECT_NE(steps->body.find("It is [redacted:NPM_TOKEN]."), std::string::npos) << steps->body;
+
+  auto sse = SseReader::open("127.0.0.1", kiln_->port(), "/api/v1/jobs/" + id + "/stream",
+                             {{"Authorization", "Bearer " + kiln_->token()}});
+  ASSERT_TRUE(sse.isOk());
+  std::string streamed;
+  for (const auto& e : (*sse)->readUntil("done", 30s)) streamed += e.type + ":" + e.data + "\n";
+  EXPECT_NE(streamed.find("done:"), std::string::npos) << streamed;
+  auto diff = client_->get("/api/v1/jobs/" + id + "/diff");
+  ASSERT_TRUE(diff.isOk());
+  EXPECT_NE(diff->body.find("+[redacted:NPM_TOKEN]"), std::string::npos) << diff->body;
+  auto jobJson = client_->get("/api/v1/jobs/" + id);
+  ASSERT_TRUE(jobJson.isOk());
+  auto list = client_->get("/api/v1/secrets");
+  ASSERT_TRUE(list.isOk());
+  kiln_->kill(SIGTERM);  // the WAL and the log are complete
+  const std::string db = databaseBytes();
+  ASSERT_GT(db.size(), 0u);
+  EXPECT_NE(db.find("[redacted:NPM_TOKEN]"), std::string::npos);  // the steps are in there
+  for (const std::string& value : {job, tenant}) {
+    EXPECT_EQ(steps->body.find(value), std::string::npos) << steps->body;
+    EXPECT_EQ(streamed.find(value), std::string::npos) << streamed;
+    EXPECT_EQ(diff->body.find(value), std::string::npos) << diff->body;
+    EXPECT_EQ(jobJson->body.find(value), std::string::npos) << jobJson->body;
+    EXPECT_EQ(list->body.find(value), std::string::npos) << list->body;
+    EXPECT_EQ(kiln_->log().find(value), std::string::npos) << kiln_->log();
+    EXPECT_EQ(db.find(value), std::string::npos) << "the database holds a secret's value";
+  }
+}
+
+TEST_F(SecretsE2eTest, SecretsRoutesAndRequestsRefuseBadInputAndNeverEchoAValue) {
+  start(json::array());
+  auto put = client_->request(http::verb::put, "/api/v1/secrets/DEPLOY_KEY",
+                              json{{"value", "dk_0123456789"}, {"hosts", {"example.com"}}}.dump(),
+                              {{"Content-Type", "application/json"}});
+  ASSERT_TRUE(put.isOk());
+  EXPECT_EQ(put->status, 201) << put->body;
+  EXPECT_EQ(put->json().value("mode", ""), "proxy");
+  put = client_->request(http::verb::put, "/api/v1/secrets/DEPLOY_KEY",
+                         json{{"value", "dk_9876543210"}}.dump(),
+                         {{"Content-Type", "application/json"}});
+  EXPECT_EQ(put->status, 200) << put->body;
+  for (const json& body : {json{{"value", "short"}}, json{{"nope", 1}}, json("dk_0123456789")}) {
+    auto bad = client_->request(http::verb::put, "/api/v1/secrets/X_KEY", body.dump(),
+                                {{"Content-Type", "application/json"}});
+    EXPECT_EQ(bad->status, 400) << body.dump() << bad->body;
+  }
+  auto badName = client_->request(http::verb::put, "/api/v1/secrets/KILN_X",
+                                  json{{"value", "dk_0123456789"}}.dump(),
+                                  {{"Content-Type", "application/json"}});
+  EXPECT_EQ(badName->status, 400) << badName->body;
+  auto list = client_->get("/api/v1/secrets");
+  ASSERT_EQ(list->json()["secrets"].size(), 1u) << list->body;
+  EXPECT_EQ(list->body.find("dk_"), std::string::npos) << list->body;
+
+  auto job = client_->postJson("/api/v1/jobs", {{"repoUrl", dir_.file("repo")},
+                                                {"taskDesc", "x"},
+                                                {"secrets", {{"A_KEY", "tiny"}}}});
+  EXPECT_EQ(job->status, 400) << job->body;
+  EXPECT_EQ(job->body.find("tiny"), std::string::npos) << job->body;
+  job = client_->postJson("/api/v1/jobs", {{"repoUrl", dir_.file("repo")},
+                                           {"taskDesc", "x"},
+                                           {"sandbox", {{"env", {{"A_KEY", "1"}}}}},
+                                           {"secrets", {{"A_KEY", "a_0123456789"}}}});
+  EXPECT_EQ(job->status, 400) << job->body;
+
+  auto del = client_->request(http::verb::delete_, "/api/v1/secrets/DEPLOY_KEY", "", {});
+  EXPECT_EQ(del->status, 200) << del->body;
+  del = client_->request(http::verb::delete_, "/api/v1/secrets/DEPLOY_KEY", "", {});
+  EXPECT_EQ(del->status, 404) << del->body;
+  EXPECT_EQ(del->json()["error"]["code"], "not_found");
+  int rc = 0;
+  std::string out = kilnCli("secret rm DEPLOY_KEY", "", &rc);
+  EXPECT_NE(rc, 0) << out;
+}
+
+}  // namespace
+}  // namespace kiln::testing
