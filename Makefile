@@ -5,8 +5,9 @@ DEBS := g++ cmake ninja-build pkg-config git make python3 libboost-dev libcurl4-
         libssl-dev nlohmann-json3-dev libsqlite3-dev libpq-dev libseccomp-dev libcli11-dev \
         libspdlog-dev libfmt-dev libgtest-dev bubblewrap iproute2 procps e2fsprogs debootstrap \
         chromium postgresql kubernetes-client python3-yaml runsc clang
-# Secrets at rest (crypto_secretbox, src/secrets/secret_box.h).
-DEBS += libsodium-dev
+# Secrets at rest (crypto_secretbox, src/secrets/secret_box.h); openssl makes the test HTTPS
+# servers' certificates (tests/integration/secrets_test.cc).
+DEBS += libsodium-dev openssl
 # Build speed (ccache, mold) and `make package` (dpkg-shlibdeps).
 DEBS += ccache mold dpkg-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

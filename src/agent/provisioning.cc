@@ -204,6 +204,10 @@ Task<PhaseOutcome> acquireSandbox(JobSession& s) {
   const RunnerDeps& d = s.deps();
   const workspace::Workspaces workspaces(d.workspacesDir, d.reposDir, d.agentUid);
   sandbox::SandboxSpec spec = sandboxSpecFor(s.job(), s.spec(), workspaces.dir(s.job().id));
+  for (const secrets::Secret& secret : s.proxySecrets()) {
+    spec.proxySecrets.push_back(
+        {secret.hosts, secrets::placeholder(s.job().id, secret.name), secret.value});
+  }
   PhaseOutcome started = co_await startGateway(s, spec);
   if (!started.goesOn()) co_return started;
   const std::string backend = s.spec().sandboxOrDefault().backend;

@@ -161,7 +161,10 @@ Status NodeImpl::init() {
   RETURN_IF_ERROR(tenancy::checkStoreKey(*store_, key));
   ASSIGN_OR_RETURN(token_, ensureAdminToken(opts_.dataDir, *store_, key));
   // One egress proxy on the I/O threads serves every sandbox of the node in allowlist mode.
-  egress_ = sandbox::egress::newEgressProxy(ioc_.get_executor());
+  // It intercepts TLS only to the hosts of jobs' proxy-mode secrets, with the node's own CA.
+  ASSIGN_OR_RETURN(auto interceptCa,
+                   sandbox::egress::InterceptCa::loadOrCreate(opts_.dataDir + "/egress-ca"));
+  egress_ = sandbox::egress::newEgressProxy(ioc_.get_executor(), std::move(interceptCa));
   const sandbox::NamespaceBackendOptions sandboxOpts{opts_.dataDir + "/sandboxes", opts_.kilnBinary,
                                                      egress_.get(), opts_.dataDir + "/images",
                                                      opts_.sandboxUserNamespace};

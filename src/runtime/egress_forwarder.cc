@@ -119,7 +119,7 @@ Status startEgressForwarder(const std::string& proxySocket, uint16_t port) {
   return Status::ok();
 }
 
-std::vector<std::string> egressProxyEnv(uint16_t port) {
+std::vector<std::string> egressProxyEnv(uint16_t port, const std::string& caBundle) {
   const std::string url = "http://127.0.0.1:" + std::to_string(port);
   std::vector<std::string> env;
   for (const char* name : {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"}) {
@@ -127,6 +127,12 @@ std::vector<std::string> egressProxyEnv(uint16_t port) {
   }
   env.push_back("NO_PROXY=localhost,127.0.0.1");
   env.push_back("no_proxy=localhost,127.0.0.1");
+  if (!caBundle.empty()) {
+    for (const char* name : {"SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE",
+                             "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS"}) {
+      env.push_back(std::string(name) + "=" + caBundle);
+    }
+  }
   return env;
 }
 

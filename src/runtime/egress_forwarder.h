@@ -21,6 +21,11 @@ inline constexpr uint16_t kAcpChannelPort = 3130;
 Status startEgressForwarder(const std::string& proxySocket, uint16_t port = kEgressProxyPort);
 
 // HTTP_PROXY, HTTPS_PROXY (both cases) = http://127.0.0.1:<port>; NO_PROXY = localhost,127.0.0.1.
-std::vector<std::string> egressProxyEnv(uint16_t port = kEgressProxyPort);
+// With `caBundle` (the proxy's ca.pem beside its socket, present when the job has proxy-mode
+// secrets), also the variables that make TLS clients trust it: SSL_CERT_FILE (OpenSSL:
+// curl, git, Python's ssl), CURL_CA_BUNDLE, REQUESTS_CA_BUNDLE, GIT_SSL_CAINFO and
+// NODE_EXTRA_CA_CERTS.
+std::vector<std::string> egressProxyEnv(uint16_t port = kEgressProxyPort,
+                                        const std::string& caBundle = "");
 
 }  // namespace kiln::runtime

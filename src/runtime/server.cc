@@ -212,7 +212,11 @@ int runtimeMain(int argc, char** argv) {
       std::fprintf(stderr, "kiln runtime: %s\n", st.message().c_str());
       return 1;
     }
-    args->config.jail.extraEnv = egressProxyEnv();
+    // The proxy's CA bundle sits beside its socket when the job has proxy-mode secrets.
+    const std::string dir = args->egressSocket.substr(0, args->egressSocket.rfind('/'));
+    const std::string ca = dir + "/ca.pem";
+    args->config.jail.extraEnv =
+        egressProxyEnv(kEgressProxyPort, access(ca.c_str(), R_OK) == 0 ? ca : "");
   }
   if (!args->preload.empty()) args->config.jail.extraEnv.push_back("LD_PRELOAD=" + args->preload);
   for (const auto& [port, socket] : args->forwards) {

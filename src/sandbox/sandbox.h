@@ -17,6 +17,15 @@ namespace egress {
 class EgressProxy;
 }
 
+// A proxy-mode secret of the sandbox's job (secrets/secrets.h): the egress proxy puts `value`
+// in place of `placeholder` in HTTPS requests to `hosts` only. The value never enters the
+// sandbox.
+struct ProxySecret {
+  std::vector<std::string> hosts;  // allowlist entries
+  std::string placeholder;
+  std::string value;
+};
+
 struct SandboxSpec {
   // Short unique id (used in host paths; keep it short, unix socket paths are <= 107 bytes).
   std::string id;
@@ -44,6 +53,9 @@ struct SandboxSpec {
   std::string gatewayDir;
   // A host dir of agent CLIs, mounted read-only at /opt/kiln-agent-clis. Empty: none.
   std::string agentCliDir;
+  // Network "allowlist" only: the job's proxy-mode secrets. With any, the sandbox trusts the
+  // proxy's CA (/run/kiln/ca.pem and the variables that point TLS clients at it).
+  std::vector<ProxySecret> proxySecrets;
 };
 
 // Why a sandbox was killed by a limit, if it was.

@@ -13,6 +13,7 @@
 #include "support/fake_llm.h"
 #include "support/http_client.h"
 #include "support/kiln_process.h"
+#include "support/script_server.h"
 #include "support/temp_dir.h"
 
 namespace kiln::testing {
@@ -37,12 +38,11 @@ class SecretsE2eTest : public ::testing::Test {
     makeSampleRepo(dir_.file("repo"));
   }
 
-  void start(const json& script) {
+  void start(const json& script, std::vector<std::pair<std::string, std::string>> env = {}) {
     llm_ = std::make_unique<FakeLlm>(script, dir_.path());
-    kiln_ = std::make_unique<KilnProcess>(
-        dir_.file("data"), std::vector<std::string>{},
-        std::vector<std::pair<std::string, std::string>>{{"OPENAI_BASE_URL", llm_->url() + "/v1"},
-                                                         {"OPENAI_API_KEY", "sk-test"}});
+    env.emplace_back("OPENAI_BASE_URL", llm_->url() + "/v1");
+    env.emplace_back("OPENAI_API_KEY", "sk-test");
+    kiln_ = std::make_unique<KilnProcess>(dir_.file("data"), std::vector<std::string>{}, env);
     client_ = std::make_unique<HttpClient>("127.0.0.1", kiln_->port());
     client_->setBearer(kiln_->token());
   }
@@ -52,9 +52,9 @@ class SecretsE2eTest : public ::testing::Test {
     TempDir tmp;
     std::ofstream(tmp.file("in")) << input;
     std::string out;
-    *rc = shell(std::string(KILN_BINARY) + " --server http://127.0.0.1:" +
-                    std::to_string(kiln_->port()) + " --token " + kiln_->token() + " " + args +
-                    " < " + tmp.file("in") + " 2>&1",
+    *rc = shell(std::string(KILN_BINARY) +
+                    " --server http://127.0.0.1:" + std::to_string(kiln_->port()) + " --token " +
+                    kiln_->token() + " " + args + " < " + tmp.file("in") + " 2>&1",
                 &out);
     return out;
   }
@@ -92,11 +92,13 @@ class SecretsE2eTest : public ::testing::Test {
 TEST_F(SecretsE2eTest, EnvSecretsReachTheSandboxButNoStoredOrStreamedTextOrByte) {
   const std::string job = kJobValue, tenant = kTenantValue;
   start(json::array({
-      agentTurn("Printing the token.", "bash", {{"command", "echo token=$NPM_TOKEN; echo t=$TEAM_KEY"}}),
+      agentTurn("Printing the token.", "bash",
+                {{"command", "echo token=$NPM_TOKEN; echo t=$TEAM_KEY"}}),
       // The model writes the value itself (in its thought and the call's arguments).
       agentTurn("It is " + job + ".", "bash",
-                {{"command", "[ \"$NPM_TOKEN\" = '" + job + "' ] && echo env-holds-the-value; "
-                             "printf '%s\\n%s\\n' \"$NPM_TOKEN\" \"$TEAM_KEY\" > leaked.txt"}}),
+                {{"command", "[ \"$NPM_TOKEN\" = '" + job +
+                                 "' ] && echo env-holds-the-value; "
+                                 "printf '%s\\n%s\\n' \"$NPM_TOKEN\" \"$TEAM_KEY\" > leaked.txt"}}),
       agentTurn("", "read_file", {{"path", "leaked.txt"}}),
       agentTurn("", "bash", {{"command", "cat /no/such/" + job}}),
       agentTurn("Done.", "finish", {{"summary", "leaked " + job}}),
@@ -184,9 +186,9 @@ TEST_F(SecretsE2eTest, SecretsRoutesAndRequestsRefuseBadInputAndNeverEchoAValue)
   ASSERT_EQ(list->json()["secrets"].size(), 1u) << list->body;
   EXPECT_EQ(list->body.find("dk_"), std::string::npos) << list->body;
 
-  auto job = client_->postJson("/api/v1/jobs", {{"repoUrl", dir_.file("repo")},
-                                                {"taskDesc", "x"},
-                                                {"secrets", {{"A_KEY", "tiny"}}}});
+  auto job = client_->postJson(
+      "/api/v1/jobs",
+      {{"repoUrl", dir_.file("repo")}, {"taskDesc", "x"}, {"secrets", {{"A_KEY", "tiny"}}}});
   EXPECT_EQ(job->status, 400) << job->body;
   EXPECT_EQ(job->body.find("tiny"), std::string::npos) << job->body;
   job = client_->postJson("/api/v1/jobs", {{"repoUrl", dir_.file("repo")},
@@ -203,6 +205,113 @@ TEST_F(SecretsE2eTest, SecretsRoutesAndRequestsRefuseBadInputAndNeverEchoAValue)
   int rc = 0;
   std::string out = kilnCli("secret rm DEPLOY_KEY", "", &rc);
   EXPECT_NE(rc, 0) << out;
+}
+
+// A loopback address the sandbox's NO_PROXY (localhost, 127.0.0.1) does not exempt: requests to
+// it go through the egress proxy, which reaches the host's servers on it.
+constexpr const char* kServerIp = "127.0.0.2";
+constexpr const char* kProxyValue = "sk_Pr0xyOnlyV4lu3_5d2f";
+
+TEST_F(SecretsE2eTest, ProxySecretsReachOnlyTheirHostAndNeverTheSandbox) {
+  // The test servers' own certificate, which the node trusts (SSL_CERT_FILE) and the repo
+  // carries for the sandbox's explicit end-to-end check.
+  std::string out;
+  ASSERT_EQ(shell("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                  "-keyout " +
+                      dir_.file("key.pem") + " -out " + dir_.file("cert.pem") +
+                      " -days 2 -subj /CN=kiln-test-server -addext subjectAltName=IP:" + kServerIp +
+                      " 2>&1",
+                  &out),
+            0)
+      << out;
+  ASSERT_EQ(shell("cp " + dir_.file("cert.pem") + " " + dir_.file("repo") +
+                      "/server.pem && git -C " + dir_.file("repo") + " add server.pem && git -C " +
+                      dir_.file("repo") + " -c user.name=t -c user.email=t@t commit -qm cert",
+                  &out),
+            0)
+      << out;
+  const std::string value = kProxyValue;
+  auto server = [&](const char* log) {
+    return std::make_unique<ScriptServer>(
+        "https_check_server.py",
+        std::vector<std::string>{"--host", kServerIp, "--cert", dir_.file("cert.pem"), "--key",
+                                 dir_.file("key.pem"), "--expect", "Bearer " + value, "--log",
+                                 dir_.file(log)});
+  };
+  auto named = server("named.jsonl"), other = server("other.jsonl");
+  const std::string a = std::string(kServerIp) + ":" + std::to_string(named->port());
+  const std::string b = std::string(kServerIp) + ":" + std::to_string(other->port());
+  start(
+      json::array({
+          agentTurn("", "bash",
+                    {{"command",
+                      "env | grep '^API_TOKEN='; "
+                      "if cat /proc/*/environ 2>/dev/null | grep -q -- '" +
+                          value +
+                          "'; "
+                          "then echo VALUE-INSIDE; else echo VALUE-ABSENT; fi; "
+                          "grep -c kiln-placeholder- /proc/self/environ"}}),
+          agentTurn("", "bash",
+                    {{"command",
+                      "curl -sS https://" + a +
+                          "/curl -H \"Authorization: Bearer $API_TOKEN\"; "
+                          "python3 -c \"import os, urllib.request as u; print(u.urlopen(u.Request("
+                          "'https://" +
+                          a +
+                          "/py', headers={'Authorization': 'Bearer ' + "
+                          "os.environ['API_TOKEN']})).read().decode().strip())\"; "
+                          // An upload streams through the interception in pieces.
+                          "head -c 300000 /dev/zero | tr '\\0' x | curl -sS --data-binary @- "
+                          "https://" + a + "/upload -H \"Authorization: Bearer $API_TOKEN\""}}),
+          agentTurn("", "bash",
+                    {{"command", "curl -sS --cacert server.pem https://" + b +
+                                     "/own-cert -H \"Authorization: Bearer $API_TOKEN\"; "
+                                     "curl -sS https://" +
+                                     b + "/kiln-ca >/dev/null 2>&1; echo other-rc=$?"}}),
+          agentTurn("Done.", "finish", {{"summary", "checked"}}),
+      }),
+      {{"SSL_CERT_FILE", dir_.file("cert.pem")}});
+  auto created = client_->postJson(
+      "/api/v1/jobs", {{"repoUrl", dir_.file("repo")},
+                       {"taskDesc", "Call the API"},
+                       {"agent", "openai"},
+                       {"model", "gpt-4o"},
+                       {"sandbox", {{"network", "allowlist"}, {"allowHosts", {b}}}},
+                       {"secrets", {{"API_TOKEN", {{"value", value}, {"hosts", {a}}}}}}});
+  ASSERT_TRUE(created.isOk());
+  ASSERT_EQ(created->status, 201) << created->body;
+  const std::string id = created->json().value("jobId", "");
+  json view = waitFinished(id);
+  EXPECT_EQ(view.value("status", ""), "COMPLETED") << view.dump() << kiln_->log();
+  EXPECT_EQ(view["secrets"][0]["mode"], "proxy") << view.dump();
+  auto steps = client_->get("/api/v1/jobs/" + id + "/steps");
+  ASSERT_TRUE(steps.isOk());
+  json s = steps->json();
+  if (s.is_object()) s = s["steps"];
+  ASSERT_GE(s.size(), 3u) << steps->body;
+  auto output = [&](size_t i) { return s[i].value("toolOutput", ""); };
+  // Inside: only the placeholder, in the variable and in every readable environ.
+  EXPECT_NE(output(0).find("API_TOKEN=kiln-placeholder-"), std::string::npos) << output(0);
+  EXPECT_NE(output(0).find("VALUE-ABSENT"), std::string::npos) << output(0);
+  EXPECT_EQ(output(0).find("VALUE-INSIDE"), std::string::npos) << output(0);
+  // The named host got the real credential, from curl and from Python, through kiln's CA.
+  EXPECT_EQ(output(1), "credential-ok\ncredential-ok\ncredential-ok len=300000\n\n[exit code 0]")
+      << output(1);
+  // The other host: end-to-end TLS with its own certificate (verified against it alone), the
+  // placeholder unreplaced, and kiln's CA not accepted for it (nothing intercepted it).
+  EXPECT_NE(output(2).find("credential-wrong"), std::string::npos) << output(2);
+  EXPECT_NE(output(2).find("other-rc=60"), std::string::npos) << output(2);
+  std::vector<json> namedLog = readJsonLines(dir_.file("named.jsonl"));
+  ASSERT_EQ(namedLog.size(), 3u);
+  for (const json& r : namedLog) EXPECT_EQ(r["authorization"], "Bearer " + value);
+  std::vector<json> otherLog = readJsonLines(dir_.file("other.jsonl"));
+  ASSERT_EQ(otherLog.size(), 1u);
+  EXPECT_EQ(otherLog[0]["authorization"].get<std::string>().rfind("Bearer kiln-placeholder-", 0),
+            0u);
+  kiln_->kill(SIGTERM);
+  EXPECT_EQ(steps->body.find(value), std::string::npos);
+  EXPECT_EQ(kiln_->log().find(value), std::string::npos) << kiln_->log();
+  EXPECT_EQ(databaseBytes().find(value), std::string::npos);
 }
 
 }  // namespace

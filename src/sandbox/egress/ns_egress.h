@@ -15,6 +15,9 @@ namespace kiln::sandbox::egress {
 
 inline constexpr const char* kInsideSocketDir = "/run/kiln";
 inline constexpr const char* kInsideSocket = "/run/kiln/px.sock";
+// With proxy-mode secrets: the host's CA bundle plus the proxy's intercepting CA, readable by
+// the agent (the runtime points SSL_CERT_FILE and friends at it).
+inline constexpr const char* kInsideCaBundle = "/run/kiln/ca.pem";
 
 struct NsEgress {
   std::unique_ptr<EgressListener> listener;  // owned by the sandbox; closing it cuts egress
@@ -24,7 +27,8 @@ struct NsEgress {
   std::string hostDir;
 };
 
-// For network "allowlist": validates spec.allowHosts, creates netDir and starts listening.
+// For network "allowlist": validates spec.allowHosts, creates netDir and starts listening;
+// with spec.proxySecrets, also writes netDir/ca.pem (see kInsideCaBundle).
 Result<NsEgress> prepareNsEgress(const SandboxSpec& spec, const std::string& netDir,
                                  EgressProxy& proxy);
 

@@ -68,22 +68,31 @@ class ListenerImpl : public EgressListener {
 
 class EgressProxyImpl : public EgressProxy {
  public:
-  EgressProxyImpl(asio::any_io_executor io, std::shared_ptr<void> keepAlive)
-      : io_(std::move(io)), keepAlive_(std::move(keepAlive)) {}
+  EgressProxyImpl(asio::any_io_executor io, std::shared_ptr<void> keepAlive,
+                  std::shared_ptr<InterceptCa> ca)
+      : io_(std::move(io)), keepAlive_(std::move(keepAlive)), ca_(std::move(ca)) {}
 
   // EgressProxy
   Result<std::unique_ptr<EgressListener>> listen(const std::string& socketPath,
-                                                 const std::string& label,
-                                                 Allowlist allow) override;
+                                                 const std::string& label, Allowlist allow,
+                                                 std::vector<SecretRule> secrets) override;
+  std::string interceptCaPem() const override { return ca_ ? ca_->certPem() : ""; }
 
  private:
   asio::any_io_executor io_;
   std::shared_ptr<void> keepAlive_;
+  std::shared_ptr<InterceptCa> ca_;
 };
 
 Result<std::unique_ptr<EgressListener>> EgressProxyImpl::listen(const std::string& socketPath,
                                                                 const std::string& label,
-                                                                Allowlist allow) {
+                                                                Allowlist allow,
+                                                                std::vector<SecretRule> secrets) {
+  if (!secrets.empty() && !ca_) {
+    return Status(Code::kUnprocessable,
+                  "egress: this proxy cannot intercept TLS (no CA): proxy-mode secrets need "
+                  "a kiln node");
+  }
   if (socketPath.size() >= sizeof(sockaddr_un::sun_path)) {
     return invalidArgument("egress: socket path too long: " + socketPath);
   }
@@ -98,6 +107,7 @@ Result<std::unique_ptr<EgressListener>> EgressProxyImpl::listen(const std::strin
   auto config = std::make_shared<ListenerConfig>();
   config->label = label;
   config->allow = std::move(allow);
+  config->intercept = {ca_, std::move(secrets)};
   asio::co_spawn(acceptor->get_executor(), acceptLoop(acceptor, config, io_), asio::detached);
   spdlog::debug("egress {}: listening on {}", label, socketPath);
   return std::unique_ptr<EgressListener>(new ListenerImpl(keepAlive_, acceptor, socketPath));
@@ -115,7 +125,7 @@ struct OwnLoop {
 class StandaloneEgressProxy : public EgressProxy {
  public:
   StandaloneEgressProxy()
-      : loop_(std::make_shared<OwnLoop>()), impl_(loop_->ioc.get_executor(), loop_) {
+      : loop_(std::make_shared<OwnLoop>()), impl_(loop_->ioc.get_executor(), loop_, nullptr) {
     loop_->thread = std::thread([loop = loop_.get()] {
       for (;;) {
         try {
@@ -135,9 +145,9 @@ class StandaloneEgressProxy : public EgressProxy {
 
   // EgressProxy
   Result<std::unique_ptr<EgressListener>> listen(const std::string& socketPath,
-                                                 const std::string& label,
-                                                 Allowlist allow) override {
-    return impl_.listen(socketPath, label, std::move(allow));
+                                                 const std::string& label, Allowlist allow,
+                                                 std::vector<SecretRule> secrets) override {
+    return impl_.listen(socketPath, label, std::move(allow), std::move(secrets));
   }
 
  private:
@@ -147,8 +157,9 @@ class StandaloneEgressProxy : public EgressProxy {
 
 }  // namespace
 
-std::unique_ptr<EgressProxy> newEgressProxy(asio::any_io_executor ex) {
-  return std::make_unique<EgressProxyImpl>(std::move(ex), nullptr);
+std::unique_ptr<EgressProxy> newEgressProxy(asio::any_io_executor ex,
+                                            std::shared_ptr<InterceptCa> ca) {
+  return std::make_unique<EgressProxyImpl>(std::move(ex), nullptr, std::move(ca));
 }
 
 std::unique_ptr<EgressProxy> newStandaloneEgressProxy() {

@@ -158,6 +158,8 @@ Task<void> Session::serve() {
     co_return;
   }
   RelayOptions relay;
+  std::vector<SecretRule> secrets;
+  if (connect) secrets = config_->intercept.rulesFor(t.host, t.port);
   if (connect) {
     static const std::string kEstablished = "HTTP/1.1 200 Connection established\r\n\r\n";
     co_await asio::async_write(client_, asio::buffer(kEstablished),
@@ -175,6 +177,22 @@ Task<void> Session::serve() {
     co_return;
   }
   log("allowed", "via " + upstream_.remote_endpoint(ec).address().to_string());
+  if (!secrets.empty()) {
+    // A client that sent TLS bytes before the 200 cannot be intercepted: refuse, never tunnel
+    // a host whose secrets would then be missing (or its placeholder leak to it unreplaced).
+    if (buffer_.size() != 0) {
+      log("failed", "TLS data before the tunnel was established");
+      co_return;
+    }
+    auto context = config_->intercept.ca->serverContext(normalizeHost(t.host));
+    if (!context) {
+      log("failed", context.status().message());
+      co_return;
+    }
+    startIntercept(std::move(client_), std::move(upstream_), normalizeHost(t.host),
+                   std::move(secrets), std::move(context).value(), shared_from_this());
+    co_return;
+  }
   buffer_ = beast::flat_buffer();
   relay.owner = shared_from_this();  // the connection counts as active until the relay ends
   startRelay(std::move(client_), std::move(upstream_), relay);

@@ -8,6 +8,7 @@
 
 #include "common/asio.h"
 #include "sandbox/egress/allowlist.h"
+#include "sandbox/egress/intercept.h"
 
 namespace kiln::sandbox::egress {
 
@@ -15,6 +16,7 @@ namespace kiln::sandbox::egress {
 struct ListenerConfig {
   std::string label;  // the sandbox, for logs
   Allowlist allow;
+  Interception intercept;      // the sandbox's proxy-mode secrets, if any
   std::atomic<int> active{0};  // connections in setup or relaying
 };
 
