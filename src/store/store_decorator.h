@@ -57,8 +57,6 @@ class StoreDecorator : public Store {
   Status setQuota(const std::string& tenantId, const TenantQuota& quota) override;
   Result<TenantQuota> getQuota(const std::string& tenantId) override;
   Result<TenantUsage> tenantUsage(const std::string& tenantId, int64_t nowMs) override;
-  Status addToken(const std::string& tokenHash, const std::string& tenantId) override;
-  Result<std::string> tenantForToken(const std::string& tokenHash) override;
   Status putSecret(const TenantSecret& secret) override;
   Result<std::vector<TenantSecret>> listSecrets(const std::string& tenantId) override;
   Status deleteSecret(const std::string& tenantId, const std::string& name) override;

@@ -542,6 +542,7 @@ Result<TenantUsage> PostgresStore::tenantUsage(const std::string& tenantId, int6
   ASSIGN_OR_RETURN(Rows r, runOnce(sql::kTenantUsage, usageParams(tenantId, nowMs)));
   if (r.empty()) return internalError("tenant usage: no row");
   return readUsage(r);
+}
 
 Status PostgresStore::putSecret(const TenantSecret& s) {
   Params p;
