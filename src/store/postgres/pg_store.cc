@@ -312,7 +312,8 @@ Result<std::optional<Job>> PostgresStore::claimJob(const std::string& nodeId, in
   if (r.empty()) return std::optional<Job>();
   if (!r.isNull(0, 0)) return std::optional<Job>(readJob(r, 0));
   // Its tenant has quotas: claim under the lock of its quota row.
-  const std::string tenant = r.text(0, 28);
+  // After the job's 28 columns (KILN_PG_JOB_COLUMNS): c.limited, then c.tenant_id.
+  const std::string tenant = r.text(0, 29);
   return inTransaction(pool_, [&](Connection& c) -> Result<std::optional<Job>> {
     ASSIGN_OR_RETURN(Rows q, c.run(sql::kLockQuota, Params().text(tenant)));
     ASSIGN_OR_RETURN(Rows t, c.run(sql::kClaimJobOfTenant, params().boolean(true).text(tenant)));
