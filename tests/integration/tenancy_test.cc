@@ -80,6 +80,8 @@ const std::map<std::string, Expected>& expectations() {
       {"GET /api/v1/tenants/{id}/quota", {false, 404, 200}},
       // Quotas are set by the operator only.
       {"POST /api/v1/tenants/{id}/quota", {false, 403, 403, R"({"maxRunning":100})"}},
+      // The tenant's own secrets (names and modes, never values): any role may list them.
+      {"GET /api/v1/secrets", {false, 0, 200}},
       {"GET /", {true}},
       {"GET /assets/{name}", {true}},
   };
