@@ -5,6 +5,7 @@
 #include "agent/acp_connection.h"
 #include "agent/step_writer.h"
 #include "agent/terminal_stream.h"
+#include "agent/tool_text.h"
 #include "runtime/egress_forwarder.h"
 
 namespace kiln::agent {
@@ -13,43 +14,18 @@ namespace {
 using json = nlohmann::json;
 using Socket = asio::local::stream_protocol::socket;
 
-constexpr size_t kMaxStepOutput = 256 << 10;
-constexpr size_t kTerminalResultBytes = 2048;
-constexpr size_t kTailBytes = 4096;
 // After its turn, the agent is asked to exit (SIGTERM); its command ends within this.
 constexpr int kStopTimeoutMs = 10'000;
-
-std::string str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-const json& field(const json& j, const char* key) {
-  static const json kNull;
-  if (!j.is_object()) return kNull;
-  auto it = j.find(key);
-  return it != j.end() ? *it : kNull;
-}
-
-std::string capped(const std::string& s, size_t n) {
-  if (s.size() <= n) return s;
-  return s.substr(0, n) + "\n[... " + std::to_string(s.size() - n) + " more bytes ...]";
-}
-
-std::string withNewline(std::string s) {
-  if (!s.empty() && s.back() != '\n') s += '\n';
-  return s;
-}
 
 // The text of ACP content: a content block, or a tool call's content list (text blocks, diffs).
 std::string contentText(const json& content) {
   if (content.is_string()) return content.get<std::string>();
   if (content.is_object()) {
-    if (str(content, "type") == "text") return str(content, "text");
-    if (str(content, "type") == "content") return contentText(field(content, "content"));
-    if (str(content, "type") == "diff") {
-      return "--- " + str(content, "path") + "\n" + str(content, "oldText") + "\n+++ " +
-             str(content, "path") + "\n" + str(content, "newText");
+    if (stringAt(content, "type") == "text") return stringAt(content, "text");
+    if (stringAt(content, "type") == "content") return contentText(fieldAt(content, "content"));
+    if (stringAt(content, "type") == "diff") {
+      return "--- " + stringAt(content, "path") + "\n" + stringAt(content, "oldText") + "\n+++ " +
+             stringAt(content, "path") + "\n" + stringAt(content, "newText");
     }
     return "";
   }
@@ -65,10 +41,6 @@ std::string contentText(const json& content) {
   return out;
 }
 
-std::string tailOf(const std::string& s) {
-  return s.size() <= kTailBytes ? s : s.substr(s.size() - kTailBytes);
-}
-
 // The approval gate a tool kind belongs to (docs/api.md, `approvals`).
 std::string gateFor(const std::string& kind) {
   if (kind == "execute") return "bash";
@@ -81,7 +53,7 @@ std::string optionOf(const json& options, std::initializer_list<const char*> kin
   if (!options.is_array()) return "";
   for (const char* kind : kinds) {
     for (const auto& o : options) {
-      if (str(o, "kind") == kind && !str(o, "optionId").empty()) return str(o, "optionId");
+      if (stringAt(o, "kind") == kind && !stringAt(o, "optionId").empty()) return stringAt(o, "optionId");
     }
   }
   return "";
@@ -218,50 +190,50 @@ std::string AcpUpdates::titleOf(const std::string& id) const {
 
 void AcpUpdates::update(const json& u) {
   if (!u.is_object()) return;
-  const std::string kind = str(u, "sessionUpdate");
+  const std::string kind = stringAt(u, "sessionUpdate");
   if (kind == "agent_message_chunk") {
-    const std::string t = contentText(field(u, "content"));
+    const std::string t = contentText(fieldAt(u, "content"));
     text_ += t;
     terminal_ += t;
   } else if (kind == "agent_thought_chunk") {
-    text_ += contentText(field(u, "content"));
+    text_ += contentText(fieldAt(u, "content"));
   } else if (kind == "tool_call") {
     toolCall(u, true);
   } else if (kind == "tool_call_update") {
     toolCall(u, false);
-    const std::string status = str(u, "status");
+    const std::string status = stringAt(u, "status");
     if (status == "completed" || status == "failed") {
-      finishTool(str(u, "toolCallId"), u, status == "failed");
+      finishTool(stringAt(u, "toolCallId"), u, status == "failed");
     }
   } else if (kind == "plan") {
-    const json& entries = field(u, "entries");
+    const json& entries = fieldAt(u, "entries");
     if (entries.is_array()) {
       terminal_ += withNewline("") + "[plan]\n";
-      for (const auto& e : entries) terminal_ += "  - " + str(e, "content") + "\n";
+      for (const auto& e : entries) terminal_ += "  - " + stringAt(e, "content") + "\n";
     }
   }
 }
 
 void AcpUpdates::toolCall(const json& u, bool first) {
-  const std::string id = str(u, "toolCallId");
+  const std::string id = stringAt(u, "toolCallId");
   if (id.empty()) return;
   Tool& t = open_[id];
   if (first && t.name.empty()) {
     t.thought = std::exchange(text_, std::string());
     if (!t.thought.empty()) terminal_ += "\n";
   }
-  const json& meta = field(field(u, "_meta"), "claudeCode");
-  if (!str(meta, "toolName").empty()) t.name = str(meta, "toolName");
-  if (!str(u, "kind").empty()) t.kind = str(u, "kind");
-  if (!str(u, "title").empty()) t.title = str(u, "title");
+  const json& meta = fieldAt(fieldAt(u, "_meta"), "claudeCode");
+  if (!stringAt(meta, "toolName").empty()) t.name = stringAt(meta, "toolName");
+  if (!stringAt(u, "kind").empty()) t.kind = stringAt(u, "kind");
+  if (!stringAt(u, "title").empty()) t.title = stringAt(u, "title");
   if (t.name.empty()) t.name = !t.kind.empty() ? t.kind : t.title;
-  const json& input = field(u, "rawInput");
+  const json& input = fieldAt(u, "rawInput");
   if (input.is_object() && !input.empty()) t.input = input;
   if (!t.shown && !t.input.empty()) {
     t.shown = true;
     terminal_ += "→ " + capped(t.title.empty() ? t.name : t.title, 200) + "\n";
   }
-  const std::string status = str(u, "status");
+  const std::string status = stringAt(u, "status");
   if (status == "completed" || status == "failed") finishTool(id, u, status == "failed");
 }
 
@@ -270,9 +242,9 @@ void AcpUpdates::finishTool(const std::string& id, const json& u, bool failed) {
   if (it == open_.end()) return;
   Tool t = std::move(it->second);
   open_.erase(it);
-  const json& raw = field(u, "rawOutput");
+  const json& raw = fieldAt(u, "rawOutput");
   std::string output = raw.is_string() ? raw.get<std::string>()
-                       : raw.is_null() ? contentText(field(u, "content"))
+                       : raw.is_null() ? contentText(fieldAt(u, "content"))
                                        : raw.dump(-1, ' ', false, json::error_handler_t::replace);
   if (!t.shown) terminal_ += "→ " + capped(t.title.empty() ? t.name : t.title, 200) + "\n";
   terminal_ += withNewline(capped(output, kTerminalResultBytes));
@@ -350,7 +322,7 @@ Task<Result<CliOutcome>> runAcpAgent(const AcpRun& run, int timeoutMs, runtime::
     AcpConnection::NotificationHandler onNotify = [&](const std::string& method,
                                                       const json& params) {
       if (method != "session/update" || loading) return;
-      updates.update(field(params, "update"));
+      updates.update(fieldAt(params, "update"));
       forward(updates, terminal, writer);
     };
     AcpConnection::RequestHandler onRequest = [&](const std::string& method,
@@ -358,17 +330,17 @@ Task<Result<CliOutcome>> runAcpAgent(const AcpRun& run, int timeoutMs, runtime::
       if (method != "session/request_permission") {
         co_return Status(Code::kNotFound, "kiln does not offer " + method);
       }
-      const json& call = field(params, "toolCall");
-      const std::string id = str(call, "toolCallId");
+      const json& call = fieldAt(params, "toolCall");
+      const std::string id = stringAt(call, "toolCallId");
       std::string kind = updates.kindOf(id);
-      if (kind.empty()) kind = str(call, "kind");
+      if (kind.empty()) kind = stringAt(call, "kind");
       std::string detail = updates.titleOf(id);
-      if (detail.empty()) detail = str(call, "title");
-      const json& input = field(call, "rawInput");
-      if (!str(input, "command").empty()) detail = str(input, "command");
+      if (detail.empty()) detail = stringAt(call, "title");
+      const json& input = fieldAt(call, "rawInput");
+      if (!stringAt(input, "command").empty()) detail = stringAt(input, "command");
       const std::string gate = gateFor(kind);
       const bool allowed = co_await hooks.permit(gate, detail);
-      const json& options = field(params, "options");
+      const json& options = fieldAt(params, "options");
       co_return selected(allowed ? optionOf(options, {"allow_once", "allow_always"})
                                  : optionOf(options, {"reject_once", "reject_always"}));
     };
@@ -387,8 +359,8 @@ Task<Result<CliOutcome>> runAcpAgent(const AcpRun& run, int timeoutMs, runtime::
                                   : "failed at initialize: " + init.status().message();
       out.failure = agentFailure("the ACP agent " + who + " " + why + exitDetail(*proc), -1);
     } else {
-      const json& caps = field(*init, "agentCapabilities");
-      const json& canLoad = field(caps, "loadSession");
+      const json& caps = fieldAt(*init, "agentCapabilities");
+      const json& canLoad = fieldAt(caps, "loadSession");
       if (!run.resumeSessionId.empty() && canLoad.is_boolean() && canLoad.get<bool>()) {
         loading = true;
         const json loadParams = sessionParams(run.resumeSessionId, run.workdir);
@@ -405,7 +377,7 @@ Task<Result<CliOutcome>> runAcpAgent(const AcpRun& run, int timeoutMs, runtime::
       if (sessionId.empty()) {
         const json newParams = sessionParams("", run.workdir);
         auto created = co_await conn->call("session/new", newParams, run.initializeTimeout);
-        if (created.isOk()) sessionId = str(*created, "sessionId");
+        if (created.isOk()) sessionId = stringAt(*created, "sessionId");
         if (sessionId.empty()) {
           out.failure = agentFailure("the ACP agent " + who + " did not start a session: " +
                                          (created.isOk() ? "no sessionId in " + created->dump()
@@ -428,7 +400,7 @@ Task<Result<CliOutcome>> runAcpAgent(const AcpRun& run, int timeoutMs, runtime::
                                              turn.status().message() + exitDetail(*proc),
                                          -1);
       } else {
-        const std::string stop = str(*turn, "stopReason");
+        const std::string stop = stringAt(*turn, "stopReason");
         out.summary = updates.finish();
         forward(updates, terminal, writer);
         if (out.summary.empty()) out.summary = "The ACP agent ended its turn (" + stop + ").";

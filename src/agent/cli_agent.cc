@@ -8,6 +8,7 @@
 
 #include "agent/step_writer.h"
 #include "agent/terminal_stream.h"
+#include "agent/tool_text.h"
 #include "common/url.h"
 #include "gateway/model_gateway.h"
 #include "runtime/egress_forwarder.h"
@@ -21,7 +22,6 @@ using json = nlohmann::json;
 // The runtime streams at most this much of the CLI's output live (its default head is sized for
 // one tool call, far less than a whole agent run); past it only the tail arrives, at the end.
 constexpr size_t kCliStreamBytes = 64 << 20;
-constexpr size_t kTailBytes = 4096;
 constexpr size_t kRawStepBytes = 256 << 10;
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -157,10 +157,6 @@ runtime::ExecRequest execRequest(const CliPlan& plan, int timeoutMs) {
   req.stdinData = plan.stdinData;
   req.maxHeadBytes = kCliStreamBytes;
   return req;
-}
-
-std::string tailOf(const std::string& s) {
-  return s.size() <= kTailBytes ? s : s.substr(s.size() - kTailBytes);
 }
 
 // The step that stands for the whole run when the CLI printed nothing we could parse.

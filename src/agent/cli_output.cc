@@ -1,5 +1,6 @@
 #include "agent/cli_output.h"
 
+#include "agent/tool_text.h"
 #include "common/json_fields.h"
 
 namespace kiln::agent {
@@ -9,26 +10,8 @@ using json = nlohmann::json;
 
 // A line longer than this is not waited for: it is shown raw instead of parsed.
 constexpr size_t kMaxJsonLine = 8 << 20;
-// A step keeps at most this much of a tool's output.
-constexpr size_t kMaxStepOutput = 256 << 10;
-// The terminal shows at most this much of one tool result.
-constexpr size_t kTerminalResultBytes = 2048;
-
-std::string capped(const std::string& s, size_t n) {
-  if (s.size() <= n) return s;
-  return s.substr(0, n) + "\n[... " + std::to_string(s.size() - n) + " more bytes ...]";
-}
-
-std::string str(const json& j, const char* key) { return fieldOr(j, key, ""); }
-
-const json& field(const json& j, const char* key) {
-  static const json kNull;
-  auto it = j.find(key);
-  return it != j.end() ? *it : kNull;
-}
-
 int64_t integer(const json& j, const char* key) {
-  const json& v = field(j, key);
+  const json& v = fieldAt(j, key);
   return v.is_number() ? v.get<int64_t>() : 0;
 }
 
@@ -39,11 +22,11 @@ std::string resultText(const json& content) {
   std::string out;
   for (const auto& b : content) {
     if (!b.is_object()) continue;
-    if (str(b, "type") == "text") {
+    if (stringAt(b, "type") == "text") {
       if (!out.empty()) out += "\n";
-      out += str(b, "text");
+      out += stringAt(b, "text");
     } else {
-      out += "[" + str(b, "type") + "]";
+      out += "[" + stringAt(b, "type") + "]";
     }
   }
   return out;
@@ -53,15 +36,10 @@ std::string resultText(const json& content) {
 std::string argumentPreview(const json& args) {
   if (!args.is_object()) return capped(args.dump(), 200);
   for (const char* key : {"command", "file_path", "path", "pattern", "query", "url"}) {
-    std::string v = str(args, key);
+    std::string v = stringAt(args, key);
     if (!v.empty()) return capped(v, 200);
   }
   return capped(args.dump(-1, ' ', false, json::error_handler_t::replace), 200);
-}
-
-std::string withNewline(std::string s) {
-  if (!s.empty() && s.back() != '\n') s += '\n';
-  return s;
 }
 
 }  // namespace
@@ -193,21 +171,21 @@ void AgentOutputParser::resultStep(const std::string& text, const json& usage, d
 
 // Claude Code and Cursor stream-json: system, assistant, user, result (+ Cursor's tool_call).
 bool AgentOutputParser::claudeLine(const json& j) {
-  const std::string type = str(j, "type");
+  const std::string type = stringAt(j, "type");
   if (type == "system") {
-    if (str(j, "subtype") == "init") {
-      if (!str(j, "session_id").empty()) sessionId_ = str(j, "session_id");
+    if (stringAt(j, "subtype") == "init") {
+      if (!stringAt(j, "session_id").empty()) sessionId_ = stringAt(j, "session_id");
       terminal_ += "[agent session started" +
-                   (str(j, "model").empty() ? "" : ", model " + str(j, "model")) + "]\n";
+                   (stringAt(j, "model").empty() ? "" : ", model " + stringAt(j, "model")) + "]\n";
     }
     return true;
   }
   if (type == "stream_event" || type == "thinking") return true;  // partial deltas: not shown
   if (type == "tool_call") return cursorToolCall(j);
   if (type == "assistant" || type == "user") {
-    const json& msg = field(j, "message");
+    const json& msg = fieldAt(j, "message");
     if (!msg.is_object()) return false;
-    const json& content = field(msg, "content");
+    const json& content = fieldAt(msg, "content");
     if (content.is_string()) {
       if (type == "assistant") thought(content.get<std::string>());
       terminal_ += withNewline(content.get<std::string>());
@@ -216,33 +194,33 @@ bool AgentOutputParser::claudeLine(const json& j) {
     if (!content.is_array()) return false;
     for (const auto& b : content) {
       if (!b.is_object()) continue;
-      const std::string bt = str(b, "type");
+      const std::string bt = stringAt(b, "type");
       if (bt == "text" && type == "assistant") {
-        thought(str(b, "text"));
-        terminal_ += withNewline(str(b, "text"));
+        thought(stringAt(b, "text"));
+        terminal_ += withNewline(stringAt(b, "text"));
       } else if (bt == "thinking") {
-        thought(str(b, "thinking"));
+        thought(stringAt(b, "thinking"));
       } else if (bt == "tool_use") {
-        toolStarted(str(b, "id"), str(b, "name"), field(b, "input"));
+        toolStarted(stringAt(b, "id"), stringAt(b, "name"), fieldAt(b, "input"));
       } else if (bt == "tool_result") {
-        const json& err = field(b, "is_error");
-        toolFinished(str(b, "tool_use_id"), resultText(field(b, "content")),
+        const json& err = fieldAt(b, "is_error");
+        toolFinished(stringAt(b, "tool_use_id"), resultText(fieldAt(b, "content")),
                      err.is_boolean() && err.get<bool>());
       }
     }
     return true;
   }
   if (type == "result") {
-    const json& err = field(j, "is_error");
+    const json& err = fieldAt(j, "is_error");
     bool isError = (err.is_boolean() && err.get<bool>()) ||
-                   (str(j, "subtype") != "" && str(j, "subtype") != "success");
-    std::string text = str(j, "result");
+                   (stringAt(j, "subtype") != "" && stringAt(j, "subtype") != "success");
+    std::string text = stringAt(j, "result");
     if (!text.empty()) finalText_ = text;
-    const json& cost = field(j, "total_cost_usd");
+    const json& cost = fieldAt(j, "total_cost_usd");
     double usd = cost.is_number() ? cost.get<double>() : 0;
     terminal_ += "[agent finished" + std::string(isError ? " with an error" : "") +
                  (usd > 0 ? ", $" + std::to_string(usd) : "") + "]\n";
-    resultStep(text, field(j, "usage"), usd, isError);
+    resultStep(text, fieldAt(j, "usage"), usd, isError);
     return true;
   }
   return false;
@@ -251,19 +229,19 @@ bool AgentOutputParser::claudeLine(const json& j) {
 // Cursor: {"type":"tool_call","subtype":"started"|"completed","call_id":…,
 //          "tool_call":{"<kind>ToolCall":{"args":{…},"result":{…}}}}
 bool AgentOutputParser::cursorToolCall(const json& j) {
-  const json& call = field(j, "tool_call");
+  const json& call = fieldAt(j, "tool_call");
   if (!call.is_object() || call.empty()) return false;
   const std::string kind = call.begin().key();
   const json& body = call.begin().value();
   std::string name = kind;
   if (name.size() > 8 && name.ends_with("ToolCall")) name.resize(name.size() - 8);
-  const std::string id = str(j, "call_id");
-  const std::string subtype = str(j, "subtype");
+  const std::string id = stringAt(j, "call_id");
+  const std::string subtype = stringAt(j, "subtype");
   if (subtype == "started") {
-    toolStarted(id, name, field(body, "args"));
+    toolStarted(id, name, fieldAt(body, "args"));
   } else if (subtype == "completed") {
-    if (!open_.count(id)) toolStarted(id, name, field(body, "args"));
-    const json& result = field(body, "result");
+    if (!open_.count(id)) toolStarted(id, name, fieldAt(body, "args"));
+    const json& result = fieldAt(body, "result");
     bool isError = result.is_object() && !result.contains("success");
     toolFinished(id,
                  result.is_null() ? "" : result.dump(2, ' ', false, json::error_handler_t::replace),
@@ -274,21 +252,21 @@ bool AgentOutputParser::cursorToolCall(const json& j) {
 
 // Codex `exec --json`: thread.started, turn.started/completed/failed, item.*, error.
 bool AgentOutputParser::codexLine(const json& j) {
-  const std::string type = str(j, "type");
-  if (type == "thread.started" && !str(j, "thread_id").empty()) sessionId_ = str(j, "thread_id");
+  const std::string type = stringAt(j, "type");
+  if (type == "thread.started" && !stringAt(j, "thread_id").empty()) sessionId_ = stringAt(j, "thread_id");
   if (type == "thread.started" || type == "turn.started") return true;
   if (type == "turn.completed") {
-    resultStep(finalText_, field(j, "usage"), 0, false);
+    resultStep(finalText_, fieldAt(j, "usage"), 0, false);
     return true;
   }
   if (type == "turn.failed" || type == "error") {
-    std::string msg = type == "error" ? str(j, "message") : str(field(j, "error"), "message");
+    std::string msg = type == "error" ? stringAt(j, "message") : stringAt(fieldAt(j, "error"), "message");
     terminal_ += "error: " + msg + "\n";
     if (type == "turn.failed") resultStep(msg, json(), 0, true);
     return true;
   }
   if (type.rfind("item.", 0) == 0) {
-    const json& item = field(j, "item");
+    const json& item = fieldAt(j, "item");
     return item.is_object() && codexItem(type, item);
   }
   return false;
@@ -296,16 +274,16 @@ bool AgentOutputParser::codexLine(const json& j) {
 
 bool AgentOutputParser::codexItem(const std::string& event, const json& item) {
   // Early versions named the item kind `item_type`.
-  std::string kind = str(item, "type").empty() ? str(item, "item_type") : str(item, "type");
-  const std::string id = str(item, "id");
+  std::string kind = stringAt(item, "type").empty() ? stringAt(item, "item_type") : stringAt(item, "type");
+  const std::string id = stringAt(item, "id");
   bool completed = event == "item.completed";
   if (kind == "command_execution") {
-    json args = {{"command", str(item, "command")}};
+    json args = {{"command", stringAt(item, "command")}};
     if (!open_.count(id)) toolStarted(id, kind, args);
     if (completed) {
-      const json& code = field(item, "exit_code");
-      bool failed = (code.is_number() && code.get<int>() != 0) || str(item, "status") == "failed";
-      std::string out = str(item, "aggregated_output");
+      const json& code = fieldAt(item, "exit_code");
+      bool failed = (code.is_number() && code.get<int>() != 0) || stringAt(item, "status") == "failed";
+      std::string out = stringAt(item, "aggregated_output");
       if (code.is_number())
         out = withNewline(out) + "[exit " + std::to_string(code.get<int>()) + "]";
       toolFinished(id, out, failed);
@@ -314,13 +292,13 @@ bool AgentOutputParser::codexItem(const std::string& event, const json& item) {
   }
   if (kind == "mcp_tool_call") {
     if (!open_.count(id)) {
-      toolStarted(id, str(item, "server") + "." + str(item, "tool"), field(item, "arguments"));
+      toolStarted(id, stringAt(item, "server") + "." + stringAt(item, "tool"), fieldAt(item, "arguments"));
     }
     if (completed) {
-      const json& result = field(item, "result");
-      const json& error = field(item, "error");
-      bool failed = !error.is_null() || str(item, "status") == "failed";
-      std::string out = failed ? (error.is_object() ? str(error, "message") : error.dump())
+      const json& result = fieldAt(item, "result");
+      const json& error = fieldAt(item, "error");
+      bool failed = !error.is_null() || stringAt(item, "status") == "failed";
+      std::string out = failed ? (error.is_object() ? stringAt(error, "message") : error.dump())
                                : (result.is_null() ? "" : result.dump());
       toolFinished(id, out, failed);
     }
@@ -328,18 +306,18 @@ bool AgentOutputParser::codexItem(const std::string& event, const json& item) {
   }
   if (!completed) return true;
   if (kind == "agent_message" || kind == "assistant_message") {
-    finalText_ = str(item, "text");
+    finalText_ = stringAt(item, "text");
     thought(finalText_);
     terminal_ += withNewline(finalText_);
   } else if (kind == "reasoning") {
-    thought(str(item, "text"));
+    thought(stringAt(item, "text"));
   } else if (kind == "file_change" || kind == "web_search") {
-    json args = kind == "file_change" ? json{{"changes", field(item, "changes")}}
-                                      : json{{"query", str(item, "query")}};
+    json args = kind == "file_change" ? json{{"changes", fieldAt(item, "changes")}}
+                                      : json{{"query", stringAt(item, "query")}};
     toolStarted(id, kind, args);
-    toolFinished(id, str(item, "status"), str(item, "status") == "failed");
+    toolFinished(id, stringAt(item, "status"), stringAt(item, "status") == "failed");
   } else if (kind == "error") {
-    terminal_ += "error: " + str(item, "message") + "\n";
+    terminal_ += "error: " + stringAt(item, "message") + "\n";
   }
   return true;
 }

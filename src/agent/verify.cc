@@ -5,13 +5,13 @@
 #include "agent/cli_agent.h"
 #include "agent/context.h"
 #include "agent/job_events.h"
+#include "agent/tool_text.h"
 
 namespace kiln::agent {
 namespace {
 
 using json = nlohmann::json;
 
-constexpr size_t kTailBytes = 4096;
 constexpr const char* kCliCannotRetry = "and an agent CLI cannot be given the failure back";
 
 // The last `kTailBytes` of the output, cut at a line start when one is near.

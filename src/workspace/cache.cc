@@ -43,11 +43,6 @@ Result<std::string> git(const std::vector<std::string>& args, const std::string&
   return out->out;
 }
 
-bool isCommitSha(const std::string& ref) {
-  static const std::regex kSha("^[0-9a-f]{7,40}$");
-  return std::regex_match(ref, kSha);
-}
-
 // An exclusive flock held for the object's lifetime. Its holder may unlink the lock file (as
 // collect() does with a dropped mirror's): whoever then wakes holding the unlinked inode sees
 // that the path no longer names it and locks the path anew, so two holders never coexist.

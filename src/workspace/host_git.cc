@@ -1,5 +1,7 @@
 #include "workspace/host_git.h"
 
+#include <regex>
+
 namespace kiln::workspace {
 
 ProcessOptions hostGitOptions(int timeoutMs) {
@@ -10,6 +12,11 @@ ProcessOptions hostGitOptions(int timeoutMs) {
            {"GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"},
            {"GIT_CONFIG_NOSYSTEM", "1"}};
   return o;
+}
+
+bool isCommitSha(const std::string& ref) {
+  static const std::regex kSha("^[0-9a-f]{7,40}$");
+  return std::regex_match(ref, kSha);
 }
 
 std::string gitErrorLine(std::string s) {

@@ -10,6 +10,9 @@ namespace kiln::workspace {
 
 ProcessOptions hostGitOptions(int timeoutMs);
 
+// Whether ref is a commit id (7 to 40 lowercase hex digits) rather than a branch or tag name.
+bool isCommitSha(const std::string& ref);
+
 // git prints "fatal: ..." last: that line (without the prefix), else the first line of `err`.
 std::string gitErrorLine(std::string err);
 

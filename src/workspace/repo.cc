@@ -13,11 +13,6 @@
 namespace kiln::workspace {
 namespace {
 
-bool isCommitSha(const std::string& ref) {
-  static const std::regex kSha("^[0-9a-f]{7,40}$");
-  return std::regex_match(ref, kSha);
-}
-
 // `path` with symlinks resolved as far as it exists.
 std::string resolvedPath(const std::string& path) {
   std::error_code ec;

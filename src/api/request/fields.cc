@@ -1,11 +1,12 @@
 #include "api/request/fields.h"
 
 namespace kiln::api::request {
-namespace {
 
-std::string name(std::string_view where, const char* key) {
+std::string fieldPath(std::string_view where, const char* key) {
   return where.empty() ? std::string(key) : std::string(where) + "." + key;
 }
+
+namespace {
 
 // nullptr when absent or null.
 const json* field(const json& obj, const char* key) {
@@ -53,7 +54,7 @@ Status checkObject(const json& v, std::string_view where,
   for (const auto& [key, _] : v.items()) {
     bool known = false;
     for (auto a : allowed) known = known || key == a;
-    if (!known) return invalidArgument("unknown field '" + name(where, key.c_str()) + "'");
+    if (!known) return invalidArgument("unknown field '" + fieldPath(where, key.c_str()) + "'");
   }
   return Status::ok();
 }
@@ -62,7 +63,7 @@ Status requiredString(const json& obj, std::string_view where, const char* key, 
                       std::string& out) {
   std::optional<std::string> v;
   RETURN_IF_ERROR(optionalString(obj, where, key, maxLen, v));
-  if (!v || v->empty()) return invalidArgument(name(where, key) + " is required");
+  if (!v || v->empty()) return invalidArgument(fieldPath(where, key) + " is required");
   out = std::move(*v);
   return Status::ok();
 }
@@ -71,10 +72,10 @@ Status optionalString(const json& obj, std::string_view where, const char* key, 
                       std::optional<std::string>& out) {
   const json* v = field(obj, key);
   if (!v) return Status::ok();
-  if (!v->is_string()) return invalidArgument(name(where, key) + " must be a string");
+  if (!v->is_string()) return invalidArgument(fieldPath(where, key) + " must be a string");
   const auto& s = v->get_ref<const std::string&>();
   if (s.size() > maxLen) {
-    return invalidArgument(name(where, key) + " is longer than " + std::to_string(maxLen) +
+    return invalidArgument(fieldPath(where, key) + " is longer than " + std::to_string(maxLen) +
                            " bytes");
   }
   out = s;
@@ -93,10 +94,10 @@ Status optionalInt(const json& obj, std::string_view where, const char* key, int
     auto i = v->get<int64_t>();
     inRange = i >= min && i <= max;
   } else {
-    return invalidArgument(name(where, key) + " must be an integer");
+    return invalidArgument(fieldPath(where, key) + " must be an integer");
   }
   if (!inRange) {
-    return invalidArgument(name(where, key) + " must be between " + std::to_string(min) + " and " +
+    return invalidArgument(fieldPath(where, key) + " must be between " + std::to_string(min) + " and " +
                            std::to_string(max));
   }
   out = v->get<int64_t>();
@@ -107,10 +108,10 @@ Status optionalNumber(const json& obj, std::string_view where, const char* key, 
                       double max, std::optional<double>& out) {
   const json* v = field(obj, key);
   if (!v) return Status::ok();
-  if (!v->is_number()) return invalidArgument(name(where, key) + " must be a number");
+  if (!v->is_number()) return invalidArgument(fieldPath(where, key) + " must be a number");
   double d = v->get<double>();
   if (!(d >= min && d <= max)) {
-    return invalidArgument(name(where, key) + " must be between " + json(min).dump() + " and " +
+    return invalidArgument(fieldPath(where, key) + " must be between " + json(min).dump() + " and " +
                            json(max).dump());
   }
   out = d;
@@ -121,7 +122,7 @@ Status optionalBool(const json& obj, std::string_view where, const char* key,
                     std::optional<bool>& out) {
   const json* v = field(obj, key);
   if (!v) return Status::ok();
-  if (!v->is_boolean()) return invalidArgument(name(where, key) + " must be true or false");
+  if (!v->is_boolean()) return invalidArgument(fieldPath(where, key) + " must be true or false");
   out = v->get<bool>();
   return Status::ok();
 }

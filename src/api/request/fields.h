@@ -14,6 +14,12 @@ namespace kiln::api::request {
 
 using nlohmann::json;
 
+// The longest a short name field (a ref, an agent, a backend, an image...) may be.
+constexpr size_t kMaxName = 256;
+
+// A field's name in messages: "where.key", or "key" at the top level.
+std::string fieldPath(std::string_view where, const char* key);
+
 // The deepest a request body's arrays and objects may nest (ApiOptions::maxJsonDepth's default).
 constexpr int kMaxJsonDepth = 64;
 

@@ -9,18 +9,12 @@
 namespace kiln::api::request {
 namespace {
 
-constexpr size_t kMaxName = 256;
-
 bool isStringArray(const json& v) {
   if (!v.is_array()) return false;
   for (const auto& e : v) {
     if (!e.is_string()) return false;
   }
   return true;
-}
-
-std::string name(std::string_view where, const char* key) {
-  return where.empty() ? std::string(key) : std::string(where) + "." + key;
 }
 
 Status parseCli(const json& cli, JobSpec& spec) {
@@ -229,34 +223,34 @@ Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where
   RETURN_IF_ERROR(optionalString(j, where, "shell", kMaxName, shell));
   RETURN_IF_ERROR(optionalString(j, where, "workdir", kMaxName, workdir));
   RETURN_IF_ERROR(optionalString(j, where, "user", kMaxName, user));
-  if (workdir) RETURN_IF_ERROR(checkWorkdir(*workdir, name(where, "workdir")));
+  if (workdir) RETURN_IF_ERROR(checkWorkdir(*workdir, fieldPath(where, "workdir")));
   if (user && *user != "agent" && *user != "root") {
-    return invalidArgument(name(where, "user") +
+    return invalidArgument(fieldPath(where, "user") +
                            " must be \"agent\" (uid 1000) or \"root\" (root inside the sandbox, "
                            "without capabilities over the host)");
   }
   if (shell && *shell != "fresh" && *shell != "login" && *shell != "session") {
-    return invalidArgument(name(where, "shell") +
+    return invalidArgument(fieldPath(where, "shell") +
                            " must be \"fresh\" (bash -c per command), \"login\" (bash -lc per "
                            "command) or \"session\" (one persistent bash per job)");
   }
   if (backend && *backend == "ns") backend = "namespace";  // the older name
   if (backend && *backend != "namespace" && *backend != "gvisor") {
-    return invalidArgument(name(where, "backend") + " must be \"namespace\" or \"gvisor\"");
+    return invalidArgument(fieldPath(where, "backend") + " must be \"namespace\" or \"gvisor\"");
   }
   if (backend && *backend == "gvisor" && disk) {
-    return invalidArgument(name(where, "diskMb") +
+    return invalidArgument(fieldPath(where, "diskMb") +
                            ": the gvisor backend has no disk quota (writes outside /workspace "
                            "are memory: set memoryMb)");
   }
   if (network && *network == "egress") network = "allowlist";  // the older name
   if (network && *network != "none" && *network != "allowlist") {
-    return invalidArgument(name(where, "network") + " must be \"none\" or \"allowlist\"");
+    return invalidArgument(fieldPath(where, "network") + " must be \"none\" or \"allowlist\"");
   }
   auto hosts = j.find("allowHosts");
   if (hosts != j.end() && !hosts->is_null()) {
     if (!isStringArray(*hosts)) {
-      return invalidArgument(name(where, "allowHosts") + " must be an array of host names");
+      return invalidArgument(fieldPath(where, "allowHosts") + " must be an array of host names");
     }
     r.allowHosts = hosts->get<std::vector<std::string>>();
   }
@@ -270,7 +264,7 @@ Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where
   r.workdir = workdir.value_or("/workspace");
   r.user = user.value_or("agent");
   if (auto e = j.find("env"); e != j.end() && !e->is_null()) {
-    ASSIGN_OR_RETURN(r.env, parseEnv(*e, name(where, "env")));
+    ASSIGN_OR_RETURN(r.env, parseEnv(*e, fieldPath(where, "env")));
   }
   return r;
 }

@@ -10,7 +10,6 @@ namespace {
 
 constexpr size_t kMaxUrl = 4096;
 constexpr size_t kMaxTask = 256 * 1024;
-constexpr size_t kMaxName = 256;
 
 bool isAgentName(const std::string& s) {
   for (char c : s) {
