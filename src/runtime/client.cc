@@ -211,4 +211,14 @@ Result<nlohmann::json> callRuntime(const std::string& socketPath, const std::str
   return std::move(*out);
 }
 
+Status runtimeHealth(const std::string& socketPath, const std::string& token) {
+  asio::io_context ioc;
+  RuntimeClient client(ioc.get_executor(), socketPath, token);
+  std::optional<Status> out;
+  asio::co_spawn(ioc, [&]() -> Task<void> { out.emplace(co_await client.health()); },
+                 asio::detached);
+  ioc.run();
+  return out ? *out : internalError("runtime: GET /health did not complete");
+}
+
 }  // namespace kiln::runtime

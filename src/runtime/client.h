@@ -49,6 +49,9 @@ using ChunkFn = std::function<void(std::string_view stream, std::string_view dat
 Result<nlohmann::json> callRuntime(const std::string& socketPath, const std::string& path,
                                    const nlohmann::json& body, const std::string& token);
 
+// GET /health, blocking the calling thread like callRuntime: ok once the runtime serves.
+Status runtimeHealth(const std::string& socketPath, const std::string& token);
+
 class RuntimeClient {
  public:
   // `token`: the sandbox's runtime token (Sandbox::runtimeToken()), sent with every request.

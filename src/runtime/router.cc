@@ -82,7 +82,16 @@ Result<std::unique_ptr<Router>> Router::create(RuntimeConfig config) {
   if (!config.awaitWorkspace) {
     ASSIGN_OR_RETURN(fs, WorkspaceFs::open(config.workspace));
   }
-  return std::unique_ptr<Router>(new Router(std::move(config), std::move(fs)));
+  auto router = std::unique_ptr<Router>(new Router(std::move(config), std::move(fs)));
+  if (router->config_.awaitWorkspace) {
+    const RuntimeConfig& c = router->config_;
+    struct stat st;
+    if (stat((c.workspaceSource.empty() ? c.workspace : c.workspaceSource).c_str(), &st) == 0) {
+      router->idleDev_ = st.st_dev;
+      router->idleIno_ = st.st_ino;
+    }
+  }
+  return router;
 }
 
 Router::Router(RuntimeConfig config, std::shared_ptr<const WorkspaceFs> fs)
@@ -158,9 +167,12 @@ bool Router::route(Socket& sock, const Request& req) {
     writeError(sock, invalidArgument("body must be a JSON object"), keepAlive);
     return keepAlive;
   }
-  if (target != "/workspace/attach" && !fs_.load()) {
-    writeError(sock, conflict("no workspace attached yet (POST /workspace/attach)"), keepAlive);
-    return keepAlive;
+  if (target != "/workspace/attach") {
+    Result<std::shared_ptr<const WorkspaceFs>> fs = workspace();
+    if (!fs || !*fs) {
+      writeError(sock, fs ? conflict("no workspace attached yet") : fs.status(), keepAlive);
+      return keepAlive;
+    }
   }
   if (target == "/exec") {
     streamExec(sock, body);
@@ -191,18 +203,25 @@ Result<json> Router::dispatch(const std::string& target, const json& body) {
   return notFound("no such route: " + target);
 }
 
-Result<json> Router::attachWorkspace(const json& body) {
+Result<std::shared_ptr<const WorkspaceFs>> Router::workspace() {
+  if (std::shared_ptr<const WorkspaceFs> fs = fs_.load()) return fs;
   std::lock_guard lock(attachMu_);
-  if (fs_.load()) return conflict("a workspace is attached already");
-  auto source = body.find("source");
-  if (source != body.end()) {
-    if (!source->is_string() || source->get_ref<const std::string&>().empty() ||
-        source->get_ref<const std::string&>()[0] != '/') {
-      return invalidArgument("source must be an absolute path");
-    }
+  if (std::shared_ptr<const WorkspaceFs> fs = fs_.load()) return fs;
+  // Attached from outside since the last look: another directory where the idle one was.
+  const std::string& where =
+      config_.workspaceSource.empty() ? config_.workspace : config_.workspaceSource;
+  struct stat st;
+  if (stat(where.c_str(), &st) != 0 || (st.st_dev == idleDev_ && st.st_ino == idleIno_)) {
+    return std::shared_ptr<const WorkspaceFs>();
+  }
+  RETURN_IF_ERROR(openWorkspace(config_.workspaceSource));
+  return fs_.load();
+}
+
+Status Router::openWorkspace(const std::string& from) {
+  if (!from.empty()) {
     // The backend could not mount the workspace where it belongs from outside (gVisor's
-    // gofer keeps an fd of each mount's root): it is at `source`, inside, and moves here.
-    const std::string& from = source->get_ref<const std::string&>();
+    // gofer keeps an fd of each mount's root): it is at `from`, inside, and moves here.
     RETURN_IF_ERROR(makeDirs(config_.workspace));  // a workdir such as /testbed
     if (mount(from.c_str(), config_.workspace.c_str(), nullptr, MS_BIND, nullptr) != 0) {
       return errnoStatus("attach: bind " + from + " at " + config_.workspace, errno);
@@ -211,6 +230,22 @@ Result<json> Router::attachWorkspace(const json& body) {
   // Opened only now: an fd taken before would keep pointing under the attached mount.
   ASSIGN_OR_RETURN(std::unique_ptr<WorkspaceFs> fs, WorkspaceFs::open(config_.workspace));
   fs_.store(std::shared_ptr<const WorkspaceFs>(std::move(fs)));
+  return Status::ok();
+}
+
+Result<json> Router::attachWorkspace(const json& body) {
+  std::lock_guard lock(attachMu_);
+  if (fs_.load()) return conflict("a workspace is attached already");
+  auto source = body.find("source");
+  std::string from = config_.workspaceSource;
+  if (source != body.end()) {
+    if (!source->is_string() || source->get_ref<const std::string&>().empty() ||
+        source->get_ref<const std::string&>()[0] != '/') {
+      return invalidArgument("source must be an absolute path");
+    }
+    from = source->get_ref<const std::string&>();
+  }
+  RETURN_IF_ERROR(openWorkspace(from));
   return json{{"attached", true}};
 }
 

@@ -3,6 +3,8 @@
 // connection; every other route answers one JSON body. Thread-safe: one call per connection
 // thread.
 #pragma once
+#include <sys/types.h>
+
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -18,9 +20,13 @@ namespace kiln::runtime {
 
 struct RuntimeConfig {
   std::string workspace = "/workspace";
-  // A sandbox started ahead of its job (a warm pool): the workspace is attached later, by
-  // POST /workspace/attach; until then every other POST answers 409.
+  // A sandbox started ahead of its job (a warm pool): the backend attaches the workspace later,
+  // from outside, with no call: on `workspace` itself (namespace backend), or on
+  // `workspaceSource` (gVisor), which the runtime then binds on `workspace`. The runtime notices
+  // at the first request that needs it (the directory there is no longer the idle one); until
+  // then every POST but /workspace/attach answers 409.
   bool awaitWorkspace = false;
+  std::string workspaceSource;  // empty: the workspace is mounted on `workspace` itself
   std::string home;  // HOME of commands
   CommandJail jail;
   // Where bash may be; commands run with the first that is executable, else /bin/sh.
@@ -46,6 +52,11 @@ class Router {
   bool route(Socket& sock, const Request& req);
   Result<nlohmann::json> dispatch(const std::string& target, const nlohmann::json& body);
   Result<nlohmann::json> attachWorkspace(const nlohmann::json& body);
+  // The attached workspace, opening it when the backend has attached one since the last call
+  // (awaitWorkspace); null while none is.
+  Result<std::shared_ptr<const WorkspaceFs>> workspace();
+  // Under attachMu_: binds `from` (when not empty) on the workspace dir and opens it.
+  Status openWorkspace(const std::string& from);
   void streamExec(Socket& sock, const nlohmann::json& body);
   std::vector<std::string> commandEnv(const nlohmann::json& extra) const;
   nlohmann::json eventsSince(const std::string& target) const;
@@ -53,6 +64,10 @@ class Router {
   RuntimeConfig config_;
   std::string shell_;  // pickShell(config_.bashPaths), once
   std::mutex attachMu_;                                 // one attach at a time
+  // awaitWorkspace: the idle directory's identity at start (st_dev, st_ino of workspaceSource,
+  // else of workspace; zeros if absent). Another identity there means attached.
+  dev_t idleDev_ = 0;
+  ino_t idleIno_ = 0;
   std::atomic<std::shared_ptr<const WorkspaceFs>> fs_;  // null until a workspace is attached
   EventLog events_;                                     // before table_: the table reports into it
   ProcessTable table_;

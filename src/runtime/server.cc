@@ -67,6 +67,8 @@ Result<Args> parseArgs(int argc, char** argv) {
       a.forwards.emplace_back(static_cast<uint16_t>(port), v.substr(colon + 1));
     } else if (flag == "--workspace") {
       a.config.workspace = v;
+    } else if (flag == "--workspace-source") {
+      a.config.workspaceSource = v;
     } else if (flag == "--home") {
       a.config.home = v;
     } else if (flag == "--bash") {
@@ -180,17 +182,6 @@ int runtimeMain(int argc, char** argv) {
   // Orphans of commands come to us (and are reaped, reported on /events) even when we are not
   // PID 1 (a runtime run outside a sandbox).
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  int listenFd = args->listenFd;
-  if (listenFd >= 0) {
-    fcntl(listenFd, F_SETFD, FD_CLOEXEC);
-  } else {
-    Result<int> fd = bindSocket(args->socketPath);
-    if (!fd) {
-      std::fprintf(stderr, "kiln runtime: %s\n", fd.status().message().c_str());
-      return 1;
-    }
-    listenFd = *fd;
-  }
   if (args->config.jail.enabled) {
     Result<std::vector<sock_filter>> prog = sandbox::compileSeccompPolicy();
     if (!prog) {
@@ -230,6 +221,19 @@ int runtimeMain(int argc, char** argv) {
   if (!router) {
     std::fprintf(stderr, "kiln runtime: %s\n", router.status().message().c_str());
     return 1;
+  }
+  // Only now does a client's connect() succeed (a --listen-fd's owner waits for /health): the
+  // router has recorded the idle workspace's identity (--await-workspace) before any attach.
+  int listenFd = args->listenFd;
+  if (listenFd >= 0) {
+    fcntl(listenFd, F_SETFD, FD_CLOEXEC);
+  } else {
+    Result<int> fd = bindSocket(args->socketPath);
+    if (!fd) {
+      std::fprintf(stderr, "kiln runtime: %s\n", fd.status().message().c_str());
+      return 1;
+    }
+    listenFd = *fd;
   }
   for (;;) {
     int fd = accept4(listenFd, nullptr, nullptr, SOCK_CLOEXEC);

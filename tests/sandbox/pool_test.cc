@@ -3,9 +3,11 @@
 // (its refills run at the normal priority once ready), and its counters say what happened.
 #include "sandbox/pool.h"
 
+#include <signal.h>
 #include <sys/resource.h>
 
 #include <cerrno>
+#include <sstream>
 
 #include "sandbox_fixture.h"
 
@@ -91,6 +93,29 @@ TEST_P(WarmPoolTest, AnEmptyPoolIsAMissAndOnlyFittingSpecsTake) {
   auto bad = pool->take({.workspaceDir = "/nonexistent/ws"});
   ASSERT_TRUE(bad.has_value());
   EXPECT_EQ(bad->status().code(), Code::kInvalidArgument);
+}
+
+// A take makes no call into the sandbox, yet an idle sandbox that died in the pool is refused at
+// the take (the caller then starts a cold one), not handed to a job.
+TEST_P(WarmPoolTest, AnIdleSandboxThatDiedIsRefusedAtTheTake) {
+  const std::string prefix = uniqueId("wd") + "_";
+  WarmPool pool(*backend_, WarmPoolConfig{GetParam(), "", 1}, prefix);
+  ASSERT_TRUE(pool.start().isOk());
+  ASSERT_TRUE(pool.waitFull(120'000));
+  // Everything in its cgroup dies (PID 1, or runsc with its gofer and sentry).
+  auto killAll = [&] {
+    int found = 0;
+    for (const std::string root : {"/sys/fs/cgroup/pids/kiln/", "/sys/fs/cgroup/kiln/"}) {
+      std::istringstream procs(readText(root + prefix + "1/cgroup.procs"));
+      for (pid_t pid; procs >> pid; ++found) kill(pid, SIGKILL);
+    }
+    return found;
+  };
+  ASSERT_GT(killAll(), 0) << "no process found in the cgroup of " << prefix << "1";
+  for (int i = 0; i < 200 && killAll() > 0; ++i) usleep(50'000);  // until they are gone
+  auto got = pool.take({.workspaceDir = newWorkspace()});
+  ASSERT_TRUE(got.has_value()) << "a miss";
+  EXPECT_FALSE(got->isOk()) << "a dead sandbox was handed out";
 }
 
 TEST_P(WarmPoolTest, DestroyingThePoolDestroysItsIdleSandboxes) {

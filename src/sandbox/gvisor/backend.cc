@@ -18,7 +18,6 @@
 
 #include "common/ids.h"
 #include "common/unique_fd.h"
-#include "runtime/client.h"
 #include "sandbox/egress/ns_egress.h"
 #include "sandbox/gvisor/bundle.h"
 #include "sandbox/gvisor/runsc.h"
@@ -158,6 +157,11 @@ Status GvSandbox::attach(const SandboxSpec& spec) {
       spec.workdir != started_.workdir) {
     return invalidArgument("gvisor: attach: the user, network, image and workdir are fixed at start");
   }
+  // No call to the runtime follows: a pooled sandbox whose runsc died is caught here (the pool
+  // then starts the job a cold one).
+  if (runsc_.exited()) {
+    return Status(Code::kUnavailable, "gvisor: sandbox " + started_.id + ": runsc has exited");
+  }
   struct stat st;
   if (stat(spec.workspaceDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return invalidArgument("sandbox: workspace is not a directory: " + spec.workspaceDir);
@@ -173,9 +177,8 @@ Status GvSandbox::attach(const SandboxSpec& spec) {
       0) {
     return errnoStatus("gvisor: remount " + slot, errno);
   }
-  nlohmann::json body = {{"source", kInsideSlotWorkspace}};
-  Result<nlohmann::json> answer = runtime::callRuntime(socket_, "/workspace/attach", body, token_);
-  if (!answer) return answer.status().withContext("gvisor: attach");
+  // No call: the runtime finds the workspace at kInsideSlotWorkspace at its next request and
+  // binds it on the workdir (`--workspace-source`, docs/runtime.md).
   return Status::ok();
 }
 

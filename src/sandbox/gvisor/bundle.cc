@@ -70,7 +70,9 @@ Bundle bundleFor(const BundleInputs& in) {
             root ? "0" : std::to_string(kAgentUid),
             "--gid",
             root ? "0" : std::to_string(kAgentGid),
-            "--await-workspace"};
+            "--await-workspace",
+            "--workspace-source",
+            kInsideSlotWorkspace};
   if (!in.compatLibrary.empty()) {
     b.mounts.push_back({kInsideCompat, "bind", in.compatLibrary, kReadOnly});
     b.args.push_back("--preload");

@@ -241,11 +241,12 @@ Status NsSandbox::attach(const SandboxSpec& spec) {
   RETURN_IF_ERROR(checkWorkspace(spec));
   RETURN_IF_ERROR(owner_.chown(spec));
   RETURN_IF_ERROR(cgroup_.setLimits(spec));
+  // A dead PID 1 fails here (its mount namespace is gone). No call to the runtime: it opens
+  // the workspace at its next request, seeing another directory at the workdir
+  // (`--await-workspace`, docs/runtime.md).
   RETURN_IF_ERROR(attachInside(child_.pid(), spec.workspaceDir, started_.workdir));
   attached_ = true;
-  Result<nlohmann::json> answer =
-      runtime::callRuntime(paths_.socket, "/workspace/attach", nlohmann::json::object(), token_);
-  return answer ? Status::ok() : answer.status().withContext("sandbox: attach");
+  return Status::ok();
 }
 
 class NsBackend : public SandboxBackend {
@@ -319,7 +320,14 @@ Result<std::unique_ptr<Sandbox>> NsBackend::startIdle(const SandboxSpec& spec) {
   }
   SandboxSpec idle = spec;
   idle.workspaceDir = idleWorkspace_;
-  return launch(idle, true);
+  ASSIGN_OR_RETURN(std::unique_ptr<Sandbox> sb, launch(idle, true));
+  // Serving before it is handed out: the runtime records the idle workspace's identity before
+  // it answers (runtime/router.h), and attach() tells it nothing, so it must come after that.
+  if (Status st = runtime::runtimeHealth(sb->runtimeSocket(), sb->runtimeToken()); !st) {
+    (void)sb->destroy();
+    return st.withContext("sandbox: idle sandbox " + spec.id);
+  }
+  return sb;
 }
 
 Result<std::unique_ptr<Sandbox>> NsBackend::launch(const SandboxSpec& spec, bool idle) {
