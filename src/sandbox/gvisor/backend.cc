@@ -39,14 +39,6 @@ std::string compatLibraryFor(const std::string& kilnBinary) {
   return access(lib.c_str(), R_OK) == 0 ? lib : "";
 }
 
-bool validId(const std::string& id) {
-  if (id.empty() || id.size() > 40) return false;
-  for (char c : id) {
-    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
-  }
-  return true;
-}
-
 Status makeDir(const std::string& path, mode_t mode) {
   if (mkdir(path.c_str(), mode) != 0) return errnoStatus("gvisor: mkdir " + path, errno);
   return Status::ok();
@@ -108,28 +100,35 @@ class GvSandbox : public Sandbox {
   const std::string& runtimeSocket() const override { return socket_; }
   const std::string& runtimeToken() const override { return token_; }
   Status destroy() override {
-    std::lock_guard lock(mu_);
-    if (destroyed_) return Status::ok();
-    destroyed_ = true;
+    std::lock_guard teardown(teardownMu_);
+    {
+      std::lock_guard lock(stateMu_);
+      if (destroyed_) return Status::ok();
+      destroyed_ = true;
+    }
     // runsc's sentry and gofer die with it (parent-death signal); the cgroup holds them all.
     runsc_.kill();
     cgroup_.killAll();
     egress_.reset();
-    if (!breach_) breach_ = cgroup_.breach();
+    // What a limit did, read once everything is dead (an OOM kill in the last moment included).
+    if (auto late = cgroup_.breach()) {
+      std::lock_guard lock(stateMu_);
+      if (!breach_) breach_ = std::move(late);
+    }
     Status st = cgroup_.remove();
     Status rmSt = removeSandboxFiles(paths_);
     lockFd_.reset();
     return st.isOk() ? rmSt : st;
   }
   std::optional<LimitBreach> limitBreach() const override {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(stateMu_);
     if (destroyed_ || breach_) return breach_;
     return cgroup_.breach();
   }
   Status attach(const SandboxSpec& spec) override;
   Status renice(int nice) override {
-    std::lock_guard lock(mu_);
-    if (destroyed_) return conflict("gvisor: sandbox " + started_.id + " is destroyed");
+    std::lock_guard teardown(teardownMu_);
+    if (destroyedNow()) return conflict("gvisor: sandbox " + started_.id + " is destroyed");
     return cgroup_.renice(nice);
   }
 
@@ -138,24 +137,36 @@ class GvSandbox : public Sandbox {
   const SandboxPaths paths_;
   const std::string socket_;
   const std::string token_;
-  mutable std::mutex mu_;
-  UniqueFd lockFd_;       // GUARDED_BY(mu_): flock on paths_.log (reclaim.h)
-  RunscProcess runsc_;    // GUARDED_BY(mu_)
-  SandboxCgroup cgroup_;  // GUARDED_BY(mu_)
-  std::unique_ptr<egress::EgressListener> egress_;  // GUARDED_BY(mu_)
-  bool attached_ = false;                           // GUARDED_BY(mu_)
-  bool destroyed_ = false;                          // GUARDED_BY(mu_)
-  std::optional<LimitBreach> breach_;               // GUARDED_BY(mu_)
+  bool destroyedNow() const {
+    std::lock_guard lock(stateMu_);
+    return destroyed_;
+  }
+  // Two locks, as the namespace sandbox's: limitBreach() runs on a job's strand (an I/O
+  // thread) and must never wait for a teardown, which blocks in waitpid and in cgroup and file
+  // removal. stateMu_ guards only `destroyed_` and the breach; teardownMu_ serializes destroy(),
+  // attach() and renice() and is held through each. Once destroyed_ is set, limitBreach() no
+  // longer reads the cgroup, which the teardown then owns alone.
+  std::mutex teardownMu_;
+  mutable std::mutex stateMu_;
+  UniqueFd lockFd_;     // GUARDED_BY(teardownMu_): flock on paths_.log (reclaim.h)
+  RunscProcess runsc_;  // GUARDED_BY(teardownMu_)
+  // Read by limitBreach() under stateMu_ until destroyed_; written only by destroy() after.
+  SandboxCgroup cgroup_;
+  std::unique_ptr<egress::EgressListener> egress_;  // GUARDED_BY(teardownMu_)
+  bool attached_ = false;                           // GUARDED_BY(teardownMu_)
+  bool destroyed_ = false;                          // GUARDED_BY(stateMu_)
+  std::optional<LimitBreach> breach_;               // GUARDED_BY(stateMu_)
 };
 
 Status GvSandbox::attach(const SandboxSpec& spec) {
-  std::lock_guard lock(mu_);
-  if (destroyed_) return conflict("gvisor: sandbox " + started_.id + " is destroyed");
+  std::lock_guard teardown(teardownMu_);  // no destroy() while the workspace goes in
+  if (destroyedNow()) return conflict("gvisor: sandbox " + started_.id + " is destroyed");
   if (attached_) return conflict("gvisor: sandbox " + started_.id + " has a workspace already");
   if (spec.rootInside != started_.rootInside || spec.network != started_.network ||
       spec.allowHosts != started_.allowHosts || spec.image != started_.image ||
       spec.workdir != started_.workdir) {
-    return invalidArgument("gvisor: attach: the user, network, image and workdir are fixed at start");
+    return invalidArgument(
+        "gvisor: attach: the user, network, image and workdir are fixed at start");
   }
   // No call to the runtime follows: a pooled sandbox whose runsc died is caught here (the pool
   // then starts the job a cold one).
@@ -230,7 +241,6 @@ class GvBackend : public SandboxBackend {
 };
 
 Result<std::unique_ptr<Sandbox>> GvBackend::startIdle(const SandboxSpec& spec) {
-  if (!validId(spec.id)) return invalidArgument("sandbox: id must be 1-40 of [A-Za-z0-9_-]");
   if (spec.network != "none" && spec.network != "allowlist") {
     return invalidArgument("sandbox: network \"" + spec.network + "\" is not supported yet");
   }
@@ -243,14 +253,10 @@ Result<std::unique_ptr<Sandbox>> GvBackend::startIdle(const SandboxSpec& spec) {
         "/workspace are memory, bounded by the memory limit");
   }
   SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, opts_.stateDir, spec.id);
-  ASSIGN_OR_RETURN(int log, createSandboxLog(runDir_, paths.log, spec.id));
-  UniqueFd logFd(log);
-  Result<int> lock = lockSandboxState(paths.log);
-  if (!lock) return lock.status();
-  UniqueFd lockFd(*lock);
-  auto sandbox = start(spec, paths, logFd.get(), lockFd.get());
+  ASSIGN_OR_RETURN(SandboxClaim claim, claimSandboxId(runDir_, paths, spec.id));
+  auto sandbox = start(spec, paths, claim.log.get(), claim.lock.get());
   if (sandbox) {
-    (void)lockFd.release();
+    (void)claim.lock.release();
   } else {
     (void)removeSandboxFiles(paths);
   }

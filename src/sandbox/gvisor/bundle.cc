@@ -56,23 +56,9 @@ Bundle bundleFor(const BundleInputs& in) {
   b.mounts.push_back({kInsideRuntime, "bind", in.runtimeBinary, kReadOnly});
   b.mounts.push_back({kInsideSocketDir, "bind", in.socketDir, {"rbind", "nosuid", "nodev"}});
   b.mounts.push_back({kInsideSlot, "bind", in.slotDir, {"rbind", "nosuid", "nodev"}});
-  const bool root = in.rootInside;
-  b.args = {kInsideRuntime,
-            "runtime",
-            "--socket",
-            kInsideSocket,
-            "--workspace",
-            in.workdir,
-            "--home",
-            root ? "/root" : "/home/agent",
-            "--jail",
-            "--uid",
-            root ? "0" : std::to_string(kAgentUid),
-            "--gid",
-            root ? "0" : std::to_string(kAgentGid),
-            "--await-workspace",
-            "--workspace-source",
-            kInsideSlotWorkspace};
+  b.args = runtimeJailArgs(in.workdir, in.rootInside);
+  b.args.insert(b.args.begin(), {kInsideRuntime, "runtime", "--socket", kInsideSocket});
+  b.args.insert(b.args.end(), {"--await-workspace", "--workspace-source", kInsideSlotWorkspace});
   if (!in.compatLibrary.empty()) {
     b.mounts.push_back({kInsideCompat, "bind", in.compatLibrary, kReadOnly});
     b.args.push_back("--preload");

@@ -76,29 +76,9 @@ SandboxIds sandboxIds(const NamespaceBackendOptions& opts) {
   return {uidBase, uidBase + kAgentUid, gidBase, gidBase + kAgentGid};
 }
 
-bool validId(const std::string& id) {
-  if (id.empty() || id.size() > 40) return false;
-  for (char c : id) {
-    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
-  }
-  return true;
-}
-
 std::vector<std::string> runtimeArgs(const SandboxSpec& spec, bool idle) {
-  bool root = spec.rootInside;
-  std::vector<std::string> args = {"kiln",
-                                   "runtime",
-                                   "--listen-fd",
-                                   "3",
-                                   "--workspace",
-                                   spec.workdir,
-                                   "--home",
-                                   root ? "/root" : "/home/agent",
-                                   "--jail",
-                                   "--uid",
-                                   root ? "0" : std::to_string(kAgentUid),
-                                   "--gid",
-                                   root ? "0" : std::to_string(kAgentGid)};
+  std::vector<std::string> args = runtimeJailArgs(spec.workdir, spec.rootInside);
+  args.insert(args.begin(), {"kiln", "runtime", "--listen-fd", "3"});
   if (idle) args.push_back("--await-workspace");
   return args;
 }
@@ -331,18 +311,12 @@ Result<std::unique_ptr<Sandbox>> NsBackend::startIdle(const SandboxSpec& spec) {
 }
 
 Result<std::unique_ptr<Sandbox>> NsBackend::launch(const SandboxSpec& spec, bool idle) {
-  if (!validId(spec.id)) return invalidArgument("sandbox: id must be 1-40 of [A-Za-z0-9_-]");
   if (spec.network != "none" && spec.network != "allowlist") {
     return invalidArgument("sandbox: network \"" + spec.network + "\" is not supported yet");
   }
   SandboxPaths paths = SandboxPaths::of(opts_.stateDir, runDir_, layersDir_, spec.id);
-  // The log comes first and goes last: its existence marks the id as taken.
-  ASSIGN_OR_RETURN(int log, createSandboxLog(runDir_, paths.log, spec.id));
-  UniqueFd logFd(log);
-  Result<int> lock = lockSandboxState(paths.log);
-  if (!lock) return lock.status();
-  UniqueFd lockFd(*lock);
-  auto sandbox = start(spec, idle, paths, logFd.get(), lockFd);
+  ASSIGN_OR_RETURN(SandboxClaim claim, claimSandboxId(runDir_, paths, spec.id));
+  auto sandbox = start(spec, idle, paths, claim.log.get(), claim.lock);
   if (!sandbox) (void)removeSandboxFiles(paths);
   return sandbox;
 }

@@ -128,6 +128,18 @@ Status prepareRunDir(const std::string& dir) {
 
 }  // namespace
 
+std::vector<std::string> runtimeJailArgs(const std::string& workdir, bool rootInside) {
+  return {"--workspace",
+          workdir,
+          "--home",
+          rootInside ? "/root" : "/home/agent",
+          "--jail",
+          "--uid",
+          rootInside ? "0" : std::to_string(kAgentUid),
+          "--gid",
+          rootInside ? "0" : std::to_string(kAgentGid)};
+}
+
 std::string runDirFor(const std::string& stateDir) {
   char real[PATH_MAX];
   std::string key = realpath(stateDir.c_str(), real) ? real : stateDir;

@@ -26,6 +26,7 @@
 // Nothing of a sandbox's writes lands on the host filesystem outside its image.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "common/files.h"
 #include "common/result.h"
@@ -71,6 +72,10 @@ struct SandboxPaths {
 // it marks the id). Mounts under the bundle dir are detached first, and nothing is ever removed
 // through a mount (the workspace slot may still carry a job's workspace).
 Status removeSandboxFiles(const SandboxPaths& paths);
+
+// The runtime's arguments after how it listens, the same on every backend: its workspace (the
+// workdir), the HOME of commands, and the jail they run in (as root inside, or as the agent).
+std::vector<std::string> runtimeJailArgs(const std::string& workdir, bool rootInside);
 
 // The runtime executable next to the kiln binary (kiln-runtime: a small static build of
 // `kiln runtime` that starts in ~1 ms), else the kiln binary itself.

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,21 @@
 #include "sandbox/ns/layout.h"
 
 namespace kiln::sandbox {
+Result<SandboxClaim> claimSandboxId(const std::string& runDir, const SandboxPaths& paths,
+                                    const std::string& id) {
+  const bool valid =
+      !id.empty() && id.size() <= 40 && std::all_of(id.begin(), id.end(), [](char c) {
+        return isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+      });
+  if (!valid) return invalidArgument("sandbox: id must be 1-40 of [A-Za-z0-9_-]");
+  SandboxClaim claim;
+  ASSIGN_OR_RETURN(int log, createSandboxLog(runDir, paths.log, id));
+  claim.log.reset(log);
+  ASSIGN_OR_RETURN(int lock, lockSandboxState(paths.log));
+  claim.lock.reset(lock);
+  return claim;
+}
+
 namespace {
 
 bool under(const std::string& path, const std::string& dir) {

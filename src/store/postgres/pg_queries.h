@@ -13,6 +13,16 @@ namespace kiln::store::postgres::sql {
   "j.base_commit, j.pending_reply, j.inflight_call, j.approval, j.lease_epoch, j.attempts, "  \
   "j.verify, j.secrets"
 
+// How many columns KILN_PG_JOB_COLUMNS names: a query that returns more after them (the claim)
+// reads those from this index on.
+inline constexpr int kJobColumnCount = 28;
+constexpr int countColumns(const char* list) {
+  int n = 1;
+  for (; *list; ++list) n += *list == ',';
+  return n;
+}
+static_assert(countColumns(KILN_PG_JOB_COLUMNS) == kJobColumnCount);
+
 // Claimable: queued work, a job whose owner's lease lapsed (its node died or was shut down),
 // or a paused job that got its reply. PAUSED jobs without a reply hold no lease.
 #define KILN_PG_CLAIMABLE                                       \

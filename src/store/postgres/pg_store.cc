@@ -312,8 +312,8 @@ Result<std::optional<Job>> PostgresStore::claimJob(const std::string& nodeId, in
   if (r.empty()) return std::optional<Job>();
   if (!r.isNull(0, 0)) return std::optional<Job>(readJob(r, 0));
   // Its tenant has quotas: claim under the lock of its quota row.
-  // After the job's 28 columns (KILN_PG_JOB_COLUMNS): c.limited, then c.tenant_id.
-  const std::string tenant = r.text(0, 29);
+  // After the job's columns (KILN_PG_JOB_COLUMNS): c.limited, then c.tenant_id.
+  const std::string tenant = r.text(0, sql::kJobColumnCount + 1);
   return inTransaction(pool_, [&](Connection& c) -> Result<std::optional<Job>> {
     ASSIGN_OR_RETURN(Rows q, c.run(sql::kLockQuota, Params().text(tenant)));
     ASSIGN_OR_RETURN(Rows t, c.run(sql::kClaimJobOfTenant, params().boolean(true).text(tenant)));
@@ -329,8 +329,8 @@ Result<std::vector<std::string>> PostgresStore::renewLeases(const std::string& n
   if (held.empty()) return lost;
   json list = json::array();
   for (const HeldLease& h : held) list.push_back({{"id", h.jobId}, {"epoch", h.epoch}});
-  ASSIGN_OR_RETURN(Rows r, runOnce(sql::kRenewLeases,
-                                   Params().text(nodeId).json(list).i64(nowMs).i64(leaseMs)));
+  ASSIGN_OR_RETURN(
+      Rows r, runOnce(sql::kRenewLeases, Params().text(nodeId).json(list).i64(nowMs).i64(leaseMs)));
   std::set<std::string> renewed;
   for (int i = 0; i < r.size(); ++i) renewed.insert(r.text(i, 0));
   for (const HeldLease& h : held)
