@@ -19,6 +19,11 @@
 
 namespace kiln::runtime {
 
+int64_t steadyMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
 ProcessTable::Child::~Child() {
   if (exitFd >= 0) close(exitFd);
 }
@@ -29,11 +34,6 @@ constexpr int kKillGraceMs = 2000;
 // After the command exits, background children may still hold the pipes; stop waiting for
 // their EOF after this long without data.
 constexpr int kDrainIdleMs = 100;
-
-int64_t nowMs() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
 
 std::vector<char*> cStrings(const std::vector<std::string>& v) {
   std::vector<char*> out;
@@ -206,12 +206,12 @@ class Pump {
   }
 
   SpawnOutcome loop(int timeoutMs, const OutputFn& onOutput) {
-    int64_t start = nowMs();
+    int64_t start = steadyMs();
     int64_t deadline = timeoutMs > 0 ? start + timeoutMs : INT64_MAX;
     int64_t killAt = INT64_MAX;
     int64_t exitedAt = -1;
     for (;;) {
-      int64_t now = nowMs();
+      int64_t now = steadyMs();
       if (now >= deadline && !out_.timedOut && exitedAt < 0) {
         out_.timedOut = true;
         kill(-pid_, SIGTERM);
@@ -227,12 +227,12 @@ class Pump {
       int waitMs = wake == INT64_MAX ? -1 : static_cast<int>(std::max<int64_t>(0, wake - now));
       if (!pollOnce(waitMs, onOutput)) stopEarly();
       if (exitedAt < 0 && exited_) {
-        exitedAt = nowMs();
+        exitedAt = steadyMs();
         lastData_ = exitedAt;
       }
     }
     if (out_.timedOut || out_.peerGone) kill(-pid_, SIGKILL);
-    out_.durationMs = nowMs() - start;
+    out_.durationMs = steadyMs() - start;
     return out_;
   }
 
@@ -272,7 +272,7 @@ class Pump {
       fds_[i] = -1;
       return true;
     }
-    lastData_ = nowMs();
+    lastData_ = steadyMs();
     return onOutput(i == 0 ? "stdout" : "stderr", std::string_view(buf, n));
   }
 

@@ -21,6 +21,9 @@
 
 namespace kiln::runtime {
 
+// Milliseconds of the steady clock, for the runtime's durations and deadlines.
+int64_t steadyMs();
+
 // How commands are confined. Disabled outside a sandbox (tests run the runtime as a plain
 // process).
 struct CommandJail {

@@ -24,7 +24,7 @@ using nlohmann::json;
 
 // After a timeout: SIGINT, then SIGKILL this much later, then give up on the shell.
 constexpr int kInterruptGraceMs = 2000;
-constexpr int kKillGraceMs = 1000;
+constexpr int kShellKillGraceMs = 1000;
 
 // Defined in every new shell: reports a call's end on fd 3. NUL-separated fields: the nonce,
 // the exit code, the cwd, then each exported variable as K=V, then an empty field. Builtins
@@ -36,11 +36,6 @@ constexpr const char* kInit =
 
 // Set by the shell itself, not by the commands: never part of the recorded state.
 const std::set<std::string, std::less<>> kShellOwned = {"PWD", "OLDPWD", "SHLVL", "_"};
-
-int64_t nowMs() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
 
 std::string randomHex(size_t bytes) {
   std::string raw(bytes, '\0');
@@ -275,17 +270,17 @@ class CallPump {
 
   End loop(int timeoutMs, const OutputFn& onOutput,
            const std::function<bool(const std::string&)>& reportDone, SpawnOutcome& outcome) {
-    const int64_t startMs = nowMs();
+    const int64_t startMs = steadyMs();
     int64_t next = timeoutMs > 0 ? startMs + timeoutMs : INT64_MAX;
     for (;;) {
-      int64_t now = nowMs();
+      int64_t now = steadyMs();
       if (now >= next) {
         if (stage_ == 0) outcome.timedOut = true;
         if (escalate()) {
           drain(onOutput);
           return End::kAbandoned;
         }
-        next = now + (stage_ == 1 ? kInterruptGraceMs : kKillGraceMs);
+        next = now + (stage_ == 1 ? kInterruptGraceMs : kShellKillGraceMs);
       }
       int waitMs = next == INT64_MAX ? -1 : static_cast<int>(std::max<int64_t>(0, next - now));
       pollfd p[5] = {{out_, POLLIN, 0},
@@ -302,7 +297,7 @@ class CallPump {
         if (!outcome.peerGone && stage_ < 2) {
           outcome.peerGone = true;
           stage_ = 1;
-          next = nowMs();
+          next = steadyMs();
         }
       }
       if (p[2].revents) {
@@ -403,11 +398,11 @@ Result<ShellSession::Outcome> ShellSession::run(const Call& call, const OutputFn
     report = parseShellReport(bytes, nonce, base);
     return report.has_value();
   };
-  const int64_t startMs = nowMs();
+  const int64_t startMs = steadyMs();
   CallPump pump(shell_->out, shell_->err, shell_->ctl, shell_->child->exitFd, call.peerFd,
                 shell_->child->pid, std::move(before));
   CallPump::End end = pump.loop(call.timeoutMs, onOutput, reportDone, o.spawn);
-  o.spawn.durationMs = nowMs() - startMs;
+  o.spawn.durationMs = steadyMs() - startMs;
   if (end == CallPump::End::kReported) {
     o.spawn.exitCode = report->exitCode;
     o.state = std::move(report->state);
