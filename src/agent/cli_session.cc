@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include "agent/cli_agent.h"
 #include "agent/context.h"
 
@@ -18,6 +21,13 @@ json sessionArgs(const std::string& agent, const std::string& id) {
           {"sessionId", id},
           {"dir", "~/" + sessionDir(agent)},
           {"encoding", "tar.gz, base64"}};
+}
+
+// A session id as the CLIs make them (UUIDs): nothing a shell pattern or a path would read.
+bool plainSessionId(const std::string& id) {
+  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
 }
 
 }  // namespace
@@ -53,11 +63,15 @@ Task<std::optional<store::Step>> captureCliSession(runtime::RuntimeClient& rt,
                                                    const std::string& agent,
                                                    const std::string& sessionId) {
   const std::string dir = sessionDir(agent);
-  if (dir.empty() || sessionId.empty()) co_return std::nullopt;
+  if (dir.empty() || !plainSessionId(sessionId)) co_return std::nullopt;
   runtime::ExecRequest req;
-  // Exit 3: the CLI has not written its session yet (it may do so only after its first steps).
-  req.cmd = "cd \"$HOME\" && { [ -d " + shellQuote(dir) + " ] || exit 3; } && tar -czf - " +
-            shellQuote(dir) + " 2>/dev/null | base64 -w0";
+  // Exit 3: the CLI has not written this session's transcript yet (it may do so only after its
+  // first steps). Its dir alone is not enough: the CLI makes it before the transcript, and a
+  // session kept without its transcript cannot be resumed ("No conversation found").
+  // Both CLIs name the transcript after the session (<id>.jsonl, rollout-<time>-<id>.jsonl).
+  req.cmd = "cd \"$HOME\" && { [ -n \"$(find " + shellQuote(dir) + " -type f -size +0 -name " +
+            shellQuote("*" + sessionId + "*") + " -print -quit 2>/dev/null)\" ] || exit 3; } && " +
+            "tar -czf - " + shellQuote(dir) + " 2>/dev/null | base64 -w0";
   req.timeoutMs = 60'000;
   req.maxHeadBytes = kMaxArchive;
   runtime::ChunkFn ignore = [](std::string_view, std::string_view) {};
