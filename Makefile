@@ -80,7 +80,7 @@ test-package: build
 
 # Builds only what the demo runs; `make build` and `make test` build the tests and benches too.
 demo:
-	@echo "== make demo: installing missing packages, building kiln and kiln-runtime (the first time about 6 min on 2 idle cores; seconds after), then running a mock agent on a sample repo"
+	@echo "== make demo: installing missing packages, building kiln and kiln-runtime (the first time 3 to 6 min on 2 cores; seconds after), then running a mock agent on a sample repo"
 	@$(MAKE) --no-print-directory deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target kiln kiln-runtime
 	./scripts/demo.sh $(BUILD_DIR)/kiln
