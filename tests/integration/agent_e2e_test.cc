@@ -17,6 +17,7 @@
 #include "store/store.h"
 #include "support/fake_llm.h"
 #include "support/http_client.h"
+#include "support/job_checks.h"
 #include "support/kiln_process.h"
 #include "support/script_server.h"
 #include "support/temp_dir.h"
@@ -90,22 +91,9 @@ class AgentE2eTest : public ::testing::Test {
 
   // Polls the job until its status is one of `want`; returns the job.
   json waitStatus(const std::string& id, const std::vector<std::string>& want) {
-    json job;
-    for (auto deadline = std::chrono::steady_clock::now() + 90s;
-         std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(50ms)) {
-      auto r = client_->get("/api/v1/jobs/" + id);
-      if (!r.isOk() || r->status != 200) continue;
-      job = r->json();
-      for (const auto& w : want)
-        if (job.value("status", "") == w) return job;
-    }
-    ADD_FAILURE() << "job " << id << " never reached the wanted status: " << job.dump() << "\n"
-                  << kiln_->log();
-    return job;
+    return waitJobStatus(*client_, id, want, [this] { return kiln_->log(); });
   }
-  json finished(const std::string& id) {
-    return waitStatus(id, {"COMPLETED", "FAILED", "STOPPED"});
-  }
+  json finished(const std::string& id) { return waitStatus(id, kFinishedStatuses); }
 
   json steps(const std::string& id) {
     auto r = client_->get("/api/v1/jobs/" + id + "/steps");

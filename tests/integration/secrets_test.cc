@@ -12,6 +12,7 @@
 #include "common/files.h"
 #include "support/fake_llm.h"
 #include "support/http_client.h"
+#include "support/job_checks.h"
 #include "support/kiln_process.h"
 #include "support/script_server.h"
 #include "support/temp_dir.h"
@@ -60,17 +61,7 @@ class SecretsE2eTest : public ::testing::Test {
   }
 
   json waitFinished(const std::string& id) {
-    json job;
-    for (auto deadline = std::chrono::steady_clock::now() + 90s;
-         std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(50ms)) {
-      auto r = client_->get("/api/v1/jobs/" + id);
-      if (!r.isOk() || r->status != 200) continue;
-      job = r->json();
-      const std::string st = job.value("status", "");
-      if (st == "COMPLETED" || st == "FAILED" || st == "STOPPED") return job;
-    }
-    ADD_FAILURE() << "job " << id << " did not finish: " << job.dump() << "\n" << kiln_->log();
-    return job;
+    return waitJobStatus(*client_, id, kFinishedStatuses, [this] { return kiln_->log(); });
   }
 
   // Every byte of the data dir's database files (the main file, its WAL and journal).

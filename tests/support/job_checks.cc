@@ -2,7 +2,28 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
 namespace kiln::testing {
+
+nlohmann::json waitJobStatus(HttpClient& client, const std::string& id,
+                             const std::vector<std::string>& want,
+                             const std::function<std::string()>& context) {
+  using namespace std::chrono_literals;
+  nlohmann::json job;
+  for (auto deadline = std::chrono::steady_clock::now() + 90s;
+       std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(50ms)) {
+    auto r = client.get("/api/v1/jobs/" + id);
+    if (!r.isOk() || r->status != 200) continue;
+    job = r->json();
+    if (std::find(want.begin(), want.end(), job.value("status", "")) != want.end()) return job;
+  }
+  ADD_FAILURE() << "job " << id << " never reached the wanted status: " << job.dump() << "\n"
+                << context();
+  return job;
+}
 
 void expectEventsOnceAndNoCallTwice(store::Store& st, const std::string& id) {
   auto events = st.listEvents(id, 0, 100000);
