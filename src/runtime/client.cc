@@ -199,25 +199,35 @@ Task<Result<ExecResult>> RuntimeClient::exec(const ExecRequest& r, ChunkFn onChu
   co_return result;
 }
 
-Result<nlohmann::json> callRuntime(const std::string& socketPath, const std::string& path,
-                                   const nlohmann::json& body, const std::string& token) {
+namespace {
+
+// One call of a client of its own, on an I/O context of its own, blocking the calling thread;
+// nullopt if it never completed.
+template <typename Out, typename Call>
+std::optional<Out> callBlocking(const std::string& socketPath, const std::string& token,
+                                Call call) {
   asio::io_context ioc;
   RuntimeClient client(ioc.get_executor(), socketPath, token);
-  std::optional<Result<nlohmann::json>> out;
+  std::optional<Out> out;
   asio::co_spawn(
-      ioc, [&]() -> Task<void> { out.emplace(co_await client.call(path, body)); }, asio::detached);
+      ioc, [&]() -> Task<void> { out.emplace(co_await call(client)); }, asio::detached);
   ioc.run();
+  return out;
+}
+
+}  // namespace
+
+Result<nlohmann::json> callRuntime(const std::string& socketPath, const std::string& path,
+                                   const nlohmann::json& body, const std::string& token) {
+  std::optional<Result<nlohmann::json>> out = callBlocking<Result<nlohmann::json>>(
+      socketPath, token, [&](RuntimeClient& c) { return c.call(path, body); });
   if (!out) return internalError("runtime: call " + path + " did not complete");
   return std::move(*out);
 }
 
 Status runtimeHealth(const std::string& socketPath, const std::string& token) {
-  asio::io_context ioc;
-  RuntimeClient client(ioc.get_executor(), socketPath, token);
-  std::optional<Status> out;
-  asio::co_spawn(ioc, [&]() -> Task<void> { out.emplace(co_await client.health()); },
-                 asio::detached);
-  ioc.run();
+  std::optional<Status> out =
+      callBlocking<Status>(socketPath, token, [](RuntimeClient& c) { return c.health(); });
   return out ? *out : internalError("runtime: GET /health did not complete");
 }
 

@@ -84,9 +84,8 @@ Result<std::unique_ptr<Router>> Router::create(RuntimeConfig config) {
   }
   auto router = std::unique_ptr<Router>(new Router(std::move(config), std::move(fs)));
   if (router->config_.awaitWorkspace) {
-    const RuntimeConfig& c = router->config_;
     struct stat st;
-    if (stat((c.workspaceSource.empty() ? c.workspace : c.workspaceSource).c_str(), &st) == 0) {
+    if (stat(router->awaitedDir().c_str(), &st) == 0) {
       router->idleDev_ = st.st_dev;
       router->idleIno_ = st.st_ino;
     }
@@ -208,10 +207,8 @@ Result<std::shared_ptr<const WorkspaceFs>> Router::workspace() {
   std::lock_guard lock(attachMu_);
   if (std::shared_ptr<const WorkspaceFs> fs = fs_.load()) return fs;
   // Attached from outside since the last look: another directory where the idle one was.
-  const std::string& where =
-      config_.workspaceSource.empty() ? config_.workspace : config_.workspaceSource;
   struct stat st;
-  if (stat(where.c_str(), &st) != 0 || (st.st_dev == idleDev_ && st.st_ino == idleIno_)) {
+  if (stat(awaitedDir().c_str(), &st) != 0 || (st.st_dev == idleDev_ && st.st_ino == idleIno_)) {
     return std::shared_ptr<const WorkspaceFs>();
   }
   RETURN_IF_ERROR(openWorkspace(config_.workspaceSource));

@@ -52,6 +52,11 @@ class Router {
   bool route(Socket& sock, const Request& req);
   Result<nlohmann::json> dispatch(const std::string& target, const nlohmann::json& body);
   Result<nlohmann::json> attachWorkspace(const nlohmann::json& body);
+  // Where the backend attaches the workspace from outside (awaitWorkspace): workspaceSource,
+  // else the workspace dir itself.
+  const std::string& awaitedDir() const {
+    return config_.workspaceSource.empty() ? config_.workspace : config_.workspaceSource;
+  }
   // The attached workspace, opening it when the backend has attached one since the last call
   // (awaitWorkspace); null while none is.
   Result<std::shared_ptr<const WorkspaceFs>> workspace();
