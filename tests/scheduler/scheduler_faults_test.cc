@@ -218,9 +218,11 @@ TEST_F(SchedulerLoopFaultsTest, ClaimsAndRenewalsThatFailOrThrowDoNotStopTheNode
   makeTestsSlow();
   for (auto fault :
        {FaultInjectionStore::Fault::kThrow, FaultInjectionStore::Fault::kUnavailable}) {
+    // The claim loop polls while idle: let the fault fire before the job exists, since a claim
+    // already past the fault check when it was armed could otherwise take the job.
     faults_->failNext("claimJob", fault);
-    std::string id = createJob();
     ASSERT_TRUE(eventually([&] { return faults_->firedAt() == "claimJob"; })) << "no claim failed";
+    std::string id = createJob();
     ASSERT_TRUE(eventually([&] {
       auto job = faults_->inner().getJob(id);
       return job.isOk() && job->inflightCall.is_object();
