@@ -25,6 +25,7 @@ print("1 test passed")
 PY
 printf 'test:\n\tpython3 test_hello.py\n' > Makefile
 printf '__pycache__/\n' > .gitignore
+printf 'Run `make test` before you finish; keep every function short.\n' > AGENTS.md
 git add -A
 git -c user.name=demo -c user.email=demo@example.com commit -qm "hello: first version"
 

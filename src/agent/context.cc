@@ -60,6 +60,11 @@ Message* openTurn(std::vector<Message>& ctx) {
 }  // namespace
 
 void appendStep(std::vector<Message>& ctx, const store::Step& step) {
+  if (step.phase == kInstructionsPhase) {
+    if (!ctx.empty() && ctx.front().role == "system")
+      ctx.front().content += "\n\n" + step.toolOutput;
+    return;
+  }
   if (step.phase == kReplyPhase) {
     ctx.push_back(message("user", step.toolOutput));
     return;
@@ -139,8 +144,9 @@ std::vector<Message> rebuildContext(const store::Job& job, const std::vector<sto
     ctx.push_back(message("user", summaryMessage(compressed->plannerThought)));
     keptFrom = compressed->toolArguments.value("keptFromStep", compressed->stepNumber);
   }
+  // The repo's instructions stay in the system prompt through every compression.
   for (const auto& s : steps) {
-    if (s.stepNumber >= keptFrom) appendStep(ctx, s);
+    if (s.stepNumber >= keptFrom || s.phase == kInstructionsPhase) appendStep(ctx, s);
   }
   return ctx;
 }

@@ -1,9 +1,11 @@
 // The agent's context C_t: the system prompt, the task, and for each model turn one assistant
 // message with its calls (the provider's ids, the arguments' original text) followed by their
 // results, rebuilt from the stored steps (one per call), so a resumed job sees exactly what it
-// saw before and the model gets its history back as it wrote it. Two kinds of steps are not tool
-// calls: a human's answer (phase "reply": a user message) and a context compression (phase
-// "compressing": a model-written summary that stands for every step before `keptFromStep`).
+// saw before and the model gets its history back as it wrote it. Some steps are not tool calls:
+// a human's answer (phase "reply": a user message), a context compression (phase "compressing":
+// a model-written summary that stands for every step before `keptFromStep`), kiln's verify run
+// and the repo's instructions (phase "instructions": part of the system prompt, never
+// compressed away).
 #pragma once
 #include <string>
 #include <vector>
@@ -17,6 +19,8 @@ inline constexpr const char* kReplyPhase = "reply";
 inline constexpr const char* kCompressPhase = "compressing";
 // kiln's run of the job's verify command after a finish (src/agent/verify.h): a user message.
 inline constexpr const char* kVerifyPhase = "verify";
+// The repo's AGENTS.md files (src/agent/instructions.h): added to the system prompt.
+inline constexpr const char* kInstructionsPhase = "instructions";
 
 std::vector<Message> initialContext(const store::Job& job);
 // Appends what a stored step adds to the context (assistant turn + tool result, a human reply).

@@ -6,6 +6,7 @@
 
 #include "agent/cli_agent.h"
 #include "agent/context.h"
+#include "agent/instructions.h"
 #include "agent/job_events.h"
 #include "common/ids.h"
 #include "workspace/cache.h"
@@ -326,6 +327,8 @@ Task<PhaseOutcome> provision(JobSession& s) {
     if (!o.goesOn()) co_return o;
   }
   o = co_await loadHistory(s);
+  if (!o.goesOn()) co_return o;
+  o = co_await recordInstructions(s);
   if (!o.goesOn()) co_return o;
   co_return co_await markRunning(s);
 }

@@ -1,8 +1,8 @@
 // Provisioning: the first phase of a job run. Creates the job's provider, prepares its
 // workspace (reattached, created at the base commit, or rebuilt from the stored patch), takes a
 // sandbox (on the job's backend, from a warm pool when one fits: sandbox/supervisor.h), loads
-// the stored steps into the context and records what a resume needs (an interrupted call, a
-// human's answer).
+// the stored steps into the context, records the repo's AGENTS.md files at the job's first run
+// (src/agent/instructions.h) and what a resume needs (an interrupted call, a human's answer).
 #pragma once
 #include "agent/job_outcome.h"
 #include "agent/job_session.h"

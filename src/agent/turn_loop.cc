@@ -260,7 +260,7 @@ std::optional<LoopVerdict> replayLoopHistory(LoopDetector& loops,
   for (size_t i = from; i < steps.size(); ++i) {
     const store::Step& s = steps[i];
     if (s.phase == kCompressPhase || s.phase == "delivering" || s.phase == kVerifyPhase ||
-        interrupted(s))
+        s.phase == kInstructionsPhase || interrupted(s))
       continue;
     verdict = loops.observe(s.toolCalled.empty() ? talkRecord(s) : loopRecord(s));
   }

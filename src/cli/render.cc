@@ -141,6 +141,16 @@ std::string renderStep(const json& step, const RenderStyle& style) {
   std::string tool = str(step, "toolCalled");
   json args = step.contains("toolArguments") ? step["toolArguments"] : json();
   std::string head = paint(style, kBold, "[step " + n + "]");
+  if (tool.empty() && str(step, "phase") == "instructions") {
+    // The repo's AGENTS.md files, given to the model: their paths, not their text.
+    std::string files;
+    if (args.is_object() && args.contains("files") && args["files"].is_array()) {
+      for (const auto& f : args["files"])
+        if (f.is_string()) files += " " + f.get<std::string>();
+    }
+    return head + " " + paint(style, kCyan, "instructions") +
+           truncate(files, style.maxLineWidth) + "\n";
+  }
   if (!tool.empty()) head += " " + paint(style, kCyan, tool);
   if (step.value("refusal", false)) head += " " + paint(style, kRed, "refused");
   std::string a = summarizeArgs(args, style.maxLineWidth);

@@ -36,6 +36,14 @@ TEST(CliRenderTest, StepWithCostAndNoOutput) {
   EXPECT_EQ(renderStep(step, plain()), "[step 1] write_file path=AGENT_TASK.md ($0.0125)\n");
 }
 
+TEST(CliRenderTest, InstructionsStepNamesItsFilesNotTheirText) {
+  json step = {{"stepNumber", 1},
+               {"phase", "instructions"},
+               {"toolArguments", {{"files", {"AGENTS.md", "src/AGENTS.md"}}}},
+               {"toolOutput", "[Repository instructions]\n--- AGENTS.md ---\nRun make test.\n"}};
+  EXPECT_EQ(renderStep(step, plain()), "[step 1] instructions AGENTS.md src/AGENTS.md\n");
+}
+
 TEST(CliRenderTest, RefusalIsMarkedAndItsTextShown) {
   json step = {{"stepNumber", 2},
                {"phase", "planning"},

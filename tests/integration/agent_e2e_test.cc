@@ -471,6 +471,47 @@ TEST_F(AgentE2eTest, ContinueGivesAFinishedJobAFollowUpInTheSameWorkspace) {
   EXPECT_NE(d.find("b.txt"), std::string::npos) << d;
 }
 
+// The repo's AGENTS.md files (an ignored one aside), each with its scope, are in the system
+// prompt of every turn; a follow-up after the agent rewrote one still has those the job found.
+TEST_F(AgentE2eTest, TheReposAgentsMdFilesAreInTheSystemPromptAsTheJobFoundThem) {
+  ASSERT_EQ(shell("cd " + dir_.file("repo") +
+                  " && mkdir -p pkg ignored && printf 'Run test_calc.py before finishing.\\n' > "
+                  "AGENTS.md && printf 'Keep pkg free of imports.\\n' > pkg/AGENTS.md && "
+                  "printf 'ignored/\\n' >> .gitignore && printf 'never read\\n' > "
+                  "ignored/AGENTS.md && git add -A && git commit -qm agents"),
+            0);
+  start(json::array({
+      turn("", "write_file", {{"path", "AGENTS.md"}, {"content", "Rewritten by the agent.\n"}}),
+      finish("rewrote it"),
+      finish("nothing more"),
+  }));
+  std::string id = createJob({{"taskDesc", "Rewrite AGENTS.md"}});
+  ASSERT_EQ(finished(id).value("status", ""), "COMPLETED") << kiln_->log();
+  json s = steps(id);
+  ASSERT_FALSE(s.empty());
+  EXPECT_EQ(s[0]["phase"], "instructions") << s.dump();
+  EXPECT_EQ(s[0]["toolArguments"]["files"], json::array({"AGENTS.md", "pkg/AGENTS.md"}));
+  ASSERT_NO_FATAL_FAILURE(act(id, "continue", {{"taskDesc", "Anything else?"}}));
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump();
+  auto reqs = llm_->requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  for (const auto& r : reqs) {
+    const json& system = r["body"]["messages"][0];
+    EXPECT_EQ(system["role"], "system");
+    const std::string text = system["content"].dump();
+    EXPECT_NE(text.find("--- AGENTS.md (the whole repository) ---"), std::string::npos) << text;
+    EXPECT_NE(text.find("Run test_calc.py before finishing."), std::string::npos) << text;
+    EXPECT_NE(text.find("--- pkg/AGENTS.md (files under pkg/) ---"), std::string::npos) << text;
+    EXPECT_NE(text.find("Keep pkg free of imports."), std::string::npos) << text;
+    EXPECT_EQ(text.find("never read"), std::string::npos) << "an ignored file: " << text;
+    EXPECT_EQ(text.find("Rewritten by the agent."), std::string::npos) << text;
+  }
+  int recorded = 0;
+  for (const auto& step : steps(id)) recorded += step["phase"] == "instructions";
+  EXPECT_EQ(recorded, 1) << "the follow-up recorded no second instructions";
+}
+
 TEST_F(AgentE2eTest, PushSendsTheBranchToAnHttpRemoteThroughTheEgressProxy) {
   // A bare repo served over smart HTTP on 127.0.0.2: the host's loopback, which the sandbox
   // (its own network namespace) reaches only through the egress proxy.
