@@ -1,12 +1,77 @@
 #include "secrets/redact.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace kiln::secrets {
+namespace {
+
+constexpr std::string_view kBase64Digits =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+// Standard base64 without padding (a core never reaches it) or line breaks.
+std::string base64Of(std::string_view in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t n = static_cast<uint8_t>(in[i]) << 16;
+    if (i + 1 < in.size()) n |= static_cast<uint8_t>(in[i + 1]) << 8;
+    if (i + 2 < in.size()) n |= static_cast<uint8_t>(in[i + 2]);
+    const size_t digits = std::min<size_t>(4, in.size() - i + 1);
+    for (size_t d = 0; d < digits; ++d) out += kBase64Digits[(n >> (18 - 6 * d)) & 63];
+  }
+  return out;
+}
+
+std::string hexOf(std::string_view in, const char* digits) {
+  std::string out;
+  for (unsigned char c : in) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+// The base64 digits that depend on `value`'s bytes alone, when the encoded text holds `value`
+// starting `offset` bytes into a 3-byte group: whatever comes before and after it, these digits
+// are in the encoding. Digit j of group g encodes bits of bytes 3g..3g+2: j=0 byte 0, j=1 bytes
+// 0-1, j=2 bytes 1-2, j=3 byte 2.
+std::string base64Core(const std::string& value, size_t offset) {
+  const std::string enc = base64Of(std::string(offset, '\0') + value + std::string(2, '\0'));
+  static constexpr size_t kFirstByte[] = {0, 0, 1, 2}, kLastByte[] = {0, 1, 2, 2};
+  size_t first = std::string::npos, last = 0;
+  for (size_t c = 0; c < enc.size(); ++c) {
+    const size_t lo = 3 * (c / 4) + kFirstByte[c % 4], hi = 3 * (c / 4) + kLastByte[c % 4];
+    if (lo < offset || hi >= offset + value.size()) continue;
+    if (first == std::string::npos) first = c;
+    last = c;
+  }
+  return first == std::string::npos ? "" : enc.substr(first, last - first + 1);
+}
+
+}  // namespace
 
 Redactions::Redactions(const std::vector<Secret>& secrets) {
   for (const auto& s : secrets) {
-    if (!s.value.empty()) values_.emplace_back(s.value, "[redacted:" + s.name + "]");
+    if (s.value.empty()) continue;
+    const std::string marker = "[redacted:" + s.name + "]";
+    values_.emplace_back(s.value, marker);
+    if (s.value.size() < kMinEncodedBytes) continue;
+    // What hex dumps (`xxd -p`, `.hex()`) and base64 (standard or URL-safe) make of it.
+    std::vector<std::string> forms = {hexOf(s.value, "0123456789abcdef"),
+                                      hexOf(s.value, "0123456789ABCDEF")};
+    for (size_t offset = 0; offset < 3; ++offset) {
+      std::string core = base64Core(s.value, offset);
+      std::string urlSafe = core;
+      std::replace(urlSafe.begin(), urlSafe.end(), '+', '-');
+      std::replace(urlSafe.begin(), urlSafe.end(), '/', '_');
+      forms.push_back(std::move(core));
+      if (urlSafe != forms.back()) forms.push_back(std::move(urlSafe));
+    }
+    for (auto& form : forms) {
+      std::pair<std::string, std::string> v(std::move(form), marker);
+      if (std::find(values_.begin(), values_.end(), v) == values_.end())
+        values_.push_back(std::move(v));
+    }
   }
   sort();
 }

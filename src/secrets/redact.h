@@ -18,12 +18,19 @@ namespace kiln::secrets {
 
 class Redactions {
  public:
+  // Shorter values are redacted only as they are: encoded forms of a few bytes would match
+  // ordinary text.
+  static constexpr size_t kMinEncodedBytes = 8;
+
   Redactions() = default;
   explicit Redactions(const std::vector<Secret>& secrets);
   bool empty() const { return values_.empty(); }
   // Every occurrence of a value becomes "[redacted:NAME]" (longest values first, so a value
-  // that holds another is replaced whole). Only the literal bytes: base64 or any other encoding
-  // of a value is not recognised.
+  // that holds another is replaced whole), and so do, for values of kMinEncodedBytes or more,
+  // their hex (either case) and base64 (standard or URL-safe, at any alignment: the digits that
+  // depend on the value alone; up to two digits at each end, a few bits of the value's first
+  // and last bytes, stay) forms. Other encodings, and base64 broken across lines (`base64`
+  // wraps at 76 digits, a value of 58 bytes or more), are not recognised.
   void apply(std::string& text) const;
   // apply() on every string and object key of `j`, recursively.
   void apply(nlohmann::json& j) const;

@@ -92,6 +92,12 @@ TEST_F(SecretsE2eTest, EnvSecretsReachTheSandboxButNoStoredOrStreamedTextOrByte)
                                  "printf '%s\\n%s\\n' \"$NPM_TOKEN\" \"$TEAM_KEY\" > leaked.txt"}}),
       agentTurn("", "read_file", {{"path", "leaked.txt"}}),
       agentTurn("", "bash", {{"command", "cat /no/such/" + job}}),
+      // Encoded: base64 as `echo | base64` makes it, URL-safe, shifted by a byte, and hex.
+      agentTurn("", "bash",
+                {{"command",
+                  "echo \"$NPM_TOKEN\" | base64; printf %s \"$NPM_TOKEN\" | basenc --base64url; "
+                  "echo; printf 'x%s' \"$TEAM_KEY\" | base64; "
+                  "python3 -c \"import os; print(os.environ['NPM_TOKEN'].encode().hex())\""}}),
       agentTurn("Done.", "finish", {{"summary", "leaked " + job}}),
   }));
   int rc = 0;
@@ -123,6 +129,15 @@ TEST_F(SecretsE2eTest, EnvSecretsReachTheSandboxButNoStoredOrStreamedTextOrByte)
   EXPECT_NE(steps->body.find("token=[redacted:NPM_TOKEN]"), std::string::npos) << steps->body;
   EXPECT_NE(steps->body.find("t=[redacted:TEAM_KEY]"), std::string::npos) << steps->body;
   EXPECT_NE(steps->body.find("It is [redacted:NPM_TOKEN]."), std::string::npos) << steps->body;
+  // The encoded step: all four forms redacted.
+  size_t encodedStep = steps->body.find("basenc --base64url");
+  ASSERT_NE(encodedStep, std::string::npos) << steps->body;
+  const std::string afterIt = steps->body.substr(encodedStep);
+  size_t markers = 0;
+  for (size_t at = afterIt.find("[redacted:"); at != std::string::npos;
+       at = afterIt.find("[redacted:", at + 1))
+    ++markers;
+  EXPECT_GE(markers, 4u) << afterIt.substr(0, 2000);
 
   auto sse = SseReader::open("127.0.0.1", kiln_->port(), "/api/v1/jobs/" + id + "/stream",
                              {{"Authorization", "Bearer " + kiln_->token()}});
@@ -141,7 +156,18 @@ TEST_F(SecretsE2eTest, EnvSecretsReachTheSandboxButNoStoredOrStreamedTextOrByte)
   const std::string db = databaseBytes();
   ASSERT_GT(db.size(), 0u);
   EXPECT_NE(db.find("[redacted:NPM_TOKEN]"), std::string::npos);  // the steps are in there
-  for (const std::string& value : {job, tenant}) {
+  // The values and their whole encodings, as the sandbox's tools made them.
+  std::vector<std::string> forms = {job, tenant};
+  for (const char* cmd :
+       {"base64 -w0", "basenc --base64url -w0", "od -An -tx1 -v | tr -d ' \\n'"}) {
+    for (const std::string& value : {job + "\n", job, "x" + tenant}) {
+      std::string out;
+      ASSERT_EQ(shell("printf %s " + shellQuote(value) + " | " + cmd, &out), 0);
+      while (!out.empty() && out.back() == '\n') out.pop_back();
+      forms.push_back(out);
+    }
+  }
+  for (const std::string& value : forms) {
     EXPECT_EQ(steps->body.find(value), std::string::npos) << steps->body;
     EXPECT_EQ(streamed.find(value), std::string::npos) << streamed;
     EXPECT_EQ(diff->body.find(value), std::string::npos) << diff->body;
@@ -253,7 +279,8 @@ TEST_F(SecretsE2eTest, ProxySecretsReachOnlyTheirHostAndNeverTheSandbox) {
                           "os.environ['API_TOKEN']})).read().decode().strip())\"; "
                           // An upload streams through the interception in pieces.
                           "head -c 300000 /dev/zero | tr '\\0' x | curl -sS --data-binary @- "
-                          "https://" + a + "/upload -H \"Authorization: Bearer $API_TOKEN\""}}),
+                          "https://" +
+                          a + "/upload -H \"Authorization: Bearer $API_TOKEN\""}}),
           agentTurn("", "bash",
                     {{"command", "curl -sS --cacert server.pem https://" + b +
                                      "/own-cert -H \"Authorization: Bearer $API_TOKEN\"; "

@@ -121,5 +121,53 @@ TEST(RedactionTest, EveryOccurrenceInTextAndJsonLongestFirst) {
   EXPECT_EQ(j["arr"][0], "x [redacted:A]");
 }
 
+// What the real tools make of `text`: `printf %s TEXT | CMD`.
+std::string encoded(const std::string& text, const std::string& cmd) {
+  std::string out;
+  EXPECT_EQ(
+      kiln::testing::shell("printf %s " + kiln::testing::shellQuote(text) + " | " + cmd, &out), 0);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+TEST(RedactionTest, HexAndBase64FormsAtAnyAlignmentAreRedacted) {
+  const std::string v = "ghp_S3cr3tT0k3n+/~value";
+  Redactions r({{"GH", v, Mode::kEnv, {}}});
+  // Before and after the value: bytes that shift it within base64's 3-byte groups, and a
+  // newline as `echo $V | base64` adds.
+  for (const std::string before : {"", "a", "ab", "abc"}) {
+    for (const std::string after : {"", "\n", "xy"}) {
+      for (const char* cmd :
+           {"base64 -w0", "basenc --base64url -w0", "od -An -tx1 -v | tr -d ' \n'",
+            "od -An -tx1 -v | tr -d ' \n' | tr a-f A-F"}) {
+        const std::string enc = encoded(before + v + after, cmd);
+        ASSERT_FALSE(enc.empty()) << cmd;
+        std::string t = "out: " + enc + " end";
+        r.apply(t);
+        EXPECT_NE(t.find("[redacted:GH]"), std::string::npos)
+            << cmd << " of '" << before << "'+v+'" << after << "': " << t;
+        // At most two digits of each end stay: a few bits of the first and last bytes.
+        EXPECT_LE(t.size(), std::string("out:  end[redacted:GH]").size() + 8 +
+                                (before.size() + after.size()) * 2 + 4)
+            << cmd << ": " << t;
+      }
+    }
+  }
+}
+
+TEST(RedactionTest, ShortValuesAndOrdinaryTextAreLeftAlone) {
+  Redactions shortOne({{"PIN", "1234567", Mode::kEnv, {}}});
+  std::string hex = encoded("1234567", "od -An -tx1 -v | tr -d ' \n'");
+  std::string t = "pin 1234567, hex " + hex + ", base64 " + encoded("1234567", "base64 -w0");
+  shortOne.apply(t);
+  EXPECT_EQ(t, "pin [redacted:PIN], hex " + hex + ", base64 MTIzNDU2Nw==")
+      << "values under 8 bytes: only as they are";
+  Redactions r({{"K", "ghp_S3cr3tT0k3n_value", Mode::kEnv, {}}});
+  std::string plain = "diff --git a/x b/x\nindex 0123abc..4567def 100644\nSGVsbG8gd29ybGQ=\n";
+  std::string copy = plain;
+  r.apply(copy);
+  EXPECT_EQ(copy, plain);
+}
+
 }  // namespace
 }  // namespace kiln::secrets
