@@ -128,6 +128,13 @@ JobFailure loopFailure(const LoopVerdict& v) {
   return JobFailure{"loop_detected", "the agent is stuck: " + v.reason, {{"rule", v.rule}}};
 }
 
+JobFailure tenantSpendFailure(const store::QuotaBreach& b) {
+  return JobFailure{"quota_exceeded",
+                    b.message + "; the job stopped before its next model call (continue it once "
+                                "the quota allows)",
+                    {{"quota", b.quota}, {"limit", b.limit}, {"used", b.used}}};
+}
+
 JobFailure cliFailure(const json& f) {
   if (!f.is_object()) return JobFailure{"agent_failed", f.dump()};
   const json code = f.contains("code") ? f["code"] : json();

@@ -43,6 +43,8 @@ JobFailure limitFailure(const sandbox::LimitBreach& b);
 JobFailure budgetFailure(const char* limit, std::string message);
 JobFailure wallBudgetFailure(int64_t maxWallSeconds, bool commandKilled);
 JobFailure loopFailure(const LoopVerdict& v);
+// The tenant's usdPerDay spent while the job ran.
+JobFailure tenantSpendFailure(const store::QuotaBreach& b);
 // A CLI agent's own failure object {code, message, ...}.
 JobFailure cliFailure(const nlohmann::json& f);
 

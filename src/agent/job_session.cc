@@ -150,6 +150,28 @@ std::optional<JobFailure> JobSession::checkCaps() const {
   return std::nullopt;
 }
 
+Task<std::optional<JobFailure>> JobSession::checkTenantSpend() {
+  if (job_.tokenSpendUsd <= 0) co_return std::nullopt;
+  const std::string tenant = job_.tenantId;
+  auto quota = co_await deps_.pool->run([&] { return deps_.store->getQuota(tenant); });
+  if (!quota.isOk()) {
+    spdlog::warn("job {}: tenant quota not checked: {}", job_.id, quota.status().toString());
+    co_return std::nullopt;
+  }
+  if (!quota->usdPerDay) co_return std::nullopt;
+  const int64_t now = deps_.clock->nowMs();
+  auto usage = co_await deps_.pool->run([&] { return deps_.store->tenantUsage(tenant, now); });
+  if (!usage.isOk()) {
+    spdlog::warn("job {}: tenant quota not checked: {}", job_.id, usage.status().toString());
+    co_return std::nullopt;
+  }
+  store::TenantQuota spendOnly;
+  spendOnly.usdPerDay = quota->usdPerDay;
+  auto breach = store::quotaBreach(tenant, spendOnly, *usage, false, now);
+  if (!breach) co_return std::nullopt;
+  co_return tenantSpendFailure(*breach);
+}
+
 int64_t JobSession::maxWallSeconds() const { return limits_.wallSeconds(); }
 
 int64_t JobSession::wallLeftMs() const {

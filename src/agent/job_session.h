@@ -73,6 +73,10 @@ class JobSession {
   // --- budgets -------------------------------------------------------------------------------
   // A budget the job has used up, if any.
   std::optional<JobFailure> checkCaps() const;
+  // The tenant's usdPerDay, spent by this job and its others today: the failure that ends the
+  // job before its next model call. Checked only once the job has spent (a priced model); a
+  // store error skips the check (logged; the next turn checks again).
+  Task<std::optional<JobFailure>> checkTenantSpend();
   int64_t maxWallSeconds() const;
   // What is left of the job's wall-clock budget (negative once it ran out).
   int64_t wallLeftMs() const;

@@ -143,6 +143,7 @@ Task<PhaseOutcome> TurnLoop::run() {
   while (!s_.stopped()) {
     if (s_.handle().draining()) co_return co_await releaseForHandover();
     if (auto f = s_.checkCaps()) co_return PhaseOutcome::fail(*f);
+    if (auto f = co_await s_.checkTenantSpend()) co_return PhaseOutcome::fail(*f);
     if (s_.contextThreshold() > 0 && promptTokens_ >= s_.contextThreshold()) {
       PhaseOutcome o = co_await compress();
       if (!o.goesOn()) co_return o;

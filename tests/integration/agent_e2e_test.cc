@@ -624,6 +624,27 @@ INSTANTIATE_TEST_SUITE_P(
                           1}),
     [](const auto& info) { return std::string(info.param.limit); });
 
+// The tenant's usdPerDay is spent while its job runs: the job stops before its next model call
+// (the quota used to hold back only the claims of new runs).
+TEST_F(AgentE2eTest, ATenantsDailySpendRunningOutStopsItsRunningJob) {
+  start(distinctEchoes(5, 100000));  // gpt-4o: $0.25 a turn
+  auto set = client_->postJson("/api/v1/tenants/default/quota", {{"usdPerDay", 0.4}});
+  ASSERT_TRUE(set.isOk());
+  ASSERT_EQ(set->status, 200) << set->body;
+  json job = finished(createJob({}));
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
+  EXPECT_EQ(errorCode(job), "quota_exceeded") << job.dump();
+  EXPECT_EQ(job["error"].value("quota", ""), "usdPerDay") << job.dump();
+  EXPECT_NEAR(job["error"].value("used", 0.0), 0.5, 0.01) << job.dump();
+  EXPECT_EQ(llm_->requests().size(), 2u) << "$0.25 spent: one more turn; $0.50: none";
+  // A new job of the tenant is refused at once, with the same quota named.
+  auto refused = client_->postJson(
+      "/api/v1/jobs", {{"repoUrl", dir_.file("repo")}, {"taskDesc", "more"}, {"agent", "openai"},
+                       {"model", "gpt-4o"}});
+  ASSERT_TRUE(refused.isOk());
+  EXPECT_EQ(refused->status, 429) << refused->body;
+}
+
 // `kiln serve --sandbox-userns`: the job's sandbox maps a range of host ids, and its workspace
 // (an overlay over the repo cache) belongs to the agent's host id from that range.
 TEST_F(AgentE2eTest, ABugFixRunsInAUserNamespaceSandbox) {
