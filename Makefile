@@ -15,7 +15,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Claude Code 2.1.197 is the newest release that still runs on Debian 12's Node 18 (later ones
 # ask for Node 22); Codex and claude-code-acp need Node 16 and 18.
 AGENT_CLIS := @anthropic-ai/claude-code@2.1.197 @openai/codex@0.171.0 \
-              @zed-industries/claude-code-acp@0.16.2
+              @zed-industries/claude-code-acp@0.16.2 \
+              @modelcontextprotocol/server-filesystem@2026.8.31
 AGENT_CLI_DIR := $(BUILD_DIR)/agent-clis
 
 .PHONY: all deps build test test-package fuzz demo package bench clean format agent-clis
@@ -43,7 +44,8 @@ $(BUILD_DIR)/build.ninja: CMakeLists.txt
 build: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# Installs AGENT_CLIS from npm into $(AGENT_CLI_DIR) (never globally), once per pinned list;
+# Installs AGENT_CLIS (the agent CLIs, and MCP servers jobs may start) from npm into
+# $(AGENT_CLI_DIR) (never globally), once per pinned list;
 # Node and npm come from Debian when missing.
 agent-clis: $(AGENT_CLI_DIR)/.installed
 $(AGENT_CLI_DIR)/.installed: Makefile
@@ -53,7 +55,7 @@ $(AGENT_CLI_DIR)/.installed: Makefile
 	rm -rf $(AGENT_CLI_DIR) && mkdir -p $(AGENT_CLI_DIR)
 	@cd $(AGENT_CLI_DIR) && echo '{"private": true}' > package.json && \
 	  if npm install --no-audit --no-fund --loglevel=error $(AGENT_CLIS); then touch .installed; \
-	  else rm -rf node_modules; echo "agent-clis: npm install failed: the real agent CLI tests \
+	  else rm -rf node_modules; echo "agent-clis: npm install failed: the real agent CLI and MCP tests \
 	  (RealCliTest) will be skipped" >&2; fi
 
 # Serial on purpose: the sandbox leak tests count host-wide mounts, cgroups and processes.

@@ -3,10 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/acp_connection.h"
+#include "agent/sandbox_process.h"
 #include "agent/step_writer.h"
 #include "agent/terminal_stream.h"
 #include "agent/tool_text.h"
-#include "runtime/egress_forwarder.h"
 
 namespace kiln::agent {
 namespace {
@@ -53,7 +53,8 @@ std::string optionOf(const json& options, std::initializer_list<const char*> kin
   if (!options.is_array()) return "";
   for (const char* kind : kinds) {
     for (const auto& o : options) {
-      if (stringAt(o, "kind") == kind && !stringAt(o, "optionId").empty()) return stringAt(o, "optionId");
+      if (stringAt(o, "kind") == kind && !stringAt(o, "optionId").empty())
+        return stringAt(o, "optionId");
     }
   }
   return "";
@@ -121,51 +122,6 @@ json agentFailure(const std::string& message, int exitCode) {
   f["message"] = message;
   if (exitCode >= 0) f["exitCode"] = exitCode;
   return f;
-}
-
-// The agent's command running in the sandbox, watched from the job's strand.
-struct AgentProcess {
-  explicit AgentProcess(asio::any_io_executor ex) : wake(ex) {}
-  bool done = false;
-  Result<runtime::ExecResult> result = Status(Code::kUnavailable, "not run");
-  asio::steady_timer wake;  // cancelled when it ends or the channel is accepted
-  bool accepted = false;
-};
-
-Task<void> runProcess(runtime::RuntimeClient& rt, const runtime::ExecRequest& req,
-                      TerminalStream& terminal, std::shared_ptr<AgentProcess> proc) {
-  runtime::ChunkFn onChunk = [&terminal](std::string_view stream, std::string_view data) {
-    terminal.push(stream, data);
-  };
-  proc->result = co_await rt.exec(req, onChunk);
-  proc->done = true;
-  proc->wake.cancel();
-}
-
-// Waits until `ready` holds, the process ends, or the deadline passes.
-Task<void> waitFor(AgentProcess& proc, const std::function<bool()>& ready,
-                   std::chrono::steady_clock::time_point deadline) {
-  while (!ready() && !proc.done && std::chrono::steady_clock::now() < deadline) {
-    proc.wake.expires_at(deadline);
-    boost::system::error_code ec;
-    co_await proc.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
-}
-
-std::string describe(const std::vector<std::string>& argv) {
-  std::string out;
-  for (const auto& w : argv) out += (out.empty() ? "" : " ") + w;
-  return "`" + capped(out, 200) + "`";
-}
-
-// Why the agent is gone, from its command's result: exit status and the tail of its stderr.
-std::string exitDetail(const AgentProcess& proc) {
-  if (!proc.done) return "";
-  if (!proc.result.isOk()) return " (" + proc.result.status().message() + ")";
-  const runtime::ExecResult& r = *proc.result;
-  std::string tail = tailOf(r.output);
-  while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
-  return " (exit status " + std::to_string(r.exitCode) + (tail.empty() ? "" : ": " + tail) + ")";
 }
 
 void forward(AcpUpdates& updates, TerminalStream& terminal, StepWriter& writer) {
@@ -278,19 +234,14 @@ std::string AcpUpdates::finish() {
 // --- the run -----------------------------------------------------------------------------------
 
 std::string acpBridgeCommand(const std::vector<std::string>& argv) {
-  std::string words;
-  for (const auto& w : argv) words += " " + shellQuote(w);
-  const std::string script =
-      "exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(runtime::kAcpChannelPort) +
-      " || exit 97; \"$@\" <&3 >&3 3>&- & echo $! > /tmp/.kiln-acp.pid; wait $!";
-  return "exec /bin/bash -c " + shellQuote(script) + " kiln-acp" + words;
+  return channelBridgeCommand(argv, "/tmp/.kiln-acp.pid", "kiln-acp");
 }
 
 Task<Result<CliOutcome>> runAcpAgent(const AcpRun& run, int timeoutMs, runtime::RuntimeClient& rt,
                                      asio::local::stream_protocol::acceptor& channel,
                                      TerminalStream& terminal, AcpHooks& hooks) {
   const asio::any_io_executor ex = co_await asio::this_coro::executor;
-  const std::string who = describe(run.argv);
+  const std::string who = describeCommand(run.argv);
   CliHooks writerHooks;
   writerHooks.recordStep = hooks.recordStep;
   StepWriter writer(ex, writerHooks);
@@ -301,8 +252,11 @@ Task<Result<CliOutcome>> runAcpAgent(const AcpRun& run, int timeoutMs, runtime::
   req.cmd = acpBridgeCommand(run.argv);
   req.env = run.env;  // cwd: the sandbox's workdir
   req.timeoutMs = timeoutMs;
-  auto proc = std::make_shared<AgentProcess>(ex);
-  asio::co_spawn(ex, runProcess(rt, req, terminal, proc), asio::detached);
+  auto proc = std::make_shared<SandboxProcess>(ex);
+  runtime::ChunkFn toTerminal = [&terminal](std::string_view stream, std::string_view data) {
+    terminal.push(stream, data);
+  };
+  asio::co_spawn(ex, runSandboxProcess(rt, req, toTerminal, proc), asio::detached);
 
   // The bridge connects before it starts the agent: the channel is accepted at once, unless
   // bash itself failed.

@@ -116,6 +116,14 @@ Task<void> AcpConnection::answer(std::shared_ptr<AcpConnection> self, json id, s
   }
 }
 
+void AcpConnection::notify(const std::string& method, const json& params) {
+  json msg = json::object();
+  msg["jsonrpc"] = "2.0";
+  msg["method"] = method;
+  if (!params.is_null()) msg["params"] = params;
+  send(msg);
+}
+
 void AcpConnection::send(const json& msg) {
   if (closed_) return;
   outbox_.push_back(msg.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");

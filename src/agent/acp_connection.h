@@ -1,9 +1,10 @@
-// AcpConnection: kiln's end of an Agent Client Protocol connection: JSON-RPC 2.0, one JSON
-// object per line, over the stream that carries the agent's stdio (a unix socket the sandbox's
-// runtime relays to, see acp_agent.h). kiln is the client: it sends requests and waits for their
-// answers, while the agent's notifications (session/update) and requests (session/
-// request_permission) go to the handlers given at construction. Used from one strand; create
-// with make_shared and start(); close() before dropping the handlers' captures.
+// AcpConnection: kiln's end of an Agent Client Protocol connection, and of an MCP server's (the
+// same transport: src/agent/mcp_client.h): JSON-RPC 2.0, one JSON object per line, over the
+// stream that carries the peer's stdio (a unix socket the sandbox's runtime relays to, see
+// sandbox_process.h). kiln is the client: it sends requests and waits for their answers, while
+// the peer's notifications (session/update) and requests (session/request_permission, ping)
+// go to the handlers given at construction. Used from one strand; create with make_shared and
+// start(); close() before dropping the handlers' captures.
 #pragma once
 #include <chrono>
 #include <deque>
@@ -35,6 +36,8 @@ class AcpConnection : public std::enable_shared_from_this<AcpConnection> {
   // connection ends first, kUnprocessable for a JSON-RPC error answer (its message).
   Task<Result<nlohmann::json>> call(const std::string& method, const nlohmann::json& params,
                                     std::chrono::milliseconds timeout);
+  // Sends a notification (a message without an id: nothing answers it).
+  void notify(const std::string& method, const nlohmann::json& params);
   // Stops reading and writing; calls waiting get kUnavailable. Handlers are not called after.
   void close();
   bool closed() const { return closed_; }

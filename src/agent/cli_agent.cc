@@ -317,11 +317,13 @@ Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& mod
     // A `cli` or `acp` command is often Claude Code itself (or its ACP adapter).
     for (const auto& [name, value] : findPreset("claude")->fixedEnv) plan.env[name] = value;
   }
-  if (!agentCliDir(env).empty()) {
-    plan.env["PATH"] = std::string(sandbox::kAgentCliInsideDir) +
-                       "/node_modules/.bin:" + sandbox::kAgentCliInsideDir + "/bin:" + kDefaultPath;
-  }
+  if (!agentCliDir(env).empty()) plan.env["PATH"] = agentCliPath();
   return plan;
+}
+
+std::string agentCliPath() {
+  return std::string(sandbox::kAgentCliInsideDir) +
+         "/node_modules/.bin:" + sandbox::kAgentCliInsideDir + "/bin:" + kDefaultPath;
 }
 
 bool usesModelGateway(const std::string& agent) {

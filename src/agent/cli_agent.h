@@ -53,6 +53,9 @@ void addGatewayEnv(CliPlan& plan, const std::string& placeholderKey);
 // mounted read-only in CLI agents' sandboxes, its node_modules/.bin and bin first on PATH.
 // "" when unset.
 std::string agentCliDir(const EnvLookup& env);
+// The PATH of a command in a sandbox that mounts the operator's agent CLI dir: its npm
+// binaries and bin/ before the system's.
+std::string agentCliPath();
 
 // Resolves a job's agent ("cli" with spec.command, or a preset name) into a plan. The job's
 // options (docs/api.md): `command` (argv array, or a shell string) overrides the preset's argv;

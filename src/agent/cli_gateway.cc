@@ -11,7 +11,7 @@ namespace kiln::agent {
 Result<std::unique_ptr<CliGateway>> CliGateway::start(
     asio::any_io_executor io, const std::string& parentDir, const store::Job& job,
     const gateway::GatewayBudget& budget, const gateway::Upstreams& upstreams,
-    std::function<void(const gateway::GatewayStop&)> onStop) {
+    std::function<void(const gateway::GatewayStop&)> onStop, bool channel) {
   if (mkdir(parentDir.c_str(), 0700) != 0 && errno != EEXIST) {
     return errnoStatus("model gateway: mkdir " + parentDir, errno);
   }
@@ -28,14 +28,14 @@ Result<std::unique_ptr<CliGateway>> CliGateway::start(
   auto started = gateway::startModelGateway(io, std::move(o));
   if (!started.isOk()) return started.status();  // ~CliGateway removes the dir
   g->gateway_ = std::move(started).value();
-  if (job.agent == "acp") {
+  if (channel) {
     const std::string path = dir + "/acp.sock";
     g->acp_ = std::make_unique<asio::local::stream_protocol::acceptor>(io);
     boost::system::error_code ec;
     g->acp_->open(asio::local::stream_protocol(), ec);
     if (!ec) g->acp_->bind(asio::local::stream_protocol::endpoint(path), ec);
     if (!ec) g->acp_->listen(1, ec);
-    if (ec) return internalError("ACP channel: listen on " + path + ": " + ec.message());
+    if (ec) return internalError("stdio channel: listen on " + path + ": " + ec.message());
     ::chmod(path.c_str(), 0600);
   }
   return g;

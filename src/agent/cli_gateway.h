@@ -18,14 +18,15 @@ namespace kiln::agent {
 
 class CliGateway {
  public:
-  // Makes <parentDir>/<random> (0700) with the gateway's socket in it, and for an ACP agent
-  // the channel's socket too (listening on `io`, the job's strand). `budget` holds the
-  // job's maxUsd and maxTokens and what it spent before this run. `onStop` runs on the gateway's
-  // strand when it stops passing calls (budget spent, upstream down): it must not block.
+  // Makes <parentDir>/<random> (0700) with the gateway's socket in it, and with `channel` (an
+  // ACP agent, MCP servers) the channel's socket too (listening on `io`, the job's strand).
+  // `budget` holds the job's maxUsd and maxTokens and what it spent before this run. `onStop` runs
+  // on the gateway's strand when it stops passing calls (budget spent, upstream down): it must not
+  // block.
   static Result<std::unique_ptr<CliGateway>> start(
       asio::any_io_executor io, const std::string& parentDir, const store::Job& job,
       const gateway::GatewayBudget& budget, const gateway::Upstreams& upstreams,
-      std::function<void(const gateway::GatewayStop&)> onStop);
+      std::function<void(const gateway::GatewayStop&)> onStop, bool channel);
   // Stops the gateway and removes its dir.
   ~CliGateway();
 
@@ -38,8 +39,10 @@ class CliGateway {
   // line), or nullopt when there are none.
   std::optional<store::Step> unchargedStep();
   std::optional<gateway::GatewayStop> stopped() const { return gateway_->stopped(); }
-  // Where an ACP agent's stdio arrives (acp.sock; acp_agent.h). Only for agent "acp".
+  // Where an ACP agent's or an MCP server's stdio arrives (acp.sock; sandbox_process.h). Only
+  // when started with `channel`.
   asio::local::stream_protocol::acceptor& acpChannel() { return *acp_; }
+  bool hasChannel() const { return acp_ != nullptr; }
 
  private:
   CliGateway(std::string dir, std::string key) : dir_(std::move(dir)), key_(std::move(key)) {}

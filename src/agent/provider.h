@@ -4,10 +4,9 @@
 // one provider from its own strand.
 #pragma once
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/asio.h"
 #include "common/result.h"
@@ -53,6 +52,9 @@ struct TaskInfo {
   // image has no bash) and the directory the repository is checked out in.
   std::string shell = "bash";
   std::string workdir = "/workspace";
+  // Tools besides kiln's own, in the same form as toolSchemas' ({name, description,
+  // parameters}): the job's MCP servers' (src/agent/mcp_client.h).
+  std::vector<json> extraTools;
 };
 
 class Provider {

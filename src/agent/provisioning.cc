@@ -168,12 +168,15 @@ std::string gatewaysDir(const RunnerDeps& d) {
   return std::filesystem::path(d.workspacesDir).parent_path().string() + "/gateways";
 }
 
-// A CLI agent's model gateway (cli_gateway.h), which its sandbox mounts, and its CLI dir.
+// A CLI agent's model gateway (cli_gateway.h), which its sandbox mounts, and its CLI dir; for a
+// built-in agent with MCP servers, the gateway dir for their stdio channel, and the CLI dir
+// (where the operator installs servers from npm).
 Task<PhaseOutcome> startGateway(JobSession& s, sandbox::SandboxSpec& spec) {
   const store::Job& job = s.job();
-  if (!isCliAgent(job.agent)) co_return PhaseOutcome::next();
+  const bool mcp = !s.spec().mcpServers.empty();
+  if (!isCliAgent(job.agent) && !mcp) co_return PhaseOutcome::next();
   spec.agentCliDir = agentCliDir(processEnv());
-  if (!usesModelGateway(job.agent)) co_return PhaseOutcome::next();
+  if (!usesModelGateway(job.agent) && !mcp) co_return PhaseOutcome::next();
   const RunnerDeps& d = s.deps();
   gateway::GatewayBudget budget;
   budget.maxUsd = s.limits().maxUsd;
@@ -192,8 +195,9 @@ Task<PhaseOutcome> startGateway(JobSession& s, sandbox::SandboxSpec& spec) {
   const asio::any_io_executor io = co_await asio::this_coro::executor;
   const gateway::Upstreams upstreams = gateway::upstreamsFromEnv(processEnv());
   const std::string parent = gatewaysDir(d);
+  const bool channel = job.agent == "acp" || mcp;
   auto gw = co_await d.slowPool->run(
-      [&] { return CliGateway::start(io, parent, job, budget, upstreams, onStop); });
+      [&] { return CliGateway::start(io, parent, job, budget, upstreams, onStop, channel); });
   if (!gw.isOk()) co_return PhaseOutcome::fail({"sandbox_error", gw.status().message()});
   s.gateway = std::move(gw).value();
   spec.gatewayDir = s.gateway->dir();

@@ -1,7 +1,6 @@
 #include "agent/tools.h"
 
 namespace kiln::agent {
-namespace {
 
 using nlohmann::json;
 
@@ -11,6 +10,17 @@ Observation errorObservation(std::string msg) {
   o.isError = true;
   return o;
 }
+
+std::string unparsedArguments(const ToolCall& call) {
+  const json& a = call.arguments;
+  if (!a.is_object() || !a.contains("_error")) return "";
+  std::string raw = a.value("_raw", "");
+  if (raw.size() > 300) raw = raw.substr(0, 300) + "...";
+  return "the arguments of " + call.name + " are not valid JSON (" + a.value("_error", "") +
+         "): " + raw + "\nCall the tool again with a JSON object that matches its schema.";
+}
+
+namespace {
 
 // Checks that `args` has string fields `names`; returns an error message or "".
 std::string requireStrings(const json& args, std::initializer_list<const char*> names) {
@@ -45,10 +55,11 @@ std::string renderSearch(const json& r) {
 }
 
 json schema(const char* name, const char* desc, json props, json required) {
-  return {{"name", name},
-          {"description", desc},
-          {"parameters",
-           {{"type", "object"}, {"properties", std::move(props)}, {"required", std::move(required)}}}};
+  return {
+      {"name", name},
+      {"description", desc},
+      {"parameters",
+       {{"type", "object"}, {"properties", std::move(props)}, {"required", std::move(required)}}}};
 }
 
 std::string bashDescription(const TaskInfo& task) {
@@ -96,6 +107,7 @@ json toolSchemas(const TaskInfo& task) {
                        {{"command", {{"type", "string"}}}, {"timeout_s", {{"type", "integer"}}}},
                        {"command"}));
   for (const json& s : fileSchemas()) all.push_back(s);
+  for (const json& s : task.extraTools) all.push_back(s);
   return all;
 }
 
@@ -107,12 +119,7 @@ std::string checkArgs(const ToolCall& call) {
   const std::string& n = call.name;
   const json& a = call.arguments;
   // The provider could not parse what the model wrote (see llm/http_provider.h).
-  if (a.is_object() && a.contains("_error")) {
-    std::string raw = a.value("_raw", "");
-    if (raw.size() > 300) raw = raw.substr(0, 300) + "...";
-    return "the arguments of " + n + " are not valid JSON (" + a.value("_error", "") +
-           "): " + raw + "\nCall the tool again with a JSON object that matches its schema.";
-  }
+  if (std::string e = unparsedArguments(call); !e.empty()) return e;
   if (n == "bash") return requireStrings(a, {"command"});
   if (n == "read_file") return requireStrings(a, {"path"});
   if (n == "write_file") return requireStrings(a, {"path", "content"});
@@ -212,8 +219,7 @@ Task<Observation> ToolExecutor::execute(const ToolCall& call) {
     if (!replaced.isOk()) co_return errorObservation(replaced.status().message());
     const std::string writePath = "/files/write";
     const json body = writeBody(call.arguments, *replaced);
-    co_return co_await viaRuntime(writePath, body, true,
-                                  renderWrite);
+    co_return co_await viaRuntime(writePath, body, true, renderWrite);
   }
   // ask_user and finish end the turn; the runner acts on them.
   Observation o;
@@ -258,8 +264,8 @@ Task<Observation> ToolExecutor::bash(const json& a) {
   req.session = shell_.mode == ShellMode::kSession;
   req.restore = shell_.restore;
   if (a.contains("timeout_s") && a["timeout_s"].is_number()) {
-    req.timeoutMs = std::clamp(static_cast<int>(a["timeout_s"].get<double>() * 1000), 1000,
-                               3600 * 1000);
+    req.timeoutMs =
+        std::clamp(static_cast<int>(a["timeout_s"].get<double>() * 1000), 1000, 3600 * 1000);
   }
   const bool cappedByBudget = timeLeftMs_ > 0 && timeLeftMs_ < req.timeoutMs;
   if (cappedByBudget) req.timeoutMs = static_cast<int>(timeLeftMs_);

@@ -4,11 +4,10 @@
 // from the job's strand.
 #pragma once
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "agent/provider.h"
 #include "common/asio.h"
@@ -21,6 +20,9 @@ struct Observation {
   bool isError = false;    // the call failed (bad arguments, non-zero exit, …)
   int exitCode = 0;        // bash only
   bool mutating = false;   // the call tried to change the workspace
+  // The call may have changed the workspace, without trying to (an MCP tool): diffed after it,
+  // but no attempted change for the loop detector.
+  bool mayChangeWorkspace = false;
   bool finish = false;     // finish: the job is done; output is the summary
   bool askUser = false;    // ask_user: pause; output is the question
   bool outOfTime = false;  // bash: killed because the job's wall-clock budget ran out
@@ -28,6 +30,12 @@ struct Observation {
   // resumed job's new shell starts from it; null otherwise.
   nlohmann::json shellState;
 };
+
+// An observation of a failed call: "error: <msg>".
+Observation errorObservation(std::string msg);
+// Why the call's arguments cannot be used because the provider could not parse what the model
+// wrote (llm/http_provider.h: `_error`, `_raw`), or "".
+std::string unparsedArguments(const ToolCall& call);
 
 // How the bash tool runs commands (the job's `sandbox.shell`): each in a fresh `bash -c`
 // (default), each in a fresh login shell `bash -lc`, or all in one persistent shell per job.

@@ -6,6 +6,7 @@
 #include "agent/context.h"
 #include "agent/job_events.h"
 #include "agent/loop_detector.h"
+#include "agent/mcp_client.h"
 #include "agent/step_timings.h"
 #include "agent/tools.h"
 #include "common/assert.h"
@@ -27,6 +28,23 @@ StepRecord loopRecord(const store::Step& s) {
   r.mutating = s.mutating;
   r.workspaceHashAfter = s.workspaceHash;
   return r;
+}
+
+JobFailure mcpFailure(const std::string& why) {
+  return JobFailure{"mcp_failed", "the job's MCP servers did not start: " + why};
+}
+
+// What every MCP server of the job runs with: the job's sandbox.env and secrets (as its
+// commands get them), and the operator's agent CLI dir on the PATH when it is mounted.
+McpServers::Options mcpOptions(const api::request::JobSpec& spec,
+                               const std::map<std::string, std::string>& secretEnv) {
+  McpServers::Options o;
+  const api::request::SandboxRequest sandbox = spec.sandboxOrDefault();
+  o.workdir = sandbox.workdir;
+  if (!agentCliDir(processEnv()).empty()) o.env["PATH"] = agentCliPath();
+  for (const auto& [name, value] : sandbox.env) o.env[name] = value;
+  for (const auto& [name, value] : secretEnv) o.env[name] = value;
+  return o;
 }
 
 bool interrupted(const store::Step& s) { return s.toolOutput.rfind("[interrupted", 0) == 0; }
@@ -101,6 +119,10 @@ class TurnLoop {
   }
 
   Task<PhaseOutcome> run();
+  // Ends the MCP servers run() started (after run(), whatever its outcome).
+  Task<void> stopMcpServers() {
+    if (mcp_) co_await mcp_->stop();
+  }
 
  private:
   // Executes one tool call of a turn and records it as a step. kContinue to go on with the
@@ -119,9 +141,13 @@ class TurnLoop {
     toolTime_ = {};
   }
 
+  // Starts the job's MCP servers and offers their tools (none: kContinue at once).
+  Task<PhaseOutcome> startMcpServers();
+
   JobSession& s_;
   TerminalStream& terminal_;
   ToolExecutor tools_;
+  std::unique_ptr<McpServers> mcp_;
   TaskInfo info_;
   LoopDetector loops_;
   int64_t promptTokens_ = 0;  // the size of the last request, as the provider counted it
@@ -139,6 +165,7 @@ Task<PhaseOutcome> TurnLoop::run() {
   if (auto v = replayLoopHistory(loops_, s_.steps)) co_return PhaseOutcome::fail(loopFailure(*v));
   auto health = co_await s_.rt->info();
   info_.shell = shellName(health);
+  if (PhaseOutcome o = co_await startMcpServers(); !o.goesOn()) co_return o;
   loops_.setInitialWorkspaceHash(s_.lastTree);
   while (!s_.stopped()) {
     if (s_.handle().draining()) co_return co_await releaseForHandover();
@@ -180,7 +207,15 @@ Task<PhaseOutcome> TurnLoop::executeCall(const ModelTurn& turn, size_t i) {
   if (!o.goesOn()) co_return o;
   auto toolStart = std::chrono::steady_clock::now();
   tools_.setTimeLeftMs(std::max<int64_t>(s_.wallLeftMs(), 1));
-  Observation obs = co_await tools_.execute(call);
+  Observation obs;
+  if (mcp_ && mcp_->offers(call.name)) {
+    // Like a command: at most limits.commandTimeoutSeconds, and never past the wall budget.
+    const int64_t timeoutMs = std::min<int64_t>(s_.limits().commandTimeout() * 1000,
+                                                std::max<int64_t>(s_.wallLeftMs(), 1));
+    obs = co_await mcp_->call(call, timeoutMs);
+  } else {
+    obs = co_await tools_.execute(call);
+  }
   toolTime_ += std::chrono::steady_clock::now() - toolStart;
   co_await terminal_.drain();
   if (s_.stopped()) co_return PhaseOutcome::stop("cancelled during a tool call");
@@ -190,7 +225,8 @@ Task<PhaseOutcome> TurnLoop::executeCall(const ModelTurn& turn, size_t i) {
   step.mutating = obs.mutating;
   step.shellState = obs.shellState;
   std::vector<store::NewEvent> events;
-  if (obs.mutating && co_await s_.captureWorkspace(step)) events.push_back(diffEvent(step));
+  if ((obs.mutating || obs.mayChangeWorkspace) && co_await s_.captureWorkspace(step))
+    events.push_back(diffEvent(step));
   step.workspaceHash = s_.lastTree;
   events.insert(events.begin(), stepEvent(step, obs.isError));
   o = co_await s_.record(step, events);
@@ -235,6 +271,25 @@ Task<PhaseOutcome> TurnLoop::compress() {
   co_return PhaseOutcome::next();
 }
 
+Task<PhaseOutcome> TurnLoop::startMcpServers() {
+  const std::vector<api::request::McpServerSpec>& servers = s_.spec().mcpServers;
+  if (servers.empty()) co_return PhaseOutcome::next();
+  if (!s_.gateway || !s_.gateway->hasChannel()) {
+    co_return PhaseOutcome::fail(mcpFailure("the sandbox has no stdio channel for them"));
+  }
+  McpServers::Options o = mcpOptions(s_.spec(), s_.secretEnv());
+  o.timeLeftMs = std::max<int64_t>(s_.wallLeftMs(), 1);
+  auto rt = std::make_shared<runtime::RuntimeClient>(
+      co_await asio::this_coro::executor, s_.sandbox->runtimeSocket(), s_.sandbox->runtimeToken());
+  auto started = co_await McpServers::start(servers, rt, s_.gateway->acpChannel(), o);
+  if (!started.isOk()) co_return PhaseOutcome::fail(mcpFailure(started.status().message()));
+  mcp_ = std::move(started).value();
+  info_.extraTools = mcp_->schemas();
+  spdlog::info("job {}: {} MCP server(s), {} tool(s)", s_.job().id, servers.size(),
+               info_.extraTools.size());
+  co_return PhaseOutcome::next();
+}
+
 Task<PhaseOutcome> TurnLoop::releaseForHandover() {
   store::JobUpdate u;
   u.releaseLease = true;
@@ -274,7 +329,9 @@ Task<PhaseOutcome> runTurns(JobSession& s) {
                           *s.deps().pool, s.job().id, s.lease());
   if (isCliAgent(s.job().agent)) co_return co_await runCliTurns(s, terminal);
   TurnLoop loop(s, terminal);
-  co_return co_await loop.run();
+  PhaseOutcome o = co_await loop.run();
+  co_await loop.stopMcpServers();
+  co_return o;
 }
 
 }  // namespace kiln::agent

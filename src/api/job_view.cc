@@ -62,6 +62,7 @@ json stepJson(const store::Step& step) {
       {"workspaceHash", step.workspaceHash},
       {"callId", step.callId},
       {"refusal", step.refusal},
+      {"isError", step.isError},
   };
 }
 

@@ -102,7 +102,7 @@ json wireMessages(const std::vector<Message>& context, WireBody& wire) {
   return out;
 }
 
-json wireTools(const agent::TaskInfo& task) {
+json anthropicTools(const agent::TaskInfo& task) {
   json tools = json::array();
   for (const json& schema : agent::toolSchemas(task)) {
     json t = json::object();
@@ -114,8 +114,8 @@ json wireTools(const agent::TaskInfo& task) {
   return tools;
 }
 
-std::string requestBody(const LlmConfig& cfg, const agent::TaskInfo& task,
-                        const std::vector<Message>& context) {
+std::string anthropicRequestBody(const LlmConfig& cfg, const agent::TaskInfo& task,
+                                 const std::vector<Message>& context) {
   WireBody wire;
   json body = json::object();
   body["model"] = cfg.model;
@@ -126,7 +126,7 @@ std::string requestBody(const LlmConfig& cfg, const agent::TaskInfo& task,
   }
   if (!system.empty()) body["system"] = system;
   body["messages"] = wireMessages(context, wire);
-  body["tools"] = wireTools(task);
+  body["tools"] = anthropicTools(task);
   if (cfg.temperature) body["temperature"] = *cfg.temperature;
   if (cfg.stream) body["stream"] = true;
   return wire.dump(body);
@@ -313,7 +313,8 @@ class AnthropicProvider : public HttpProvider {
                            const std::vector<Message>& context) const override {
     std::vector<std::string> headers = {"anthropic-version: 2023-06-01"};
     if (!config().apiKey.empty()) headers.push_back("x-api-key: " + config().apiKey);
-    return postJson("/v1/messages", std::move(headers), requestBody(config(), task, context));
+    return postJson("/v1/messages", std::move(headers),
+                    anthropicRequestBody(config(), task, context));
   }
 
   std::unique_ptr<TurnParser> makeParser() const override {

@@ -51,7 +51,7 @@ json wireMessage(const Message& m) {
   return j;
 }
 
-json wireTools(const agent::TaskInfo& task) {
+json openAiTools(const agent::TaskInfo& task) {
   json tools = json::array();
   for (const json& schema : agent::toolSchemas(task)) {
     json t = json::object();
@@ -62,14 +62,14 @@ json wireTools(const agent::TaskInfo& task) {
   return tools;
 }
 
-json requestBody(const LlmConfig& cfg, const agent::TaskInfo& task,
+json openAiRequestBody(const LlmConfig& cfg, const agent::TaskInfo& task,
                  const std::vector<Message>& context) {
   json body = json::object();
   body["model"] = cfg.model;
   json messages = json::array();
   for (const Message& m : context) messages.push_back(wireMessage(m));
   body["messages"] = std::move(messages);
-  body["tools"] = wireTools(task);
+  body["tools"] = openAiTools(task);
   if (cfg.maxTokens > 0) body["max_tokens"] = cfg.maxTokens;
   if (cfg.temperature) body["temperature"] = *cfg.temperature;
   if (cfg.stream) {
@@ -223,7 +223,7 @@ class OpenAiProvider : public HttpProvider {
     std::vector<std::string> headers;
     if (!config().apiKey.empty()) headers.push_back("Authorization: Bearer " + config().apiKey);
     return postJson("/chat/completions", std::move(headers),
-                    dumpJson(requestBody(config(), task, context)));
+                    dumpJson(openAiRequestBody(config(), task, context)));
   }
 
   std::unique_ptr<TurnParser> makeParser() const override {

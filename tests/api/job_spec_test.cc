@@ -28,6 +28,46 @@ TEST(JobSpecTest, LimitsParseWithTheirRangesAndNameTheField) {
   EXPECT_TRUE(parseJobLimits(json()).isOk());
 }
 
+TEST(JobSpecTest, McpServersReadBackAndBadOnesNameTheField) {
+  const json servers = json::array(
+      {{{"name", "fs"}, {"command", {"mcp-server-filesystem", "/workspace"}}},
+       {{"name", "mem-2"}, {"command", {"node", "server.js"}}, {"env", {{"MEMORY", "/tmp/m"}}}}});
+  auto spec = parseJobSpec(json{{"mcpServers", servers}});
+  ASSERT_TRUE(spec.isOk()) << spec.status().toString();
+  ASSERT_EQ(spec->mcpServers.size(), 2u);
+  EXPECT_EQ(spec->mcpServers[1].env.at("MEMORY"), "/tmp/m");
+  EXPECT_EQ(spec->toJson()["mcpServers"], servers);
+  auto again = parseJobSpec(spec->toJson());
+  ASSERT_TRUE(again.isOk());
+  EXPECT_EQ(again->toJson(), spec->toJson());
+
+  const std::pair<json, const char*> bad[] = {
+      {json::object(), "mcpServers must be an array"},
+      {json::array({{{"name", "Fs"}, {"command", {"x"}}}}), "mcpServers[0].name must be"},
+      {json::array({{{"name", std::string(33, 'a')}, {"command", {"x"}}}}), ".name must be"},
+      {json::array({{{"command", {"x"}}}}), "mcpServers[0].name must be"},
+      {json::array({{{"name", "a"}, {"command", "x --y"}}}), "mcpServers[0].command must be"},
+      {json::array({{{"name", "a"}, {"command", json::array()}}}), ".command must be"},
+      {json::array({{{"name", "a"}, {"command", {""}}}}), ".command must be"},
+      {json::array({{{"name", "a"}, {"command", {"x", 3}}}}), ".command must be"},
+      {json::array({{{"name", "a"}, {"command", {"x"}}, {"env", {{"KILN_X", "1"}}}}}),
+       "mcpServers[0].env: KILN_*"},
+      {json::array({{{"name", "a"}, {"command", {"x"}}, {"cwd", "/"}}}), "cwd"},
+      {json::array({{{"name", "a"}, {"command", {"x"}}}, {{"name", "a"}, {"command", {"y"}}}}),
+       "the name 'a' is used twice"},
+  };
+  for (const auto& [value, message] : bad) {
+    auto r = parseJobSpec(json{{"mcpServers", value}});
+    ASSERT_FALSE(r.isOk()) << value.dump();
+    EXPECT_NE(r.status().message().find(message), std::string::npos)
+        << value.dump() << ": " << r.status().message();
+  }
+  json nine = json::array();
+  for (int i = 0; i < 9; ++i)
+    nine.push_back({{"name", "s" + std::to_string(i)}, {"command", {"x"}}});
+  EXPECT_FALSE(parseJobSpec(json{{"mcpServers", nine}}).isOk());
+}
+
 TEST(JobSpecTest, DefaultsFillOnlyTheUnsetLimits) {
   JobLimits own;
   own.maxSteps = 3;

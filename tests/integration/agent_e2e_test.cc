@@ -126,6 +126,8 @@ class AgentE2eTest : public ::testing::Test {
       if (e.type == type) out.push_back(e.json());
     return out;
   }
+  // The MCP test of one backend (below).
+  void mcpServerFromNpm(const std::string& backend);
   static std::string errorCode(const json& job) {
     return job["error"].is_object() ? job["error"].value("code", "") : "";
   }
@@ -1004,6 +1006,164 @@ TEST_F(AgentE2eTest, ABackendTheServerCannotRunIsRefusedAtSubmission) {
   auto jobs = client_->get("/api/v1/jobs");
   ASSERT_TRUE(jobs.isOk());
   EXPECT_EQ(jobs->json()["jobs"].size(), 1u) << jobs->body;  // only the accepted one
+}
+
+// --- MCP servers ------------------------------------------------------------------------------
+
+// A real MCP server from npm runs in the job's sandbox (on `backend`): its tools are offered to
+// the model beside kiln's, each call is a step, a file it writes is in the job's diff, and the
+// error it reports for a path outside its root goes back to the model as an error observation.
+void AgentE2eTest::mcpServerFromNpm(const std::string& backend) {
+  const std::string clis = agentClisDir();
+  if (!std::filesystem::exists(clis + "/node_modules/.bin/mcp-server-filesystem")) {
+    GTEST_SKIP() << "the MCP server mcp-server-filesystem is not installed in " << clis
+                 << " (make agent-clis installs it from npm)";
+  }
+  start(json::array({
+            turn("", "mcp__fs__write_file",
+                 {{"path", "/workspace/from-mcp.txt"}, {"content", "written by an MCP server\n"}}),
+            turn("", "mcp__fs__read_text_file", {{"path", "/etc/hostname"}}),
+            finish("done"),
+        }),
+        {"--sandbox-backend", backend}, {{"KILN_AGENT_CLI_DIR", clis}});
+  const json fs = {{"name", "fs"}, {"command", {"mcp-server-filesystem", "/workspace"}}};
+  std::string id = createJob({{"mcpServers", json::array({fs})}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  auto reqs = llm_->requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  const std::string tools = reqs[0]["body"]["tools"].dump();
+  EXPECT_NE(tools.find("\"mcp__fs__write_file\""), std::string::npos) << tools;
+  EXPECT_NE(tools.find("(MCP server fs) "), std::string::npos) << tools;
+  EXPECT_NE(tools.find("\"bash\""), std::string::npos) << "kiln's own tools stay: " << tools;
+  EXPECT_NE(reqs[1]["body"].dump().find("Successfully wrote to /workspace/from-mcp.txt"),
+            std::string::npos)
+      << "the result went back to the model";
+  json written, denied;
+  for (const json& st : steps(id)) {
+    if (st["toolCalled"] == "mcp__fs__write_file") written = st;
+    if (st["toolCalled"] == "mcp__fs__read_text_file") denied = st;
+  }
+  ASSERT_TRUE(written.is_object()) << steps(id).dump();
+  EXPECT_FALSE(written.value("isError", true)) << written.dump();
+  EXPECT_NE(written.value("toolOutput", "").find("Successfully wrote"), std::string::npos);
+  ASSERT_TRUE(denied.is_object()) << steps(id).dump();
+  EXPECT_TRUE(denied.value("isError", false)) << denied.dump();
+  EXPECT_NE(denied.value("toolOutput", "").find("outside allowed directories"), std::string::npos)
+      << denied.dump();
+  const std::string d = diff(id);
+  EXPECT_NE(d.find("+written by an MCP server"), std::string::npos) << d;
+}
+
+TEST_F(AgentE2eTest, AnMcpServerFromNpmRunsInTheSandboxAndItsCallsAreSteps) {
+  mcpServerFromNpm("namespace");
+}
+
+TEST_F(AgentE2eTest, AnMcpServerFromNpmRunsInAGvisorSandbox) {
+  if (!gvisor_e2e::haveRunsc()) GTEST_SKIP() << "gvisor: runsc is not installed";
+  mcpServerFromNpm("gvisor");
+}
+
+// An MCP server in Python (the standard library) that lists its tools over two pages; `echo`
+// answers, `slow` never does in time, `crash` ends the server without an answer.
+constexpr const char* kPythonMcpServer = R"PY(import json, sys, threading, time
+lock = threading.Lock()
+def send(m):
+    with lock:
+        sys.stdout.write(json.dumps(m) + "\n"); sys.stdout.flush()
+def answer(rid, name, arguments):
+    text = name + ": " + json.dumps(arguments, sort_keys=True)
+    send({"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": text}]}})
+def tool(name):
+    return {"name": name, "description": name + " tool",
+            "inputSchema": {"type": "object", "properties": {"x": {"type": "integer"}}}}
+for line in sys.stdin:
+    m = json.loads(line)
+    method, rid, params = m.get("method"), m.get("id"), m.get("params") or {}
+    if rid is None:
+        continue
+    if method == "initialize":
+        send({"jsonrpc": "2.0", "id": rid, "result": {"protocolVersion": "2025-06-18",
+              "capabilities": {"tools": {}}, "serverInfo": {"name": "py", "version": "1"}}})
+    elif method == "tools/list":
+        if params.get("cursor") == "p2":
+            send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [tool("late")]}})
+        else:
+            send({"jsonrpc": "2.0", "id": rid, "result": {
+                "tools": [tool("echo"), tool("slow"), tool("crash")], "nextCursor": "p2"}})
+    elif method == "tools/call":
+        name = params["name"]
+        if name == "crash":
+            sys.stderr.write("crashing on purpose\n"); sys.stderr.flush()
+            sys.exit(3)
+        if name == "slow":
+            threading.Thread(target=lambda r=rid: (time.sleep(30), answer(r, "slow", {})),
+                             daemon=True).start()
+            continue
+        answer(rid, name, params.get("arguments"))
+    else:
+        send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "no " + method}})
+)PY";
+
+// Its tools from both pages are offered; a call past limits.commandTimeoutSeconds and a server
+// that died are error observations the model sees, and the job goes on to its finish.
+TEST_F(AgentE2eTest, AnMcpServerThatHangsOrDiesGivesErrorObservationsNotAStuckJob) {
+  ASSERT_EQ(shell("cd " + dir_.file("repo") + " && cat > mcp_server.py <<'EOF'\n" +
+                  kPythonMcpServer + "EOF\ngit add -A && git commit -qm mcp"),
+            0);
+  start(json::array({
+      turn("", "mcp__py__late", json::object()),
+      turn("", "mcp__py__echo", {{"x", 1}}),
+      turn("", "mcp__py__slow", json::object()),
+      turn("", "mcp__py__crash", json::object()),
+      turn("", "mcp__py__echo", {{"x", 2}}),
+      finish("done"),
+  }));
+  const json py = {{"name", "py"}, {"command", {"python3", "-u", "mcp_server.py"}}};
+  std::string id = createJob(
+      {{"mcpServers", json::array({py})}, {"limits", {{"commandTimeoutSeconds", 1}}}});
+  json job = finished(id);
+  ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
+  std::vector<json> calls;
+  for (const json& st : steps(id))
+    if (st.value("toolCalled", "").rfind("mcp__py__", 0) == 0) calls.push_back(st);
+  ASSERT_EQ(calls.size(), 5u);
+  EXPECT_EQ(calls[0]["toolOutput"], "late: {}");
+  EXPECT_EQ(calls[1]["toolOutput"], "echo: {\"x\": 1}");
+  EXPECT_FALSE(calls[1].value("isError", true));
+  EXPECT_TRUE(calls[2].value("isError", false));
+  EXPECT_NE(calls[2].value("toolOutput", "").find("no answer within 1 s"), std::string::npos)
+      << calls[2].dump();
+  EXPECT_TRUE(calls[3].value("isError", false));
+  EXPECT_NE(calls[3].value("toolOutput", "").find("the server is gone (exit status 3"),
+            std::string::npos)
+      << calls[3].dump();
+  EXPECT_TRUE(calls[4].value("isError", false));
+  EXPECT_NE(calls[4].value("toolOutput", "").find("is gone (exit status 3: crashing on purpose)"),
+            std::string::npos)
+      << calls[4].dump();
+}
+
+// A server that does not start fails the job before any model call, with its command and why;
+// an agent CLI is refused kiln's MCP servers at submission.
+TEST_F(AgentE2eTest, AnMcpServerThatDoesNotStartFailsTheJobWithItsCommandAndWhy) {
+  start(json::array({finish("never")}));
+  const json bad = {{"name", "gone"}, {"command", {"no-such-mcp-server", "--stdio"}}};
+  json job = finished(createJob({{"mcpServers", json::array({bad})}}));
+  ASSERT_EQ(job.value("status", ""), "FAILED") << job.dump();
+  EXPECT_EQ(errorCode(job), "mcp_failed") << job.dump();
+  const std::string message = job["error"].value("message", "");
+  EXPECT_NE(message.find("'gone' `no-such-mcp-server --stdio`"), std::string::npos) << message;
+  EXPECT_NE(message.find("exit status 127"), std::string::npos) << message;
+  EXPECT_EQ(llm_->requests().size(), 0u);
+
+  auto refused = client_->postJson("/api/v1/jobs", {{"repoUrl", dir_.file("repo")},
+                                                    {"taskDesc", "t"},
+                                                    {"agent", "claude"},
+                                                    {"mcpServers", json::array({bad})}});
+  ASSERT_TRUE(refused.isOk());
+  EXPECT_EQ(refused->status, 400) << refused->body;
+  EXPECT_NE(refused->body.find("mcpServers"), std::string::npos) << refused->body;
 }
 
 }  // namespace

@@ -26,8 +26,7 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 constexpr const char* kUpstreamKey = "sk-real-upstream-key-7f3a";
-const std::string kCliDir =
-    std::string(KILN_BINARY).substr(0, std::string(KILN_BINARY).rfind('/')) + "/agent-clis";
+const std::string kCliDir = agentClisDir();
 
 json call(const std::string& thought, const std::string& tool, const json& args, int in = 2000,
           int out = 200) {

@@ -16,6 +16,12 @@
 #include "support/http_client.h"
 
 namespace kiln::testing {
+
+std::string agentClisDir() {
+  const std::string binary = KILN_BINARY;
+  return binary.substr(0, binary.rfind('/')) + "/agent-clis";
+}
+
 namespace {
 
 // A file of the server's data dir, empty until it exists.

@@ -10,6 +10,10 @@
 
 namespace kiln::testing {
 
+// Where `make agent-clis` installs the agent CLIs and MCP servers from npm: the build dir's
+// agent-clis (KILN_AGENT_CLI_DIR for the node under test).
+std::string agentClisDir();
+
 class KilnProcess {
  public:
   // Starts `kiln serve --listen 127.0.0.1:0 --data-dir dataDir --allow-local-repos

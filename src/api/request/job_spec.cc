@@ -97,8 +97,8 @@ Result<std::map<std::string, std::string>> parseEnv(const json& e, const std::st
 // sandbox.workdir: a path kiln can make a mount point of, beside the sandbox's system dirs.
 Status checkWorkdir(const std::string& dir, const std::string& where) {
   static const std::set<std::string> kSystemDirs = {
-      "bin", "boot", "dev", "etc",  "home", "lib", "lib32", "lib64", "libx32",
-      "opt", "proc", "root", "run", "sbin", "sys", "tmp",  "usr",   "var"};
+      "bin", "boot", "dev",  "etc", "home", "lib", "lib32", "lib64", "libx32",
+      "opt", "proc", "root", "run", "sbin", "sys", "tmp",   "usr",   "var"};
   const std::string rule = where +
                            " must be an absolute path such as /testbed or /workspace: components "
                            "of letters, digits, '.', '_' and '-', at most 8, outside the system "
@@ -122,6 +122,62 @@ Status checkWorkdir(const std::string& dir, const std::string& where) {
   }
   if (parts.size() > 8 || kSystemDirs.count(parts.front())) {
     return invalidArgument(rule + ", got \"" + dir + "\"");
+  }
+  return Status::ok();
+}
+
+Result<McpServerSpec> parseMcpServer(const json& m, const std::string& where) {
+  RETURN_IF_ERROR(checkObject(m, where, {"name", "command", "env"}));
+  McpServerSpec out;
+  const json* name = m.contains("name") ? &m["name"] : nullptr;
+  const bool nameOk =
+      name && name->is_string() && !name->get_ref<const std::string&>().empty() &&
+      name->get_ref<const std::string&>().size() <= 32 &&
+      std::all_of(name->get_ref<const std::string&>().begin(),
+                  name->get_ref<const std::string&>().end(), [](unsigned char c) {
+                    return std::islower(c) || std::isdigit(c) || c == '_' || c == '-';
+                  });
+  if (!nameOk) {
+    return invalidArgument(where + ".name must be 1 to 32 of a-z, 0-9, '_' and '-'");
+  }
+  out.name = name->get<std::string>();
+  const json* command = m.contains("command") ? &m["command"] : nullptr;
+  constexpr size_t kMaxArgs = 64, kMaxArg = 4096;
+  bool commandOk = command && isStringArray(*command) && !command->empty() &&
+                   command->size() <= kMaxArgs &&
+                   !(*command)[0].get_ref<const std::string&>().empty();
+  if (commandOk) {
+    for (const auto& arg : *command) {
+      const std::string& a = arg.get_ref<const std::string&>();
+      commandOk = commandOk && a.size() <= kMaxArg && a.find('\0') == std::string::npos;
+    }
+  }
+  if (!commandOk) {
+    return invalidArgument(where +
+                           ".command must be the server's argv: an array of 1 to 64 strings (the "
+                           "first not empty), each at most 4096 bytes without NUL");
+  }
+  out.command = command->get<std::vector<std::string>>();
+  if (auto e = m.find("env"); e != m.end() && !e->is_null()) {
+    ASSIGN_OR_RETURN(out.env, parseEnv(*e, where + ".env"));
+  }
+  return out;
+}
+
+Status parseMcpServers(const json& list, JobSpec& spec) {
+  if (!list.is_array() || list.size() > JobSpec::kMaxMcpServers) {
+    return invalidArgument("mcpServers must be an array of at most " +
+                           std::to_string(JobSpec::kMaxMcpServers) +
+                           " servers ({name, command, env?})");
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < list.size(); ++i) {
+    ASSIGN_OR_RETURN(McpServerSpec server,
+                     parseMcpServer(list[i], "mcpServers[" + std::to_string(i) + "]"));
+    if (!names.insert(server.name).second) {
+      return invalidArgument("mcpServers: the name '" + server.name + "' is used twice");
+    }
+    spec.mcpServers.push_back(std::move(server));
   }
   return Status::ok();
 }
@@ -207,10 +263,9 @@ json SandboxRequest::toJson() const {
 Result<SandboxRequest> parseSandboxRequest(const json& j, std::string_view where) {
   SandboxRequest r;
   if (j.is_null()) return r;
-  RETURN_IF_ERROR(checkObject(
-      j, where,
-      {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts", "image", "shell", "env",
-       "workdir", "user"}));
+  RETURN_IF_ERROR(checkObject(j, where,
+                              {"backend", "cpus", "memoryMb", "diskMb", "network", "allowHosts",
+                               "image", "shell", "env", "workdir", "user"}));
   std::optional<std::string> backend, network, image, shell, workdir, user;
   std::optional<double> cpus;
   std::optional<int64_t> memory, disk;
@@ -293,7 +348,18 @@ json JobSpec::toJson() const {
   if (command) spec["command"] = *command;
   if (cli) spec["cli"] = *cli;
   if (verify) spec["verify"] = verify->toJson();
+  if (!mcpServers.empty()) {
+    json servers = json::array();
+    for (const McpServerSpec& m : mcpServers) servers.push_back(m.toJson());
+    spec["mcpServers"] = std::move(servers);
+  }
   return spec;
+}
+
+json McpServerSpec::toJson() const {
+  json m = {{"name", name}, {"command", command}};
+  if (!env.empty()) m["env"] = env;
+  return m;
 }
 
 Result<JobSpec> parseJobSpec(const json& j) {
@@ -325,6 +391,8 @@ Result<JobSpec> parseJobSpec(const json& j) {
   if (auto it = j.find("verify"); it != j.end() && !it->is_null()) {
     ASSIGN_OR_RETURN(spec.verify, parseVerify(*it));
   }
+  if (auto it = j.find("mcpServers"); it != j.end() && !it->is_null())
+    RETURN_IF_ERROR(parseMcpServers(*it, spec));
   return spec;
 }
 

@@ -85,6 +85,15 @@ struct VerifySpec {
   nlohmann::json toJson() const;
 };
 
+// An MCP server (stdio) the job's built-in agent uses: started inside the sandbox at each run,
+// its tools offered to the model as `mcp__<name>__<tool>` (src/agent/mcp_client.h).
+struct McpServerSpec {
+  std::string name;                        // [a-z0-9_-], 1..32, unique in the job
+  std::vector<std::string> command;        // argv, run in the sandbox's workdir
+  std::map<std::string, std::string> env;  // on top of the sandbox's environment
+  nlohmann::json toJson() const;
+};
+
 // Everything a job asks for besides its repo, task, agent and model.
 struct JobSpec {
   std::optional<SandboxRequest> sandbox;
@@ -96,6 +105,9 @@ struct JobSpec {
   std::optional<nlohmann::json> command;
   std::optional<nlohmann::json> cli;
   std::optional<VerifySpec> verify;
+  std::vector<McpServerSpec> mcpServers;  // at most kMaxMcpServers
+
+  static constexpr size_t kMaxMcpServers = 8;
 
   Approvals gates() const;
   SandboxRequest sandboxOrDefault() const { return sandbox.value_or(SandboxRequest{}); }

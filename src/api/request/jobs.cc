@@ -25,7 +25,7 @@ Result<CreateJobRequest> parseCreateJob(const json& body) {
   RETURN_IF_ERROR(
       checkObject(body, "",
                   {"repoUrl", "taskDesc", "ref", "agent", "model", "limits", "sandbox", "approvals",
-                   "push", "command", "stream", "cli", "verify", "secrets"}));
+                   "push", "command", "stream", "cli", "verify", "secrets", "mcpServers"}));
   CreateJobRequest r;
   std::optional<std::string> ref, model;
   RETURN_IF_ERROR(requiredString(body, "", "repoUrl", kMaxUrl, r.repoUrl));

@@ -1,3 +1,4 @@
+#include "agent/cli_agent.h"
 #include "api/request/fields.h"
 #include "api/routes/routes.h"
 #include "common/ids.h"
@@ -205,6 +206,12 @@ Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const cha
     }
   }
   store::Job job = newJob(req, create, std::move(url));
+  if (!create.spec.mcpServers.empty() && agent::isCliAgent(job.agent)) {
+    co_return errorReply(ApiError::invalidArgument(
+        "mcpServers: kiln starts MCP servers for its built-in agents (openai, anthropic, mock); "
+        "agent " +
+        job.agent + " reads its own MCP configuration"));
+  }
   auto* store = deps.store;
   const std::string& tenant = req.tenantId;
   auto sealed =

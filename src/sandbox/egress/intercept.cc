@@ -13,7 +13,7 @@ using tcp = asio::ip::tcp;
 using UnixSocket = asio::local::stream_protocol::socket;
 namespace ssl = asio::ssl;
 
-constexpr size_t kHeaderLimit = 64 * 1024;
+constexpr size_t kInterceptHeaderLimit = 64 * 1024;
 constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
 constexpr auto kIdle = std::chrono::minutes(10);
 
@@ -134,7 +134,7 @@ Task<void> Tunnel::requests() {
   std::array<char, 64 * 1024> piece;
   while (!closed_) {
     http::request_parser<http::buffer_body> parser;
-    parser.header_limit(kHeaderLimit);
+    parser.header_limit(kInterceptHeaderLimit);
     // Not boost::none: Boost 1.74 compares a length with it as larger (and refuses).
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     co_await http::async_read_header(client_, buffer, parser,

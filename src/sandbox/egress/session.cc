@@ -12,7 +12,7 @@ using tcp = asio::ip::tcp;
 using UnixSocket = asio::local::stream_protocol::socket;
 using Request = http::request<http::string_body>;
 
-constexpr size_t kHeaderLimit = 16 * 1024;
+constexpr size_t kSessionHeaderLimit = 16 * 1024;
 // Plain-HTTP request bodies are buffered whole; uploads of any size go through CONNECT (HTTPS).
 constexpr size_t kBodyLimit = 1 << 20;
 // From accept to relaying: reading the request, resolving and connecting upstream.
@@ -102,7 +102,7 @@ Task<void> Session::refuse(int status, const char* reason, const std::string& te
 Task<void> Session::serve() {
   boost::system::error_code ec;
   http::request_parser<http::string_body> parser;
-  parser.header_limit(kHeaderLimit);
+  parser.header_limit(kSessionHeaderLimit);
   parser.body_limit(kBodyLimit);
   co_await http::async_read(client_, buffer_, parser,
                             asio::redirect_error(asio::use_awaitable, ec));
