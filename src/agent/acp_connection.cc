@@ -148,7 +148,7 @@ Task<void> AcpConnection::writeLoop(std::shared_ptr<AcpConnection> self) {
 
 Task<Result<json>> AcpConnection::call(const std::string& method, const json& params,
                                        std::chrono::milliseconds timeout) {
-  if (closed_) co_return Status(Code::kUnavailable, "the ACP agent's connection is closed");
+  if (closed_) co_return Status(Code::kUnavailable, "the connection is closed");
   const int64_t id = nextId_++;
   auto pending = std::make_shared<Pending>(socket_.get_executor());
   pending_[id] = pending;
@@ -163,7 +163,7 @@ Task<Result<json>> AcpConnection::call(const std::string& method, const json& pa
   co_await pending->wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   pending_.erase(id);
   if (!pending->answer) {
-    if (closed_) co_return Status(Code::kUnavailable, "the ACP agent closed its connection");
+    if (closed_) co_return Status(Code::kUnavailable, "the other end closed the connection");
     co_return Status(Code::kDeadlineExceeded, "no answer to " + method + " within " +
                                                   std::to_string(timeout.count() / 1000) + " s");
   }

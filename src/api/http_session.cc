@@ -9,7 +9,6 @@
 namespace kiln::api {
 namespace {
 
-constexpr auto kWriteTimeout = std::chrono::seconds(30);
 constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr size_t kLingerBytes = 8 << 20;
 // A client told to retry a stream later waits at least this long.

@@ -14,7 +14,6 @@ constexpr auto kKeepalive = std::chrono::seconds(15);
 // interval, which is the only way it learns of events written by another process sharing the
 // store (a second node on one SQLite file) until the engine can notify across processes.
 constexpr auto kOtherWritersInterval = kKeepalive;
-constexpr auto kWriteTimeout = std::chrono::seconds(30);
 constexpr int kBatch = 500;
 
 Task<bool> writeText(beast::tcp_stream& stream, const std::string& text) {

@@ -52,9 +52,10 @@ void addServe(CLI::App& app, Flags& f, int& code) {
                   "these absolute directories, never inside the data dir; without it no local "
                   "path is accepted (env KILN_ALLOW_LOCAL_REPOS, ':'-separated)")
       ->expected(1, -1);
-  cmd->add_option("--max-streams-per-token", f.serve.maxStreamsPerToken,
-                  "event streams (GET /api/v1/jobs/{id}/stream) one API token may hold open at "
-                  "once; beyond, 429 too_many_streams (env KILN_MAX_STREAMS_PER_TOKEN; default 16)");
+  cmd->add_option(
+      "--max-streams-per-token", f.serve.maxStreamsPerToken,
+      "event streams (GET /api/v1/jobs/{id}/stream) one API token may hold open at "
+      "once; beyond, 429 too_many_streams (env KILN_MAX_STREAMS_PER_TOKEN; default 16)");
   cmd->add_option("--store", f.serve.storeUrl,
                   "store URL, sqlite:PATH or postgres://... (env KILN_STORE)");
   cmd->add_option("--max-jobs", f.serveMaxJobs, "jobs running at once (env KILN_MAX_JOBS)")
@@ -131,6 +132,10 @@ void addRun(CLI::App& app, Flags& f, int& code) {
                 "token from the server's KILN_GIT_PUSH_TOKEN)");
   cmd->add_option("--allow-host", f.run.allowHosts,
                   "let the sandbox reach this host through the egress proxy (repeatable)");
+  cmd->add_option("--mcp", f.run.mcp,
+                  "NAME=COMMAND: an MCP server (stdio) started in the sandbox, its tools offered "
+                  "to the agent as mcp__NAME__<tool> (repeatable; built-in agents; e.g. "
+                  "--mcp 'fs=mcp-server-filesystem /workspace')");
   cmd->add_option("task", f.run.task, "what the agent should do")->required();
   cmd->callback([&] { code = runCommand(f.run, f.client); });
 }

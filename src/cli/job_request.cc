@@ -1,6 +1,7 @@
 #include "cli/job_request.h"
 
 #include <filesystem>
+#include <utility>
 
 #include "common/url.h"
 
@@ -51,7 +52,54 @@ Result<nlohmann::json> buildJobRequest(const RunFlags& flags, const std::string&
   if (!flags.approvals.empty()) req["approvals"] = flags.approvals;
   if (flags.push) req["push"] = true;
   if (!flags.allowHosts.empty()) req["sandbox"]["allowHosts"] = flags.allowHosts;
+  for (const std::string& server : flags.mcp) {
+    const size_t eq = server.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return invalidArgument("--mcp: '" + server + "' is not NAME=COMMAND");
+    }
+    auto words = splitWords(server.substr(eq + 1));
+    if (!words.isOk())
+      return invalidArgument("--mcp " + server.substr(0, eq) + ": " + words.status().message());
+    if (words->empty()) return invalidArgument("--mcp " + server.substr(0, eq) + ": no command");
+    req["mcpServers"].push_back({{"name", server.substr(0, eq)}, {"command", *words}});
+  }
   return req;
+}
+
+Result<std::vector<std::string>> splitWords(const std::string& text) {
+  std::vector<std::string> words;
+  std::string word;
+  bool inWord = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == ' ' || c == '\t' || c == '\n') {
+      if (inWord) words.push_back(std::exchange(word, std::string()));
+      inWord = false;
+      continue;
+    }
+    inWord = true;
+    if (c == '\\' && i + 1 < text.size()) {
+      word += text[++i];
+    } else if (c == '\'') {
+      const size_t end = text.find('\'', i + 1);
+      if (end == std::string::npos) return invalidArgument("unterminated '");
+      word += text.substr(i + 1, end - i - 1);
+      i = end;
+    } else if (c == '"') {  // \" and \\ stay escapes inside double quotes
+      size_t k = i + 1;
+      for (; k < text.size() && text[k] != '"'; ++k) {
+        if (text[k] == '\\' && k + 1 < text.size() && (text[k + 1] == '"' || text[k + 1] == '\\'))
+          ++k;
+        word += text[k];
+      }
+      if (k >= text.size()) return invalidArgument("unterminated \"");
+      i = k;
+    } else {
+      word += c;
+    }
+  }
+  if (inWord) words.push_back(word);
+  return words;
 }
 
 }  // namespace kiln::cli

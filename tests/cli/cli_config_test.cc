@@ -195,6 +195,27 @@ TEST(CliJobRequestTest, GatesPushAndAllowHosts) {
   EXPECT_EQ(buildJobRequest(f, "/here").status().code(), Code::kInvalidArgument);
 }
 
+TEST(CliJobRequestTest, McpFlagsAreServersWithTheirCommandsSplitAsAShellWould) {
+  RunFlags f;
+  f.repo = "https://example.com/r.git";
+  f.task = {"t"};
+  f.mcp = {"fs=mcp-server-filesystem /workspace", R"(py=python3 "my server.py" --name 'a b' c\ d)"};
+  auto req = buildJobRequest(f, "/");
+  ASSERT_TRUE(req.isOk()) << req.status().toString();
+  EXPECT_EQ((*req)["mcpServers"],
+            nlohmann::json::parse(R"([{"name": "fs", "command": ["mcp-server-filesystem",
+            "/workspace"]}, {"name": "py", "command": ["python3", "my server.py", "--name", "a b",
+            "c d"]}])"));
+  for (const char* bad : {"no-equals", "=cmd", "x=", "x=  ", "x='open"}) {
+    f.mcp = {bad};
+    auto r = buildJobRequest(f, "/");
+    ASSERT_FALSE(r.isOk()) << bad;
+    EXPECT_NE(r.status().message().find("--mcp"), std::string::npos) << r.status().message();
+  }
+  EXPECT_EQ(*splitWords(R"(a "b \" c" '\' d)"),
+            (std::vector<std::string>{"a", "b \" c", "\\", "d"}));
+}
+
 TEST(CliJobRequestTest, RejectsEmptyTaskOrRepo) {
   RunFlags flags;
   flags.repo = "/r";
