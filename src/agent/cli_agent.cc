@@ -240,7 +240,8 @@ std::string sessionDir(const std::string& agent) {
 
 Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& model,
                                 const json& spec, const std::string& prompt, const EnvLookup& env,
-                                const std::string& resumeSession) {
+                                const std::string& resumeSession,
+                                const std::vector<std::string>& presetArgs) {
   const Preset* preset = findPreset(agent);
   if (agent != "cli" && agent != "acp" && preset == nullptr) {
     return invalidArgument("'" + agent + "' is not a CLI agent (cli, acp, claude, codex, cursor)");
@@ -270,6 +271,7 @@ Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& mod
       plan.argv.push_back("resume");
       plan.argv.push_back(resumeSession);
     }
+    plan.argv.insert(plan.argv.end(), presetArgs.begin(), presetArgs.end());
   } else if (agent == "acp") {
     return invalidArgument(
         "agent \"acp\" needs a command: the argv of the ACP agent to run, e.g. "
@@ -324,6 +326,25 @@ Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& mod
 std::string agentCliPath() {
   return std::string(sandbox::kAgentCliInsideDir) +
          "/node_modules/.bin:" + sandbox::kAgentCliInsideDir + "/bin:" + kDefaultPath;
+}
+
+bool takesKilnContext(const std::string& agent, const json& spec) {
+  if (!isCliAgent(agent)) return true;
+  const bool ownCommand =
+      spec.is_object() && spec.contains("command") && !spec["command"].is_null();
+  return agent == "claude" && !ownCommand;
+}
+
+json claudeMcpConfig(const std::vector<api::request::McpServerSpec>& servers) {
+  json all = json::object();
+  for (const api::request::McpServerSpec& m : servers) {
+    json server = {{"type", "stdio"},
+                   {"command", m.command.front()},
+                   {"args", std::vector<std::string>(m.command.begin() + 1, m.command.end())}};
+    if (!m.env.empty()) server["env"] = m.env;
+    all[m.name] = std::move(server);
+  }
+  return {{"mcpServers", std::move(all)}};
 }
 
 bool usesModelGateway(const std::string& agent) {

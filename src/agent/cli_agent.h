@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "agent/cli_output.h"
+#include "api/request/job_spec.h"
 #include "common/asio.h"
 #include "common/result.h"
 #include "runtime/client.h"
@@ -63,10 +64,20 @@ std::string agentCliPath();
 // or a name the operator lists in KILN_CLI_ENV); `cli.allowHosts`. InvalidArgument when the
 // agent is unknown, `cli` has no command, or the options are malformed.
 // `resumeSession`: a session of an earlier run of the job to resume (claude: --resume ID;
-// codex: `exec … resume ID`), "" for a new one.
+// codex: `exec … resume ID`), "" for a new one. `presetArgs` follow a preset's own (not a
+// job's `command`): what kiln adds for this run (claude: the repo's instructions, MCP servers).
 Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& model,
                                 const nlohmann::json& spec, const std::string& prompt,
-                                const EnvLookup& env, const std::string& resumeSession = "");
+                                const EnvLookup& env, const std::string& resumeSession = "",
+                                const std::vector<std::string>& presetArgs = {});
+
+// Whether kiln gives `agent` the repo's AGENTS.md files and the job's MCP servers (the built-in
+// agents, and Claude Code's preset through --append-system-prompt-file and --mcp-config); the
+// other agent CLIs, and a job's own command, read their own.
+bool takesKilnContext(const std::string& agent, const nlohmann::json& spec);
+// Claude Code's --mcp-config for the job's MCP servers: {"mcpServers": {name: {type: "stdio",
+// command, args, env}}}. Pure.
+nlohmann::json claudeMcpConfig(const std::vector<api::request::McpServerSpec>& servers);
 
 // Where the agent keeps its sessions, under the sandbox user's home: kept with the job between
 // runs, so a follow-up resumes the same session. ".claude/projects" for claude and acp (Claude

@@ -11,7 +11,9 @@
 #include "agent/acp_agent.h"
 #include "agent/cli_agent.h"
 #include "agent/cli_session.h"
+#include "agent/context.h"
 #include "agent/job_events.h"
+#include "agent/tool_text.h"
 #include "agent/turn_loop.h"
 
 namespace kiln::agent {
@@ -174,6 +176,53 @@ Task<bool> permitTool(JobSession& s, const std::string& gate, const std::string&
 
 }  // namespace
 
+namespace {
+
+// Writes `text` to `path` inside the sandbox (as its user; /tmp is the sandbox's own).
+Task<Status> writeSandboxFile(runtime::RuntimeClient& rt, const std::string& path,
+                              const std::string& text) {
+  runtime::ExecRequest req;
+  req.cmd = "cat > " + shellQuote(path);
+  req.stdinData = text;
+  req.timeoutMs = 30'000;
+  runtime::ChunkFn none;
+  auto r = co_await rt.exec(req, none);
+  if (!r.isOk()) co_return r.status();
+  if (r->exitCode != 0) {
+    co_return Status(Code::kInternal, "write " + path + " in the sandbox: exit status " +
+                                          std::to_string(r->exitCode) + ": " + tailOf(r->output));
+  }
+  co_return Status::ok();
+}
+
+// Claude Code's preset runs in --bare mode: it reads no instruction file and no MCP
+// configuration of its own. The job's recorded AGENTS.md text and its MCP servers reach it as
+// files in the sandbox's /tmp, named by these arguments.
+Task<Result<std::vector<std::string>>> claudeContextArgs(JobSession& s) {
+  std::vector<std::string> args;
+  for (const store::Step& step : s.steps) {
+    if (step.phase != kInstructionsPhase) continue;
+    const std::string path = "/tmp/.kiln-instructions.md";
+    Status st = co_await writeSandboxFile(*s.rt, path, step.toolOutput);
+    if (!st.isOk()) co_return st;
+    args.push_back("--append-system-prompt-file");
+    args.push_back(path);
+    break;
+  }
+  if (!s.spec().mcpServers.empty()) {
+    const std::string path = "/tmp/.kiln-mcp.json";
+    const std::string config = claudeMcpConfig(s.spec().mcpServers).dump();
+    Status st = co_await writeSandboxFile(*s.rt, path, config);
+    if (!st.isOk()) co_return st;
+    args.push_back("--mcp-config");
+    args.push_back(path);
+    args.push_back("--strict-mcp-config");
+  }
+  co_return args;
+}
+
+}  // namespace
+
 Task<PhaseOutcome> runCliTurns(JobSession& s, TerminalStream& terminal) {
   const store::Job& job = s.job();
   const json spec = s.spec().toJson();
@@ -189,8 +238,15 @@ Task<PhaseOutcome> runCliTurns(JobSession& s, TerminalStream& terminal) {
   }
   const std::string prompt = cliPrompt(s.steps, job.taskDesc);
   const bool acp = job.agent == "acp";
-  auto plan =
-      resolveCliAgent(job.agent, job.model, spec, prompt, processEnv(), acp ? "" : resumeId);
+  std::vector<std::string> presetArgs;
+  if (job.agent == "claude" && takesKilnContext(job.agent, spec)) {
+    auto written = co_await claudeContextArgs(s);
+    if (!written.isOk())
+      co_return PhaseOutcome::fail({"sandbox_error", written.status().message()});
+    presetArgs = std::move(written).value();
+  }
+  auto plan = resolveCliAgent(job.agent, job.model, spec, prompt, processEnv(), acp ? "" : resumeId,
+                              presetArgs);
   if (!plan.isOk()) co_return PhaseOutcome::fail({"invalid_argument", plan.status().message()});
   for (const auto& [name, value] : s.secretEnv()) plan->env[name] = value;
   if (s.gateway) addGatewayEnv(*plan, s.gateway->placeholderKey());

@@ -89,7 +89,10 @@ store::Step instructionsStep(int stepNumber, const std::vector<InstructionFile>&
 }
 
 Task<PhaseOutcome> recordInstructions(JobSession& s) {
-  if (!s.steps.empty() || isCliAgent(s.job().agent)) co_return PhaseOutcome::next();
+  // Codex and the other CLIs read the repo's files themselves; Claude Code's preset runs in
+  // --bare mode, which reads none, and gets these (cli_turns.cc).
+  if (!s.steps.empty() || !takesKilnContext(s.job().agent, s.spec().toJson()))
+    co_return PhaseOutcome::next();
   const std::string& id = s.job().id;
   const runtime::ExecRequest req = listRequest();
   runtime::ChunkFn noStreaming;

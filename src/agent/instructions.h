@@ -5,8 +5,10 @@
 // edited an AGENTS.md, sees exactly the instructions it started with.
 //
 // Each file applies to the files under its directory; the model is told that where two
-// disagree, the one nearest to the file at hand wins, and the task wins over both. Agent CLIs
-// (claude, codex, ACP) read their own instruction files and get none from here.
+// disagree, the one nearest to the file at hand wins, and the task wins over both. Claude
+// Code's preset (--bare: it reads no instruction file) gets the same text through
+// --append-system-prompt-file (cli_turns.cc); the other agent CLIs (codex reads AGENTS.md, ACP
+// agents) read their own.
 #pragma once
 #include <string>
 #include <vector>
@@ -35,9 +37,9 @@ std::vector<std::string> instructionPaths(const std::string& lsFilesZ);
 // The step that records `files` (empty: none), numbered `stepNumber`. Pure.
 store::Step instructionsStep(int stepNumber, const std::vector<InstructionFile>& files);
 
-// On the job's first run (no stored step yet) of a built-in agent: reads the repo's AGENTS.md
-// files through the runtime and records them as a step. kContinue when there are none, or when
-// they could not be listed (logged: the job goes on without them).
+// On the job's first run (no stored step yet) of a built-in agent or claude: reads the repo's
+// AGENTS.md files through the runtime and records them as a step. kContinue when there are none, or
+// when they could not be listed (logged: the job goes on without them).
 Task<PhaseOutcome> recordInstructions(JobSession& s);
 
 }  // namespace kiln::agent

@@ -134,7 +134,7 @@ void addRun(CLI::App& app, Flags& f, int& code) {
                   "let the sandbox reach this host through the egress proxy (repeatable)");
   cmd->add_option("--mcp", f.run.mcp,
                   "NAME=COMMAND: an MCP server (stdio) started in the sandbox, its tools offered "
-                  "to the agent as mcp__NAME__<tool> (repeatable; built-in agents; e.g. "
+                  "to the agent as mcp__NAME__<tool> (repeatable; built-in agents and claude; e.g. "
                   "--mcp 'fs=mcp-server-filesystem /workspace')");
   cmd->add_option("task", f.run.task, "what the agent should do")->required();
   cmd->callback([&] { code = runCommand(f.run, f.client); });

@@ -199,6 +199,34 @@ TEST(AgentOutputParserTest, CursorToolCallLinesBecomeSteps) {
   EXPECT_FALSE(steps[0].isError);
 }
 
+TEST(CliAgentResolveTest, KilnsContextGoesToClaudesPresetBeforeThePromptAndNowhereElse) {
+  auto env = envOf({});
+  const std::vector<std::string> extra = {"--mcp-config", "/tmp/.kiln-mcp.json"};
+  auto plan = resolveCliAgent("claude", "m", json::object(), "task", env, "s1", extra);
+  ASSERT_TRUE(plan.isOk()) << plan.status().toString();
+  EXPECT_TRUE(plan->shellCommand.ends_with(
+      " '--resume' 's1' '--mcp-config' '/tmp/.kiln-mcp.json' 'task'"))
+      << plan->shellCommand;
+  json own = {{"command", {"my-claude"}}};
+  auto custom = resolveCliAgent("claude", "", own, "task", env, "", extra);
+  ASSERT_TRUE(custom.isOk());
+  EXPECT_EQ(custom->shellCommand.find("--mcp-config"), std::string::npos) << custom->shellCommand;
+
+  EXPECT_TRUE(takesKilnContext("openai", json::object()));
+  EXPECT_TRUE(takesKilnContext("mock", json::object()));
+  EXPECT_TRUE(takesKilnContext("claude", json::object()));
+  EXPECT_FALSE(takesKilnContext("claude", own));
+  EXPECT_FALSE(takesKilnContext("codex", json::object()));
+  EXPECT_FALSE(takesKilnContext("acp", json::object()));
+
+  api::request::McpServerSpec fs;
+  fs.name = "fs";
+  fs.command = {"mcp-server-filesystem", "/workspace"};
+  fs.env = {{"A", "1"}};
+  EXPECT_EQ(claudeMcpConfig({fs}), json::parse(R"({"mcpServers": {"fs": {"type": "stdio",
+      "command": "mcp-server-filesystem", "args": ["/workspace"], "env": {"A": "1"}}}})"));
+}
+
 TEST(CliAgentResolveTest, PresetsAppendThePromptAndGetOnlyTheGatewaysPlaceholderKey) {
   auto env = envOf({{"ANTHROPIC_API_KEY", "sk-a"},
                     {"ANTHROPIC_AUTH_TOKEN", "sk-t"},

@@ -257,6 +257,57 @@ TEST_F(RealCliTest, ClaudeCodeFixesABugThroughTheGateway) {
       << metrics->body;
 }
 
+// Claude Code's preset runs in --bare mode, which reads no instruction file and no MCP
+// configuration: kiln gives it the repo's AGENTS.md (in its system prompt) and the job's MCP
+// servers, which Claude Code starts in the sandbox and calls by the same mcp__<server>__<tool>
+// names as kiln's own loop.
+TEST_F(RealCliTest, ClaudeCodeGetsTheReposAgentsMdAndTheJobsMcpServers) {
+  if (!std::filesystem::exists(kCliDir + "/node_modules/.bin/mcp-server-filesystem")) {
+    GTEST_SKIP() << "the MCP server mcp-server-filesystem is not installed in " << kCliDir
+                 << " (make agent-clis installs it from npm)";
+  }
+  ASSERT_EQ(shell("cd " + dir_.file("repo") +
+                  " && printf 'Always greet the whole world.\\n' > AGENTS.md && git add -A && "
+                  "git -c user.name=t -c user.email=t@t commit -qm agents"),
+            0);
+  startKiln(json::array({
+      call("Write it through the MCP server.", "mcp__fs__write_file",
+           {{"path", "/workspace/from-mcp.txt"}, {"content", "written by Claude Code via MCP\n"}}),
+      answer("Wrote the file."),
+  }));
+  const json fs = {{"name", "fs"}, {"command", {"mcp-server-filesystem", "/workspace"}}};
+  std::string id = createJob({{"taskDesc", "Write from-mcp.txt"},
+                              {"agent", "claude"},
+                              {"model", "claude-sonnet-4-5"},
+                              {"mcpServers", json::array({fs})}});
+  ASSERT_FALSE(id.empty());
+  json done = waitDone(id);
+  ASSERT_EQ(done.value("status", ""), "COMPLETED") << done.dump() << terminal_ << kiln_->log();
+  std::vector<json> calls = mainCalls();
+  ASSERT_GE(calls.size(), 2u);
+  const std::string first = calls[0]["body"].dump();
+  EXPECT_NE(first.find("Always greet the whole world."), std::string::npos)
+      << "AGENTS.md in the system prompt: " << first.substr(0, 4000);
+  EXPECT_NE(first.find("mcp__fs__write_file"), std::string::npos) << first.substr(0, 4000);
+  EXPECT_NE(calls[1]["body"].dump().find("Successfully wrote to /workspace/from-mcp.txt"),
+            std::string::npos)
+      << calls[1]["body"].dump().substr(0, 4000);
+  auto d = client_->get("/api/v1/jobs/" + id + "/diff");
+  ASSERT_TRUE(d.isOk());
+  EXPECT_NE(d->body.find("+written by Claude Code via MCP"), std::string::npos) << d->body;
+  // A job of another agent CLI, or of claude with its own command, is refused them.
+  for (const json& other : {json{{"agent", "codex"}},
+                            json{{"agent", "claude"}, {"command", {"claude", "-p"}}}}) {
+    json body = other;
+    body["taskDesc"] = "t";
+    body["repoUrl"] = dir_.file("repo");
+    body["mcpServers"] = json::array({fs});
+    auto r = client_->postJson("/api/v1/jobs", body);
+    ASSERT_TRUE(r.isOk());
+    EXPECT_EQ(r->status, 400) << r->body;
+  }
+}
+
 TEST_F(RealCliTest, CodexFixesABugThroughTheGateway) {
   startKiln(json::array({
       call("Let me read the code.", "exec_command", {{"cmd", "cat hello.py"}}),

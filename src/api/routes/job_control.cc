@@ -206,10 +206,11 @@ Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const cha
     }
   }
   store::Job job = newJob(req, create, std::move(url));
-  if (!create.spec.mcpServers.empty() && agent::isCliAgent(job.agent)) {
+  if (!create.spec.mcpServers.empty() &&
+      !agent::takesKilnContext(job.agent, create.spec.toJson())) {
     co_return errorReply(ApiError::invalidArgument(
-        "mcpServers: kiln starts MCP servers for its built-in agents (openai, anthropic, mock); "
-        "agent " +
+        "mcpServers: kiln starts MCP servers for its built-in agents (openai, anthropic, mock) "
+        "and hands them to Claude Code's preset (agent claude without a command); agent " +
         job.agent + " reads its own MCP configuration"));
   }
   auto* store = deps.store;
