@@ -49,6 +49,13 @@ json writeTurn(int n) {
           {"usage", {{"in", 1000}, {"out", 20}}}};
 }
 
+// A call of an MCP server's tool (tests/support/fake_mcp_server.py, started in the sandbox):
+// kiln relays it over the sandbox's stdio channel and diffs the workspace after it.
+json mcpTurn(int n) {
+  return {{"tool_calls", json::array({{{"name", "mcp__py__echo"}, {"arguments", {{"x", n}}}}})},
+          {"usage", {{"in", 1000}, {"out", 20}}}};
+}
+
 // The no-op orchestrator: provider.next() back to back, `steps` times. Returns steps/s.
 double baselineStepsPerSecond(const TempDir& dir, int steps) {
   json script = json::array();
@@ -111,7 +118,7 @@ double metric(const std::string& text, const std::string& name) {
 
 // `jobs` concurrent kiln jobs of `steps` steps each (script entries from `turnOf`).
 KilnRun runKiln(const TempDir& dir, const std::string& tag, int jobs, int steps,
-                json (*turnOf)(int)) {
+                json (*turnOf)(int), const json& extraBody = json::object()) {
   json script = json::array();
   for (int i = 0; i < jobs * steps; ++i) script.push_back(turnOf(i));
   FakeLlm llm(script, dir.path());
@@ -128,6 +135,7 @@ KilnRun runKiln(const TempDir& dir, const std::string& tag, int jobs, int steps,
                  {"agent", "openai"},
                  {"model", "gpt-4o"},
                  {"limits", {{"maxSteps", steps}}}};
+    body.update(extraBody);
     auto r = client.postJson("/api/v1/jobs", body);
     if (!r.isOk() || r->status != 201) {
       std::fprintf(stderr, "create job failed\n");
@@ -180,11 +188,19 @@ int main(int argc, char** argv) {
   }
   TempDir dir;
   makeSampleRepo(dir.file("repo"));
+  if (shell("cd " + dir.file("repo") + " && cp " + fakeMcpServerPath() +
+            " mcp_server.py && git add -A && git -c user.name=b -c user.email=b@b commit -qm mcp") !=
+      0) {
+    std::fprintf(stderr, "agent_bench: could not add the MCP server to the repo\n");
+    return 1;
+  }
+  const json py = {{"name", "py"}, {"command", {"python3", "-u", "mcp_server.py"}}};
 
   double baseline = baselineStepsPerSecond(dir, steps);
   KilnRun read = runKiln(dir, "read", 1, steps, listTurn);
   KilnRun write = runKiln(dir, "write", 1, steps, writeTurn);
   KilnRun many = runKiln(dir, "many", jobs, steps, listTurn);
+  KilnRun mcp = runKiln(dir, "mcp", 1, steps, mcpTurn, {{"mcpServers", json::array({py})}});
 
   std::printf("agent_bench: %d steps per job, fake OpenAI server (streaming)\n\n", steps);
   std::printf("kiln overhead per step (reply received -> next request, minus tool time)\n");
@@ -194,12 +210,17 @@ int main(int argc, char** argv) {
   std::printf("%-34s %10.0f %10.0f %10.0f %8llu\n", "changing steps (write_file + diff)",
               write.p50us, write.p90us, write.p99us,
               static_cast<unsigned long long>(write.samples));
+  std::printf("%-34s %10.0f %10.0f %10.0f %8llu\n", "MCP tool steps (stdio server)", mcp.p50us,
+              mcp.p90us, mcp.p99us, static_cast<unsigned long long>(mcp.samples));
   std::printf("\nsteps per second\n");
   std::printf("%-34s %10.1f\n", "no-op orchestrator (baseline)", baseline);
   std::printf("%-34s %10.1f   (%.2fx baseline)\n", "kiln, 1 job, read-only", read.stepsPerSecond,
               read.stepsPerSecond / baseline);
   std::printf("%-34s %10.1f   (%.2fx baseline)\n", "kiln, 1 job, changing",
               write.stepsPerSecond, write.stepsPerSecond / baseline);
+  std::printf("%-34s %10.1f   (%.2fx baseline, %.2fx list_dir)\n", "kiln, 1 job, MCP tool",
+              mcp.stepsPerSecond, mcp.stepsPerSecond / baseline,
+              mcp.stepsPerSecond / read.stepsPerSecond);
   char label[64];
   std::snprintf(label, sizeof label, "kiln, %d jobs at once, read-only", jobs);
   std::printf("%-34s %10.1f   (%.2fx baseline)\n", label, many.stepsPerSecond,

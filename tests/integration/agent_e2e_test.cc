@@ -1064,52 +1064,13 @@ TEST_F(AgentE2eTest, AnMcpServerFromNpmRunsInAGvisorSandbox) {
   mcpServerFromNpm("gvisor");
 }
 
-// An MCP server in Python (the standard library) that lists its tools over two pages; `echo`
-// answers, `slow` never does in time, `crash` ends the server without an answer.
-constexpr const char* kPythonMcpServer = R"PY(import json, sys, threading, time
-lock = threading.Lock()
-def send(m):
-    with lock:
-        sys.stdout.write(json.dumps(m) + "\n"); sys.stdout.flush()
-def answer(rid, name, arguments):
-    text = name + ": " + json.dumps(arguments, sort_keys=True)
-    send({"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": text}]}})
-def tool(name):
-    return {"name": name, "description": name + " tool",
-            "inputSchema": {"type": "object", "properties": {"x": {"type": "integer"}}}}
-for line in sys.stdin:
-    m = json.loads(line)
-    method, rid, params = m.get("method"), m.get("id"), m.get("params") or {}
-    if rid is None:
-        continue
-    if method == "initialize":
-        send({"jsonrpc": "2.0", "id": rid, "result": {"protocolVersion": "2025-06-18",
-              "capabilities": {"tools": {}}, "serverInfo": {"name": "py", "version": "1"}}})
-    elif method == "tools/list":
-        if params.get("cursor") == "p2":
-            send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [tool("late")]}})
-        else:
-            send({"jsonrpc": "2.0", "id": rid, "result": {
-                "tools": [tool("echo"), tool("slow"), tool("crash")], "nextCursor": "p2"}})
-    elif method == "tools/call":
-        name = params["name"]
-        if name == "crash":
-            sys.stderr.write("crashing on purpose\n"); sys.stderr.flush()
-            sys.exit(3)
-        if name == "slow":
-            threading.Thread(target=lambda r=rid: (time.sleep(30), answer(r, "slow", {})),
-                             daemon=True).start()
-            continue
-        answer(rid, name, params.get("arguments"))
-    else:
-        send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "no " + method}})
-)PY";
 
-// Its tools from both pages are offered; a call past limits.commandTimeoutSeconds and a server
-// that died are error observations the model sees, and the job goes on to its finish.
+// An MCP server in Python (tests/support/fake_mcp_server.py): its tools from both pages of its
+// list are offered; a call past limits.commandTimeoutSeconds and a server that died are error
+// observations the model sees, and the job goes on to its finish.
 TEST_F(AgentE2eTest, AnMcpServerThatHangsOrDiesGivesErrorObservationsNotAStuckJob) {
-  ASSERT_EQ(shell("cd " + dir_.file("repo") + " && cat > mcp_server.py <<'EOF'\n" +
-                  kPythonMcpServer + "EOF\ngit add -A && git commit -qm mcp"),
+  ASSERT_EQ(shell("cd " + dir_.file("repo") + " && cp " + fakeMcpServerPath() +
+                  " mcp_server.py && git add -A && git commit -qm mcp"),
             0);
   start(json::array({
       turn("", "mcp__py__late", json::object()),

@@ -22,6 +22,10 @@ std::string agentClisDir() {
   return binary.substr(0, binary.rfind('/')) + "/agent-clis";
 }
 
+std::string fakeMcpServerPath() {
+  return std::string(KILN_SOURCE_DIR) + "/tests/support/fake_mcp_server.py";
+}
+
 namespace {
 
 // A file of the server's data dir, empty until it exists.

@@ -13,6 +13,8 @@ namespace kiln::testing {
 // Where `make agent-clis` installs the agent CLIs and MCP servers from npm: the build dir's
 // agent-clis (KILN_AGENT_CLI_DIR for the node under test).
 std::string agentClisDir();
+// tests/support/fake_mcp_server.py: a stdio MCP server in Python's standard library.
+std::string fakeMcpServerPath();
 
 class KilnProcess {
  public:
