@@ -328,11 +328,49 @@ std::string agentCliPath() {
          "/node_modules/.bin:" + sandbox::kAgentCliInsideDir + "/bin:" + kDefaultPath;
 }
 
-bool takesKilnContext(const std::string& agent, const json& spec) {
+namespace {
+
+bool hasOwnCommand(const json& spec) {
+  return spec.is_object() && spec.contains("command") && !spec["command"].is_null();
+}
+
+// A TOML basic string: JSON's string syntax is one (its escapes, \uXXXX included, are TOML's).
+std::string tomlString(const std::string& s) {
+  return json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace
+
+bool takesKilnInstructions(const std::string& agent, const json& spec) {
   if (!isCliAgent(agent)) return true;
-  const bool ownCommand =
-      spec.is_object() && spec.contains("command") && !spec["command"].is_null();
-  return agent == "claude" && !ownCommand;
+  return agent == "claude" && !hasOwnCommand(spec);
+}
+
+bool takesKilnMcp(const std::string& agent, const json& spec) {
+  if (!isCliAgent(agent)) return true;
+  return (agent == "claude" || agent == "codex") && !hasOwnCommand(spec);
+}
+
+std::vector<std::string> codexMcpArgs(const std::vector<api::request::McpServerSpec>& servers) {
+  std::vector<std::string> args;
+  for (const api::request::McpServerSpec& m : servers) {
+    const std::string key = "mcp_servers." + m.name + ".";  // names are [a-z0-9_-]: bare keys
+    args.push_back("-c");
+    args.push_back(key + "command=" + tomlString(m.command.front()));
+    std::string list;
+    for (size_t i = 1; i < m.command.size(); ++i)
+      list += (list.empty() ? "" : ",") + tomlString(m.command[i]);
+    args.push_back("-c");
+    args.push_back(key + "args=[" + list + "]");
+    if (!m.env.empty()) {
+      std::string table;  // variable names are [A-Za-z0-9_]: bare keys
+      for (const auto& [name, value] : m.env)
+        table += (table.empty() ? "" : ",") + name + "=" + tomlString(value);
+      args.push_back("-c");
+      args.push_back(key + "env={" + table + "}");
+    }
+  }
+  return args;
 }
 
 json claudeMcpConfig(const std::vector<api::request::McpServerSpec>& servers) {

@@ -132,10 +132,11 @@ void addRun(CLI::App& app, Flags& f, int& code) {
                 "token from the server's KILN_GIT_PUSH_TOKEN)");
   cmd->add_option("--allow-host", f.run.allowHosts,
                   "let the sandbox reach this host through the egress proxy (repeatable)");
-  cmd->add_option("--mcp", f.run.mcp,
-                  "NAME=COMMAND: an MCP server (stdio) started in the sandbox, its tools offered "
-                  "to the agent as mcp__NAME__<tool> (repeatable; built-in agents and claude; e.g. "
-                  "--mcp 'fs=mcp-server-filesystem /workspace')");
+  cmd->add_option(
+      "--mcp", f.run.mcp,
+      "NAME=COMMAND: an MCP server (stdio) started in the sandbox, its tools offered "
+      "to the agent as mcp__NAME__<tool> (repeatable; built-in agents, claude, codex; e.g. "
+      "--mcp 'fs=mcp-server-filesystem /workspace')");
   cmd->add_option("task", f.run.task, "what the agent should do")->required();
   cmd->callback([&] { code = runCommand(f.run, f.client); });
 }

@@ -204,20 +204,27 @@ TEST(CliAgentResolveTest, KilnsContextGoesToClaudesPresetBeforeThePromptAndNowhe
   const std::vector<std::string> extra = {"--mcp-config", "/tmp/.kiln-mcp.json"};
   auto plan = resolveCliAgent("claude", "m", json::object(), "task", env, "s1", extra);
   ASSERT_TRUE(plan.isOk()) << plan.status().toString();
-  EXPECT_TRUE(plan->shellCommand.ends_with(
-      " '--resume' 's1' '--mcp-config' '/tmp/.kiln-mcp.json' 'task'"))
+  EXPECT_TRUE(
+      plan->shellCommand.ends_with(" '--resume' 's1' '--mcp-config' '/tmp/.kiln-mcp.json' 'task'"))
       << plan->shellCommand;
   json own = {{"command", {"my-claude"}}};
   auto custom = resolveCliAgent("claude", "", own, "task", env, "", extra);
   ASSERT_TRUE(custom.isOk());
   EXPECT_EQ(custom->shellCommand.find("--mcp-config"), std::string::npos) << custom->shellCommand;
 
-  EXPECT_TRUE(takesKilnContext("openai", json::object()));
-  EXPECT_TRUE(takesKilnContext("mock", json::object()));
-  EXPECT_TRUE(takesKilnContext("claude", json::object()));
-  EXPECT_FALSE(takesKilnContext("claude", own));
-  EXPECT_FALSE(takesKilnContext("codex", json::object()));
-  EXPECT_FALSE(takesKilnContext("acp", json::object()));
+  EXPECT_TRUE(takesKilnInstructions("openai", json::object()));
+  EXPECT_TRUE(takesKilnInstructions("mock", json::object()));
+  EXPECT_TRUE(takesKilnInstructions("claude", json::object()));
+  EXPECT_FALSE(takesKilnInstructions("claude", own));
+  EXPECT_FALSE(takesKilnInstructions("codex", json::object())) << "Codex reads AGENTS.md itself";
+  EXPECT_FALSE(takesKilnInstructions("acp", json::object()));
+  EXPECT_TRUE(takesKilnMcp("anthropic", json::object()));
+  EXPECT_TRUE(takesKilnMcp("claude", json::object()));
+  EXPECT_TRUE(takesKilnMcp("codex", json::object()));
+  EXPECT_FALSE(takesKilnMcp("codex", own));
+  EXPECT_FALSE(takesKilnMcp("cursor", json::object()));
+  EXPECT_FALSE(takesKilnMcp("cli", json::object()));
+  EXPECT_FALSE(takesKilnMcp("acp", json::object()));
 
   api::request::McpServerSpec fs;
   fs.name = "fs";
@@ -225,6 +232,11 @@ TEST(CliAgentResolveTest, KilnsContextGoesToClaudesPresetBeforeThePromptAndNowhe
   fs.env = {{"A", "1"}};
   EXPECT_EQ(claudeMcpConfig({fs}), json::parse(R"({"mcpServers": {"fs": {"type": "stdio",
       "command": "mcp-server-filesystem", "args": ["/workspace"], "env": {"A": "1"}}}})"));
+  fs.command.push_back("say \"hi\"\n");
+  EXPECT_EQ(codexMcpArgs({fs}),
+            (std::vector<std::string>{"-c", "mcp_servers.fs.command=\"mcp-server-filesystem\"",
+                                      "-c", R"(mcp_servers.fs.args=["/workspace","say \"hi\"\n"])",
+                                      "-c", R"(mcp_servers.fs.env={A="1"})"}));
 }
 
 TEST(CliAgentResolveTest, PresetsAppendThePromptAndGetOnlyTheGatewaysPlaceholderKey) {

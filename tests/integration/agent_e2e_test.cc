@@ -1120,7 +1120,7 @@ TEST_F(AgentE2eTest, AnMcpServerThatDoesNotStartFailsTheJobWithItsCommandAndWhy)
 
   auto refused = client_->postJson("/api/v1/jobs", {{"repoUrl", dir_.file("repo")},
                                                     {"taskDesc", "t"},
-                                                    {"agent", "codex"},
+                                                    {"agent", "cursor"},
                                                     {"mcpServers", json::array({bad})}});
   ASSERT_TRUE(refused.isOk());
   EXPECT_EQ(refused->status, 400) << refused->body;

@@ -62,7 +62,8 @@ const std::string kShowEnv =
     std::string(
         "f() { grep -rIl -D skip --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev "
         "--exclude-dir=usr --exclude-dir=kiln-agent-clis -e \"$1\" / 2>/dev/null; }; K=") +
-    std::string(kUpstreamKey).substr(0, std::strlen(kUpstreamKey) - 1) + "; echo KEY-FILES:; f \"${K}" +
+    std::string(kUpstreamKey).substr(0, std::strlen(kUpstreamKey) - 1) +
+    "; echo KEY-FILES:; f \"${K}" +
     std::string(kUpstreamKey).substr(std::strlen(kUpstreamKey) - 1) +
     "\"; echo CONTROL-FILES:; f 'hello, world'; echo FILES-END; env; "
     "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null; echo ENV-END";
@@ -296,8 +297,8 @@ TEST_F(RealCliTest, ClaudeCodeGetsTheReposAgentsMdAndTheJobsMcpServers) {
   ASSERT_TRUE(d.isOk());
   EXPECT_NE(d->body.find("+written by Claude Code via MCP"), std::string::npos) << d->body;
   // A job of another agent CLI, or of claude with its own command, is refused them.
-  for (const json& other : {json{{"agent", "codex"}},
-                            json{{"agent", "claude"}, {"command", {"claude", "-p"}}}}) {
+  for (const json& other :
+       {json{{"agent", "cursor"}}, json{{"agent", "claude"}, {"command", {"claude", "-p"}}}}) {
     json body = other;
     body["taskDesc"] = "t";
     body["repoUrl"] = dir_.file("repo");
@@ -324,6 +325,51 @@ TEST_F(RealCliTest, CodexFixesABugThroughTheGateway) {
   expectFixed(id, done, {"command_execution"});
   EXPECT_EQ(done.value("summary", ""), "Fixed the greeting; the test passes.");
   for (const auto& r : llm_->requests()) EXPECT_EQ(r["path"], "/v1/responses");
+}
+
+// Codex reads AGENTS.md itself; kiln tells it of the job's MCP servers (-c mcp_servers.*), which
+// it starts in the sandbox and offers the model as a namespace mcp__<server> of their tools.
+TEST_F(RealCliTest, CodexGetsTheJobsMcpServers) {
+  if (!std::filesystem::exists(kCliDir + "/node_modules/.bin/mcp-server-filesystem")) {
+    GTEST_SKIP() << "the MCP server mcp-server-filesystem is not installed in " << kCliDir
+                 << " (make agent-clis installs it from npm)";
+  }
+  startKiln(json::array({
+      {{"thought", "Write it through the MCP server."},
+       {"tool_calls",
+        {{{"name", "write_file"},
+          {"namespace", "mcp__fs"},
+          {"arguments",
+           {{"path", "/workspace/from-mcp.txt"}, {"content", "written by Codex via MCP\n"}}}}}},
+       {"usage", {{"in", 2000}, {"out", 200}}}},
+      answer("Wrote the file."),
+  }));
+  const json fs = {{"name", "fs"}, {"command", {"mcp-server-filesystem", "/workspace"}}};
+  std::string id = createJob({{"taskDesc", "Write from-mcp.txt"},
+                              {"agent", "codex"},
+                              {"model", "gpt-5"},
+                              {"mcpServers", json::array({fs})}});
+  ASSERT_FALSE(id.empty());
+  json done = waitDone(id);
+  ASSERT_EQ(done.value("status", ""), "COMPLETED") << done.dump() << terminal_ << kiln_->log();
+  std::vector<json> calls = mainCalls();
+  ASSERT_GE(calls.size(), 2u);
+  const std::string first = calls[0]["body"].dump();
+  // Codex offers a server's tools as a namespace, mcp__<server>, of functions.
+  json offered;
+  for (const json& t : calls[0]["body"].value("tools", json::array()))
+    if (t.value("type", "") == "namespace" && t.value("name", "") == "mcp__fs") offered = t;
+  ASSERT_TRUE(offered.is_object()) << first.substr(0, 6000);
+  EXPECT_NE(offered.dump().find("\"write_file\""), std::string::npos) << offered.dump();
+  auto d = client_->get("/api/v1/jobs/" + id + "/diff");
+  ASSERT_TRUE(d.isOk());
+  EXPECT_NE(d->body.find("+written by Codex via MCP"), std::string::npos)
+      << d->body << "\n"
+      << calls[1]["body"].dump().substr(0, 6000);
+  // Codex reports the call (an mcp_tool_call item): a step named server.tool.
+  bool recorded = false;
+  for (const json& st : steps(id)) recorded = recorded || st["toolCalled"] == "fs.write_file";
+  EXPECT_TRUE(recorded) << steps(id).dump();
 }
 
 TEST_F(RealCliTest, MaxUsdStopsClaudeCodeMidRunAndNoCallPassesAfterIt) {

@@ -225,9 +225,12 @@ def responses_output(entry, n):
                     "content": [{"type": "output_text", "text": entry["thought"],
                                  "annotations": []}]})
     for i, c in enumerate(entry.get("tool_calls", [])):
-        out.append({"type": "function_call", "id": "fc_%d_%d" % (n, i), "status": "completed",
-                    "call_id": call_id(c, n, i, "call"), "name": c["name"],
-                    "arguments": args_text(c)})
+        item = {"type": "function_call", "id": "fc_%d_%d" % (n, i), "status": "completed",
+                "call_id": call_id(c, n, i, "call"), "name": c["name"],
+                "arguments": args_text(c)}
+        if c.get("namespace"):  # a tool of a namespace the request declared (Codex's MCP tools)
+            item["namespace"] = c["namespace"]
+        out.append(item)
     return out
 
 

@@ -206,12 +206,12 @@ Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const cha
     }
   }
   store::Job job = newJob(req, create, std::move(url));
-  if (!create.spec.mcpServers.empty() &&
-      !agent::takesKilnContext(job.agent, create.spec.toJson())) {
+  if (!create.spec.mcpServers.empty() && !agent::takesKilnMcp(job.agent, create.spec.toJson())) {
     co_return errorReply(ApiError::invalidArgument(
         "mcpServers: kiln starts MCP servers for its built-in agents (openai, anthropic, mock) "
-        "and hands them to Claude Code's preset (agent claude without a command); agent " +
-        job.agent + " reads its own MCP configuration"));
+        "and hands them to the claude and codex presets (without a command); agent " +
+        job.agent + (create.spec.command ? " with its own command" : "") +
+        " reads its own MCP configuration"));
   }
   auto* store = deps.store;
   const std::string& tenant = req.tenantId;
