@@ -2,10 +2,25 @@
 
 #include <spdlog/spdlog.h>
 
+#include <utility>
+
 namespace kiln::agent {
 
 void TerminalStream::push(std::string_view stream, std::string_view data) {
   if (leaseLost_) return;
+  if (secrets_ && !secrets_->empty()) {
+    std::string& held = heldBack_[std::string(stream)];
+    std::string text = std::move(held) + std::string(data);
+    const size_t keep = secrets_->partialAtEnd(text);
+    held = text.substr(text.size() - keep);
+    text.resize(text.size() - keep);
+    if (!text.empty()) queue(stream, text);
+    return;
+  }
+  queue(stream, data);
+}
+
+void TerminalStream::queue(std::string_view stream, std::string_view data) {
   // Merge with the previous chunk of the same stream while it is still waiting, so a chatty
   // command costs few store writes.
   if (!pending_.empty() && pending_.back().payload["stream"] == stream &&
@@ -14,6 +29,10 @@ void TerminalStream::push(std::string_view stream, std::string_view data) {
   } else {
     pending_.push_back({"terminal", {{"stream", stream}, {"data", std::string(data)}}});
   }
+  startFlush();
+}
+
+void TerminalStream::startFlush() {
   if (!flushing_) {
     flushing_ = true;
     asio::co_spawn(ex_, flush(), asio::detached);
@@ -46,6 +65,10 @@ Task<void> TerminalStream::flush() {
 }
 
 Task<void> TerminalStream::drain() {
+  // The output ended: what was held back is all there is.
+  for (auto& [stream, held] : heldBack_) {
+    if (!held.empty() && !leaseLost_) queue(stream, std::exchange(held, std::string()));
+  }
   while (flushing_ || !pending_.empty()) {
     if (!flushing_) {
       flushing_ = true;

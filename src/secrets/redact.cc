@@ -97,6 +97,20 @@ void Redactions::apply(std::string& text) const {
   }
 }
 
+size_t Redactions::partialAtEnd(std::string_view text) const {
+  size_t longest = 0;
+  for (const auto& [value, marker] : values_) {
+    // The longest proper prefix of `value` that `text` ends with.
+    for (size_t n = std::min(value.size() - 1, text.size()); n > longest; --n) {
+      if (text.substr(text.size() - n) == std::string_view(value).substr(0, n)) {
+        longest = n;
+        break;
+      }
+    }
+  }
+  return longest;
+}
+
 void Redactions::apply(nlohmann::json& j) const {
   if (values_.empty()) return;
   if (j.is_string()) {

@@ -34,6 +34,10 @@ class Redactions {
   void apply(std::string& text) const;
   // apply() on every string and object key of `j`, recursively.
   void apply(nlohmann::json& j) const;
+  // How many bytes at the end of `text` begin a value (or a form apply() knows) without
+  // completing it: what a stream of chunks holds back until the next chunk, so a value split
+  // between two chunks is still seen whole. 0 when none.
+  size_t partialAtEnd(std::string_view text) const;
   // Adds another set's values.
   void merge(const Redactions& other);
 

@@ -98,6 +98,11 @@ TEST_F(SecretsE2eTest, EnvSecretsReachTheSandboxButNoStoredOrStreamedTextOrByte)
                   "echo \"$NPM_TOKEN\" | base64; printf %s \"$NPM_TOKEN\" | basenc --base64url; "
                   "echo; printf 'x%s' \"$TEAM_KEY\" | base64; "
                   "python3 -c \"import os; print(os.environ['NPM_TOKEN'].encode().hex())\""}}),
+      // Split between two chunks of output, half a second apart.
+      agentTurn("", "bash",
+                {{"command",
+                  "printf 'split=%s' \"${NPM_TOKEN:0:10}\"; sleep 0.5; "
+                  "printf '%s\\n' \"${NPM_TOKEN:10}\""}}),
       agentTurn("Done.", "finish", {{"summary", "leaked " + job}}),
   }));
   int rc = 0;
@@ -142,8 +147,14 @@ TEST_F(SecretsE2eTest, EnvSecretsReachTheSandboxButNoStoredOrStreamedTextOrByte)
   auto sse = SseReader::open("127.0.0.1", kiln_->port(), "/api/v1/jobs/" + id + "/stream",
                              {{"Authorization", "Bearer " + kiln_->token()}});
   ASSERT_TRUE(sse.isOk());
-  std::string streamed;
-  for (const auto& e : (*sse)->readUntil("done", 30s)) streamed += e.type + ":" + e.data + "\n";
+  std::string streamed, terminal;
+  for (const auto& e : (*sse)->readUntil("done", 30s)) {
+    streamed += e.type + ":" + e.data + "\n";
+    if (e.type == "terminal") terminal += e.json().value("data", "");
+  }
+  // The terminal's chunks put back together: a value split between two is redacted too.
+  EXPECT_NE(terminal.find("split=[redacted:NPM_TOKEN]"), std::string::npos) << terminal;
+  EXPECT_EQ(terminal.find(job), std::string::npos) << terminal;
   EXPECT_NE(streamed.find("done:"), std::string::npos) << streamed;
   auto diff = client_->get("/api/v1/jobs/" + id + "/diff");
   ASSERT_TRUE(diff.isOk());

@@ -155,6 +155,16 @@ TEST(RedactionTest, HexAndBase64FormsAtAnyAlignmentAreRedacted) {
   }
 }
 
+TEST(RedactionTest, TheEndOfAChunkThatBeginsAValueIsHeldBack) {
+  Redactions r({{"K", "secret-value-1", Mode::kEnv, {}}});
+  EXPECT_EQ(r.partialAtEnd("token=secret-va"), 9u);
+  EXPECT_EQ(r.partialAtEnd("token=s"), 1u);
+  EXPECT_EQ(r.partialAtEnd("token=secret-value-1"), 0u) << "whole: apply() redacts it";
+  EXPECT_EQ(r.partialAtEnd("token=x"), 0u);
+  EXPECT_EQ(r.partialAtEnd(""), 0u);
+  EXPECT_EQ(Redactions().partialAtEnd("secret-va"), 0u);
+}
+
 TEST(RedactionTest, ShortValuesAndOrdinaryTextAreLeftAlone) {
   Redactions shortOne({{"PIN", "1234567", Mode::kEnv, {}}});
   std::string hex = encoded("1234567", "od -An -tx1 -v | tr -d ' \n'");
