@@ -90,7 +90,8 @@ class CliStepRecorder {
 
 JobFailure gatewayFailure(const gateway::GatewayStop& stop) {
   json extra = json::object();
-  if (!stop.limit.empty()) extra["limit"] = stop.limit;
+  // As the built-in loop names them: `limit` of a budget, `quota` of a tenant's quota.
+  if (!stop.limit.empty()) extra[stop.code == "quota_exceeded" ? "quota" : "limit"] = stop.limit;
   return JobFailure{stop.code, stop.message, extra};
 }
 

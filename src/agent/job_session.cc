@@ -150,8 +150,7 @@ std::optional<JobFailure> JobSession::checkCaps() const {
   return std::nullopt;
 }
 
-Task<std::optional<JobFailure>> JobSession::checkTenantSpend() {
-  if (job_.tokenSpendUsd <= 0) co_return std::nullopt;
+Task<std::optional<JobSession::TenantSpend>> JobSession::tenantSpend() {
   const std::string tenant = job_.tenantId;
   auto quota = co_await deps_.pool->run([&] { return deps_.store->getQuota(tenant); });
   if (!quota.isOk()) {
@@ -165,9 +164,18 @@ Task<std::optional<JobFailure>> JobSession::checkTenantSpend() {
     spdlog::warn("job {}: tenant quota not checked: {}", job_.id, usage.status().toString());
     co_return std::nullopt;
   }
-  store::TenantQuota spendOnly;
-  spendOnly.usdPerDay = quota->usdPerDay;
-  auto breach = store::quotaBreach(tenant, spendOnly, *usage, false, now);
+  TenantSpend t;
+  t.quota.usdPerDay = quota->usdPerDay;  // the spend quota alone
+  t.usage = *usage;
+  t.nowMs = now;
+  co_return t;
+}
+
+Task<std::optional<JobFailure>> JobSession::checkTenantSpend() {
+  if (job_.tokenSpendUsd <= 0) co_return std::nullopt;
+  std::optional<TenantSpend> t = co_await tenantSpend();
+  if (!t) co_return std::nullopt;
+  auto breach = store::quotaBreach(job_.tenantId, t->quota, t->usage, false, t->nowMs);
   if (!breach) co_return std::nullopt;
   co_return tenantSpendFailure(*breach);
 }

@@ -77,6 +77,14 @@ class JobSession {
   // job before its next model call. Checked only once the job has spent (a priced model); a
   // store error skips the check (logged; the next turn checks again).
   Task<std::optional<JobFailure>> checkTenantSpend();
+  // The tenant's usdPerDay and its spend today; nullopt when it has no such quota or the store
+  // did not answer (logged).
+  struct TenantSpend {
+    store::TenantQuota quota;
+    store::TenantUsage usage;
+    int64_t nowMs = 0;
+  };
+  Task<std::optional<TenantSpend>> tenantSpend();
   int64_t maxWallSeconds() const;
   // What is left of the job's wall-clock budget (negative once it ran out).
   int64_t wallLeftMs() const;

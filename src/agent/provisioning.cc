@@ -183,6 +183,13 @@ Task<PhaseOutcome> startGateway(JobSession& s, sandbox::SandboxSpec& spec) {
   budget.maxTokens = s.limits().maxTokens;
   budget.spentUsd = job.tokenSpendUsd;
   budget.spentTokens = job.tokensIn + job.tokensOut;
+  // The tenant's usdPerDay: spent already, the run does not start; else its calls stop at
+  // what is left (other jobs' spend during the run is not seen: the claim gate checks again).
+  if (std::optional<JobSession::TenantSpend> t = co_await s.tenantSpend()) {
+    if (auto breach = store::quotaBreach(job.tenantId, t->quota, t->usage, false, t->nowMs))
+      co_return PhaseOutcome::fail(tenantSpendFailure(*breach));
+    budget.tenantUsdLeft = *t->quota.usdPerDay - t->usage.usdToday;
+  }
   // The gateway stops passing calls once the budget is spent or the upstream is down: the CLI
   // would only retry, so its sandbox goes at once (off the I/O threads: destroy blocks).
   std::shared_ptr<JobHandle> handle = s.sharedHandle();

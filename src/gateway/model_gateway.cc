@@ -405,9 +405,10 @@ Task<bool> Core::handle(UnixSocket& sock, Request& req) {
       stop = stop_ ? stop_ : overBudget();
     }
     if (stop) {
-      status = stop->code == "budget_exceeded" ? 400 : 503;
+      const bool spent = stop->code == "budget_exceeded" || stop->code == "quota_exceeded";
+      status = spent ? 400 : 503;
       refusal = "kiln model gateway: " + stop->message;
-      gatewayMetrics().countRefusal(stop->code == "budget_exceeded" ? "budget" : "stopped");
+      gatewayMetrics().countRefusal(spent ? "budget" : "stopped");
       stopWith(*stop);
     } else if (closed_) {
       status = 503;
@@ -533,6 +534,13 @@ std::optional<GatewayStop> Core::overBudget() const {
         "budget_exceeded", "maxUsd",
         fmt::format("the job's model spend reached its maxUsd limit of ${} (spent ${:.6f})",
                     *b.maxUsd, usd)};
+  }
+  if (b.tenantUsdLeft && total_.usd >= *b.tenantUsdLeft) {
+    return GatewayStop{
+        "quota_exceeded", "usdPerDay",
+        fmt::format("the job's tenant spent its usdPerDay quota (${:.6f} left at the run's "
+                    "start, this run spent ${:.6f})",
+                    *b.tenantUsdLeft, total_.usd)};
   }
   if (b.maxTokens && tokens >= *b.maxTokens) {
     return GatewayStop{

@@ -52,6 +52,9 @@ struct GatewayBudget {
   std::optional<int64_t> maxTokens;
   double spentUsd = 0;  // by the job before this gateway started
   int64_t spentTokens = 0;
+  // What the job's tenant may still spend today (its usdPerDay less its spend today) when the
+  // gateway started; unset: no such quota. This run's calls stop there.
+  std::optional<double> tenantUsdLeft;
 };
 
 // One call that reached the upstream.
@@ -73,8 +76,8 @@ struct GatewayUsage {
 
 // Why the gateway stopped passing calls: the job's error.
 struct GatewayStop {
-  std::string code;   // "budget_exceeded" | "llm_error"
-  std::string limit;  // "maxUsd" | "maxTokens" for budget_exceeded
+  std::string code;   // "budget_exceeded" | "quota_exceeded" | "llm_error"
+  std::string limit;  // "maxUsd" | "maxTokens" for budget_exceeded, "usdPerDay" for quota
   std::string message;
 };
 

@@ -231,6 +231,24 @@ TEST_F(ModelGatewayTest, TokenBudgetCountsStreamedUsage) {
   EXPECT_EQ(gateway_->stopped()->limit, "maxTokens");
 }
 
+TEST_F(ModelGatewayTest, TheTenantsDailyQuotaLeftStopsTheRunsCalls) {
+  GatewayBudget budget;
+  budget.spentUsd = 5;           // the job's earlier runs: not this run's, not today's quota
+  budget.tenantUsdLeft = 0.015;  // $0.009 a call: the second reaches it
+  start(json::array({turn("first", 2000, 200), turn("second", 2000, 200), turn("third", 1, 1)}),
+        budget);
+  ASSERT_EQ(anthropic(false).status, 200);
+  ASSERT_EQ(anthropic(false).status, 200);
+  Reply r = anthropic(false);
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("usdPerDay"), std::string::npos) << r.body;
+  auto stop = gateway_->stopped();
+  ASSERT_TRUE(stop);
+  EXPECT_EQ(stop->code, "quota_exceeded");
+  EXPECT_EQ(stop->limit, "usdPerDay");
+  EXPECT_EQ(llm_->requests().size(), 2u);
+}
+
 TEST_F(ModelGatewayTest, UpstreamErrorAnswersPassThroughUnchanged) {
   start(json::array({json{{"status", 429}, {"message", "slow down"}, {"retry_after", 7}}}));
   Reply r = anthropic(true);

@@ -398,6 +398,31 @@ TEST_F(RealCliTest, MaxUsdStopsClaudeCodeMidRunAndNoCallPassesAfterIt) {
   EXPECT_LT(spent, 0.02 + 0.009) << job.dump();
 }
 
+// The tenant's usdPerDay holds an agent CLI too: its run's calls stop at what the tenant had
+// left, and the job ends quota_exceeded.
+TEST_F(RealCliTest, ATenantsDailyQuotaStopsClaudeCodeMidRun) {
+  // Each call costs $0.009 (claude-sonnet-4-5, 2000 in, 200 out): the second reaches $0.018,
+  // past the tenant's $0.015 a day, and the third is refused.
+  json script = json::array();
+  for (int i = 0; i < 6; ++i) {
+    script.push_back(
+        call("Look again.", "Bash",
+             {{"command", "echo round " + std::to_string(i)}, {"description", "Look around"}}));
+  }
+  startKiln(script);
+  auto set = client_->postJson("/api/v1/tenants/default/quota", {{"usdPerDay", 0.015}});
+  ASSERT_TRUE(set.isOk());
+  ASSERT_EQ(set->status, 200) << set->body;
+  std::string id =
+      createJob({{"taskDesc", "Look around"}, {"agent", "claude"}, {"model", "claude-sonnet-4-5"}});
+  ASSERT_FALSE(id.empty());
+  json done = waitDone(id);
+  ASSERT_EQ(done.value("status", ""), "FAILED") << done.dump() << terminal_ << kiln_->log();
+  EXPECT_EQ(done["error"].value("code", ""), "quota_exceeded") << done.dump();
+  EXPECT_EQ(done["error"].value("quota", ""), "usdPerDay") << done.dump();
+  EXPECT_EQ(mainCalls().size(), 2u);
+}
+
 // The session id Claude Code sends with every call (metadata.user_id ends in session_<id>).
 std::string sessionOf(const json& request) {
   const std::string user = request["body"]["metadata"].value("user_id", "");
