@@ -317,8 +317,11 @@ TEST_F(AgentE2eTest, TheRepoIsAtTheWorkdirAndCommandsRunAsAnUnprivilegedRoot) {
 // submission with what to change, never queued.
 TEST_F(AgentE2eTest, RootInsideWithoutAUserNamespaceIsRefusedAtSubmission) {
   start(json::array({finish("never runs")}));
-  json body = {{"repoUrl", dir_.file("repo")}, {"taskDesc", "t"},    {"agent", "openai"},
-               {"model", "gpt-4o"},             {"sandbox", {{"user", "root"}}}};
+  json body = {{"repoUrl", dir_.file("repo")},
+               {"taskDesc", "t"},
+               {"agent", "openai"},
+               {"model", "gpt-4o"},
+               {"sandbox", {{"user", "root"}}}};
   auto r = client_->postJson("/api/v1/jobs", body);
   ASSERT_TRUE(r.isOk());
   EXPECT_EQ(r->status, 422) << r->body;
@@ -331,7 +334,8 @@ TEST_F(AgentE2eTest, RootInsideWithoutAUserNamespaceIsRefusedAtSubmission) {
   EXPECT_NE(bad->body.find("sandbox.workdir"), std::string::npos) << bad->body;
   auto list = client_->get("/api/v1/jobs");
   ASSERT_TRUE(list.isOk());
-  EXPECT_EQ(list->body.find("\"jobId\""), std::string::npos) << "nothing was queued: " << list->body;
+  EXPECT_EQ(list->body.find("\"jobId\""), std::string::npos)
+      << "nothing was queued: " << list->body;
 }
 
 // The job's verify command (issue 17): a finish that leaves the test failing gets the failure
@@ -640,9 +644,10 @@ TEST_F(AgentE2eTest, ATenantsDailySpendRunningOutStopsItsRunningJob) {
   EXPECT_NEAR(job["error"].value("used", 0.0), 0.5, 0.01) << job.dump();
   EXPECT_EQ(llm_->requests().size(), 2u) << "$0.25 spent: one more turn; $0.50: none";
   // A new job of the tenant is refused at once, with the same quota named.
-  auto refused = client_->postJson(
-      "/api/v1/jobs", {{"repoUrl", dir_.file("repo")}, {"taskDesc", "more"}, {"agent", "openai"},
-                       {"model", "gpt-4o"}});
+  auto refused = client_->postJson("/api/v1/jobs", {{"repoUrl", dir_.file("repo")},
+                                                    {"taskDesc", "more"},
+                                                    {"agent", "openai"},
+                                                    {"model", "gpt-4o"}});
   ASSERT_TRUE(refused.isOk());
   EXPECT_EQ(refused->status, 429) << refused->body;
 }
@@ -1014,11 +1019,8 @@ TEST_F(AgentE2eTest, ABackendTheServerCannotRunIsRefusedAtSubmission) {
 // the model beside kiln's, each call is a step, a file it writes is in the job's diff, and the
 // error it reports for a path outside its root goes back to the model as an error observation.
 void AgentE2eTest::mcpServerFromNpm(const std::string& backend) {
+  if (std::string why = missingMcpServer(); !why.empty()) GTEST_SKIP() << why;
   const std::string clis = agentClisDir();
-  if (!std::filesystem::exists(clis + "/node_modules/.bin/mcp-server-filesystem")) {
-    GTEST_SKIP() << "the MCP server mcp-server-filesystem is not installed in " << clis
-                 << " (make agent-clis installs it from npm)";
-  }
   start(json::array({
             turn("", "mcp__fs__write_file",
                  {{"path", "/workspace/from-mcp.txt"}, {"content", "written by an MCP server\n"}}),
@@ -1064,7 +1066,6 @@ TEST_F(AgentE2eTest, AnMcpServerFromNpmRunsInAGvisorSandbox) {
   mcpServerFromNpm("gvisor");
 }
 
-
 // An MCP server in Python (tests/support/fake_mcp_server.py): its tools from both pages of its
 // list are offered; a call past limits.commandTimeoutSeconds and a server that died are error
 // observations the model sees, and the job goes on to its finish.
@@ -1081,8 +1082,8 @@ TEST_F(AgentE2eTest, AnMcpServerThatHangsOrDiesGivesErrorObservationsNotAStuckJo
       finish("done"),
   }));
   const json py = {{"name", "py"}, {"command", {"python3", "-u", "mcp_server.py"}}};
-  std::string id = createJob(
-      {{"mcpServers", json::array({py})}, {"limits", {{"commandTimeoutSeconds", 1}}}});
+  std::string id =
+      createJob({{"mcpServers", json::array({py})}, {"limits", {{"commandTimeoutSeconds", 1}}}});
   json job = finished(id);
   ASSERT_EQ(job.value("status", ""), "COMPLETED") << job.dump() << kiln_->log();
   std::vector<json> calls;

@@ -27,12 +27,25 @@ using namespace std::chrono_literals;
 
 constexpr const char* kUpstreamKey = "sk-real-upstream-key-7f3a";
 const std::string kCliDir = agentClisDir();
+// The real filesystem MCP server from npm, as a job's mcpServers entry.
+const json kFsServer = {{"name", "fs"}, {"command", {"mcp-server-filesystem", "/workspace"}}};
 
 json call(const std::string& thought, const std::string& tool, const json& args, int in = 2000,
           int out = 200) {
   return {{"thought", thought},
           {"tool_calls", {{{"name", tool}, {"arguments", args}}}},
           {"usage", {{"in", in}, {"out", out}}}};
+}
+
+// `n` calls of Claude Code's Bash tool, each a distinct harmless command.
+json lookAround(int n) {
+  json script = json::array();
+  for (int i = 0; i < n; ++i) {
+    script.push_back(
+        call("Look again.", "Bash",
+             {{"command", "echo round " + std::to_string(i)}, {"description", "Look around"}}));
+  }
+  return script;
 }
 
 json answer(const std::string& text) {
@@ -133,6 +146,19 @@ class RealCliTest : public ::testing::Test {
     for (const auto& e : events)
       if (e.type == "terminal") terminal_ += e.json().value("data", "");
     return events.empty() ? json() : events.back().json();
+  }
+
+  // A job of `agent` with the filesystem MCP server (kFsServer), run to its end: its id once it
+  // completed, else "" (and a failure).
+  std::string runMcpJob(const std::string& agent, const std::string& model) {
+    std::string id = createJob({{"taskDesc", "Write from-mcp.txt"},
+                                {"agent", agent},
+                                {"model", model},
+                                {"mcpServers", json::array({kFsServer})}});
+    if (id.empty()) return "";
+    json done = waitDone(id);
+    EXPECT_EQ(done.value("status", ""), "COMPLETED") << done.dump() << terminal_ << kiln_->log();
+    return done.value("status", "") == "COMPLETED" ? id : "";
   }
 
   std::unique_ptr<SseReader> openStream(const std::string& id) {
@@ -263,10 +289,7 @@ TEST_F(RealCliTest, ClaudeCodeFixesABugThroughTheGateway) {
 // servers, which Claude Code starts in the sandbox and calls by the same mcp__<server>__<tool>
 // names as kiln's own loop.
 TEST_F(RealCliTest, ClaudeCodeGetsTheReposAgentsMdAndTheJobsMcpServers) {
-  if (!std::filesystem::exists(kCliDir + "/node_modules/.bin/mcp-server-filesystem")) {
-    GTEST_SKIP() << "the MCP server mcp-server-filesystem is not installed in " << kCliDir
-                 << " (make agent-clis installs it from npm)";
-  }
+  if (std::string why = missingMcpServer(); !why.empty()) GTEST_SKIP() << why;
   ASSERT_EQ(shell("cd " + dir_.file("repo") +
                   " && printf 'Always greet the whole world.\\n' > AGENTS.md && git add -A && "
                   "git -c user.name=t -c user.email=t@t commit -qm agents"),
@@ -276,14 +299,8 @@ TEST_F(RealCliTest, ClaudeCodeGetsTheReposAgentsMdAndTheJobsMcpServers) {
            {{"path", "/workspace/from-mcp.txt"}, {"content", "written by Claude Code via MCP\n"}}),
       answer("Wrote the file."),
   }));
-  const json fs = {{"name", "fs"}, {"command", {"mcp-server-filesystem", "/workspace"}}};
-  std::string id = createJob({{"taskDesc", "Write from-mcp.txt"},
-                              {"agent", "claude"},
-                              {"model", "claude-sonnet-4-5"},
-                              {"mcpServers", json::array({fs})}});
+  const std::string id = runMcpJob("claude", "claude-sonnet-4-5");
   ASSERT_FALSE(id.empty());
-  json done = waitDone(id);
-  ASSERT_EQ(done.value("status", ""), "COMPLETED") << done.dump() << terminal_ << kiln_->log();
   std::vector<json> calls = mainCalls();
   ASSERT_GE(calls.size(), 2u);
   const std::string first = calls[0]["body"].dump();
@@ -302,7 +319,7 @@ TEST_F(RealCliTest, ClaudeCodeGetsTheReposAgentsMdAndTheJobsMcpServers) {
     json body = other;
     body["taskDesc"] = "t";
     body["repoUrl"] = dir_.file("repo");
-    body["mcpServers"] = json::array({fs});
+    body["mcpServers"] = json::array({kFsServer});
     auto r = client_->postJson("/api/v1/jobs", body);
     ASSERT_TRUE(r.isOk());
     EXPECT_EQ(r->status, 400) << r->body;
@@ -330,10 +347,7 @@ TEST_F(RealCliTest, CodexFixesABugThroughTheGateway) {
 // Codex reads AGENTS.md itself; kiln tells it of the job's MCP servers (-c mcp_servers.*), which
 // it starts in the sandbox and offers the model as a namespace mcp__<server> of their tools.
 TEST_F(RealCliTest, CodexGetsTheJobsMcpServers) {
-  if (!std::filesystem::exists(kCliDir + "/node_modules/.bin/mcp-server-filesystem")) {
-    GTEST_SKIP() << "the MCP server mcp-server-filesystem is not installed in " << kCliDir
-                 << " (make agent-clis installs it from npm)";
-  }
+  if (std::string why = missingMcpServer(); !why.empty()) GTEST_SKIP() << why;
   startKiln(json::array({
       {{"thought", "Write it through the MCP server."},
        {"tool_calls",
@@ -344,14 +358,8 @@ TEST_F(RealCliTest, CodexGetsTheJobsMcpServers) {
        {"usage", {{"in", 2000}, {"out", 200}}}},
       answer("Wrote the file."),
   }));
-  const json fs = {{"name", "fs"}, {"command", {"mcp-server-filesystem", "/workspace"}}};
-  std::string id = createJob({{"taskDesc", "Write from-mcp.txt"},
-                              {"agent", "codex"},
-                              {"model", "gpt-5"},
-                              {"mcpServers", json::array({fs})}});
+  const std::string id = runMcpJob("codex", "gpt-5");
   ASSERT_FALSE(id.empty());
-  json done = waitDone(id);
-  ASSERT_EQ(done.value("status", ""), "COMPLETED") << done.dump() << terminal_ << kiln_->log();
   std::vector<json> calls = mainCalls();
   ASSERT_GE(calls.size(), 2u);
   const std::string first = calls[0]["body"].dump();
@@ -375,13 +383,7 @@ TEST_F(RealCliTest, CodexGetsTheJobsMcpServers) {
 TEST_F(RealCliTest, MaxUsdStopsClaudeCodeMidRunAndNoCallPassesAfterIt) {
   // Each call costs $0.009 (claude-sonnet-4-5, 2000 in, 200 out): the third reaches $0.027,
   // past the $0.02 cap, and the fourth is refused.
-  json script = json::array();
-  for (int i = 0; i < 8; ++i) {
-    script.push_back(
-        call("Look again.", "Bash",
-             {{"command", "echo round " + std::to_string(i)}, {"description", "Look around"}}));
-  }
-  startKiln(script);
+  startKiln(lookAround(8));
   std::string id = createJob({{"taskDesc", "Make the test pass"},
                               {"agent", "claude"},
                               {"model", "claude-sonnet-4-5"},
@@ -403,13 +405,7 @@ TEST_F(RealCliTest, MaxUsdStopsClaudeCodeMidRunAndNoCallPassesAfterIt) {
 TEST_F(RealCliTest, ATenantsDailyQuotaStopsClaudeCodeMidRun) {
   // Each call costs $0.009 (claude-sonnet-4-5, 2000 in, 200 out): the second reaches $0.018,
   // past the tenant's $0.015 a day, and the third is refused.
-  json script = json::array();
-  for (int i = 0; i < 6; ++i) {
-    script.push_back(
-        call("Look again.", "Bash",
-             {{"command", "echo round " + std::to_string(i)}, {"description", "Look around"}}));
-  }
-  startKiln(script);
+  startKiln(lookAround(6));
   auto set = client_->postJson("/api/v1/tenants/default/quota", {{"usdPerDay", 0.015}});
   ASSERT_TRUE(set.isOk());
   ASSERT_EQ(set->status, 200) << set->body;

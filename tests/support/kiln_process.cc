@@ -22,6 +22,13 @@ std::string agentClisDir() {
   return binary.substr(0, binary.rfind('/')) + "/agent-clis";
 }
 
+std::string missingMcpServer() {
+  const std::string clis = agentClisDir();
+  if (access((clis + "/node_modules/.bin/mcp-server-filesystem").c_str(), X_OK) == 0) return "";
+  return "the MCP server mcp-server-filesystem is not installed in " + clis +
+         " (make agent-clis installs it from npm)";
+}
+
 std::string fakeMcpServerPath() {
   return std::string(KILN_SOURCE_DIR) + "/tests/support/fake_mcp_server.py";
 }

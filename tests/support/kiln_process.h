@@ -15,6 +15,8 @@ namespace kiln::testing {
 std::string agentClisDir();
 // tests/support/fake_mcp_server.py: a stdio MCP server in Python's standard library.
 std::string fakeMcpServerPath();
+// Why the real filesystem MCP server (npm) cannot run here, or "" when agentClisDir() has it.
+std::string missingMcpServer();
 
 class KilnProcess {
  public:
