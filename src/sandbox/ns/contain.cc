@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/mount.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -58,6 +59,13 @@ struct ChildArgs {
 }
 
 int check(int rc) { return rc == 0 ? 0 : errno; }
+
+// Whether the process that cloned us is gone. It holds the error pipe's read end (close-on-exec,
+// so no exec'd child has it), and a pipe without a reader polls as an error on its write end.
+bool parentGone() {
+  pollfd p{kError, POLLOUT, 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLERR) != 0;
+}
 
 int remapFds(const ChildArgs& a) {
   if (dup2(a.fds[0], kListen) < 0) return errno;
@@ -160,6 +168,9 @@ int containMain(void* arg) {
   // creating thread, which is a long-lived pool thread.
   if ((err = check(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0))) != 0)
     fail("set parent-death signal", err);
+  // A parent killed before that (kill -9 while we were cloned) sends no signal: we would run on
+  // as an orphan. Our getppid() is 0 in the new pid namespace, so ask the error pipe.
+  if (parentGone()) _exit(1);
   if (plan.nprocLimit > 0) {
     const rlimit lim{static_cast<rlim_t>(plan.nprocLimit), static_cast<rlim_t>(plan.nprocLimit)};
     if ((err = check(setrlimit(RLIMIT_NPROC, &lim))) != 0) fail("set process limit", err);
