@@ -367,7 +367,11 @@ test('10,000 terminal lines stay responsive', async () => {
   figure('10,000 lines / 60 lines page load', (replayMs / Math.max(1, baseMs)).toFixed(2), 'x');
   await small.context().close();
   const rows = lines.filter((x) => rowRe.test(x));
-  assert(rows.length === 10000 && rows[0] === 'row 00001' && rows[9999] === 'row 10000', 'every row once, in order');
+  const firstWrong = rows.findIndex((x, i) => x !== 'row ' + String(i + 1).padStart(5, '0'));
+  assert(rows.length === 10000 && rows[0] === 'row 00001' && rows[9999] === 'row 10000',
+    `every row once, in order: ${rows.length} rows, the first out of place at ${firstWrong} ` +
+    `(${JSON.stringify(rows.slice(Math.max(0, firstWrong - 2), firstWrong + 3))}), ` +
+    `${lines.length - rows.length} other lines: ${JSON.stringify(lines.filter((x) => !rowRe.test(x)).slice(0, 20))}`);
   // Responsive: a keystroke in the follow-up box shows up, and the terminal scrolls.
   const t2 = Date.now();
   await page.fill('#follow-up', 'typed while 10,000 lines are loaded');
