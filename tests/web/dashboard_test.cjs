@@ -368,7 +368,7 @@ test('10,000 terminal lines stay responsive', async () => {
   await small.context().close();
   const rows = lines.filter((x) => rowRe.test(x));
   const firstWrong = rows.findIndex((x, i) => x !== 'row ' + String(i + 1).padStart(5, '0'));
-  assert(rows.length === 10000 && rows[0] === 'row 00001' && rows[9999] === 'row 10000',
+  assert(rows.length === 10000 && firstWrong === -1,
     `every row once, in order: ${rows.length} rows, the first out of place at ${firstWrong} ` +
     `(${JSON.stringify(rows.slice(Math.max(0, firstWrong - 2), firstWrong + 3))}), ` +
     `${lines.length - rows.length} other lines: ${JSON.stringify(lines.filter((x) => !rowRe.test(x)).slice(0, 20))}`);

@@ -46,11 +46,24 @@ export function JobView({ jobId }) {
     reloadTimer.current = setTimeout(reload, 100);
   };
 
+  // Output that arrived before the terminal existed, written first once it does: by the
+  // terminal's onReady, or by the next write, whichever comes first (never after newer output).
+  const flushPending = () => {
+    if (!sink.current || !pending.current.length) return;
+    const queued = pending.current;
+    pending.current = [];
+    for (const t of queued) sink.current(t);
+  };
+
   useEffect(() => {
     reload();
     const write = (text) => {
-      if (sink.current) sink.current(text);
-      else pending.current.push(text);
+      if (sink.current) {
+        flushPending();
+        sink.current(text);
+      } else {
+        pending.current.push(text);
+      }
     };
     const s = new JobStream(jobId, {
       onEvent: ({ type, data }) => {
@@ -109,13 +122,6 @@ export function JobView({ jobId }) {
     return () => clearInterval(t);
   }, [streamState, jobId]);
 
-  // Terminal created: replay what arrived before it.
-  useEffect(() => {
-    if (sink.current && pending.current.length) {
-      for (const t of pending.current) sink.current(t);
-      pending.current = [];
-    }
-  });
 
   if (!job) {
     return (
@@ -226,7 +232,7 @@ export function JobView({ jobId }) {
         ))}
       </div>
       <div id="panel-terminal" role="tabpanel" aria-labelledby="tab-terminal" hidden={tab !== 'terminal'}>
-        <TerminalView sink={sink} />
+        <TerminalView sink={sink} onReady={flushPending} />
       </div>
       <div id="panel-steps" role="tabpanel" aria-labelledby="tab-steps" hidden={tab !== 'steps'}>
         <Steps jobId={jobId} steps={steps} />

@@ -16,8 +16,9 @@ function theme() {
   return matchMedia('(prefers-color-scheme: dark)').matches ? DARK : LIGHT;
 }
 
-// `sink.current` receives a write(text) function once the terminal exists.
-export function TerminalView({ sink }) {
+// `sink.current` receives a write(text) function once the terminal exists; `onReady` is called
+// right after, so output that arrived before goes in first.
+export function TerminalView({ sink, onReady }) {
   const el = useRef(null);
   const [reader, setReader] = useState(false);
   useEffect(() => {
@@ -49,6 +50,7 @@ export function TerminalView({ sink }) {
     const onScheme = () => (term.options.theme = theme());
     mq.addEventListener('change', onScheme);
     sink.current = (text) => term.write(text);
+    if (onReady) onReady();
     return () => {
       sink.current = null;
       ro.disconnect();
