@@ -330,10 +330,6 @@ std::string agentCliPath() {
 
 namespace {
 
-bool hasOwnCommand(const json& spec) {
-  return spec.is_object() && spec.contains("command") && !spec["command"].is_null();
-}
-
 // A TOML basic string: JSON's string syntax is one (its escapes, \uXXXX included, are TOML's).
 std::string tomlString(const std::string& s) {
   return json(s).dump(-1, ' ', false, json::error_handler_t::replace);
@@ -341,14 +337,14 @@ std::string tomlString(const std::string& s) {
 
 }  // namespace
 
-bool takesKilnInstructions(const std::string& agent, const json& spec) {
+bool takesKilnInstructions(const std::string& agent, const api::request::JobSpec& spec) {
   if (!isCliAgent(agent)) return true;
-  return agent == "claude" && !hasOwnCommand(spec);
+  return agent == "claude" && !spec.command;
 }
 
-bool takesKilnMcp(const std::string& agent, const json& spec) {
+bool takesKilnMcp(const std::string& agent, const api::request::JobSpec& spec) {
   if (!isCliAgent(agent)) return true;
-  return (agent == "claude" || agent == "codex") && !hasOwnCommand(spec);
+  return (agent == "claude" || agent == "codex") && !spec.command;
 }
 
 std::vector<std::string> codexMcpArgs(const std::vector<api::request::McpServerSpec>& servers) {

@@ -74,11 +74,11 @@ Result<CliPlan> resolveCliAgent(const std::string& agent, const std::string& mod
 // Whether kiln gives `agent` the repo's AGENTS.md files: the built-in agents, and Claude Code's
 // preset (--bare: it reads none) through --append-system-prompt-file. Codex reads them itself;
 // the other agent CLIs, and a job's own command, read their own files.
-bool takesKilnInstructions(const std::string& agent, const nlohmann::json& spec);
+bool takesKilnInstructions(const std::string& agent, const api::request::JobSpec& spec);
 // Whether kiln gives `agent` the job's MCP servers: the built-in agents run them themselves, and
 // the presets of Claude Code (--mcp-config) and Codex (-c mcp_servers.*) are told of them. The
 // other agent CLIs, and a job's own command, read their own configuration.
-bool takesKilnMcp(const std::string& agent, const nlohmann::json& spec);
+bool takesKilnMcp(const std::string& agent, const api::request::JobSpec& spec);
 // Codex's -c overrides for the job's MCP servers: mcp_servers.<name>.command, .args, .env, as
 // TOML values. Pure.
 std::vector<std::string> codexMcpArgs(const std::vector<api::request::McpServerSpec>& servers);

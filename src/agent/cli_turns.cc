@@ -240,12 +240,12 @@ Task<PhaseOutcome> runCliTurns(JobSession& s, TerminalStream& terminal) {
   const std::string prompt = cliPrompt(s.steps, job.taskDesc);
   const bool acp = job.agent == "acp";
   std::vector<std::string> presetArgs;
-  if (job.agent == "claude" && takesKilnInstructions(job.agent, spec)) {
+  if (job.agent == "claude" && takesKilnInstructions(job.agent, s.spec())) {
     auto written = co_await claudeContextArgs(s);
     if (!written.isOk())
       co_return PhaseOutcome::fail({"sandbox_error", written.status().message()});
     presetArgs = std::move(written).value();
-  } else if (job.agent == "codex" && takesKilnMcp(job.agent, spec)) {
+  } else if (job.agent == "codex" && takesKilnMcp(job.agent, s.spec())) {
     presetArgs = codexMcpArgs(s.spec().mcpServers);
   }
   auto plan = resolveCliAgent(job.agent, job.model, spec, prompt, processEnv(), acp ? "" : resumeId,

@@ -91,7 +91,7 @@ store::Step instructionsStep(int stepNumber, const std::vector<InstructionFile>&
 Task<PhaseOutcome> recordInstructions(JobSession& s) {
   // Codex and the other CLIs read the repo's files themselves; Claude Code's preset runs in
   // --bare mode, which reads none, and gets these (cli_turns.cc).
-  if (!s.steps.empty() || !takesKilnInstructions(s.job().agent, s.spec().toJson()))
+  if (!s.steps.empty() || !takesKilnInstructions(s.job().agent, s.spec()))
     co_return PhaseOutcome::next();
   const std::string& id = s.job().id;
   const runtime::ExecRequest req = listRequest();

@@ -165,6 +165,7 @@ Task<std::optional<JobSession::TenantSpend>> JobSession::tenantSpend() {
     co_return std::nullopt;
   }
   TenantSpend t;
+  t.tenant = tenant;
   t.quota.usdPerDay = quota->usdPerDay;  // the spend quota alone
   t.usage = *usage;
   t.nowMs = now;
@@ -175,7 +176,7 @@ Task<std::optional<JobFailure>> JobSession::checkTenantSpend() {
   if (job_.tokenSpendUsd <= 0) co_return std::nullopt;
   std::optional<TenantSpend> t = co_await tenantSpend();
   if (!t) co_return std::nullopt;
-  auto breach = store::quotaBreach(job_.tenantId, t->quota, t->usage, false, t->nowMs);
+  std::optional<store::QuotaBreach> breach = t->breach();
   if (!breach) co_return std::nullopt;
   co_return tenantSpendFailure(*breach);
 }

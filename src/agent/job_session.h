@@ -80,9 +80,15 @@ class JobSession {
   // The tenant's usdPerDay and its spend today; nullopt when it has no such quota or the store
   // did not answer (logged).
   struct TenantSpend {
-    store::TenantQuota quota;
+    std::string tenant;
+    store::TenantQuota quota;  // usdPerDay alone (set)
     store::TenantUsage usage;
     int64_t nowMs = 0;
+    // The quota reached: what refuses the job's next run or model call.
+    std::optional<store::QuotaBreach> breach() const {
+      return store::quotaBreach(tenant, quota, usage, false, nowMs);
+    }
+    double usdLeft() const { return *quota.usdPerDay - usage.usdToday; }
   };
   Task<std::optional<TenantSpend>> tenantSpend();
   int64_t maxWallSeconds() const;

@@ -300,18 +300,25 @@ Task<void> McpServers::awaitExit(SandboxProcess& proc) {
   co_await waitFor(proc, never, std::chrono::steady_clock::now() + kExitReportWait);
 }
 
-std::string McpServers::killCommand() const {
+runtime::ExecRequest McpServers::killRequest() const {
   std::string files;
   for (const Server& s : servers_) files += " " + s.pidFile;
-  return "kill $(cat" + files + " 2>/dev/null) 2>/dev/null; true";
+  runtime::ExecRequest kill;
+  kill.cmd = "kill $(cat" + files + " 2>/dev/null) 2>/dev/null; true";
+  kill.timeoutMs = 10'000;
+  return kill;
+}
+
+void McpServers::closeConnections() {
+  for (Server& s : servers_)
+    if (s.conn) s.conn->close();
 }
 
 Task<void> McpServers::stop() {
   if (stopped_) co_return;
   stopped_ = true;
   // Most servers end when their stdin closes; the others are killed.
-  for (Server& s : servers_)
-    if (s.conn) s.conn->close();
+  closeConnections();
   auto running = [this] {
     for (const Server& s : servers_)
       if (!s.proc->done) return true;
@@ -319,9 +326,7 @@ Task<void> McpServers::stop() {
   };
   for (int round = 0; round < 2 && running(); ++round) {
     if (round == 1) {
-      runtime::ExecRequest kill;
-      kill.cmd = killCommand();
-      kill.timeoutMs = 10'000;
+      const runtime::ExecRequest kill = killRequest();
       runtime::ChunkFn none;
       (void)co_await rt_->exec(kill, none);
     }
@@ -335,11 +340,8 @@ Task<void> McpServers::stop() {
 
 McpServers::~McpServers() {
   if (stopped_) return;
-  for (Server& s : servers_)
-    if (s.conn) s.conn->close();
-  runtime::ExecRequest kill;
-  kill.cmd = killCommand();
-  kill.timeoutMs = 10'000;
+  closeConnections();
+  runtime::ExecRequest kill = killRequest();
   std::shared_ptr<runtime::RuntimeClient> rt = rt_;
   asio::co_spawn(ex_, killMcpServers(rt, kill), asio::detached);
 }

@@ -76,7 +76,9 @@ class McpServers {
   };
   McpServers(asio::any_io_executor ex, std::shared_ptr<runtime::RuntimeClient> rt)
       : ex_(std::move(ex)), rt_(std::move(rt)) {}
-  std::string killCommand() const;
+  // Kills every server by its pid file (a server already gone is no error).
+  runtime::ExecRequest killRequest() const;
+  void closeConnections();
   // Waits a moment for a server whose connection closed to end (its exit status and stderr).
   static Task<void> awaitExit(SandboxProcess& proc);
   // Adds what a tools/list answer of servers_[server] lists.

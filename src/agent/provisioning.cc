@@ -183,12 +183,16 @@ Task<PhaseOutcome> startGateway(JobSession& s, sandbox::SandboxSpec& spec) {
   budget.maxTokens = s.limits().maxTokens;
   budget.spentUsd = job.tokenSpendUsd;
   budget.spentTokens = job.tokensIn + job.tokensOut;
-  // The tenant's usdPerDay: spent already, the run does not start; else its calls stop at
-  // what is left (other jobs' spend during the run is not seen: the claim gate checks again).
-  if (std::optional<JobSession::TenantSpend> t = co_await s.tenantSpend()) {
-    if (auto breach = store::quotaBreach(job.tenantId, t->quota, t->usage, false, t->nowMs))
-      co_return PhaseOutcome::fail(tenantSpendFailure(*breach));
-    budget.tenantUsdLeft = *t->quota.usdPerDay - t->usage.usdToday;
+  // The tenant's usdPerDay, for an agent whose model calls go through the gateway (a built-in
+  // agent's are checked by its loop): spent already, the run does not start; else its calls
+  // stop at what is left (other jobs' spend during the run is not seen: the claim gate checks
+  // again).
+  if (usesModelGateway(job.agent)) {
+    if (std::optional<JobSession::TenantSpend> t = co_await s.tenantSpend()) {
+      if (std::optional<store::QuotaBreach> breach = t->breach())
+        co_return PhaseOutcome::fail(tenantSpendFailure(*breach));
+      budget.tenantUsdLeft = t->usdLeft();
+    }
   }
   // The gateway stops passing calls once the budget is spent or the upstream is down: the CLI
   // would only retry, so its sandbox goes at once (off the I/O threads: destroy blocks).

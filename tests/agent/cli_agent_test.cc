@@ -212,19 +212,22 @@ TEST(CliAgentResolveTest, KilnsContextGoesToClaudesPresetBeforeThePromptAndNowhe
   ASSERT_TRUE(custom.isOk());
   EXPECT_EQ(custom->shellCommand.find("--mcp-config"), std::string::npos) << custom->shellCommand;
 
-  EXPECT_TRUE(takesKilnInstructions("openai", json::object()));
-  EXPECT_TRUE(takesKilnInstructions("mock", json::object()));
-  EXPECT_TRUE(takesKilnInstructions("claude", json::object()));
-  EXPECT_FALSE(takesKilnInstructions("claude", own));
-  EXPECT_FALSE(takesKilnInstructions("codex", json::object())) << "Codex reads AGENTS.md itself";
-  EXPECT_FALSE(takesKilnInstructions("acp", json::object()));
-  EXPECT_TRUE(takesKilnMcp("anthropic", json::object()));
-  EXPECT_TRUE(takesKilnMcp("claude", json::object()));
-  EXPECT_TRUE(takesKilnMcp("codex", json::object()));
-  EXPECT_FALSE(takesKilnMcp("codex", own));
-  EXPECT_FALSE(takesKilnMcp("cursor", json::object()));
-  EXPECT_FALSE(takesKilnMcp("cli", json::object()));
-  EXPECT_FALSE(takesKilnMcp("acp", json::object()));
+  const api::request::JobSpec none;
+  api::request::JobSpec ownSpec;
+  ownSpec.command = own["command"];
+  EXPECT_TRUE(takesKilnInstructions("openai", none));
+  EXPECT_TRUE(takesKilnInstructions("mock", none));
+  EXPECT_TRUE(takesKilnInstructions("claude", none));
+  EXPECT_FALSE(takesKilnInstructions("claude", ownSpec));
+  EXPECT_FALSE(takesKilnInstructions("codex", none)) << "Codex reads AGENTS.md itself";
+  EXPECT_FALSE(takesKilnInstructions("acp", none));
+  EXPECT_TRUE(takesKilnMcp("anthropic", none));
+  EXPECT_TRUE(takesKilnMcp("claude", none));
+  EXPECT_TRUE(takesKilnMcp("codex", none));
+  EXPECT_FALSE(takesKilnMcp("codex", ownSpec));
+  EXPECT_FALSE(takesKilnMcp("cursor", none));
+  EXPECT_FALSE(takesKilnMcp("cli", none));
+  EXPECT_FALSE(takesKilnMcp("acp", none));
 
   api::request::McpServerSpec fs;
   fs.name = "fs";

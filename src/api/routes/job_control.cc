@@ -206,7 +206,7 @@ Task<Reply> createJob(Request& req, request::CreateJobRequest& create, const cha
     }
   }
   store::Job job = newJob(req, create, std::move(url));
-  if (!create.spec.mcpServers.empty() && !agent::takesKilnMcp(job.agent, create.spec.toJson())) {
+  if (!create.spec.mcpServers.empty() && !agent::takesKilnMcp(job.agent, create.spec)) {
     co_return errorReply(ApiError::invalidArgument(
         "mcpServers: kiln starts MCP servers for its built-in agents (openai, anthropic, mock) "
         "and hands them to the claude and codex presets (without a command); agent " +
